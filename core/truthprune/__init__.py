@@ -1,0 +1,70 @@
+"""truthprune: prune LLMs without destroying their truth features, and measure it.
+
+This module is the public API: plugins import from ``truthprune`` only, never from its
+submodules. Names are resolved lazily (PEP 562) so that ``import truthprune`` does not import
+torch; the heavy modules load on first use of a name that needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_EXPORTS: dict[str, str] = {
+    # interfaces (torch-free)
+    "Plugin": "interfaces",
+    "PluginConfig": "interfaces",
+    "Pruner": "interfaces",
+    "SparsityAllocator": "interfaces",
+    "CalibrationSource": "interfaces",
+    "Probe": "interfaces",
+    "SparsityTarget": "interfaces",
+    "LinearStats": "interfaces",
+    "PruneResult": "interfaces",
+    "LayerInfo": "interfaces",
+    "CalibrationSamples": "interfaces",
+    "ProbeMeta": "interfaces",
+    "STAT_SQ_NORM": "interfaces",
+    "STAT_GRAM": "interfaces",
+    "UserError": "errors",
+    "hookimpl": "hookspecs",
+    "get_registry": "plugins",
+    "load_plugins": "plugins",
+    # pruning maths shared by pruners (torch)
+    "unstructured_mask": "masks",
+    "nm_mask": "masks",
+    "mask_from_scores": "masks",
+    "wanda_scores": "masks",
+    # calibration helpers (torch)
+    "document_windows": "calibration",
+    "record_windows": "calibration",
+    "padded_records": "calibration",
+    "load_calibration": "calibration",
+    "read_text_records": "calibration",
+    # models and engine (torch)
+    "load_model": "models.loading",
+    "LoadedModel": "models.loading",
+    "decoder_layers": "models.adapter",
+    "prunable_linears": "models.adapter",
+    "prune_model": "engine.sequential",
+    "PruneReport": "engine.sequential",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'truthprune' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))
+
+
+__all__ = sorted(_EXPORTS) + ["__version__"]

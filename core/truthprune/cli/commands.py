@@ -1,0 +1,4 @@
+"""Registers the built-in commands on the app. Each lives in its own module."""
+
+from . import plugins_cmd  # noqa: F401
+from . import run_cmd  # noqa: F401

@@ -1,0 +1,2 @@
+import typer
+from .main import app

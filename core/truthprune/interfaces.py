@@ -1,0 +1,247 @@
+"""The four plugin interfaces: Pruner, SparsityAllocator, CalibrationSource, Probe.
+
+Why this file has no torch import at module level: `truthprune --help` and `truthprune plugins`
+load every plugin's registration module, and those must stay fast. Tensors appear only in type
+hints (under TYPE_CHECKING) and inside methods.
+
+Every plugin class carries three class attributes: ``name`` (what users type), ``description``
+(one line, shown by ``truthprune plugins``) and ``Config`` (a pydantic model of its options,
+validated at construction; unknown options are rejected with the field name).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import torch
+
+# Statistic names a pruner or allocator may ask the engine to accumulate per linear layer.
+STAT_SQ_NORM = "sq_norm"  # [in] float32: sum over calibration tokens of x_j^2 (Wanda's ||X_j||^2)
+STAT_GRAM = "gram"  # [in, in] float32: X^T X over calibration tokens (SparseGPT's Hessian / 2)
+KNOWN_STATS = frozenset({STAT_SQ_NORM, STAT_GRAM})
+
+
+class PluginConfig(BaseModel):
+    """Base for plugin option models: strict, immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def format_validation_error(owner: str, err: ValidationError) -> str:
+    """One line naming every offending field, e.g. "pruner 'wanda': option 'alpha': ..."."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "(config)"
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown option {loc!r}")
+        else:
+            parts.append(f"option {loc!r}: {e['msg']}")
+    return f"{owner}: " + "; ".join(parts)
+
+
+class Plugin:
+    """Shared lifecycle of every plugin class: hold a validated config."""
+
+    kind: ClassVar[str] = "plugin"
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
+
+    def __init__(self, config: PluginConfig | Mapping[str, Any] | None = None):
+        self.config = self.make_config(config)
+
+    @classmethod
+    def make_config(cls, options: PluginConfig | Mapping[str, Any] | None) -> PluginConfig:
+        """Validate options into ``cls.Config``; raise UserError naming the bad field."""
+        if isinstance(options, cls.Config):
+            return options
+        try:
+            return cls.Config(**dict(options or {}))
+        except ValidationError as err:
+            raise UserError(format_validation_error(f"{cls.kind} {cls.name!r}", err)) from None
+
+
+# --------------------------------------------------------------------------- pruning
+
+
+@dataclass(frozen=True)
+class SparsityTarget:
+    """What to prune in one linear layer: a fraction, or an N:M pattern (prune n of every m)."""
+
+    sparsity: float
+    nm: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        if not 0.0 <= self.sparsity < 1.0:
+            raise UserError(f"sparsity {self.sparsity} is outside [0, 1); pass e.g. --sparsity 0.5")
+        if self.nm is not None:
+            n, m = self.nm
+            if not (0 < n < m):
+                raise UserError(f"N:M pattern {n}:{m} needs 0 < N < M; pass e.g. --nm 2:4")
+
+
+@dataclass
+class LinearStats:
+    """Float32 statistics of one linear layer's inputs, summed over all calibration tokens."""
+
+    n_tokens: int
+    sq_norm: torch.Tensor | None = None
+    gram: torch.Tensor | None = None
+
+
+@dataclass
+class PruneResult:
+    """A pruner's answer for one linear layer.
+
+    ``mask`` is a bool tensor shaped like the weight, True where the weight is removed.
+    ``weight`` optionally carries updated surviving weights (SparseGPT); None keeps them.
+    """
+
+    mask: torch.Tensor
+    weight: torch.Tensor | None = None
+
+
+class Pruner(Plugin, ABC):
+    """Chooses which weights of one linear layer to remove.
+
+    The engine calls :meth:`prune` once per linear layer of the current decoder layer, after it
+    has accumulated the statistics named in ``required_stats`` from the layer's real inputs.
+    ``default_allocator`` lets a preset (e.g. ``owl`` = Wanda scores + OWL allocation) pick its
+    allocator unless the user names one.
+    """
+
+    kind: ClassVar[str] = "pruner"
+    required_stats: ClassVar[frozenset[str]] = frozenset()
+    default_allocator: ClassVar[str] = "uniform"
+
+    @abstractmethod
+    def prune(self, weight: torch.Tensor, stats: LinearStats, target: SparsityTarget) -> PruneResult:
+        """Return the mask (True = prune) for ``weight`` [out, in]."""
+
+
+# --------------------------------------------------------------------------- allocation
+
+
+@dataclass
+class LayerInfo:
+    """What an allocator knows about the model when it allocates.
+
+    ``params_per_layer`` counts the prunable weights of each decoder layer (for the weighted
+    mean); ``truth_profile`` is the normalised truth-separation profile (sums to 1) when the
+    allocator asked for it; ``extras`` carries anything else a pipeline wants to pass along.
+    """
+
+    num_layers: int
+    params_per_layer: list[int]
+    truth_profile: list[float] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class SparsityAllocator(Plugin, ABC):
+    """Chooses one sparsity per decoder layer whose parameter-weighted mean is the target.
+
+    An allocator that needs activations sets ``needs_dense_pass``: the engine then runs the dense
+    model over the calibration data first and calls :meth:`observe_layer` for every decoder layer
+    with its weights and the statistics in ``required_stats``. ``needs_truth_profile`` asks the
+    pipeline for the truth-separation profile of the dense model.
+    """
+
+    kind: ClassVar[str] = "allocator"
+    needs_dense_pass: ClassVar[bool] = False
+    needs_truth_profile: ClassVar[bool] = False
+    required_stats: ClassVar[frozenset[str]] = frozenset()
+
+    def observe_layer(
+        self, index: int, weights: Mapping[str, torch.Tensor], stats: Mapping[str, LinearStats]
+    ) -> None:
+        """Dense pre-pass callback for decoder layer ``index`` (only if ``needs_dense_pass``)."""
+
+    @abstractmethod
+    def allocate(self, target: float, info: LayerInfo) -> list[float]:
+        """Per-layer sparsities, len == info.num_layers."""
+
+    def diagnostics(self) -> dict[str, list[float]]:
+        """Per-layer quantities worth reporting (e.g. outlier ratios)."""
+        return {}
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+@dataclass
+class CalibrationSamples:
+    """Token windows for calibration: ``input_ids`` and ``attention_mask``, both [n, seqlen]."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    description: str = ""
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+class CalibrationSource(Plugin, ABC):
+    """Yields calibration token windows, reproducibly from a seed.
+
+    The same (tokenizer, nsamples, seqlen, seed) must give the same tensors. A source that
+    cannot supply enough text raises UserError saying how many tokens it has.
+    """
+
+    kind: ClassVar[str] = "calibration"
+
+    @abstractmethod
+    def samples(self, tokenizer: Any, nsamples: int, seqlen: int, seed: int) -> CalibrationSamples:
+        """Return ``nsamples`` windows of ``seqlen`` tokens."""
+
+
+# --------------------------------------------------------------------------- probes
+
+
+@dataclass
+class ProbeMeta:
+    """Side information some probes need.
+
+    ``polarity``: +1 for affirmative, -1 for negated statements (TTPD, CCS).
+    ``group``: an integer id of the dataset each row came from (per-dataset centring).
+    ``pair``: for CCS, the row index of each statement's negated twin (or -1).
+    """
+
+    polarity: np.ndarray | None = None
+    group: np.ndarray | None = None
+    pair: np.ndarray | None = None
+    seed: int = 0
+
+
+class Probe(Plugin, ABC):
+    """A linear truth probe on activation matrices [n, d] with labels in {0, 1}."""
+
+    kind: ClassVar[str] = "probe"
+    needs_polarity: ClassVar[bool] = False
+
+    @abstractmethod
+    def fit(self, acts: np.ndarray, labels: np.ndarray, meta: ProbeMeta | None = None) -> Probe:
+        """Train on activations; return self."""
+
+    @abstractmethod
+    def predict(self, acts: np.ndarray, meta: ProbeMeta | None = None) -> np.ndarray:
+        """Hard labels in {0, 1}."""
+
+    def score(self, acts: np.ndarray, labels: np.ndarray, meta: ProbeMeta | None = None) -> float:
+        """Accuracy of :meth:`predict` against ``labels``."""
+        import numpy as np
+
+        return float(np.mean(self.predict(acts, meta) == np.asarray(labels)))
+
+    @property
+    def direction(self) -> np.ndarray | None:
+        """The learned truth direction in activation space, if the probe has one."""
+        return None
