@@ -197,6 +197,10 @@ class CalibrationSource(Plugin, ABC):
     """
 
     kind: ClassVar[str] = "calibration"
+    # A source that needs the model itself (e.g. text sampled from the dense model) sets this;
+    # the pipeline then assigns the loaded HF model to ``self.model`` before calling samples().
+    needs_model: ClassVar[bool] = False
+    model: Any = None
 
     @abstractmethod
     def samples(self, tokenizer: Any, nsamples: int, seqlen: int, seed: int) -> CalibrationSamples:
