@@ -51,6 +51,9 @@ _EXPORTS: dict[str, str] = {
     "prunable_linears": "models.adapter",
     "prune_model": "engine.sequential",
     "PruneReport": "engine.sequential",
+    # truth separation per layer and the normalised profile (numpy, torch-free)
+    "separation_ratio": "separation",
+    "truth_profile": "separation",
 }
 
 

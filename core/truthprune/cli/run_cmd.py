@@ -1,2 +1,137 @@
+"""``truthprune run`` and ``truthprune config show``.
+
+Flags override ``--config run.toml``; only flags the user actually gave take part (typer
+defaults are None), so the TOML file and the pydantic defaults stay the single source of defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
 import typer
+
 from .main import app
+
+config_app = typer.Typer(help="Inspect the effective run configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+# sugar for the published allocator hyper-parameters (reference CLI names) -> allocator options
+_ALLOCATOR_FLAGS = {"owl_m": "m", "owl_lambda": "lam", "swl_scale": "c", "tplo_pivot": "pivot"}
+
+
+def _overrides(**flags: Any) -> dict[str, Any]:
+    from ..config import parse_options
+
+    out: dict[str, Any] = {}
+    alloc = parse_options(flags.pop("allocator_opt"), "--allocator-opt")
+    for flag, option in _ALLOCATOR_FLAGS.items():
+        value = flags.pop(flag)
+        if value is not None:
+            alloc[option] = value
+    if alloc:
+        out["allocator_options"] = alloc
+    pruner = parse_options(flags.pop("pruner_opt"), "--pruner-opt")
+    if flags.pop("variant"):
+        pruner["variant"] = True
+    if pruner:
+        out["pruner_options"] = pruner
+    probe = parse_options(flags.pop("probe_opt"), "--probe-opt")
+    if probe:
+        out["probe_options"] = probe
+    calib: dict[str, Any] = {}
+    for key, value in parse_options(flags.pop("calibration_opt"), "--calibration-opt").items():
+        if "." in key:
+            source, opt = key.split(".", 1)
+            calib.setdefault(source, {})[opt] = value
+        else:
+            calib[key] = value
+    if calib:
+        out["calibration_options"] = calib
+    for key in ("calibration", "eval", "truth_datasets"):
+        if flags.get(key) is not None:
+            flags[key] = [x.strip() for item in flags[key] for x in item.split(",") if x.strip()]
+    out.update({k: v for k, v in flags.items() if v is not None and v is not False})
+    return out
+
+
+def _run_options(func):
+    """Shared flags of `run` and `config show`, declared once."""
+    import functools
+    import inspect
+
+    @functools.wraps(func)
+    def wrapper(**kwargs):
+        return func(**kwargs)
+
+    params = [
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--config", help="TOML file with run settings; flags override it."), annotation=Optional[str]),
+        inspect.Parameter("model", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="smollm2-135m (default, embedded), a model dir, a .gguf file or a hub id."), annotation=Optional[str]),
+        inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="auto | cpu | cuda | cuda:N"), annotation=Optional[str]),
+        inspect.Parameter("dtype", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="auto | float32 | bfloat16 | float16"), annotation=Optional[str]),
+        inspect.Parameter("trust_remote_code", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."), annotation=bool),
+        inspect.Parameter("pruner", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="Pruner name (see `truthprune plugins`): wanda, magnitude, owl, tplo, ..."), annotation=Optional[str]),
+        inspect.Parameter("allocator", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="Per-layer sparsity allocator; default: the pruner's own (uniform for wanda)."), annotation=Optional[str]),
+        inspect.Parameter("sparsity", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="Target fraction of weights removed, in [0, 1)."), annotation=Optional[float]),
+        inspect.Parameter("nm", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--nm", help="N:M pattern, e.g. 2:4 (prune 2 of every 4)."), annotation=Optional[str]),
+        inspect.Parameter("variant", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--variant", help="Wanda's alpha-search variant."), annotation=bool),
+        inspect.Parameter("owl_m", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--owl-m", help="OWL outlier threshold M (allocator option m)."), annotation=Optional[float]),
+        inspect.Parameter("owl_lambda", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--owl-lambda", help="OWL spread lambda (allocator option lam)."), annotation=Optional[float]),
+        inspect.Parameter("swl_scale", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--swl-scale", help="SWL/TPLO scaling c (allocator option c)."), annotation=Optional[float]),
+        inspect.Parameter("tplo_pivot", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--tplo-pivot", help="TPLO pivot layer (default: chosen from the truth profile)."), annotation=Optional[int]),
+        inspect.Parameter("pruner_opt", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--pruner-opt", help="Pruner option key=value (repeatable)."), annotation=Optional[list[str]]),
+        inspect.Parameter("allocator_opt", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--allocator-opt", help="Allocator option key=value (repeatable)."), annotation=Optional[list[str]]),
+        inspect.Parameter("calibration", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--calibration", help="Calibration source(s), comma-separated or repeated; nsamples split evenly."), annotation=Optional[list[str]]),
+        inspect.Parameter("calibration_opt", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--calibration-opt", help="Source option key=value or source.key=value (repeatable)."), annotation=Optional[list[str]]),
+        inspect.Parameter("nsamples", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="Calibration samples."), annotation=Optional[int]),
+        inspect.Parameter("seqlen", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="Tokens per calibration sample and perplexity window."), annotation=Optional[int]),
+        inspect.Parameter("batch_size", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--batch-size", help="Samples per mini-batch through a layer."), annotation=Optional[int]),
+        inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="Seed for calibration sampling and probes."), annotation=Optional[int]),
+        inspect.Parameter("eval", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--eval", help="Evaluations: ppl,probe,truthfulqa."), annotation=Optional[list[str]]),
+        inspect.Parameter("ppl_data", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--ppl-data", help="pydoc (offline default) | wikitext2 (hub) | path to a .txt file."), annotation=Optional[str]),
+        inspect.Parameter("truthfulqa_data", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--truthfulqa-data", help="TruthfulQA.csv path (default: the hub)."), annotation=Optional[str]),
+        inspect.Parameter("truthfulqa_limit", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--truthfulqa-limit", help="Evaluate only the first N held-out questions."), annotation=Optional[int]),
+        inspect.Parameter("probe", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="Probe for the lie-detection evaluation (logreg, ttpd, mass-mean, ccs)."), annotation=Optional[str]),
+        inspect.Parameter("probe_opt", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--probe-opt", help="Probe option key=value (repeatable)."), annotation=Optional[list[str]]),
+        inspect.Parameter("truth_data", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--truth-data", help="Directory of true/false statement CSVs (default: generated offline sets)."), annotation=Optional[str]),
+        inspect.Parameter("truth_datasets", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--truth-datasets", help="Which statement sets to use, comma-separated."), annotation=Optional[list[str]]),
+        inspect.Parameter("chat_template", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--chat-template", help="Wrap statements in the chat template."), annotation=bool),
+        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--out", help="Report directory (default runs/latest)."), annotation=Optional[str]),
+        inspect.Parameter("save", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--save", help="Also save the pruned model (safetensors) here."), annotation=Optional[str]),
+        inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--overwrite", help="Replace existing --out/--save directories."), annotation=bool),
+        inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--quiet", "-q", help="No progress bars."), annotation=bool),
+    ]
+    wrapper.__signature__ = inspect.Signature(params)
+    return wrapper
+
+
+def effective_config(flags: dict[str, Any]):
+    from ..config import build_config
+
+    config_file = flags.pop("config")
+    return build_config(config_file, _overrides(**flags))
+
+
+@app.command("run")
+@_run_options
+def run_command(**flags: Any) -> None:
+    """Prune a model and report what it did to perplexity, TruthfulQA and truth probes."""
+    import logging
+
+    from ..pipeline import execute, plan_run
+
+    cfg = effective_config(flags)
+    if not cfg.quiet:
+        logging.getLogger("truthprune").setLevel(min(logging.getLogger("truthprune").level or logging.INFO, logging.INFO))
+    plan = plan_run(cfg)
+    out = execute(plan)
+    typer.echo((out / "report.md").read_text())
+    typer.echo(f"report written to {out}/report.md")
+
+
+@config_app.command("show")
+@_run_options
+def config_show(**flags: Any) -> None:
+    """Print the effective, validated run configuration as JSON."""
+    cfg = effective_config(flags)
+    typer.echo(json.dumps(cfg.model_dump(), indent=2))

@@ -1,0 +1,111 @@
+"""``truthprune run``: load -> dense baselines -> calibrate -> allocate -> prune -> evaluate -> report.
+
+Each stage logs what it used and how long it took, and records it in the report. Everything a
+user can get wrong (names, options, paths) is checked before the model is loaded, so a typo fails
+in a second rather than after minutes of work.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from .errors import UserError
+from .outputs import check_target
+from .plugins import get_registry
+
+log = logging.getLogger("truthprune.run")
+
+
+@dataclass
+class RunPlan:
+    """The validated plugins of a run, created before anything heavy happens."""
+
+    config: RunConfig
+    pruner: Any
+    allocator: Any
+    sources: list[Any]
+    probe: Any | None
+    timings: dict[str, float] = field(default_factory=dict)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+
+    @contextmanager
+    def stage(self, name: str, **used: Any):
+        log.info("stage %s: %s", name, ", ".join(f"{k}={v}" for k, v in used.items()) or "-")
+        t0 = time.perf_counter()
+        yield
+        dt = time.perf_counter() - t0
+        self.timings[name] = round(dt, 3)
+        self.stages.append({"stage": name, "seconds": round(dt, 3), **{k: str(v) for k, v in used.items()}})
+        log.info("stage %s done in %.1f s", name, dt)
+
+
+def _source_options(config: RunConfig, name: str) -> dict[str, Any]:
+    opts = config.calibration_options
+    shared = {k: v for k, v in opts.items() if not isinstance(v, dict)}
+    return {**shared, **opts.get(name, {})}
+
+
+def plan_run(config: RunConfig) -> RunPlan:
+    """Resolve and validate every plugin and option; no model is loaded."""
+    reg = get_registry()
+    pruner = reg.create("pruner", config.pruner, config.pruner_options)
+    allocator_name = config.allocator or pruner.default_allocator
+    allocator = reg.create("allocator", allocator_name, config.allocator_options)
+    sources = [reg.create("calibration", name, _source_options(config, name)) for name in config.calibration]
+    probe = reg.create("probe", config.probe, config.probe_options) if "probe" in config.eval else None
+    if config.nsamples % len(sources):
+        raise UserError(f"--nsamples {config.nsamples} is not divisible by the {len(sources)} calibration sources")
+    if config.nm_tuple and allocator.name != "uniform":
+        raise UserError(f"--nm gives every layer the same N:M pattern; it cannot be combined with allocator {allocator.name!r}")
+    if config.truth_data is not None and not Path(config.truth_data).is_dir():
+        raise UserError(f"--truth-data {config.truth_data!r} is not a directory of true/false statement CSVs")
+    check_target(config.out, config.overwrite)
+    if config.save:
+        check_target(config.save, config.overwrite)
+    return RunPlan(config=config, pruner=pruner, allocator=allocator, sources=sources, probe=probe)
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def execute(plan: RunPlan) -> Path:
+    """Run the whole pipeline; return the report directory."""
+    from . import run_stages as st
+
+    cfg = plan.config
+    seed_everything(cfg.seed)
+    with plan.stage("load", model=cfg.model, device=cfg.device, dtype=cfg.dtype):
+        loaded = st.load(cfg)
+    results: dict[str, Any] = {"dense": {}, "pruned": {}}
+    dense_fp = loaded.fingerprint
+    with plan.stage("dense-eval", evals=",".join(cfg.eval)):
+        results["dense"] = st.evaluate(plan, loaded, dense_fp, role="dense")
+    truth_profile = None
+    if plan.allocator.needs_truth_profile:
+        with plan.stage("truth-profile", data=cfg.truth_data or "generated"):
+            truth_profile = st.truth_profile(plan, loaded, dense_fp, results)
+    with plan.stage("calibrate", sources="+".join(cfg.calibration), nsamples=cfg.nsamples, seqlen=cfg.seqlen, seed=cfg.seed):
+        calib = st.calibrate(plan, loaded)
+    with plan.stage("prune", pruner=plan.pruner.name, allocator=plan.allocator.name, sparsity=cfg.sparsity):
+        prune_report = st.prune(plan, loaded, calib, truth_profile)
+    loaded.invalidate_fingerprint()
+    with plan.stage("pruned-eval", evals=",".join(cfg.eval)):
+        results["pruned"] = st.evaluate(plan, loaded, loaded.fingerprint, role="pruned", dense=results["dense"])
+    report = st.build_report(plan, loaded, calib, prune_report, results, truth_profile)
+    if cfg.save:
+        with plan.stage("save", path=cfg.save):
+            st.save(plan, loaded, report)
+    return st.write_report(plan, report)

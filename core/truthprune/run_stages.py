@@ -1,0 +1,167 @@
+"""The stages of ``truthprune run`` (see :mod:`truthprune.pipeline` for their order).
+
+Dense-model results (perplexity, truth activations) are cached on disk keyed by the weights'
+fingerprint and the evaluation settings, so a sweep computes the dense baselines once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from .models.loading import LoadedModel, cache_root
+
+log = logging.getLogger("truthprune.run")
+
+
+def _cached_json(kind: str, key: dict[str, Any], compute):
+    """Return the cached result for ``key`` or compute, store and return it."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    path = cache_root() / "results" / kind / f"{digest}.json"
+    if path.is_file():
+        log.info("%s: using cached result %s", kind, path)
+        return json.loads(path.read_text())
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, default=str))
+    tmp.replace(path)
+    return value
+
+
+def load(cfg: RunConfig) -> LoadedModel:
+    from .models.loading import load_model
+
+    loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+    ctx = loaded.max_context
+    if ctx is not None and cfg.seqlen > ctx:
+        from .errors import UserError
+
+        raise UserError(f"--seqlen {cfg.seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
+    return loaded
+
+
+def calibrate(plan, loaded: LoadedModel):
+    from .calibration import load_calibration
+
+    cfg = plan.config
+    for src in plan.sources:
+        if src.needs_model:
+            src.model = loaded.model
+    calib = load_calibration(plan.sources, loaded.tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed)
+    log.info("calibration: %s", calib.description)
+    return calib
+
+
+def prune(plan, loaded: LoadedModel, calib, truth_profile):
+    from .engine.sequential import prune_model
+
+    cfg = plan.config
+    return prune_model(
+        loaded.model,
+        calib,
+        plan.pruner,
+        plan.allocator,
+        cfg.sparsity,
+        nm=cfg.nm_tuple,
+        batch_size=cfg.batch_size,
+        truth_profile=truth_profile,
+        quiet=cfg.quiet,
+    )
+
+
+# ------------------------------------------------------------------------- evaluation
+
+
+def eval_ppl(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str, Any]:
+    from .eval.perplexity import load_eval_text, perplexity
+
+    key = {"fp": fingerprint, "data": cfg.ppl_data, "seqlen": cfg.seqlen, "max_windows": cfg.ppl_max_windows}
+
+    def compute():
+        ids = load_eval_text(cfg.ppl_data, loaded.tokenizer)
+        return perplexity(loaded.model, ids, cfg.seqlen, batch_size=cfg.batch_size, max_windows=cfg.ppl_max_windows)
+
+    return _cached_json("ppl", key, compute)
+
+
+def eval_truthfulqa(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str, Any]:
+    from .eval.truthfulqa import evaluate_truthfulqa
+
+    key = {"fp": fingerprint, "data": cfg.truthfulqa_data, "limit": cfg.truthfulqa_limit, "seed": cfg.seed}
+    return _cached_json(
+        "truthfulqa",
+        key,
+        lambda: evaluate_truthfulqa(loaded.model, loaded.tokenizer, data=cfg.truthfulqa_data, limit=cfg.truthfulqa_limit, batch_size=cfg.batch_size),
+    )
+
+
+def evaluate(plan, loaded: LoadedModel, fingerprint: str, role: str, dense: dict[str, Any] | None = None) -> dict[str, Any]:
+    cfg = plan.config
+    out: dict[str, Any] = {}
+    if "ppl" in cfg.eval:
+        out["ppl"] = eval_ppl(cfg, loaded, fingerprint)
+        log.info("%s perplexity: %.3f", role, out["ppl"]["ppl"])
+    if "truthfulqa" in cfg.eval:
+        out["truthfulqa"] = eval_truthfulqa(cfg, loaded, fingerprint)
+        log.info("%s TruthfulQA MC1 %.3f MC2 %.3f", role, out["truthfulqa"]["mc1"], out["truthfulqa"]["mc2"])
+    if "probe" in cfg.eval:
+        from .run_truth import probe_stage
+
+        out["probe"] = probe_stage(plan, loaded, fingerprint, role, dense)
+    return out
+
+
+def truth_profile(plan, loaded: LoadedModel, fingerprint: str, results: dict[str, Any]) -> list[float]:
+    from .run_truth import truth_profile_stage
+
+    return truth_profile_stage(plan, loaded, fingerprint, results)
+
+
+# ------------------------------------------------------------------------- report and save
+
+
+def build_report(plan, loaded: LoadedModel, calib, prune_report, results, truth_profile) -> dict[str, Any]:
+    from .saving import environment_versions
+
+    cfg = plan.config
+    return {
+        "truthprune_report": 1,
+        "config": cfg.model_dump(),
+        "model": {"spec": cfg.model, "path": loaded.path, "kind": loaded.kind, "device": loaded.device,
+                  "layers": len(prune_report.allocation), "dtype": str(loaded.model.dtype).replace("torch.", "")},
+        "versions": environment_versions(),
+        "seed": cfg.seed,
+        "calibration": {"sources": cfg.calibration, "nsamples": cfg.nsamples, "seqlen": cfg.seqlen, "description": calib.description},
+        "pruning": {**prune_report.as_dict(), "pruner": plan.pruner.name, "allocator": plan.allocator.name},
+        "truth_profile": truth_profile,
+        "dense": results["dense"],
+        "pruned": results["pruned"],
+        "stages": plan.stages,
+        "timings": plan.timings,
+    }
+
+
+def save(plan, loaded: LoadedModel, report: dict[str, Any]) -> None:
+    from .saving import save_pruned
+
+    meta = {k: report[k] for k in ("config", "seed", "calibration")}
+    meta["per_layer_sparsity"] = [layer["achieved"] for layer in report["pruning"]["layers"]]
+    meta["allocation"] = report["pruning"]["allocation"]
+    meta["overall_sparsity"] = report["pruning"]["overall"]
+    save_pruned(loaded.model, loaded.tokenizer, plan.config.save, meta, overwrite=plan.config.overwrite)
+    report["saved_model"] = str(Path(plan.config.save).resolve())
+
+
+def write_report(plan, report: dict[str, Any]) -> Path:
+    from .outputs import atomic_dir
+    from .report import render_report
+
+    with atomic_dir(plan.config.out, overwrite=plan.config.overwrite) as tmp:
+        (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str))
+        render_report(report, tmp)
+    return Path(plan.config.out)

@@ -1,0 +1,1 @@
+from truthprune import hookimpl
