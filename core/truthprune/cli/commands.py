@@ -2,3 +2,4 @@
 
 from . import plugins_cmd  # noqa: F401
 from . import run_cmd  # noqa: F401
+from . import allocate_cmd  # noqa: F401

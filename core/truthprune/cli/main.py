@@ -58,5 +58,3 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()

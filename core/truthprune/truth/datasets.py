@@ -91,8 +91,9 @@ def statements_hash(statements: Sequence[str], labels: Iterable[int] | None = No
 
 def validate_statements(
     name: str, statements: Sequence[str], labels: np.ndarray, where: str, duplicates: str = "keep"
-) -> None:
-    """Raise a one-line UserError for labels outside {0,1}, one class only, empty or conflicting rows.
+) -> int:
+    """Raise a one-line UserError for labels outside {0,1}, one class only, empty or repeated rows
+    (per the ``duplicates`` policy); return the number of repeated rows that were allowed.
 
     Row numbers in messages are CSV line numbers (header = line 1) when ``where`` is a file.
     """
@@ -125,8 +126,7 @@ def validate_statements(
                 f"{where}: rows {j + 2} and {i + 2}: the same statement is labelled both true and false "
                 f"({s!r}); fix the file or keep both with --allow-duplicates"
             )
-    if repeats and duplicates == "keep":
-        log.warning("%s: %d repeated statement(s) kept; repeats share one entity group in splits", where, repeats)
+    return repeats
 
 
 def load_statement_csv(
@@ -163,7 +163,9 @@ def load_statement_csv(
                 extra[c].append(row.get(c) or "")
     set_name = name or p.stem
     labels_arr = np.asarray(labels, dtype=np.int64)
-    validate_statements(set_name, statements, labels_arr, where=str(p), duplicates=duplicates)
+    repeats = validate_statements(set_name, statements, labels_arr, where=str(p), duplicates=duplicates)
+    if repeats:
+        log.info("%s: %d repeated statement(s) kept; repeats share one entity group in splits", p, repeats)
     return StatementSet(
         name=set_name,
         statements=statements,
@@ -270,16 +272,27 @@ _SUBJECT_END = re.compile(
 )
 
 
+_PRONOUNS = frozenset({"it", "there", "this", "that", "they", "he", "she", "we", "you", "i"})
+
+
 def subject_of(statement: str) -> str:
     """The words before the first main verb, lower-cased; the whole statement when none is found.
 
     Why a verb heuristic: most TiU files have no entity column, yet every statement about the
     same subject (a city, a word, an element, a number) must stay on one side of a split.
-    Over-merging is harmless (coarser groups); under-merging would leak pairs.
+    Over-merging is harmless (coarser groups); under-merging would leak pairs. A bare pronoun
+    subject ("It is the case both that the city of X is ...") is skipped in favour of the
+    subject of the next clause (text after the last "that" before the next verb).
     """
-    m = _SUBJECT_END.search(statement)
-    head = statement[: m.start()] if m else statement
-    return " ".join(head.lower().split())
+    for m in _SUBJECT_END.finditer(statement):
+        head = statement[: m.start()]
+        cut = head.lower().rfind(" that ")
+        if cut >= 0:
+            head = head[cut + len(" that ") :]
+        key = " ".join(head.lower().split())
+        if key and key not in _PRONOUNS:
+            return key
+    return " ".join(statement.lower().split())
 
 
 def entity_keys(statements: Sequence[str], explicit: Sequence[str] | None = None) -> list[str]:

@@ -1,0 +1,43 @@
+"""Load a Hugging Face hub data set, turning "no network" into one actionable line.
+
+Every hub-backed source (C4, WikiText-2, TruthfulQA) goes through :func:`load_hub_dataset` so
+that a machine without internet gets the same message shape everywhere: what could not be
+reached, and which flag points truthprune at a local copy instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def load_hub_dataset(
+    name: str,
+    config: str | None = None,
+    *,
+    split: str,
+    fix: str,
+    data_files: dict[str, str] | None = None,
+) -> Any:
+    """``datasets.load_dataset(name, config, split=..., data_files=...)`` or a one-line UserError.
+
+    ``fix`` is the sentence telling the user how to use a local file instead
+    (e.g. "pass --calibration-opt path=FILE").
+    """
+    import datasets
+
+    label = name if config is None else f"{name}/{config}"
+    try:
+        return datasets.load_dataset(name, config, split=split, data_files=data_files)
+    except ConnectionError as err:
+        # datasets raises ConnectionError both when offline mode is on (HF_HUB_OFFLINE=1) and
+        # when the hub cannot be resolved; neither is fixable by retrying here.
+        log.debug("hub load of %s failed: %r", label, err)
+        raise UserError(f"the Hugging Face hub is unreachable, so {label!r} cannot be downloaded; {fix}") from None
+    except Exception as err:  # a missing/renamed data set, a broken cache, an auth wall, ...
+        first = (str(err).splitlines() or [""])[0][:160]
+        raise UserError(f"could not load {label!r} from the Hugging Face hub ({type(err).__name__}: {first}); {fix}") from None

@@ -1,0 +1,53 @@
+"""Shared fixtures: a tiny random-weight Llama, paths to ../shared data, the CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SHARED_DATA = SHARED / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, skipping the test when it is absent."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} is absent (third-party data lives in ../shared)")
+    return p
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep result caches per test session, but share the converted SmolLM2 model cache."""
+    if "TRUTHPRUNE_CACHE" not in os.environ:
+        monkeypatch.setenv("TRUTHPRUNE_CACHE", str(Path.home() / ".cache" / "truthprune"))
+
+
+@pytest.fixture
+def tiny_llama():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+    )
+    model = LlamaForCausalLM(cfg).eval()
+    model.config.use_cache = False
+    return model
+
+
+@pytest.fixture
+def tiny_calibration():
+    import torch
+
+    from truthprune import CalibrationSamples
+
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 128, (8, 64), generator=g)
+    return CalibrationSamples(ids, torch.ones_like(ids))
