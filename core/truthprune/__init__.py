@@ -54,6 +54,18 @@ _EXPORTS: dict[str, str] = {
     # truth separation per layer and the normalised profile (numpy, torch-free)
     "separation_ratio": "separation",
     "truth_profile": "separation",
+    # evaluation: perplexity, TruthfulQA MC1/MC2, their texts and the held-out splits (torch inside)
+    "perplexity": "eval.perplexity",
+    "load_eval_text": "eval.perplexity",
+    "pydoc_topics": "eval.perplexity",
+    "wikitext_rows": "eval.perplexity",
+    "evaluate_truthfulqa": "eval.truthfulqa",
+    "truthfulqa_split": "eval.truthfulqa",
+    "load_truthfulqa": "eval.truthfulqa",
+    "TruthfulQAItem": "eval.truthfulqa",
+    "load_hub_dataset": "eval.hub",
+    "weights_fingerprint": "models.loading",
+    "cache_root": "models.loading",
 }
 
 
