@@ -113,3 +113,11 @@ def test_saved_model_reloads_with_identical_logits(tiny_llama, tiny_calibration,
         assert torch.equal(reloaded(ids).logits, tiny_llama(ids).logits)
     with pytest.raises(UserError, match="already exists"):
         save_pruned(tiny_llama, tok, tmp_path / "pruned", {})
+
+
+def test_example_third_party_plugin_prunes_through_engine(tiny_llama, tiny_calibration):
+    other = copy.deepcopy(tiny_llama)
+    report = _prune(tiny_llama, tiny_calibration, pruner="random", sparsity=0.25)
+    _prune(other, tiny_calibration, pruner="random", sparsity=0.25)
+    assert report.overall == pytest.approx(0.25)
+    assert all(torch.equal(a, b) for a, b in zip(_masks(tiny_llama), _masks(other)))

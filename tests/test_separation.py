@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -93,9 +94,14 @@ def test_truth_profile_rejects_bad_input(ratios, fragment):
 
 def test_public_api_stays_torch_free():
     assert truthprune.separation_ratio is separation_ratio
-    if "torch" not in sys.modules:  # only meaningful if nothing else imported torch yet
-        truth_profile({"a": [1.0]})
-        assert "torch" not in sys.modules
+    code = (
+        "import sys, numpy, truthprune\n"
+        "truthprune.truth_profile({'a': [1.0, 2.0]})\n"
+        "truthprune.separation_ratio(numpy.arange(8.0).reshape(4, 2), [0, 0, 1, 1])\n"
+        "print('TORCH', 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "TORCH False" in out.stdout, out.stdout + out.stderr
 
 
 @pytest.mark.skipif(_spec_vectors() is None, reason="../shared/spec/reference_vectors.json is absent")

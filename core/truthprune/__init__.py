@@ -66,6 +66,18 @@ _EXPORTS: dict[str, str] = {
     "load_hub_dataset": "eval.hub",
     "weights_fingerprint": "models.loading",
     "cache_root": "models.loading",
+    # truth statements, activations and the probing protocol (owner: probes engineer)
+    "StatementSet": "truth.datasets",
+    "TopicPair": "truth.datasets",
+    "load_statement_csv": "truth.datasets",
+    "load_statement_dir": "truth.datasets",
+    "default_topic_pairs": "truth.datasets",
+    "generate_statement_sets": "truth.generate",
+    "write_generated_sets": "truth.generate",
+    "extract_last_token": "activations",
+    "logistic_regression": "probing.linear",
+    "run_probe_protocol": "probing.protocol",
+    "compare_dense_pruned": "probing.protocol",
 }
 
 

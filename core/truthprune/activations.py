@@ -47,12 +47,10 @@ class _StopForward(Exception):
 
 
 def default_cache_dir() -> Path:
-    """``$TRUTHPRUNE_CACHE/activations`` or ``$XDG_CACHE_HOME/truthprune/activations`` (~/.cache)."""
-    env = os.environ.get("TRUTHPRUNE_CACHE")
-    if env:
-        return Path(env).expanduser() / "activations"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "truthprune" / "activations"
+    """``<truthprune cache root>/activations`` (``$TRUTHPRUNE_CACHE`` or ``~/.cache/truthprune``)."""
+    from .models.loading import cache_root
+
+    return cache_root() / "activations"
 
 
 def resolve_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:

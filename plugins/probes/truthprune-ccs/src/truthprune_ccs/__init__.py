@@ -1,0 +1,1 @@
+"""CCS truth probe for truthprune (registered as probe ``ccs``)."""

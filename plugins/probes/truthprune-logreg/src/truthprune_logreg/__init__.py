@@ -1,0 +1,1 @@
+"""Logistic-regression truth probe for truthprune (registered as probe ``logreg``)."""

@@ -1,0 +1,1 @@
+"""TTPD truth probe for truthprune (registered as probe ``ttpd``)."""
