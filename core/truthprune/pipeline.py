@@ -81,14 +81,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def execute(plan: RunPlan) -> Path:
-    """Run the whole pipeline; return the report directory."""
+def execute(plan: RunPlan, load=None) -> Path:
+    """Run the whole pipeline; return the report directory.
+
+    ``load(config) -> LoadedModel`` replaces the load stage; a sweep passes one that loads the
+    model once and restores the dense weights for every later run.
+    """
     from . import run_stages as st
 
     cfg = plan.config
     seed_everything(cfg.seed)
     with plan.stage("load", model=cfg.model, device=cfg.device, dtype=cfg.dtype):
-        loaded = st.load(cfg)
+        loaded = (load or st.load)(cfg)
     results: dict[str, Any] = {"dense": {}, "pruned": {}}
     dense_fp = loaded.fingerprint
     with plan.stage("dense-eval", evals=",".join(cfg.eval)):

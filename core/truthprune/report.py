@@ -7,10 +7,13 @@ The markdown starts with what a person wants first: dense vs pruned in one table
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -39,6 +42,45 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _aligned(section: dict[str, Any] | None, key: str, n_layers: int) -> list[float | None] | None:
+    """A per-layer probe result aligned with the decoder layers (None where it was not measured)."""
+    from .plots import layer_curve
+
+    curve = layer_curve(section, key)
+    if curve is None:
+        return None
+    out: list[float | None] = [None] * n_layers
+    for x, y in zip(*curve):
+        if 0 <= int(x) < n_layers and y == y:  # y == y drops nan
+            out[int(x)] = y
+    return out
+
+
+def per_layer_columns(report: dict[str, Any]) -> dict[str, list[Any]]:
+    """Column name -> one value per decoder layer, for every per-layer quantity the report holds."""
+    from .plots import allocation_series, diagnostic_series
+
+    pr = report["pruning"]
+    n = len(pr["layers"])
+    cols: dict[str, list[Any]] = {
+        "target": [layer["target"] for layer in pr["layers"]],
+        "achieved": [layer["achieved"] for layer in pr["layers"]],
+    }
+    for i, (name, values) in enumerate(allocation_series(report).items()):
+        if i and len(values) == n:  # the first is this run's own allocation, already the target column
+            cols[f"{name} alloc"] = values
+    cols.update(diagnostic_series(pr.get("diagnostics"), n))
+    profile = report.get("truth_profile")
+    if isinstance(profile, list) and len(profile) == n:
+        cols["truth profile"] = profile
+    for key, label in (("layer_accuracy", "probe acc"), ("layer_separation", "separation")):
+        for role in ("dense", "pruned"):
+            values = _aligned((report.get(role) or {}).get("probe"), key, n)
+            if values is not None:
+                cols[f"{label} {role}"] = values
+    return cols
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     cfg, pr = report["config"], report["pruning"]
     lines = [
@@ -58,25 +100,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     if probe and probe.get("description"):
         lines += ["", f"Probe protocol: {probe['description']}"]
     lines += ["", "## Per layer", ""]
-    diag = pr.get("diagnostics") or {}
-    profile = report.get("truth_profile")
-    dense_acc = (report.get("dense", {}).get("probe") or {}).get("layer_accuracy")
-    pruned_acc = (report.get("pruned", {}).get("probe") or {}).get("layer_accuracy")
-    header = ["layer", "target", "achieved"]
-    header += [k for k in diag]
-    if profile:
-        header.append("truth profile")
-    if dense_acc:
-        header += ["probe acc dense", "probe acc pruned"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for i, layer in enumerate(pr["layers"]):
-        row = [str(i), _fmt(layer["target"], 4), _fmt(layer["achieved"], 4)]
-        row += [_fmt(diag[k][i], 4) if i < len(diag[k]) else "-" for k in diag]
-        if profile:
-            row.append(_fmt(profile[i], 4))
-        if dense_acc:
-            row += [_fmt(dense_acc[i]), _fmt(pruned_acc[i]) if pruned_acc else "-"]
-        lines.append("| " + " | ".join(row) + " |")
+    cols = per_layer_columns(report)
+    lines += ["| layer | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    for i in range(len(pr["layers"])):
+        lines.append(f"| {i} | " + " | ".join(_fmt(values[i], 4) for values in cols.values()) + " |")
     lines += ["", "## Stages", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {s['stage']} | {s['seconds']:.1f} |" for s in report.get("stages", [])]
     plots = report.get("plots") or []
@@ -92,20 +119,59 @@ def render_report(report: dict[str, Any], out_dir: Path) -> None:
         from .plots import report_plots
 
         report["plots"] = report_plots(report, out_dir)
-    except ImportError:  # plots are optional; the markdown still renders
+    except ImportError as err:  # plots are optional; the markdown still renders
+        log.warning("no plots (%s); install matplotlib to get them", err)
         report["plots"] = []
     (out_dir / "report.md").write_text(render_markdown(report))
 
 
+# keys every report written by ``truthprune run`` has and rendering relies on
+_REQUIRED = {"config": ("model", "sparsity"), "pruning": ("pruner", "allocator", "layers", "overall"), "calibration": ("sources", "nsamples", "seqlen")}
+
+
 def load_report(path: str | Path) -> dict[str, Any]:
+    """Read and sanity-check ``report.json`` (a run directory or the file itself); UserError if unusable."""
     p = Path(path)
     f = p / "report.json" if p.is_dir() else p
     if not f.is_file():
         raise UserError(f"no report.json in {str(p)!r}; pass the output directory of a truthprune run")
     try:
-        report = json.loads(f.read_text())
+        report = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read {str(f)!r}: {err}") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{str(f)!r} is not valid JSON ({err.msg}); rerun the truthprune run that wrote it") from None
     if not isinstance(report, dict) or report.get("truthprune_report") != 1:
         raise UserError(f"{str(f)!r} is not a truthprune report")
+    for section, keys in _REQUIRED.items():
+        missing = [k for k in keys if not isinstance(report.get(section), dict) or k not in report[section]]
+        if missing:
+            raise UserError(f"{str(f)!r} lacks {section}.{missing[0]}; it is incomplete, rerun the truthprune run that wrote it")
     return report
+
+
+def rerender_report(out: str | Path) -> tuple[Path, list[str]]:
+    """Re-render report.md and plots of a finished run from its report.json, atomically.
+
+    The directory is rebuilt in a temp sibling (every other file copied, stale plots dropped)
+    and swapped in with one rename, so an interruption leaves the old report as it was.
+    """
+    import shutil
+
+    from .outputs import atomic_dir
+    from .plots import REPORT_PLOT_FILES
+
+    p = Path(out)
+    run_dir = p.parent if p.is_file() else p
+    report = load_report(p)
+    skip = {"report.md", *REPORT_PLOT_FILES}
+    with atomic_dir(run_dir, overwrite=True) as tmp:
+        for item in run_dir.iterdir():
+            if item.name in skip:
+                continue
+            if item.is_dir():
+                shutil.copytree(item, tmp / item.name, symlinks=True)
+            else:
+                shutil.copy2(item, tmp / item.name)
+        render_report(report, tmp)
+    return run_dir, report["plots"]

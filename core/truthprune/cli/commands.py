@@ -3,3 +3,6 @@
 from . import plugins_cmd  # noqa: F401
 from . import run_cmd  # noqa: F401
 from . import allocate_cmd  # noqa: F401
+from . import eval_cmd  # noqa: F401
+from . import probe_cmd  # noqa: F401
+from . import report_cmd  # noqa: F401

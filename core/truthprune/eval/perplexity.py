@@ -105,14 +105,19 @@ def eval_text(spec: str) -> tuple[str, str]:
     )
 
 
-def load_eval_text(spec: str, tokenizer: Any):
-    """Tokenise the evaluation text once with the tokenizer's defaults; a 1-D LongTensor."""
+def encode_eval_text(text: str, tokenizer: Any):
+    """Tokenise the whole text once with the tokenizer's defaults (BOS where it adds one)."""
     import torch
 
+    return torch.tensor(list(tokenizer(text)["input_ids"]), dtype=torch.long)
+
+
+def load_eval_text(spec: str, tokenizer: Any):
+    """The evaluation text for ``spec`` (see :func:`eval_text`) as a 1-D LongTensor of token ids."""
     text, description = eval_text(spec)
-    ids = tokenizer(text)["input_ids"]
-    log.info("evaluation text %s: %d characters, %d tokens", description, len(text), len(ids))
-    return torch.tensor(ids, dtype=torch.long)
+    ids = encode_eval_text(text, tokenizer)
+    log.info("evaluation text %s: %d characters, %d tokens", description, len(text), ids.numel())
+    return ids
 
 
 # --------------------------------------------------------------------------- maths

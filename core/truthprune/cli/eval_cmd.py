@@ -1,0 +1,97 @@
+"""``truthprune eval ppl`` and ``truthprune eval truthfulqa``: evaluate one model, no pruning.
+
+Useful on their own (dense baselines, a saved pruned checkpoint) and as the same code path
+``truthprune run`` uses, so the numbers are comparable. Defaults come from the run
+configuration (seqlen, batch size) so ``eval`` and ``run`` agree unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Optional
+
+import typer
+
+from ..config import RunConfig
+from .main import app
+
+eval_app = typer.Typer(help="Evaluate a model: perplexity or TruthfulQA MC1/MC2.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+_DEFAULTS = {name: RunConfig.model_fields[name].default for name in ("model", "seqlen", "batch_size", "seed")}
+
+_MODEL_HELP = "smollm2-135m (default, embedded), a model dir, a .gguf file or a hub id."
+
+
+def _load(model: str, device: str, dtype: str, trust_remote_code: bool):
+    from ..models.loading import load_model
+
+    return load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+
+
+def _emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        for line in lines:
+            typer.echo(line)
+
+
+@eval_app.command("ppl")
+def ppl_command(
+    model: str = typer.Option(_DEFAULTS["model"], help=_MODEL_HELP),
+    data: str = typer.Option("wikitext2", help="wikitext2 (hub test split), pydoc (held-out Python docs, offline) or a text file."),
+    seqlen: int = typer.Option(_DEFAULTS["seqlen"], help="Window length in tokens (the reference uses 2048)."),
+    batch_size: int = typer.Option(_DEFAULTS["batch_size"], "--batch-size", help="Windows per forward pass (speed only)."),
+    max_windows: Optional[int] = typer.Option(None, "--max-windows", help="Score only the first N windows (quick runs)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """Perplexity over non-overlapping windows (REFERENCE 11.1 protocol)."""
+    from ..errors import UserError
+    from ..eval.perplexity import encode_eval_text, eval_text, perplexity
+
+    if max_windows is not None and max_windows < 1:
+        raise UserError(f"--max-windows {max_windows} must be at least 1")
+    text, _ = eval_text(data)  # fail on bad data before the (slower) model load
+    loaded = _load(model, device, dtype, trust_remote_code)
+    ids = encode_eval_text(text, loaded.tokenizer)
+    t0 = time.perf_counter()
+    result = perplexity(loaded.model, ids, seqlen, batch_size=batch_size, max_windows=max_windows)
+    result.update(model=model, data=data, seconds=round(time.perf_counter() - t0, 2))
+    _emit(result, as_json, [
+        f"perplexity {result['ppl']:.4f}",
+        f"  model {model}, data {data}: {result['windows']} windows x {seqlen} tokens "
+        f"({result['tokens']} tokens in the text), {result['seconds']} s",
+    ])
+
+
+@eval_app.command("truthfulqa")
+def truthfulqa_command(
+    model: str = typer.Option(_DEFAULTS["model"], help=_MODEL_HELP),
+    data: str = typer.Option("hub", help="Path to the original TruthfulQA.csv, or 'hub' (truthfulqa/truthful_qa)."),
+    limit: Optional[int] = typer.Option(None, help="Evaluate only the first N held-out questions (quick runs)."),
+    seed: int = typer.Option(_DEFAULTS["seed"], help="Seed of the calibration/evaluation question split."),
+    batch_size: int = typer.Option(_DEFAULTS["batch_size"], "--batch-size", help="Answers per forward pass (speed only)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """TruthfulQA MC1/MC2 on the held-out half of the questions."""
+    from ..eval.truthfulqa import evaluate_truthfulqa, load_truthfulqa
+
+    load_truthfulqa(data)  # fail on bad data before the (slower) model load
+    loaded = _load(model, device, dtype, trust_remote_code)
+    t0 = time.perf_counter()
+    result = evaluate_truthfulqa(loaded.model, loaded.tokenizer, data=data, limit=limit, batch_size=batch_size, seed=seed)
+    result.update(model=model, seconds=round(time.perf_counter() - t0, 2))
+    split = result["split"]
+    _emit(result, as_json, [
+        f"MC1 {result['mc1']:.4f}  MC2 {result['mc2']:.4f}",
+        f"  model {model}, {result['data']}: {result['n_questions']} held-out questions "
+        f"(of {split['n_evaluation']}; split seed {split['seed']}), {result['seconds']} s",
+    ])

@@ -1,0 +1,176 @@
+"""``truthprune probe``: per-layer truth-probe accuracy and separation of one model."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import UserError
+from .main import app
+
+
+def parse_layers(spec: str | None) -> list[int] | None:
+    """``all`` / None -> None (every layer); ``0,4,8``, ``10-20``, ``-1`` -> indices."""
+    if spec is None or spec.strip().lower() == "all":
+        return None
+    out: list[int] = []
+    for item in (x.strip() for x in spec.split(",")):
+        if not item:
+            continue
+        m = re.fullmatch(r"(\d+)-(\d+)", item)
+        if m and int(m.group(1)) <= int(m.group(2)):
+            out.extend(range(int(m.group(1)), int(m.group(2)) + 1))
+        elif re.fullmatch(r"-?\d+", item):
+            out.append(int(item))
+        else:
+            raise UserError(f"--layers {spec!r}: {item!r} is not a layer index or a range like 10-20")
+    return out
+
+
+def _split_names(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [x.strip() for x in value.split(",") if x.strip()]
+    return names or None
+
+
+def _gen_layers(value: str):
+    v = value.strip().lower()
+    if v in ("best", "all"):
+        return v
+    layers = parse_layers(value)
+    if not layers:
+        raise UserError(f"--generalization-layers {value!r}: use best, all or a list like 8,12")
+    return layers
+
+
+def _print_table(result: dict, source: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    held = result["heldout"]
+    names = list(held["accuracy"])
+    show = names if len(names) <= 8 else []
+    table = Table(title=f"probe {result['probe']} on {result['model']}: held-out accuracy (entity-grouped, test {result['test_fraction']:.0%})")
+    table.add_column("layer", justify="right")
+    table.add_column("mean acc", justify="right")
+    for n in show:
+        table.add_column(n, justify="right", overflow="fold")
+    table.add_column("mean sep", justify="right")
+    ratios = result["separation"]["ratio"]
+    best = result["best_layer"]["layer"]
+    for k, layer in enumerate(result["layers"]):
+        sep = sum(r[k] for r in ratios.values()) / len(ratios)
+        style = "bold green" if layer == best else None
+        table.add_row(str(layer), f"{held['mean'][k]:.3f}", *(f"{held['accuracy'][n][k]:.3f}" for n in show), f"{sep:.4f}", style=style)
+    console.print(table)
+    console.print(f"data: {source}")
+    console.print(f"best layer: {best} (mean held-out accuracy {result['best_layer']['accuracy']:.3f})")
+    for reason in held.get("skipped", {}).items():
+        console.print(f"skipped {reason[0]}: {reason[1]}")
+    gen = result["generalization"]
+    for layer, g in gen["layers"].items():
+        per = ", ".join(f"{n} {v['mean']:.3f}±{v['std']:.3f}" for n, v in g["per_set"].items())
+        console.print(
+            f"cross-topic (layer {layer}, {g['repeats']} repeats, {g['balance_size']} per set): "
+            f"mean {g['mean']:.3f} ± {g['std']:.3f}; {per}"
+        )
+    if gen["skipped"]:
+        console.print(f"cross-topic generalisation skipped: {gen['skipped']}")
+
+
+@app.command("probe")
+def probe_command(
+    model: str = typer.Option("smollm2-135m", help="smollm2-135m (embedded), a model dir, a .gguf file or a hub id."),
+    probe: str = typer.Option("logreg", help="Probe plugin: logreg, mass-mean, ttpd, ccs (see `truthprune plugins`)."),
+    probe_opt: Optional[list[str]] = typer.Option(None, "--probe-opt", help="Probe option key=value (repeatable), e.g. C=1.0."),
+    truth_data: Optional[str] = typer.Option(None, "--truth-data", help="Directory of TiU statement CSVs; default: offline generated sets."),
+    datasets: Optional[str] = typer.Option(None, help="Comma-separated set names; default: every X/neg_X pair present."),
+    layers: Optional[str] = typer.Option(None, help="Decoder layers: all (default), 0,4,8 or 10-20."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Statements per forward pass."),
+    out: Optional[str] = typer.Option(None, "--out", help="Write the results as JSON to this file."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Write accuracy/separation vs layer PNGs to this directory."),
+    seed: int = typer.Option(0, help="Seed of splits, subsampling and generated data."),
+    chat_template: bool = typer.Option(False, "--chat-template", help="Wrap each statement as a user turn of the chat template."),
+    no_bos: bool = typer.Option(False, "--no-bos", help="Do not prepend BOS when the tokenizer does not add one."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Held-out fraction of each set's entities."),
+    repeats: int = typer.Option(1, min=1, help="Held-out splits per set (mean over them)."),
+    generalization_repeats: int = typer.Option(5, "--generalization-repeats", min=0, help="Cross-topic repetitions (0 = skip)."),
+    generalization_layers: str = typer.Option("best", "--generalization-layers", help="best, all or a list of layers."),
+    allow_duplicates: bool = typer.Option(False, "--allow-duplicates", help="Keep statements repeated with conflicting labels."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the activation cache."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
+) -> None:
+    """Train a truth probe on every decoder layer: held-out and cross-topic accuracy, separation."""
+    from ..config import parse_options
+    from ..probing.protocol import probe_factory, run_probe_protocol
+    from ..probing.runner import extract_statement_sets, load_truth_sets
+
+    options = parse_options(probe_opt, "--probe-opt")
+    probe_factory(probe, options)  # unknown probe / bad option: fail before loading the model
+    layer_list = parse_layers(layers)
+    gen_layers = _gen_layers(generalization_layers)
+    sets, source = load_truth_sets(
+        truth_data, _split_names(datasets), seed=seed, duplicates="keep" if allow_duplicates else "consistent"
+    )
+    typer.echo(f"data: {source}: {', '.join(f'{s.name} ({len(s)})' for s in sets)}", err=True)
+    from .. import load_model
+    from ..activations import resolve_layers
+
+    t0 = time.perf_counter()
+    loaded = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    from .. import decoder_layers
+
+    layer_idx = resolve_layers(layer_list, len(decoder_layers(loaded.model)))
+    acts = extract_statement_sets(
+        loaded.model,
+        loaded.tokenizer,
+        sets,
+        layers=layer_idx,
+        fingerprint=None if no_cache else loaded.fingerprint,
+        batch_size=batch_size,
+        chat_template=chat_template,
+        add_bos=not no_bos,
+        quiet=False,
+    )
+    t1 = time.perf_counter()
+    result = run_probe_protocol(
+        sets,
+        acts,
+        layer_idx,
+        probe=probe,
+        probe_options=options,
+        test_fraction=test_fraction,
+        repeats=repeats,
+        seed=seed,
+        generalization_layers=gen_layers,
+        generalization_repeats=generalization_repeats,
+    )
+    t2 = time.perf_counter()
+    result.update(
+        {
+            "model": model,
+            "fingerprint": loaded.fingerprint,
+            "data": source,
+            "extraction": {"chat_template": chat_template, "add_bos": not no_bos, "batch_size": batch_size},
+            "seconds": {"extract": round(t1 - t0, 2), "protocol": round(t2 - t1, 2)},
+        }
+    )
+    _print_table(result, source)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2))
+        typer.echo(f"wrote {out}", err=True)
+    if plot:
+        from ..probing.plots import plot_protocol
+
+        for p in plot_protocol(result, plot, prefix=f"probe_{probe}"):
+            typer.echo(f"wrote {p}", err=True)

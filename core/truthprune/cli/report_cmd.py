@@ -1,0 +1,108 @@
+"""``truthprune report``, ``truthprune compare`` and ``truthprune sweep``.
+
+``sweep`` takes every flag of ``run`` (declared once in :func:`run_cmd._run_options`); only
+``--pruner`` and ``--sparsity`` become comma-separated lists, and ``--out``/``--save`` become the
+parent directories of the grid's runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Optional
+
+import typer
+
+from .main import app
+from .run_cmd import _run_options, effective_config
+
+
+def _console():
+    """A terminal's own width; piped output gets room for the whole table instead of wrapped headers."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+@app.command("report")
+def report_command(
+    out: str = typer.Argument(..., help="Output directory of a truthprune run (holding report.json)."),
+) -> None:
+    """Re-render report.md and the plots of a finished run from its report.json."""
+    from ..report import rerender_report
+
+    run_dir, plots = rerender_report(out)
+    typer.echo(f"report written to {run_dir}/report.md" + (f" with {len(plots)} plots: {', '.join(plots)}" if plots else ""))
+
+
+@app.command("compare")
+def compare_command(
+    runs: list[str] = typer.Argument(..., help="Two or more run output directories."),
+    out: Optional[str] = typer.Option(None, "--out", help="Also write compare.md, compare.json and compare.png here."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out directory."),
+) -> None:
+    """Compare finished runs of one model: a summary table and per-layer sparsity/probe accuracy."""
+    from ..compare import run_compare
+    from ..errors import UserError
+
+    if len(runs) < 2:
+        raise UserError("compare needs at least two run directories, e.g. truthprune compare runs/a runs/b")
+    if out is not None:
+        from ..outputs import check_target
+
+        check_target(out, overwrite)
+    table, written = run_compare(runs, out, overwrite)
+    _console().print(table)
+    if written is not None:
+        typer.echo(f"comparison written to {written}/compare.md")
+
+
+def _sweep_options(func):
+    """``run``'s flags, with --pruner/--sparsity as lists and --out/--save as parent directories."""
+    wrapped = _run_options(func)
+    changed = {
+        "pruner": typer.Option(None, "--pruner", help="Pruners to sweep, comma-separated, e.g. wanda,owl,tplo (default: the config's)."),
+        "sparsity": typer.Option(None, "--sparsity", help="Sparsities to sweep, comma-separated, e.g. 0.3,0.5,0.7 (default: the config's)."),
+        "out": typer.Option(None, "--out", help="Sweep directory: one run per OUT/<pruner>-<sparsity>/, the comparison in OUT/compare/ (default runs/sweep)."),
+        "save": typer.Option(None, "--save", help="Also save each pruned model under SAVE/<pruner>-<sparsity>/."),
+    }
+    sig = inspect.signature(wrapped)
+    params = [p.replace(default=changed[p.name], annotation=Optional[str]) if p.name in changed else p for p in sig.parameters.values()]
+    wrapped.__signature__ = sig.replace(parameters=params)
+    return wrapped
+
+
+@app.command("sweep")
+@_sweep_options
+def sweep_command(**flags: Any) -> None:
+    """Run a grid of pruners x sparsities in one process (model loaded once), then compare them."""
+    import logging
+    from pathlib import Path
+
+    from ..compare import load_runs, rich_table, summary
+    from ..errors import UserError
+    from ..sweep import parse_sparsities, plan_sweep, run_sweep, split_list
+
+    pruners = split_list(flags.pop("pruner"), "--pruner")
+    sparsities = parse_sparsities(flags.pop("sparsity"))
+    out_flag, save_flag = flags.pop("out"), flags.pop("save")
+    if flags.get("nm") is not None:
+        raise UserError("--nm fixes the sparsity, so it cannot be swept; use truthprune run --nm N:M per pruner instead")
+    base = effective_config({**flags, "pruner": pruners[0] if pruners else None, "sparsity": sparsities[0] if sparsities else None})
+    if base.nm is not None:
+        raise UserError("the config file sets nm, which fixes the sparsity; remove it to sweep sparsities")
+    out = out_flag or ("runs/sweep" if base.out == "runs/latest" else base.out)
+    save = save_flag if save_flag is not None else base.save
+
+    def make_config(overrides: dict[str, Any]):
+        return effective_config({**flags, **overrides, "save": overrides.get("save")})
+
+    points = plan_sweep(make_config, pruners or [base.pruner], sparsities or [base.sparsity], out, save, base.overwrite)
+    if not base.quiet:
+        logger = logging.getLogger("truthprune")
+        logger.setLevel(min(logger.level or logging.INFO, logging.INFO))
+    compare_dir = run_sweep(points, Path(out) / "compare")
+    runs = load_runs([p.out for p in points])
+    header, rows, _ = summary(runs)
+    _console().print(rich_table(header, rows, f"truthprune sweep: {len(runs)} runs in {out}"))
+    typer.echo(f"comparison written to {compare_dir}/compare.md")

@@ -1,0 +1,87 @@
+"""Registration and the thin C4 / WikiText-2 calibration sources.
+
+Both read the Hugging Face hub by default and a local copy with ``path=FILE``. Without network
+the hub path fails with one line telling the user to pass ``--calibration-opt path=FILE``.
+
+``format`` picks the windowing:
+
+* ``document`` (default): the reference rule of each corpus -- for C4 a random window of a
+  random document longer than seqlen (REFERENCE.md 3.2, ``truthprune.document_windows``); for
+  WikiText-2 a random window of the whole train split joined with single spaces (3.5);
+* ``concat``: random records (C4 documents, WikiText rows) concatenated past seqlen, then a
+  random window (``truthprune.record_windows``);
+* ``single``: one record per sample, padded on ``padding_side`` (``truthprune.padded_records``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from truthprune import CalibrationSource, PluginConfig, hookimpl
+
+
+class HubTextConfig(PluginConfig):
+    path: str | None = None
+    """Local copy instead of the hub (C4: .json/.json.gz/.jsonl; WikiText-2: raw .txt)."""
+    format: Literal["document", "concat", "single"] = "document"
+    padding_side: Literal["left", "right"] = "left"
+
+
+class C4Config(HubTextConfig):
+    field: str = "text"
+
+
+def _records_windows(records, tokenizer, nsamples, seqlen, seed, config, name):
+    """The concat and single formats, shared by both sources."""
+    from truthprune import padded_records, record_windows
+
+    if config.format == "single":
+        return padded_records(records, tokenizer, nsamples, seqlen, seed, config.padding_side, name=name)
+    return record_windows(records, tokenizer, nsamples, seqlen, seed, name=name)
+
+
+class C4Source(CalibrationSource):
+    name = "c4"
+    description = "C4 (first English train shard, hub or path=FILE): the Wanda/OWL/TPLO document-window rule."
+    Config = C4Config
+
+    def samples(self, tokenizer, nsamples, seqlen, seed):
+        from truthprune import document_windows
+
+        from .text import c4_documents
+
+        docs = c4_documents(self.config.path, self.config.field)
+        if self.config.format == "document":
+            return document_windows(docs, tokenizer, nsamples, seqlen, seed, name="c4")
+        return _records_windows(docs, tokenizer, nsamples, seqlen, seed, self.config, "c4")
+
+
+class WikiText2Source(CalibrationSource):
+    name = "wikitext2"
+    description = "WikiText-2 train split (hub or a local raw .txt): random windows of the joined text, as the reference."
+    Config = HubTextConfig
+
+    def samples(self, tokenizer, nsamples, seqlen, seed):
+        import torch
+
+        from truthprune import CalibrationSamples
+
+        from .text import long_text_windows, wikitext_train_rows
+
+        rows = wikitext_train_rows(self.config.path)
+        if self.config.format != "document":
+            records = [r.strip() for r in rows if r.strip()]
+            return _records_windows(records, tokenizer, nsamples, seqlen, seed, self.config, "wikitext2")
+        ids = list(tokenizer(" ".join(rows))["input_ids"])
+        windows = torch.tensor(long_text_windows(ids, nsamples, seqlen, seed), dtype=torch.long)
+        return CalibrationSamples(
+            input_ids=windows,
+            attention_mask=torch.ones_like(windows),
+            description=f"wikitext2: {nsamples} windows of {seqlen} tokens from {len(ids)} joined tokens, seed {seed}",
+        )
+
+
+@hookimpl
+def register_calibration_sources(register):
+    register(C4Source)
+    register(WikiText2Source)

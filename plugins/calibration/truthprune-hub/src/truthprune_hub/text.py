@@ -1,0 +1,112 @@
+"""Reading the corpora and the one windowing rule core does not already have.
+
+No torch at module level: the registration module imports this file's names lazily.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from truthprune import UserError
+
+C4_HUB = ("allenai/c4", {"train": "en/c4-train.00000-of-01024.json.gz"})
+WIKITEXT_HUB = ("wikitext", "wikitext-2-raw-v1")
+
+
+def long_text_windows(ids: Sequence[int], nsamples: int, seqlen: int, seed: int) -> list[list[int]]:
+    """The reference WikiText-2 rule: random windows of one long token sequence.
+
+    For each sample draw a start uniformly from [0, T - seqlen - 1] (Python's inclusive
+    ``randint``, as the reference does) and keep ``seqlen`` tokens from there. The RNG is
+    private and reseeded here, so k samples are the first k of any larger request.
+    """
+    if len(ids) <= seqlen:
+        raise UserError(
+            f"the text has {len(ids)} tokens, not more than --seqlen {seqlen}; use a longer text or a smaller --seqlen"
+        )
+    rng = random.Random(seed)
+    out = []
+    for _ in range(nsamples):
+        start = rng.randint(0, len(ids) - seqlen - 1)
+        out.append(list(ids[start : start + seqlen]))
+    return out
+
+
+def _open_text(path: Path):
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def read_json_records(path: str | Path, field: str = "text") -> list[str]:
+    """Documents from a local C4-style file: JSON lines (.json, .jsonl, optionally .gz) or a JSON list.
+
+    The C4 shards are JSON lines despite their ``.json.gz`` name, so every suffix is read as JSON
+    lines unless the file starts with ``[`` (a JSON array of objects).
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"calibration file {str(p)!r} does not exist; pass an existing .json, .json.gz or .jsonl file")
+    try:
+        with _open_text(p) as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read {p}: {err}; pass a UTF-8 JSON-lines file (optionally gzipped)") from None
+    if text.lstrip().startswith("["):
+        try:
+            rows: list[Any] = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{p}: not valid JSON ({err.msg} at line {err.lineno})") from None
+        numbered = list(enumerate(rows, 1))
+    else:
+        numbered = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    numbered.append((lineno, json.loads(line)))
+                except json.JSONDecodeError as err:
+                    raise UserError(f"{p}:{lineno}: not valid JSON ({err.msg}); each line must be an object") from None
+    records = []
+    for where, obj in numbered:
+        if not isinstance(obj, dict) or field not in obj:
+            raise UserError(f"{p}: entry {where} has no {field!r} field; each entry must be an object with a {field!r} string")
+        if str(obj[field]).strip():
+            records.append(str(obj[field]))
+    if not records:
+        raise UserError(f"calibration file {str(p)!r} has no non-empty {field!r} values")
+    return records
+
+
+def c4_documents(path: str | None, field: str) -> list[str]:
+    """C4 documents from a local file, or the first English train shard from the hub."""
+    if path:
+        return read_json_records(path, field)
+    from truthprune import load_hub_dataset
+
+    name, files = C4_HUB
+    ds = load_hub_dataset(name, split="train", data_files=files, fix="pass --calibration-opt path=FILE with a local C4 .json.gz/.jsonl file")
+    return list(ds["text"])
+
+
+def wikitext_train_rows(path: str | None) -> list[str]:
+    """WikiText-2 train rows (hub) or the rows of a local raw text file, as the hub splits them."""
+    from truthprune import wikitext_rows
+
+    if path:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise UserError(f"calibration file {str(p)!r} does not exist; pass an existing WikiText .txt file")
+        rows = wikitext_rows(p.read_text(encoding="utf-8"))
+    else:
+        from truthprune import load_hub_dataset
+
+        ds = load_hub_dataset(*WIKITEXT_HUB, split="train", fix="pass --calibration-opt path=FILE with a local WikiText-2 .txt file")
+        rows = list(ds["text"])
+    if not any(r.strip() for r in rows):
+        raise UserError("the WikiText text is empty; pass a file with some text")
+    return rows

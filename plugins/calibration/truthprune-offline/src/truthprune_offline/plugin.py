@@ -1,0 +1,104 @@
+"""Registration and the thin ``pydoc`` and ``generated`` calibration sources (no network needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Literal
+
+from pydantic import Field
+
+from truthprune import CalibrationSource, PluginConfig, hookimpl
+
+log = logging.getLogger(__name__)
+
+
+class PydocConfig(PluginConfig):
+    format: Literal["concat", "single"] = "concat"
+    padding_side: Literal["left", "right"] = "left"
+
+
+class PydocSource(CalibrationSource):
+    name = "pydoc"
+    description = "Python reference-manual prose shipped with CPython (pydoc_data), calibration half of the topics."
+    Config = PydocConfig
+
+    def samples(self, tokenizer, nsamples, seqlen, seed):
+        from truthprune import padded_records, pydoc_topics, record_windows
+
+        # The other half ('heldout') is the `pydoc` perplexity text: never calibrate on it.
+        records = pydoc_topics("calibration")
+        if self.config.format == "single":
+            return padded_records(records, tokenizer, nsamples, seqlen, seed, self.config.padding_side, name="pydoc")
+        return record_windows(records, tokenizer, nsamples, seqlen, seed, name="pydoc")
+
+
+class GeneratedConfig(PluginConfig):
+    temperature: float = Field(1.0, gt=0.0)
+    top_k: int = Field(0, ge=0)
+    """0 samples from the full distribution."""
+    batch_size: int = Field(16, ge=1)
+    """Sequences sampled together; part of the cache key because it decides the RNG streams."""
+    cache: bool = True
+    """Keep the sampled tokens under <cache>/calibration/generated, keyed by the model's weights."""
+
+
+class GeneratedSource(CalibrationSource):
+    name = "generated"
+    description = "Text sampled from the dense model itself (seeded, temperature 1, cached per model fingerprint)."
+    Config = GeneratedConfig
+    needs_model = True
+    fingerprint: str | None = None  # the pipeline may set it; otherwise the weights are hashed
+
+    def _cache_path(self, tokenizer, nsamples, seqlen, seed):
+        from truthprune import cache_root, weights_fingerprint
+
+        from .sampling import PROMPT_SET_VERSION, PROMPTS
+
+        fp = self.fingerprint or weights_fingerprint(self.model)
+        tok = [list(tokenizer(p)["input_ids"]) for p in PROMPTS]  # identifies the tokenizer too
+        key = {
+            "model": fp, "prompts": PROMPT_SET_VERSION, "prompt_ids": tok, "nsamples": nsamples, "seqlen": seqlen,
+            "seed": seed, **self.config.model_dump(exclude={"cache"}),
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+        return cache_root() / "calibration" / "generated" / f"{digest}.pt"
+
+    def samples(self, tokenizer, nsamples, seqlen, seed):
+        import torch
+
+        from truthprune import CalibrationSamples, UserError
+
+        from .sampling import generate_windows
+
+        if self.model is None:
+            raise UserError("calibration source 'generated' needs the model; use it through `truthprune run`")
+        path = self._cache_path(tokenizer, nsamples, seqlen, seed) if self.config.cache else None
+        ids = None
+        if path is not None and path.is_file():
+            ids = torch.load(path, weights_only=True)
+            if tuple(ids.shape) != (nsamples, seqlen):
+                ids = None
+            else:
+                log.info("generated calibration text: using cached %s", path)
+        if ids is None:
+            cfg = self.config
+            rows = generate_windows(self.model, tokenizer, nsamples, seqlen, seed, cfg.temperature, cfg.top_k, cfg.batch_size)
+            ids = torch.tensor(rows, dtype=torch.long)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".tmp{id(self)}")
+                torch.save(ids, tmp)
+                tmp.replace(path)
+        return CalibrationSamples(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            description=f"generated: {nsamples} sampled sequences of {seqlen} tokens (T={self.config.temperature}), seed {seed}",
+        )
+
+
+@hookimpl
+def register_calibration_sources(register):
+    register(PydocSource)
+    register(GeneratedSource)
