@@ -34,6 +34,7 @@ class RunPlan:
     probe: Any | None
     timings: dict[str, float] = field(default_factory=dict)
     stages: list[dict[str, Any]] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict)  # per-run intermediate results (e.g. dense activations)
 
     @contextmanager
     def stage(self, name: str, **used: Any):

@@ -125,11 +125,41 @@ def truth_profile(plan, loaded: LoadedModel, fingerprint: str, results: dict[str
 # ------------------------------------------------------------------------- report and save
 
 
+def alternative_allocations(plan, prune_report, truth_profile) -> dict[str, list[float]]:
+    """What uniform/OWL/SWL/TPLO would have chosen from this run's statistics (for the report's
+    allocation plot); only those whose inputs the run measured."""
+    from .errors import UserError
+    from .interfaces import LayerInfo
+    from .plugins import get_registry
+
+    reg = get_registry()
+    outliers = prune_report.diagnostics.get("outlier_ratio_percent")
+    n = len(prune_report.allocation)
+    info = LayerInfo(num_layers=n, params_per_layer=[layer.params for layer in prune_report.layers],
+                     truth_profile=truth_profile, extras={"outlier_ratio_percent": outliers} if outliers else {})
+    out = {plan.allocator.name: prune_report.allocation}
+    for name in ("uniform", "owl", "swl", "tplo"):
+        if name in out or name not in reg.names("allocator"):
+            continue
+        cls = reg.get("allocator", name)
+        if (cls.needs_dense_pass and not outliers) or (cls.needs_truth_profile and truth_profile is None):
+            continue
+        fields = getattr(cls.Config, "model_fields", {})
+        opts = {k: v for k, v in plan.config.allocator_options.items() if k in fields}
+        try:
+            out[name] = [float(x) for x in cls(opts).allocate(plan.config.sparsity, info)]
+        except UserError as err:
+            log.info("allocation %s not shown: %s", name, err)
+    return out
+
+
 def build_report(plan, loaded: LoadedModel, calib, prune_report, results, truth_profile) -> dict[str, Any]:
     from .saving import environment_versions
 
     cfg = plan.config
     return {
+        "allocations": alternative_allocations(plan, prune_report, truth_profile) if not cfg.nm else {},
+        "truth_profile_sets": plan.cache.get("truth_profile_sets"),
         "truthprune_report": 1,
         "config": cfg.model_dump(),
         "model": {"spec": cfg.model, "path": loaded.path, "kind": loaded.kind, "device": loaded.device,

@@ -43,6 +43,9 @@ def _register_plugin_commands() -> None:
     get_registry().add_commands(app)
 
 
+_INTERRUPTED = "interrupted; no output was left half-written"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -54,7 +57,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted; no output was left half-written", file=sys.stderr)
+        print(_INTERRUPTED, file=sys.stderr)
         sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == 130:  # typer turns Ctrl-C inside a command into a silent exit 130
+            print(_INTERRUPTED, file=sys.stderr)
+        raise
 
 

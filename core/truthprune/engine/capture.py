@@ -24,7 +24,12 @@ class LayerBatch:
 
     hidden: torch.Tensor  # [b, S, d] on the storage device
     kwargs: dict[str, Any]  # attention mask, position ids/embeddings, cache position, ...
-    token_mask: torch.Tensor  # [b, S] bool: real (non-padding) tokens, for statistics
+    token_mask: torch.Tensor | None  # [b, S] bool: real (non-padding) tokens; None = all real
+    index: int = 0  # position of this batch in the single-process batch order
+
+    @property
+    def size(self) -> int:
+        return int(self.hidden.shape[0])
 
 
 def _to(value: Any, device: torch.device | str) -> Any:
@@ -51,9 +56,19 @@ def capture_layer0_inputs(
     attention_mask: torch.Tensor,
     batch_size: int,
     storage: str = "cpu",
+    device: Any = None,
+    batch_indices: list[int] | None = None,
 ) -> list[LayerBatch]:
-    """Run the model up to layer 0 for each mini-batch and keep layer 0's inputs."""
-    device = next(model.parameters()).device
+    """Run the model up to layer 0 for each mini-batch and keep layer 0's inputs.
+
+    ``batch_indices`` picks which mini-batches (of ``batch_size`` consecutive samples) this
+    process handles; a data-parallel rank captures only its own. ``device`` is where the model's
+    embeddings live (needed when the decoder layers themselves are still on the meta device).
+    """
+    if device is None:
+        device = next(model.parameters()).device
+    n_batches = -(-int(input_ids.shape[0]) // batch_size)
+    indices = list(range(n_batches)) if batch_indices is None else list(batch_indices)
     captured: dict[str, Any] = {}
 
     def hook(module, args, kwargs):
@@ -65,7 +80,8 @@ def capture_layer0_inputs(
     handle = layers[0].register_forward_pre_hook(hook, with_kwargs=True)
     batches: list[LayerBatch] = []
     try:
-        for start in range(0, input_ids.shape[0], batch_size):
+        for k in indices:
+            start = k * batch_size
             ids = input_ids[start : start + batch_size].to(device)
             mask = attention_mask[start : start + batch_size].to(device)
             try:
@@ -80,7 +96,8 @@ def capture_layer0_inputs(
                 LayerBatch(
                     hidden=captured["hidden"].to(storage),
                     kwargs=batch_kwargs_to(kwargs, storage),
-                    token_mask=mask.bool().to(storage),
+                    token_mask=None if bool(mask.bool().all()) else mask.bool().to(storage),
+                    index=k,
                 )
             )
     finally:

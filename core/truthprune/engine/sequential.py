@@ -9,6 +9,16 @@ pass because nothing is pruned.
 
 Calibration samples go through a layer in mini-batches; activations are kept on ``storage``
 (CPU by default) and only the current layer's batch is moved to the compute device.
+
+Work that cannot change the result is skipped (see docs/performance.md for the measurements):
+the statistics pass stops each layer once every linear has reported its input (the last linear
+and the residual add are never needed for statistics); the last layer's outputs feed nothing,
+so it is not propagated; a pruner that needs no statistics (magnitude) runs no forward pass at
+all. Everything runs under ``torch.inference_mode``.
+
+Where the layers live is abstracted by a *layer source*: :class:`ResidentLayers` (the model is
+in memory, pruned in place) or the offload source of :mod:`truthprune.engine.offload` (one
+layer materialised from the checkpoint at a time, written out after pruning).
 """
 
 from __future__ import annotations
@@ -16,16 +26,18 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from ..errors import UserError
-from ..interfaces import CalibrationSamples, LayerInfo, Pruner, SparsityAllocator, SparsityTarget
+from ..interfaces import CalibrationSamples, LayerInfo, LinearStats, Pruner, SparsityAllocator, SparsityTarget
 from ..models.adapter import decoder_layers, prunable_linears
 from .capture import LayerBatch, batch_kwargs_to, capture_layer0_inputs
+from .distributed import DataParallel, data_parallel
+from .memory import ModelShape, available_memory, check_memory, estimate_memory
 from .progress import LayerProgress
-from .stats import StatsCollector, layer_output
+from .stats import StatsCollector, StopLayer, layer_output
 
 log = logging.getLogger(__name__)
 
@@ -56,30 +68,91 @@ class PruneReport:
         return asdict(self)
 
 
-def _run_layer(layer, batches: list[LayerBatch], device, collector: StatsCollector | None, keep: bool):
-    """Run ``layer`` over all batches; return new batches (outputs) if ``keep``."""
+class LayerSource(Protocol):
+    """Hands out decoder layer ``i`` on the compute device and takes it back afterwards."""
+
+    layers: Any  # the model's ModuleList (parameters may sit on the meta device)
+
+    def open(self, index: int) -> torch.nn.Module: ...
+
+    def close(self, index: int, pruned: bool) -> None: ...
+
+
+class ResidentLayers:
+    """The whole model is in memory; layers are pruned in place."""
+
+    def __init__(self, layers: Any):
+        self.layers = layers
+
+    def open(self, index: int) -> torch.nn.Module:
+        return self.layers[index]
+
+    def close(self, index: int, pruned: bool) -> None:
+        pass
+
+
+@dataclass
+class EngineSetup:
+    """Where and how the passes run (shared by the resident and the offload modes)."""
+
+    device: torch.device
+    batch_size: int = 8
+    storage: str = "cpu"
+    quiet: bool = False
+    dp: DataParallel = field(default_factory=DataParallel)
+
+
+def _run_layer(layer, batches: list[LayerBatch], setup: EngineSetup, collector: StatsCollector | None, keep: bool):
+    """Run ``layer`` over all batches; return the output batches if ``keep``.
+
+    Without ``keep`` (a pure statistics pass) the collector may stop the layer early, once the
+    first batch has shown that every linear runs exactly once per forward.
+    """
     outs = []
-    for b in batches:
+    for j, b in enumerate(batches):
         if collector is not None:
-            collector.token_mask = b.token_mask
-        h = b.hidden.to(device)
-        out = layer_output(layer(h, **batch_kwargs_to(b.kwargs, device)))
+            collector.begin_batch(b.token_mask)
+        try:
+            out = layer_output(layer(b.hidden.to(setup.device), **batch_kwargs_to(b.kwargs, setup.device)))
+        except StopLayer:
+            continue
         if keep:
-            outs.append(LayerBatch(hidden=out.to(b.hidden.device), kwargs=b.kwargs, token_mask=b.token_mask))
+            outs.append(LayerBatch(hidden=out.to(b.hidden.device), kwargs=b.kwargs, token_mask=b.token_mask, index=b.index))
+        elif collector is not None and j == 0:
+            collector.early_stop = collector.single_call_per_linear()
     return outs
 
 
-@torch.no_grad()
-def _dense_pass(model, layers, calib, allocator: SparsityAllocator, batch_size, storage, progress) -> None:
-    device = next(model.parameters()).device
-    batches = capture_layer0_inputs(model, layers, calib.input_ids, calib.attention_mask, batch_size, storage)
+def _statistics(layer, batches, setup: EngineSetup, required: frozenset[str], keep: bool):
+    """One pass with statistics hooks; returns (collector with rank-summed stats, outputs)."""
+    linears = prunable_linears(layer)
+    collector = StatsCollector(linears, required)
+    if not required and not keep:
+        return linears, collector, []
+    with collector.attached():
+        outs = _run_layer(layer, batches, setup, collector, keep=keep)
+    collector.reduce(setup.dp.all_reduce())
+    return linears, collector, outs
+
+
+def _capture(model, calib: CalibrationSamples, setup: EngineSetup, layers) -> list[LayerBatch]:
+    n_batches = -(-len(calib) // setup.batch_size)
+    return capture_layer0_inputs(
+        model, layers, calib.input_ids, calib.attention_mask, setup.batch_size, setup.storage,
+        device=setup.device, batch_indices=setup.dp.my_batches(n_batches),
+    )
+
+
+def _dense_pass(model, source: LayerSource, calib, allocator: SparsityAllocator, setup: EngineSetup, progress) -> None:
+    layers = source.layers
+    batches = _capture(model, calib, setup, layers)
     with progress.stage("dense pre-pass", len(layers)) as step:
-        for i, layer in enumerate(layers):
-            linears = prunable_linears(layer)
-            collector = StatsCollector(linears, allocator.required_stats)
-            with collector.attached():
-                batches = _run_layer(layer, batches, device, collector, keep=True)
+        for i in range(len(layers)):
+            layer = source.open(i)
+            keep = i < len(layers) - 1
+            linears, collector, batches = _statistics(layer, batches, setup, allocator.required_stats, keep)
             allocator.observe_layer(i, {n: m.weight for n, m in linears.items()}, collector.stats)
+            source.close(i, pruned=False)
             step(len(calib))
 
 
@@ -93,7 +166,95 @@ def _check_allocation(allocation: list[float], n_layers: int, name: str) -> None
             )
 
 
-@torch.no_grad()
+def _prune_linears(linears, collector: StatsCollector | None, pruner: Pruner, target: SparsityTarget, dp: DataParallel) -> dict[str, float]:
+    stats = collector.stats if collector is not None else {}
+    achieved = {}
+    for name, lin in linears.items():
+        st = stats.get(name) or LinearStats(n_tokens=0)
+        w = lin.weight.data
+        result = pruner.prune(w, st, target)
+        if result.weight is not None:
+            w.copy_(result.weight.to(w.dtype))
+        w.masked_fill_(result.mask.to(w.device), 0)
+        dp.broadcast_(w)
+        achieved[name] = float((w == 0).sum().item()) / w.numel()
+    return achieved
+
+
+def run_engine(
+    model: Any,
+    source: LayerSource,
+    calibration: CalibrationSamples,
+    pruner: Pruner,
+    allocator: SparsityAllocator,
+    sparsity: float,
+    setup: EngineSetup,
+    nm: tuple[int, int] | None = None,
+    truth_profile: list[float] | None = None,
+    extras: dict[str, Any] | None = None,
+) -> PruneReport:
+    """The layer loop shared by :func:`prune_model` and the offload mode."""
+    if setup.batch_size < 1:
+        raise UserError(f"--batch-size {setup.batch_size} must be at least 1")
+    SparsityTarget(sparsity, nm)  # validates
+    if nm is not None and allocator.name != "uniform":
+        raise UserError(f"N:M patterns are uniform by construction; drop --nm or use --allocator uniform (got {allocator.name!r})")
+    layers = source.layers
+    n_layers = len(layers)
+    progress = LayerProgress(quiet=setup.quiet or not setup.dp.is_writer)
+    report = PruneReport(target=sparsity, nm=nm, allocation=[])
+
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        if allocator.needs_dense_pass:
+            _dense_pass(model, source, calibration, allocator, setup, progress)
+        report.dense_pass_s = time.perf_counter() - t0
+
+    params = [sum(m.weight.numel() for m in prunable_linears(layer).values()) for layer in layers]
+    info = LayerInfo(num_layers=n_layers, params_per_layer=params, truth_profile=truth_profile, extras=dict(extras or {}))
+    allocation = [float(nm[0] / nm[1])] * n_layers if nm else [float(s) for s in allocator.allocate(sparsity, info)]
+    _check_allocation(allocation, n_layers, allocator.name)
+    report.allocation = allocation
+    report.diagnostics = allocator.diagnostics()
+    log.info("allocation (%s): %s", allocator.name, ", ".join(f"{s:.3f}" for s in allocation))
+
+    needs_data = bool(pruner.required_stats)  # without statistics no forward pass is needed
+    t1 = time.perf_counter()
+    with torch.inference_mode():
+        batches = _capture(model, calibration, setup, layers) if needs_data else []
+        with progress.stage(f"pruning ({pruner.name})", n_layers) as step:
+            for i in range(n_layers):
+                layer = source.open(i)
+                linears, collector = prunable_linears(layer), None
+                if needs_data:
+                    linears, collector, _ = _statistics(layer, batches, setup, pruner.required_stats, keep=False)
+                achieved = _prune_linears(linears, collector, pruner, SparsityTarget(allocation[i], nm), setup.dp)
+                del collector
+                if needs_data and i < n_layers - 1:
+                    batches = _run_layer(layer, batches, setup, None, keep=True)
+                zeros = sum(achieved[n] * linears[n].weight.numel() for n in linears)
+                report.layers.append(LayerResult(i, allocation[i], zeros / params[i], achieved, params[i]))
+                source.close(i, pruned=True)
+                step(len(calibration))
+    report.prune_pass_s = time.perf_counter() - t1
+    report.overall = sum(r.achieved * r.params for r in report.layers) / sum(params)
+    log.info("achieved overall sparsity %.4f (target %.4f)", report.overall, sparsity)
+    return report
+
+
+def check_calibration_memory(model: Any, calibration: CalibrationSamples, batch_size: int, dp: DataParallel, offload: bool) -> str:
+    """Refuse (UserError) before starting when activations would not fit in available memory."""
+    padded = not bool(calibration.attention_mask.bool().all())
+    est = estimate_memory(
+        ModelShape.from_config(model.config), len(calibration), int(calibration.input_ids.shape[1]), batch_size,
+        act_bytes=torch.finfo(model.dtype).bits // 8 if model.dtype.is_floating_point else 4,
+        offload=offload, padded=padded, world=dp.world,
+    )
+    line = check_memory(est, available_memory(), offload=offload, weights_resident=not offload)
+    log.info("%s", line)
+    return line
+
+
 def prune_model(
     model: Any,
     calibration: CalibrationSamples,
@@ -107,54 +268,15 @@ def prune_model(
     storage: str = "cpu",
     quiet: bool = False,
 ) -> PruneReport:
-    """Prune ``model`` in place and report what was done."""
-    if batch_size < 1:
-        raise UserError(f"--batch-size {batch_size} must be at least 1")
-    SparsityTarget(sparsity, nm)  # validates
-    if nm is not None and allocator.name != "uniform":
-        raise UserError(f"N:M patterns are uniform by construction; drop --nm or use --allocator uniform (got {allocator.name!r})")
-    layers = decoder_layers(model)
-    n_layers = len(layers)
-    device = next(model.parameters()).device
-    progress = LayerProgress(quiet=quiet)
-    report = PruneReport(target=sparsity, nm=nm, allocation=[])
+    """Prune ``model`` in place and report what was done.
 
-    t0 = time.perf_counter()
-    if allocator.needs_dense_pass:
-        _dense_pass(model, layers, calibration, allocator, batch_size, storage, progress)
-    report.dense_pass_s = time.perf_counter() - t0
-
-    params = [sum(m.weight.numel() for m in prunable_linears(layer).values()) for layer in layers]
-    info = LayerInfo(num_layers=n_layers, params_per_layer=params, truth_profile=truth_profile, extras=dict(extras or {}))
-    allocation = [float(nm[0] / nm[1])] * n_layers if nm else [float(s) for s in allocator.allocate(sparsity, info)]
-    _check_allocation(allocation, n_layers, allocator.name)
-    report.allocation = allocation
-    report.diagnostics = allocator.diagnostics()
-    log.info("allocation (%s): %s", allocator.name, ", ".join(f"{s:.3f}" for s in allocation))
-
-    t1 = time.perf_counter()
-    batches = capture_layer0_inputs(model, layers, calibration.input_ids, calibration.attention_mask, batch_size, storage)
-    with progress.stage(f"pruning ({pruner.name})", n_layers) as step:
-        for i, layer in enumerate(layers):
-            linears = prunable_linears(layer)
-            collector = StatsCollector(linears, pruner.required_stats)
-            if pruner.required_stats:
-                with collector.attached():
-                    _run_layer(layer, batches, device, collector, keep=False)
-            target = SparsityTarget(allocation[i], nm)
-            achieved = {}
-            for name, lin in linears.items():
-                result = pruner.prune(lin.weight.data, collector.stats[name], target)
-                if result.weight is not None:
-                    lin.weight.data.copy_(result.weight.to(lin.weight.dtype))
-                lin.weight.data[result.mask.to(lin.weight.device)] = 0
-                achieved[name] = float((lin.weight.data == 0).float().mean().item())
-            del collector
-            batches = _run_layer(layer, batches, device, None, keep=True)
-            zeros = sum(achieved[n] * linears[n].weight.numel() for n in linears)
-            report.layers.append(LayerResult(i, allocation[i], zeros / params[i], achieved, params[i]))
-            step(len(calibration))
-    report.prune_pass_s = time.perf_counter() - t1
-    report.overall = sum(r.achieved * r.params for r in report.layers) / sum(params)
-    log.info("achieved overall sparsity %.4f (target %.4f)", report.overall, sparsity)
-    return report
+    Under ``torchrun`` (an initialised process group, see :func:`init_distributed`) each rank
+    handles its share of the calibration batches; the statistics are summed across ranks, so
+    every rank ends with the same pruned model.
+    """
+    dp = data_parallel()
+    setup = EngineSetup(device=next(model.parameters()).device, batch_size=batch_size, storage=storage, quiet=quiet, dp=dp)
+    if storage == "cpu":
+        check_calibration_memory(model, calibration, batch_size, dp, offload=False)
+    return run_engine(model, ResidentLayers(decoder_layers(model)), calibration, pruner, allocator, sparsity, setup,
+                      nm=nm, truth_profile=truth_profile, extras=extras)

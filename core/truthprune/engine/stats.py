@@ -1,11 +1,26 @@
-"""Accumulate float32 input statistics of linear layers with forward hooks.
+"""Accumulate float32 input statistics of linear layers with forward pre-hooks.
 
 Which statistics are collected is declared by the pruner/allocator (``required_stats``), so a new
 method never edits the engine. Padding positions (token_mask False) are excluded.
+
+Three choices here exist for speed or reproducibility, not for the maths:
+
+* Each mini-batch's contribution is a float32 reduction, but the running sums are float64. The
+  order in which batch contributions are added then (practically) stops mattering, which is what
+  makes a data-parallel run (batches summed per rank, then all-reduced) give the same masks as
+  one process. The statistics handed to plugins are float32, as the interface promises.
+* Linears that read the same tensor (q/k/v read one normed hidden state, gate/up another) share
+  one computation of its square sums instead of three/two.
+* Statistics are recorded in *pre*-hooks, i.e. before a linear runs. Once every linear of the
+  layer has reported its input, nothing else the layer computes can change them, so the engine
+  may stop the layer early (``early_stop``), which skips the last linear (e.g. ``down_proj``,
+  a quarter of a Llama layer's matmul work) and everything after it. The engine only turns this
+  on after a full first batch showed that every linear runs exactly once per forward.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
@@ -14,48 +29,116 @@ import torch
 from ..interfaces import STAT_GRAM, STAT_SQ_NORM, LinearStats
 
 
+class StopLayer(Exception):
+    """Raised from a pre-hook once all statistics of this batch are recorded."""
+
+
 class StatsCollector:
-    def __init__(self, linears: dict[str, torch.nn.Linear], required: frozenset[str]):
+    def __init__(self, linears: dict[str, torch.nn.Linear], required: frozenset[str], device: Any = None):
         self.linears = linears
         self.required = frozenset(required)
-        self.token_mask: torch.Tensor | None = None  # set per batch by the engine
-        self.stats: dict[str, LinearStats] = {}
+        self.token_mask: torch.Tensor | None = None  # set per batch by begin_batch
+        self.early_stop = False
+        self.calls: dict[str, int] = {}
+        self._cache: tuple[Any, torch.Tensor, Any, Any] | None = None
+        self._n: dict[str, int] = {}
+        self._sq: dict[str, torch.Tensor] = {}
+        self._gram: dict[str, torch.Tensor] = {}
         for name, lin in linears.items():
             d = lin.in_features
-            dev = lin.weight.device
-            self.stats[name] = LinearStats(
-                n_tokens=0,
-                sq_norm=torch.zeros(d, dtype=torch.float32, device=dev) if STAT_SQ_NORM in self.required else None,
-                gram=torch.zeros(d, d, dtype=torch.float32, device=dev) if STAT_GRAM in self.required else None,
-            )
+            dev = device if device is not None else lin.weight.device
+            self._n[name] = 0
+            if STAT_SQ_NORM in self.required:
+                self._sq[name] = torch.zeros(d, dtype=torch.float64, device=dev)
+            if STAT_GRAM in self.required:
+                self._gram[name] = torch.zeros(d, d, dtype=torch.float64, device=dev)
 
-    def _hook(self, name: str):
-        def hook(module, inputs, output):
-            x = inputs[0].detach()
-            x = x.reshape(-1, x.shape[-1])
-            if self.token_mask is not None:
-                x = x[self.token_mask.reshape(-1).to(x.device)]
-            x = x.float()
-            st = self.stats[name]
-            st.n_tokens += x.shape[0]
-            if st.sq_norm is not None:
-                st.sq_norm += (x * x).sum(dim=0)
-            if st.gram is not None:
-                st.gram.addmm_(x.t(), x)
+    def begin_batch(self, token_mask: torch.Tensor | None) -> None:
+        """``token_mask`` [b, S] bool, or None when every position is a real token."""
+        self.token_mask = token_mask
+        self.calls = {}
+        self._cache = None
+
+    def _contribution(self, x: torch.Tensor) -> tuple[torch.Tensor, Any, Any]:
+        """(kept rows as float32 [n, d], sum of squares [d], gram [d, d]) for one input tensor."""
+        if self._cache is not None and self._cache[0] is x:  # q/k/v (gate/up) share their input
+            return self._cache[1], self._cache[2], self._cache[3]
+        flat = x.detach().reshape(-1, x.shape[-1])
+        if self.token_mask is not None:
+            flat = flat[self.token_mask.reshape(-1).to(flat.device)]
+        flat = flat.float()
+        sq = (flat * flat).sum(dim=0) if STAT_SQ_NORM in self.required else None
+        gram = flat.t() @ flat if STAT_GRAM in self.required else None
+        self._cache = (x, flat, sq, gram)  # holding x keeps its identity unique for this batch
+        return flat, sq, gram
+
+    def _hook(self, name: str) -> Callable:
+        def hook(module, args, kwargs):
+            x = args[0] if args else kwargs["input"]
+            flat, sq, gram = self._contribution(x)
+            self._n[name] += flat.shape[0]
+            if sq is not None:
+                self._sq[name] += sq
+            if gram is not None:
+                self._gram[name] += gram
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if self.early_stop and len(self.calls) == len(self.linears):
+                self._cache = None
+                raise StopLayer
 
         return hook
+
+    def single_call_per_linear(self) -> bool:
+        """True when the last batch ran every linear exactly once (early stop is then safe)."""
+        return len(self.calls) == len(self.linears) and all(c == 1 for c in self.calls.values())
 
     @contextmanager
     def attached(self):
         if not self.required:
             yield self
             return
-        handles = [lin.register_forward_hook(self._hook(name)) for name, lin in self.linears.items()]
+        handles = [lin.register_forward_pre_hook(self._hook(name), with_kwargs=True) for name, lin in self.linears.items()]
         try:
             yield self
         finally:
+            self._cache = None
             for h in handles:
                 h.remove()
+
+    # ------------------------------------------------------------------ results
+
+    def reduce(self, all_reduce: Callable[[torch.Tensor], None] | None) -> None:
+        """Sum the running statistics across data-parallel ranks (in place)."""
+        if all_reduce is None:
+            return
+        names = list(self.linears)
+        counts = torch.tensor([self._n[n] for n in names], dtype=torch.float64, device=self._device())
+        all_reduce(counts)
+        for n, c in zip(names, counts.tolist()):
+            self._n[n] = int(round(c))
+        for acc in (*self._sq.values(), *self._gram.values()):
+            all_reduce(acc)
+
+    def _device(self):
+        for acc in (*self._sq.values(), *self._gram.values()):
+            return acc.device
+        return torch.device("cpu")
+
+    @property
+    def stats(self) -> dict[str, LinearStats]:
+        """Float32 statistics per linear (a fresh conversion of the float64 sums).
+
+        Built outside inference mode, so plugins may keep and modify them freely.
+        """
+        with torch.inference_mode(False):
+            return {
+                name: LinearStats(
+                    n_tokens=self._n[name],
+                    sq_norm=self._sq[name].float() if name in self._sq else None,
+                    gram=self._gram[name].float() if name in self._gram else None,
+                )
+                for name in self.linears
+            }
 
 
 def layer_output(out: Any) -> torch.Tensor:

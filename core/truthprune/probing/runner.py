@@ -36,7 +36,7 @@ def load_truth_sets(
 ) -> tuple[list[StatementSet], str]:
     """(sets, description): the named CSVs of ``truth_data``, or the offline generated sets."""
     if truth_data is None:
-        from ..truth.generate import generate_statement_sets
+        from ..truth.generate import data_versions, generate_statement_sets
 
         sets = generate_statement_sets(seed)
         if datasets:
@@ -48,7 +48,7 @@ def load_truth_sets(
                     "(or pass --truth-data DIR with TiU CSV files)"
                 )
             sets = [by_name[d] for d in datasets]
-        return sets, f"generated offline statement sets (seed {seed}; no --truth-data given)"
+        return sets, f"generated offline statement sets (seed {seed}; {data_versions()}; no --truth-data given)"
     names = list(datasets) if datasets else default_dataset_names(truth_data)
     return load_statement_dir(truth_data, names, duplicates=duplicates), f"statement CSVs from {truth_data}"
 

