@@ -49,7 +49,8 @@ def synthetic_report(pruner="tplo", allocator="tplo", sparsity=0.5, allocation=(
         "dense": {"ppl": ppl_entry(ppl[0]), "truthfulqa": {"mc1": 0.25, "mc2": 0.4},
                   "probe": probe([0.6, 0.8, 0.7], [0.5, 2.0, 1.0])},
         "pruned": {"ppl": ppl_entry(ppl[1]), "truthfulqa": {"mc1": 0.2, "mc2": 0.35},
-                   "probe": {**probe([0.55, 0.7, None], [0.4, 1.5, 0.9]), "transfer_accuracy": 0.65}},
+                   "probe": {**probe([0.55, 0.7, None], [0.4, 1.5, 0.9]), "transfer_accuracy": 0.65,
+                                 "layer_transfer_accuracy": [0.58, 0.72, 0.66]}},
         "stages": [{"stage": "load", "seconds": 1.0}],
         "timings": {"load": 1.0},
     }
@@ -98,7 +99,7 @@ def test_markdown_has_summary_and_per_layer_columns():
     assert "| probe accuracy (best layer) | 0.800 | 0.700 |" in md
     header = next(line for line in md.splitlines() if line.startswith("| layer |"))
     for col in ("target", "achieved", "uniform alloc", "owl alloc", "outlier_ratio_percent", "truth profile",
-                "probe acc dense", "probe acc pruned", "separation dense", "separation pruned"):
+                "probe acc dense", "probe acc pruned", "transfer", "separation dense", "separation pruned"):
         assert f" {col} |" in header, col
     assert "tplo alloc" not in header  # the run's own allocation is the target column
     # the pruned probe has no value for layer 2: a dash, not a crash
@@ -273,3 +274,32 @@ def test_same_directory_names_get_full_paths(tmp_path):
     a = _write_run(tmp_path / "x" / "run", synthetic_report())
     b = _write_run(tmp_path / "y" / "run", copy.deepcopy(synthetic_report()))
     assert [r.label for r in load_runs([a, b])] == [str(a), str(b)]
+
+
+# ----------------------------------------------------------------------------- truthprune sweep: validation before any run
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--pruner", "wanda,wandda"], "unknown pruner 'wandda'; did you mean 'wanda'?"),
+        (["--sparsity", "0.5,abc"], "--sparsity 'abc' is not a number"),
+        (["--sparsity", "0.5,1.5"], "sparsity: Input should be less than 1"),
+        (["--pruner", "wanda,wanda"], "--pruner lists 'wanda' twice"),
+        (["--sparsity", "0.3,0.30"], "share the directory 'wanda-0.3'"),
+        (["--pruner", "wanda,"], "has an empty item"),
+        (["--nm", "2:4"], "--nm fixes the sparsity"),
+    ],
+)
+def test_sweep_validates_the_whole_grid_first(tmp_path, args, fragment):
+    out = _cli("sweep", "--pruner", "wanda", "--sparsity", "0.5", *args, "--out", str(tmp_path / "sw"))
+    assert out.returncode == 2
+    lines = _error_lines(out.stderr)
+    assert len(lines) == 1 and fragment in lines[0], lines
+    assert not (tmp_path / "sw").exists()  # nothing ran, nothing was written
+
+
+def test_sweep_refuses_to_replace_a_different_run(tmp_path):
+    _write_run(tmp_path / "sw" / "wanda-0.5", synthetic_report("wanda", "uniform"))
+    out = _cli("sweep", "--pruner", "wanda", "--sparsity", "0.5", "--out", str(tmp_path / "sw"))
+    assert out.returncode == 2 and "holds a run with other settings; pass --overwrite" in out.stderr

@@ -51,6 +51,10 @@ _EXPORTS: dict[str, str] = {
     "prunable_linears": "models.adapter",
     "prune_model": "engine.sequential",
     "PruneReport": "engine.sequential",
+    # bounded-memory (offload) pruning, data parallelism, the up-front memory check (torch)
+    "prune_checkpoint": "engine.offload",
+    "init_distributed": "engine.distributed",
+    "check_prune_memory": "engine.memory",
     # truth separation per layer and the normalised profile (numpy, torch-free)
     "separation_ratio": "separation",
     "truth_profile": "separation",

@@ -85,16 +85,13 @@ def diagnostic_series(diagnostics: Mapping[str, Any] | None, n_layers: int) -> d
     return out
 
 
-def allocation_series(report: Mapping[str, Any]) -> dict[str, list[float]]:
-    """Per-layer sparsity per allocator: the run's own, plus any ``allocations`` {name: [...]}."""
-    pruning = report.get("pruning") or {}
-    out: dict[str, list[float]] = {}
-    own = as_series(pruning.get("allocation"))
-    if own is not None:
-        out[f"{pruning.get('allocator', 'allocation')} (this run)"] = own
+def other_allocations(report: Mapping[str, Any]) -> dict[str, list[float]]:
+    """Per-layer sparsity of the other allocators the report holds (``allocations`` {name: [...]})."""
+    own = (report.get("pruning") or {}).get("allocator")
+    out = {}
     for name, values in (report.get("allocations") or {}).items():
         series = as_series(values)
-        if series is not None and name != pruning.get("allocator"):
+        if series is not None and name != own:
             out[str(name)] = series
     return out
 
@@ -133,14 +130,16 @@ def _log_if_positive(ax, curves: Sequence[Sequence[float]]) -> None:
 
 
 def plot_sparsity(report: Mapping[str, Any], out_dir: Path) -> str | None:
-    curves = allocation_series(report)
-    if not curves:
-        return None
     pruning = report["pruning"]
+    own = as_series(pruning.get("allocation"))
+    others = other_allocations(report)
+    if own is None and not others:
+        return None
     fig, (ax,) = _figure()
-    for i, (name, values) in enumerate(curves.items()):
-        own = i == 0 and pruning.get("allocation") is not None  # allocation_series puts the run's own first
-        ax.plot(range(len(values)), values, marker="o" if own else ".", linewidth=2 if own else 1.2, label=name)
+    if own is not None:
+        ax.plot(range(len(own)), own, marker="o", linewidth=2, label=f"{pruning.get('allocator', '')} (this run)")
+    for name, values in others.items():
+        ax.plot(range(len(values)), values, marker=".", linewidth=1.2, label=name)
     achieved = as_series([layer.get("achieved") for layer in pruning.get("layers", [])])
     if achieved is not None:
         ax.plot(range(len(achieved)), achieved, linestyle="none", marker="x", color="black", label="achieved")
@@ -152,13 +151,20 @@ def plot_sparsity(report: Mapping[str, Any], out_dir: Path) -> str | None:
 
 
 def plot_probe_accuracy(report: Mapping[str, Any], out_dir: Path) -> str | None:
-    curves = {role: layer_curve((report.get(role) or {}).get("probe"), "layer_accuracy") for role in ("dense", "pruned")}
+    pruned_probe = (report.get("pruned") or {}).get("probe")
+    curves = {
+        "dense": layer_curve((report.get("dense") or {}).get("probe"), "layer_accuracy"),
+        "pruned": layer_curve(pruned_probe, "layer_accuracy"),
+        # the probe fitted on the dense model, applied to the pruned model's activations
+        "dense probe on pruned": layer_curve(pruned_probe, "layer_transfer_accuracy"),
+    }
     curves = {k: v for k, v in curves.items() if v is not None}
     if not curves:
         return None
     fig, (ax,) = _figure()
+    styles = {"dense": "-", "pruned": "--", "dense probe on pruned": "-."}
     for role, (x, y) in curves.items():
-        ax.plot(x, y, marker="o", linestyle="-" if role == "dense" else "--", label=role)
+        ax.plot(x, y, marker="o", linestyle=styles[role], label=role)
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
     probe_name = (report.get("config") or {}).get("probe", "")
     _layer_axis(ax, "held-out accuracy", f"truth probe {probe_name} per layer: dense vs pruned")

@@ -56,9 +56,19 @@ def _aligned(section: dict[str, Any] | None, key: str, n_layers: int) -> list[fl
     return out
 
 
+# per-layer probe columns: (column, section, key in section["probe"])
+_PROBE_COLUMNS = (
+    ("probe acc dense", "dense", "layer_accuracy"),
+    ("probe acc pruned", "pruned", "layer_accuracy"),
+    ("transfer", "pruned", "layer_transfer_accuracy"),  # the dense-trained probe on pruned activations
+    ("separation dense", "dense", "layer_separation"),
+    ("separation pruned", "pruned", "layer_separation"),
+)
+
+
 def per_layer_columns(report: dict[str, Any]) -> dict[str, list[Any]]:
     """Column name -> one value per decoder layer, for every per-layer quantity the report holds."""
-    from .plots import allocation_series, diagnostic_series
+    from .plots import diagnostic_series, other_allocations
 
     pr = report["pruning"]
     n = len(pr["layers"])
@@ -66,18 +76,17 @@ def per_layer_columns(report: dict[str, Any]) -> dict[str, list[Any]]:
         "target": [layer["target"] for layer in pr["layers"]],
         "achieved": [layer["achieved"] for layer in pr["layers"]],
     }
-    for i, (name, values) in enumerate(allocation_series(report).items()):
-        if i and len(values) == n:  # the first is this run's own allocation, already the target column
+    for name, values in other_allocations(report).items():  # the run's own allocation is the target column
+        if len(values) == n:
             cols[f"{name} alloc"] = values
     cols.update(diagnostic_series(pr.get("diagnostics"), n))
     profile = report.get("truth_profile")
     if isinstance(profile, list) and len(profile) == n:
         cols["truth profile"] = profile
-    for key, label in (("layer_accuracy", "probe acc"), ("layer_separation", "separation")):
-        for role in ("dense", "pruned"):
-            values = _aligned((report.get(role) or {}).get("probe"), key, n)
-            if values is not None:
-                cols[f"{label} {role}"] = values
+    for label, role, key in _PROBE_COLUMNS:
+        values = _aligned((report.get(role) or {}).get("probe"), key, n)
+        if values is not None:
+            cols[label] = values
     return cols
 
 

@@ -19,7 +19,7 @@ from .main import app
 eval_app = typer.Typer(help="Evaluate a model: perplexity or TruthfulQA MC1/MC2.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
-_DEFAULTS = {name: RunConfig.model_fields[name].default for name in ("model", "seqlen", "batch_size", "seed")}
+_DEFAULTS = {name: RunConfig.model_fields[name].default for name in ("model", "seqlen", "batch_size", "seed", "ppl_data")}
 
 _MODEL_HELP = "smollm2-135m (default, embedded), a model dir, a .gguf file or a hub id."
 
@@ -41,7 +41,7 @@ def _emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> None:
 @eval_app.command("ppl")
 def ppl_command(
     model: str = typer.Option(_DEFAULTS["model"], help=_MODEL_HELP),
-    data: str = typer.Option("wikitext2", help="wikitext2 (hub test split), pydoc (held-out Python docs, offline) or a text file."),
+    data: str = typer.Option(_DEFAULTS["ppl_data"], help="pydoc (held-out Python docs, offline), wikitext2 (hub test split) or a text file."),
     seqlen: int = typer.Option(_DEFAULTS["seqlen"], help="Window length in tokens (the reference uses 2048)."),
     batch_size: int = typer.Option(_DEFAULTS["batch_size"], "--batch-size", help="Windows per forward pass (speed only)."),
     max_windows: Optional[int] = typer.Option(None, "--max-windows", help="Score only the first N windows (quick runs)."),

@@ -124,3 +124,26 @@ def check_memory(est: MemoryEstimate, available: int | None, offload: bool, weig
     if not offload and not weights_resident and est.activations + est.working + est.offload_weights <= available:
         raise UserError(f"{line}, but {have}; pass --offload to keep the weights on disk and load one layer at a time")
     raise UserError(f"{line}, but {have}; lower --nsamples or --seqlen (activations grow with both), or --batch-size for working memory")
+
+
+def check_prune_memory(
+    model_path: str,
+    nsamples: int,
+    seqlen: int,
+    batch_size: int = 8,
+    dtype_bytes: int = 4,
+    offload: bool = False,
+    padded: bool = False,
+    world: int = 1,
+) -> str:
+    """Check a planned prune against available memory *before* the model is loaded.
+
+    Reads only the model's config. Returns the one-line estimate for the log, or raises
+    UserError naming ``--offload`` (weights do not fit) or ``--nsamples``/``--seqlen``.
+    """
+    from transformers import AutoConfig
+
+    shape = ModelShape.from_config(AutoConfig.from_pretrained(model_path))
+    est = estimate_memory(shape, nsamples, seqlen, batch_size, weight_bytes=dtype_bytes, act_bytes=dtype_bytes,
+                          offload=offload, padded=padded, world=world)
+    return check_memory(est, available_memory(), offload=offload)

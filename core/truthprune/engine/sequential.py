@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -77,6 +78,10 @@ class LayerSource(Protocol):
 
     def close(self, index: int, pruned: bool) -> None: ...
 
+    def outer(self) -> AbstractContextManager:
+        """Context in which the modules before layer 0 (embeddings) are usable, for capturing."""
+        ...
+
 
 class ResidentLayers:
     """The whole model is in memory; layers are pruned in place."""
@@ -90,6 +95,9 @@ class ResidentLayers:
     def close(self, index: int, pruned: bool) -> None:
         pass
 
+    def outer(self) -> AbstractContextManager:
+        return nullcontext()
+
 
 @dataclass
 class EngineSetup:
@@ -100,6 +108,29 @@ class EngineSetup:
     storage: str = "cpu"
     quiet: bool = False
     dp: DataParallel = field(default_factory=DataParallel)
+    activations_dir: str | None = None  # memory-map layer inputs/outputs from files here
+
+    def keep(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Store one batch of hidden states off the compute device (in RAM or memory-mapped)."""
+        if self.activations_dir is None:
+            return hidden.to(self.storage)
+        return mapped_copy(hidden, self.activations_dir)
+
+
+def mapped_copy(t: torch.Tensor, directory: str) -> torch.Tensor:
+    """A copy of ``t`` backed by a file-mapped buffer; the file is unlinked at once, so the
+    space returns to the disk when the tensor is freed and nothing is left behind on a crash."""
+    import os
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix="acts-", suffix=".bin", dir=directory)
+    os.close(fd)
+    try:
+        out = torch.from_file(name, shared=True, size=t.numel(), dtype=t.dtype).view(t.shape)
+    finally:
+        os.unlink(name)
+    out.copy_(t)
+    return out
 
 
 def _run_layer(layer, batches: list[LayerBatch], setup: EngineSetup, collector: StatsCollector | None, keep: bool):
@@ -117,7 +148,7 @@ def _run_layer(layer, batches: list[LayerBatch], setup: EngineSetup, collector: 
         except StopLayer:
             continue
         if keep:
-            outs.append(LayerBatch(hidden=out.to(b.hidden.device), kwargs=b.kwargs, token_mask=b.token_mask, index=b.index))
+            outs.append(LayerBatch(hidden=setup.keep(out), kwargs=b.kwargs, token_mask=b.token_mask, index=b.index))
         elif collector is not None and j == 0:
             collector.early_stop = collector.single_call_per_linear()
     return outs
@@ -135,17 +166,22 @@ def _statistics(layer, batches, setup: EngineSetup, required: frozenset[str], ke
     return linears, collector, outs
 
 
-def _capture(model, calib: CalibrationSamples, setup: EngineSetup, layers) -> list[LayerBatch]:
+def _capture(model, calib: CalibrationSamples, setup: EngineSetup, source: LayerSource) -> list[LayerBatch]:
     n_batches = -(-len(calib) // setup.batch_size)
-    return capture_layer0_inputs(
-        model, layers, calib.input_ids, calib.attention_mask, setup.batch_size, setup.storage,
-        device=setup.device, batch_indices=setup.dp.my_batches(n_batches),
-    )
+    with source.outer():
+        batches = capture_layer0_inputs(
+            model, source.layers, calib.input_ids, calib.attention_mask, setup.batch_size, setup.storage,
+            device=setup.device, batch_indices=setup.dp.my_batches(n_batches),
+        )
+    if setup.activations_dir is not None:
+        for b in batches:
+            b.hidden = setup.keep(b.hidden)
+    return batches
 
 
 def _dense_pass(model, source: LayerSource, calib, allocator: SparsityAllocator, setup: EngineSetup, progress) -> None:
     layers = source.layers
-    batches = _capture(model, calib, setup, layers)
+    batches = _capture(model, calib, setup, source)
     with progress.stage("dense pre-pass", len(layers)) as step:
         for i in range(len(layers)):
             layer = source.open(i)
@@ -221,7 +257,7 @@ def run_engine(
     needs_data = bool(pruner.required_stats)  # without statistics no forward pass is needed
     t1 = time.perf_counter()
     with torch.inference_mode():
-        batches = _capture(model, calibration, setup, layers) if needs_data else []
+        batches = _capture(model, calibration, setup, source) if needs_data else []
         with progress.stage(f"pruning ({pruner.name})", n_layers) as step:
             for i in range(n_layers):
                 layer = source.open(i)

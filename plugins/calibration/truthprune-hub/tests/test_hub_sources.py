@@ -166,3 +166,30 @@ def test_hub_path_fails_offline_with_one_actionable_line():
     for line in lines:
         msg = line.split("| ", 1)[1]
         assert "hub is unreachable" in msg and "--calibration-opt path=FILE" in msg
+
+
+def test_hub_paths_with_a_stand_in_hub(monkeypatch, tmp_path):
+    """The hub branch (no path=): same windows as the local file, read lazily by index."""
+    import datasets
+
+    import truthprune
+
+    calls = []
+
+    def fake_hub(name, config=None, *, split, fix, data_files=None):
+        calls.append((name, config, split, data_files))
+        if name == "allenai/c4":
+            return datasets.Dataset.from_dict({"text": DOCS, "url": ["u"] * len(DOCS)})
+        return datasets.Dataset.from_dict({"text": ["", " = T = \n", "", " some words here . \n"]})
+
+    monkeypatch.setattr(truthprune, "load_hub_dataset", fake_hub, raising=False)
+    hub = source("c4").samples(CharTokenizer(), 5, 20, 0)
+    local = source("c4", path=str(write_jsonl(tmp_path / "c4.jsonl", DOCS))).samples(CharTokenizer(), 5, 20, 0)
+    assert torch.equal(hub.input_ids, local.input_ids)
+    assert calls[0] == ("allenai/c4", None, "train", {"train": "en/c4-train.00000-of-01024.json.gz"})
+    wiki = source("wikitext2").samples(CharTokenizer(), 2, 10, 0)
+    joined = " ".join(["", " = T = \n", "", " some words here . \n"])
+    assert wiki.input_ids.tolist() == long_text_windows(CharTokenizer()(joined)["input_ids"], 2, 10, 0)
+    assert calls[1][:3] == ("wikitext", "wikitext-2-raw-v1", "train")
+    with pytest.raises(UserError, match="no field 'body'"):
+        source("c4", field="body").samples(CharTokenizer(), 1, 8, 0)
