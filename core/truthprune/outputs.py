@@ -6,6 +6,7 @@ rerun into the same path works. An existing target is only replaced with ``overw
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -30,6 +31,9 @@ def atomic_dir(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
     path = check_target(target, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a finished output dir gets normal permissions
     try:
         yield tmp
     except BaseException:

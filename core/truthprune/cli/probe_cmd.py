@@ -53,10 +53,12 @@ def _print_table(result: dict, source: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
     held = result["heldout"]
     names = list(held["accuracy"])
     show = names if len(names) <= 8 else []
+    console = Console()
+    if not console.is_terminal:  # piped/redirected: rich would assume 80 columns and fold every cell
+        console = Console(width=max(100, 30 + sum(max(7, len(n) + 3) for n in show)))
     table = Table(title=f"probe {result['probe']} on {result['model']}: held-out accuracy (entity-grouped, test {result['test_fraction']:.0%})")
     table.add_column("layer", justify="right")
     table.add_column("mean acc", justify="right")

@@ -63,6 +63,7 @@ class PruneReport:
     overall: float = 0.0
     dense_pass_s: float = 0.0
     prune_pass_s: float = 0.0
+    phase_s: dict[str, float] = field(default_factory=dict)  # statistics / masks / propagation time
     diagnostics: dict[str, list[float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -259,19 +260,31 @@ def run_engine(
     with torch.inference_mode():
         batches = _capture(model, calibration, setup, source) if needs_data else []
         with progress.stage(f"pruning ({pruner.name})", n_layers) as step:
+            phase = dict.fromkeys(("load", "statistics", "masks", "propagation", "store"), 0.0)
             for i in range(n_layers):
+                t = time.perf_counter()
                 layer = source.open(i)
+                phase["load"] += time.perf_counter() - t
                 linears, collector = prunable_linears(layer), None
+                t = time.perf_counter()
                 if needs_data:
                     linears, collector, _ = _statistics(layer, batches, setup, pruner.required_stats, keep=False)
+                phase["statistics"] += time.perf_counter() - t
+                t = time.perf_counter()
                 achieved = _prune_linears(linears, collector, pruner, SparsityTarget(allocation[i], nm), setup.dp)
+                phase["masks"] += time.perf_counter() - t
                 del collector
+                t = time.perf_counter()
                 if needs_data and i < n_layers - 1:
                     batches = _run_layer(layer, batches, setup, None, keep=True)
+                phase["propagation"] += time.perf_counter() - t
                 zeros = sum(achieved[n] * linears[n].weight.numel() for n in linears)
                 report.layers.append(LayerResult(i, allocation[i], zeros / params[i], achieved, params[i]))
+                t = time.perf_counter()
                 source.close(i, pruned=True)
+                phase["store"] += time.perf_counter() - t
                 step(len(calibration))
+            report.phase_s = {k: round(v, 4) for k, v in phase.items()}
     report.prune_pass_s = time.perf_counter() - t1
     report.overall = sum(r.achieved * r.params for r in report.layers) / sum(params)
     log.info("achieved overall sparsity %.4f (target %.4f)", report.overall, sparsity)
