@@ -12,13 +12,13 @@ class MassMeanProbe(Probe):
 
     def fit(self, acts, labels, meta: ProbeMeta | None = None):
         import numpy as np
-        from sklearn.linear_model import LogisticRegression
+        from truthprune.probing.linear import logistic_regression
 
         acts = np.asarray(acts, dtype=np.float64)
         labels = np.asarray(labels).astype(int)
         self._direction = acts[labels == 1].mean(0) - acts[labels == 0].mean(0)
         proj = (acts @ self._direction).reshape(-1, 1)
-        self._clf = LogisticRegression(penalty=None, max_iter=1000).fit(proj, labels)
+        self._clf = logistic_regression(C=None, max_iter=1000).fit(proj, labels)
         return self
 
     def predict(self, acts, meta: ProbeMeta | None = None):
