@@ -2,6 +2,7 @@
 
 from . import plugins_cmd  # noqa: F401
 from . import run_cmd  # noqa: F401
+from . import prune_cmd  # noqa: F401
 from . import allocate_cmd  # noqa: F401
 from . import eval_cmd  # noqa: F401
 from . import probe_cmd  # noqa: F401

@@ -1,0 +1,307 @@
+"""``truthprune prune``: prune a model and save the checkpoint, without any evaluation.
+
+Two modes, both through the one engine (:mod:`truthprune.engine`):
+
+* in memory (default): load the model, calibrate, :func:`~truthprune.engine.sequential.prune_model`,
+  save with :func:`~truthprune.saving.save_pruned`;
+* ``--offload``: :func:`~truthprune.engine.offload.prune_checkpoint` keeps the weights on disk,
+  materialises one decoder layer at a time and writes each pruned layer straight to the output.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised
+(:func:`~truthprune.engine.distributed.init_distributed`): every rank computes its share of the
+calibration batches, the statistics are summed, and only rank 0 writes and prints.
+
+The flags are ``run``'s (same names, same config file, same validation through ``plan_run``)
+minus the evaluation ones. Everything a user can get wrong is checked before torch is imported.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .main import app
+from .run_cmd import _overrides, _run_options
+
+log = logging.getLogger("truthprune.prune")
+
+# run's flags that mean something without evaluation (the rest: eval, ppl/probe/truthfulqa, out)
+_SHARED = (
+    "config", "model", "device", "dtype", "trust_remote_code", "pruner", "allocator", "sparsity", "nm", "variant",
+    "owl_m", "owl_lambda", "swl_scale", "tplo_pivot", "pruner_opt", "allocator_opt", "calibration", "calibration_opt",
+    "nsamples", "seqlen", "batch_size", "seed", "truth_data", "truth_datasets", "chat_template",
+)
+# evaluation-only settings left out of the saved checkpoint's truthprune.json
+_EVAL_KEYS = ("eval", "ppl_data", "ppl_max_windows", "truthfulqa_data", "truthfulqa_limit", "probe", "probe_options", "out")
+
+
+def _option(name: str, default: Any, annotation: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def _prune_options(func):
+    """run's shared flags (declared once, in run_cmd) plus the flags of prune."""
+    run_params = inspect.signature(_run_options(lambda **kw: None)).parameters
+    params = [run_params[name] for name in _SHARED]
+    params += [
+        _option("save", typer.Option(None, "--save", help="Directory for the pruned checkpoint (required; written atomically)."), Optional[str]),
+        _option("overwrite", typer.Option(False, "--overwrite", help="Replace an existing --save directory."), bool),
+        _option("offload", typer.Option(False, "--offload", help="Keep the weights on disk; one decoder layer in memory at a time (local safetensors checkpoint or smollm2-135m)."), bool),
+        _option("activations_dir", typer.Option(None, "--activations-dir", help="Memory-map calibration activations from files in this existing directory instead of RAM."), Optional[str]),
+        _option("quiet", typer.Option(False, "--quiet", "-q", help="No progress bars."), bool),
+    ]
+    func.__signature__ = inspect.Signature(params)
+    return func
+
+
+# ----------------------------------------------------------------------------- validation (no torch)
+
+
+def _plan(flags: dict[str, Any]):
+    """The validated config and plugins; exits 2 (UserError) on anything the user can fix."""
+    from ..config import RunConfig, build_config
+    from ..errors import UserError
+    from ..pipeline import plan_run
+
+    config_file = flags.pop("config")
+    overrides = _overrides(probe_opt=None, **flags)
+    overrides["eval"] = []  # nothing is evaluated, whatever a --config file asks for
+    if "lm_eval_tasks" in RunConfig.model_fields:
+        overrides["lm_eval_tasks"] = []
+    cfg = build_config(config_file, overrides)
+    if not cfg.save:
+        raise UserError("truthprune prune needs --save DIR (where the pruned checkpoint is written)")
+    cfg = cfg.model_copy(update={"out": cfg.save})  # plan_run checks --out; prune writes no report
+    return plan_run(cfg)
+
+
+def _check_offload(plan) -> str:
+    """Refuse what offload mode cannot do; return the local checkpoint directory."""
+    from ..errors import UserError
+    from ..models.loading import resolve_model_path
+
+    cfg = plan.config
+    if plan.allocator.needs_truth_profile:
+        raise UserError(
+            f"--offload cannot compute the truth profile allocator {plan.allocator.name!r} needs (it runs the whole dense "
+            "model on the truth statements); drop --offload, or use an allocator without a truth profile (e.g. owl)"
+        )
+    for src in plan.sources:
+        if src.needs_model:
+            raise UserError(f"calibration source {src.name!r} samples text from the loaded model, which --offload never loads; "
+                            "choose another --calibration or drop --offload")
+    path, kind = resolve_model_path(cfg.model)
+    if kind == "hub":
+        raise UserError(f"--offload reads a local safetensors checkpoint, and {cfg.model!r} is not a local path; download it "
+                        "first (huggingface-cli download ...) and pass its directory, or drop --offload")
+    from ..engine.checkpoint import CheckpointReader  # imports torch: after the cheap checks
+
+    CheckpointReader(path)  # UserError unless model.safetensors or its sharded index is there
+    return path
+
+
+# ----------------------------------------------------------------------------- the two modes
+
+
+def _metadata(plan, dp, mode: str, path: str, calib) -> dict[str, Any]:
+    cfg = plan.config
+    return {
+        "command": "prune",
+        "mode": mode,
+        "world_size": dp.world,
+        "config": {k: v for k, v in cfg.model_dump().items() if k not in _EVAL_KEYS and not k.startswith("lm_eval")},
+        "seed": cfg.seed,
+        "model": {"spec": cfg.model, "path": str(path)},
+        "calibration": {"sources": cfg.calibration, "nsamples": cfg.nsamples, "seqlen": cfg.seqlen,
+                        "description": calib.description},
+    }
+
+
+def _report_metadata(plan, report, truth_profile) -> dict[str, Any]:
+    return {
+        "per_layer_sparsity": [layer.achieved for layer in report.layers],
+        "allocation": report.allocation,
+        "overall_sparsity": report.overall,
+        "pruning": {**report.as_dict(), "pruner": plan.pruner.name, "allocator": plan.allocator.name},
+        "truth_profile": truth_profile,
+    }
+
+
+def _truth_profile(plan, loaded, dp) -> list[float]:
+    """Computed on rank 0 and broadcast, so every rank allocates from the same profile."""
+    from ..run_truth import truth_profile_stage
+
+    profile = truth_profile_stage(plan, loaded, loaded.fingerprint, {}) if dp.is_writer else None
+    if dp.active:
+        import torch.distributed as dist
+
+        box = [profile]
+        dist.broadcast_object_list(box, src=0)
+        profile = box[0]
+    return profile
+
+
+def _check_memory_before_load(plan, path: str, device: str, dp, mapped: bool) -> None:
+    """Refuse before loading when weights + activations will not fit (suggests --offload)."""
+    import dataclasses
+
+    from ..engine import memory as mem
+    from ..models.loading import resolve_dtype
+
+    cfg = plan.config
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError):  # a hub id without network etc.: the load reports it properly
+        return
+    nbytes = resolve_dtype(cfg.dtype, device).itemsize
+    est = mem.estimate_memory(mem.ModelShape.from_config(config), cfg.nsamples, cfg.seqlen, cfg.batch_size,
+                              weight_bytes=nbytes, act_bytes=nbytes, world=dp.world)
+    if mapped:
+        est = dataclasses.replace(est, activations=0)
+    log.info("%s", mem.check_memory(est, mem.available_memory(), offload=False))
+
+
+def _in_memory(plan, dp, device: str, acts_dir: str | None):
+    from .. import run_stages as st
+    from ..engine.sequential import EngineSetup, ResidentLayers, prune_model, run_engine
+    from ..models.adapter import decoder_layers
+    from ..models.loading import resolve_model_path
+    from ..saving import save_pruned
+
+    cfg = plan.config
+    quiet = cfg.quiet or not dp.is_writer
+    path, _ = resolve_model_path(cfg.model)
+    _check_memory_before_load(plan, path, device, dp, mapped=acts_dir is not None)
+    with plan.stage("load", model=cfg.model, device=device, dtype=cfg.dtype):
+        loaded = st.load(cfg.model_copy(update={"device": device}))
+    truth_profile = None
+    if plan.allocator.needs_truth_profile:
+        with plan.stage("truth-profile", data=cfg.truth_data or "generated"):
+            truth_profile = _truth_profile(plan, loaded, dp)
+    with plan.stage("calibrate", sources="+".join(cfg.calibration), nsamples=cfg.nsamples, seqlen=cfg.seqlen, seed=cfg.seed):
+        calib = st.calibrate(plan, loaded)
+    args = (plan.pruner, plan.allocator, cfg.sparsity)
+    kw = {"nm": cfg.nm_tuple, "truth_profile": truth_profile}
+    with plan.stage("prune", pruner=plan.pruner.name, allocator=plan.allocator.name, sparsity=cfg.sparsity):
+        if acts_dir is None:
+            report = prune_model(loaded.model, calib, *args, batch_size=cfg.batch_size, quiet=quiet, **kw)
+        else:  # prune_model with the layer activations memory-mapped from files
+            setup = EngineSetup(device=next(loaded.model.parameters()).device, batch_size=cfg.batch_size, quiet=quiet,
+                                dp=dp, activations_dir=acts_dir)
+            report = run_engine(loaded.model, ResidentLayers(decoder_layers(loaded.model)), calib, *args, setup, **kw)
+    if dp.is_writer:
+        with plan.stage("save", path=cfg.save):
+            meta = {**_metadata(plan, dp, "memory", loaded.path, calib), **_report_metadata(plan, report, truth_profile)}
+            save_pruned(loaded.model, loaded.tokenizer, cfg.save, meta, overwrite=cfg.overwrite)
+    dp.barrier()
+    return report, f"in memory ({str(loaded.model.dtype).replace('torch.', '')} on {loaded.device})"
+
+
+def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
+    import json
+
+    from transformers import AutoConfig, AutoTokenizer
+
+    from ..calibration import load_calibration
+    from ..engine.offload import prune_checkpoint
+    from ..errors import UserError
+
+    cfg = plan.config
+    with plan.stage("calibrate", sources="+".join(cfg.calibration), nsamples=cfg.nsamples, seqlen=cfg.seqlen, seed=cfg.seed):
+        ctx = getattr(AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code), "max_position_embeddings", None)
+        if ctx is not None and cfg.seqlen > ctx:
+            raise UserError(f"--seqlen {cfg.seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+        calib = load_calibration(plan.sources, tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed)
+    with plan.stage("prune", pruner=plan.pruner.name, allocator=plan.allocator.name, sparsity=cfg.sparsity, offload=True):
+        report = prune_checkpoint(
+            cfg.model, cfg.save, calib, plan.pruner, plan.allocator, cfg.sparsity, nm=cfg.nm_tuple,
+            batch_size=cfg.batch_size, device=device, dtype=cfg.dtype, quiet=cfg.quiet or not dp.is_writer,
+            metadata=_metadata(plan, dp, "offload", path, calib), overwrite=cfg.overwrite,
+            activations_dir=acts_dir, trust_remote_code=cfg.trust_remote_code,
+        )
+    if dp.is_writer:  # add what only the finished prune knows; one atomic file replace
+        meta_path = Path(cfg.save) / "truthprune.json"
+        meta = {**json.loads(meta_path.read_text()), **_report_metadata(plan, report, None)}
+        tmp = meta_path.with_name(f".truthprune.json.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(meta, indent=2, default=str))
+        os.replace(tmp, meta_path)
+    dp.barrier()
+    return report, f"offload (one decoder layer at a time, computing on {device})"
+
+
+# ----------------------------------------------------------------------------- command
+
+
+def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> list[str]:
+    cfg = plan.config
+    save = Path(cfg.save).resolve()
+    files = [f for f in save.iterdir() if f.is_file()]
+    size = sum(f.stat().st_size for f in files) / 1e6
+    procs = f"{dp.world} processes (torchrun, {backend})" if dp.active else "1 process"
+    cells = [f"{r.index:>3}: {r.achieved:.3f}" for r in report.layers]
+    rows = ["  " + "  ".join(cells[i:i + 8]) for i in range(0, len(cells), 8)]
+    target = f"{cfg.sparsity:.3f}" + (f", {cfg.nm} pattern" if cfg.nm else "")
+    other = wall - sum(plan.timings.values())
+    timings = ", ".join([f"{k} {v:.1f} s" for k, v in plan.timings.items()] + [f"start-up and imports {other:.1f} s"])
+    return [
+        f"pruned {cfg.model} with {plan.pruner.name} (allocator {plan.allocator.name}): "
+        f"overall sparsity {report.overall:.4f} (target {target})",
+        f"mode: {mode}; {procs}",
+        "per-layer sparsity (achieved):",
+        *rows,
+        f"saved to {save} ({len(files)} files, {size:.1f} MB)",
+        f"wall time {wall:.1f} s ({timings})",
+    ]
+
+
+@app.command("prune")
+@_prune_options
+def prune_command(**flags: Any) -> None:
+    """Prune a model and save it, without evaluation (in memory, --offload, or under torchrun)."""
+    t0 = time.perf_counter()
+    offload, acts_dir = flags.pop("offload"), flags.pop("activations_dir")
+    from ..errors import UserError
+
+    plan = _plan(flags)
+    if acts_dir is not None and not Path(acts_dir).is_dir():
+        raise UserError(f"--activations-dir {acts_dir!r} is not an existing directory; create it first (on a disk with room)")
+    path = _check_offload(plan) if offload else None
+
+    from ..engine.distributed import init_distributed
+    from ..models.loading import resolve_device
+    from ..pipeline import seed_everything
+
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun rank 0 speaks for all ranks
+        import transformers
+
+        logging.getLogger("truthprune").setLevel(logging.WARNING)
+        transformers.utils.logging.disable_progress_bar()
+    dp, device = init_distributed(resolve_device(plan.config.device))
+    backend = None
+    if dp.active:
+        import torch.distributed as dist
+
+        backend = dist.get_backend()
+    try:
+        seed_everything(plan.config.seed)
+        if offload:
+            report, mode = _offload(plan, dp, device, path, acts_dir)
+        else:
+            report, mode = _in_memory(plan, dp, device, acts_dir)
+        if dp.is_writer:
+            for line in _summary(plan, report, mode, dp, backend, time.perf_counter() - t0):
+                typer.echo(line)
+    finally:
+        if dp.active:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
