@@ -47,6 +47,10 @@ class RunConfig(BaseModel):
     ppl_max_windows: int | None = Field(None, ge=1)
     truthfulqa_data: str | None = None
     truthfulqa_limit: int | None = Field(None, ge=1)
+    lm_eval_tasks: list[str] = Field(default_factory=list)  # lm-eval harness tasks (needs truthprune[lmeval])
+    lm_eval_limit: int | None = Field(None, ge=1)  # examples per task (quick runs; lm-eval's --limit)
+    lm_eval_fewshot: int | None = Field(None, ge=0)  # None: each task's own default
+    lm_eval_include: list[str] = Field(default_factory=list)  # extra directories of task YAML files
     probe: str = "logreg"
     probe_options: dict[str, Any] = Field(default_factory=dict)
     truth_data: str | None = None  # directory of Truth-is-Universal CSVs; None: generated offline sets

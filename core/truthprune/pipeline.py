@@ -32,6 +32,7 @@ class RunPlan:
     allocator: Any
     sources: list[Any]
     probe: Any | None
+    lm_eval_skipped: dict[str, str] | None = None  # {"skipped": reason} when --lm-eval-tasks cannot run at all
     timings: dict[str, float] = field(default_factory=dict)
     stages: list[dict[str, Any]] = field(default_factory=list)
     cache: dict[str, Any] = field(default_factory=dict)  # per-run intermediate results (e.g. dense activations)
@@ -70,7 +71,17 @@ def plan_run(config: RunConfig) -> RunPlan:
     check_target(config.out, config.overwrite)
     if config.save:
         check_target(config.save, config.overwrite)
-    return RunPlan(config=config, pruner=pruner, allocator=allocator, sources=sources, probe=probe)
+    lm_eval_skipped = None
+    if config.lm_eval_tasks:
+        from .eval.lm_eval_bridge import check
+
+        lm_eval_skipped = check(config)
+    return RunPlan(config=config, pruner=pruner, allocator=allocator, sources=sources, probe=probe,
+                   lm_eval_skipped=lm_eval_skipped)
+
+
+def _evals(cfg: RunConfig) -> str:
+    return ",".join([*cfg.eval, *(f"lm-eval:{t}" for t in cfg.lm_eval_tasks)])
 
 
 def seed_everything(seed: int) -> None:
@@ -96,7 +107,7 @@ def execute(plan: RunPlan, load=None) -> Path:
         loaded = (load or st.load)(cfg)
     results: dict[str, Any] = {"dense": {}, "pruned": {}}
     dense_fp = loaded.fingerprint
-    with plan.stage("dense-eval", evals=",".join(cfg.eval)):
+    with plan.stage("dense-eval", evals=_evals(cfg)):
         results["dense"] = st.evaluate(plan, loaded, dense_fp, role="dense")
     truth_profile = None
     if plan.allocator.needs_truth_profile:
@@ -107,7 +118,7 @@ def execute(plan: RunPlan, load=None) -> Path:
     with plan.stage("prune", pruner=plan.pruner.name, allocator=plan.allocator.name, sparsity=cfg.sparsity):
         prune_report = st.prune(plan, loaded, calib, truth_profile)
     loaded.invalidate_fingerprint()
-    with plan.stage("pruned-eval", evals=",".join(cfg.eval)):
+    with plan.stage("pruned-eval", evals=_evals(cfg)):
         results["pruned"] = st.evaluate(plan, loaded, loaded.fingerprint, role="pruned", dense=results["dense"])
     report = st.build_report(plan, loaded, calib, prune_report, results, truth_profile)
     if cfg.save:

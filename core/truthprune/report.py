@@ -38,8 +38,46 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
                        ("cross_topic_accuracy", "probe cross-topic accuracy"), ("transfer_accuracy", "dense probe on pruned model")):
         if key in probe_d or key in probe_p:
             rows.append((label, _fmt(probe_d.get(key)), _fmt(probe_p.get(key))))
+    rows += lm_eval_rows(report)
     rows.append(("sparsity (overall)", "0", _fmt(report["pruning"]["overall"], 4)))
     return rows
+
+
+def lm_eval_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """One (metric, dense, pruned) row per lm-eval task and metric; "skipped" for a requested task
+    that did not run (lm-eval not installed, its data set unreachable, an error: see the notes)."""
+    dense, pruned = (report.get("dense") or {}).get("lm_eval"), (report.get("pruned") or {}).get("lm_eval")
+    if not dense and not pruned:
+        return []
+    from .eval.lm_eval_bridge import summary_entries
+
+    def value(section: dict[str, Any] | None, entry: str, metric: str) -> str:
+        for result in ((section or {}).get("tasks") or {}).values():
+            if entry in (result.get("results") or {}):
+                return _fmt(result["results"][entry].get(metric), 4)
+        return "skipped" if section else "-"
+
+    pairs = summary_entries(dense)
+    pairs += [p for p in summary_entries(pruned) if p not in pairs]
+    rows = [(f"lm-eval {entry} {metric}", value(dense, entry, metric), value(pruned, entry, metric)) for entry, metric in pairs]
+    ran = {task for s in (dense, pruned) for task in ((s or {}).get("tasks") or {})}
+    requested = list((report.get("config") or {}).get("lm_eval_tasks") or [])
+    for s in (dense, pruned):
+        if isinstance((s or {}).get("skipped"), dict):
+            requested += [t for t in s["skipped"] if t not in requested]
+    rows += [(f"lm-eval {task}", "skipped", "skipped") for task in requested if task not in ran]
+    return rows
+
+
+def lm_eval_notes(report: dict[str, Any]) -> list[str]:
+    """Why lm-eval tasks did not run (not installed, offline hub, a failing task), one line each."""
+    notes: list[str] = []
+    for role in ("dense", "pruned"):
+        skipped = ((report.get(role) or {}).get("lm_eval") or {}).get("skipped")
+        for reason in [skipped] if isinstance(skipped, str) else (skipped or {}).values():
+            if reason not in notes:
+                notes.append(reason)
+    return notes
 
 
 def _aligned(section: dict[str, Any] | None, key: str, n_layers: int) -> list[float | None] | None:
@@ -108,6 +146,14 @@ def render_markdown(report: dict[str, Any]) -> str:
     probe = report.get("pruned", {}).get("probe")
     if probe and probe.get("description"):
         lines += ["", f"Probe protocol: {probe['description']}"]
+    lm = report.get("pruned", {}).get("lm_eval") or report.get("dense", {}).get("lm_eval") or {}
+    if lm.get("tasks"):
+        fewshot = "each task's default" if lm.get("num_fewshot") is None else lm["num_fewshot"]
+        limit = "all" if lm.get("limit") is None else f"the first {lm['limit']}"
+        lines += ["", f"lm-eval {lm.get('lm_eval_version') or ''}: {limit} examples per task, few-shot {fewshot}, "
+                      "the in-memory model through lm-eval's HFLM."]
+    for note in lm_eval_notes(report):
+        lines += ["", f"lm-eval: {note}"]
     lines += ["", "## Per layer", ""]
     cols = per_layer_columns(report)
     lines += ["| layer | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]

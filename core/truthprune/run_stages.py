@@ -113,6 +113,10 @@ def evaluate(plan, loaded: LoadedModel, fingerprint: str, role: str, dense: dict
         from .run_truth import probe_stage
 
         out["probe"] = probe_stage(plan, loaded, fingerprint, role, dense)
+    if cfg.lm_eval_tasks:
+        from .eval.lm_eval_bridge import evaluate as lm_eval_evaluate
+
+        out["lm_eval"] = lm_eval_evaluate(plan, loaded, fingerprint, role, _cached_json)
     return out
 
 

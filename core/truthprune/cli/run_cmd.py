@@ -48,7 +48,7 @@ def _overrides(**flags: Any) -> dict[str, Any]:
             calib[key] = value
     if calib:
         out["calibration_options"] = calib
-    for key in ("calibration", "eval", "truth_datasets"):
+    for key in ("calibration", "eval", "truth_datasets", "lm_eval_tasks"):
         if flags.get(key) is not None:
             flags[key] = [x.strip() for item in flags[key] for x in item.split(",") if x.strip()]
     out.update({k: v for k, v in flags.items() if v is not None and v is not False})
@@ -92,6 +92,10 @@ def _run_options(func):
         inspect.Parameter("ppl_max_windows", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--ppl-max-windows", help="Score only the first N perplexity windows (quick runs)."), annotation=Optional[int]),
         inspect.Parameter("truthfulqa_data", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--truthfulqa-data", help="TruthfulQA.csv path (default: the hub)."), annotation=Optional[str]),
         inspect.Parameter("truthfulqa_limit", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--truthfulqa-limit", help="Evaluate only the first N held-out questions."), annotation=Optional[int]),
+        inspect.Parameter("lm_eval_tasks", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--lm-eval-tasks", help="lm-eval harness tasks, comma-separated (needs pip install 'truthprune[lmeval]')."), annotation=Optional[list[str]]),
+        inspect.Parameter("lm_eval_limit", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--lm-eval-limit", help="Evaluate only the first N examples of each lm-eval task."), annotation=Optional[int]),
+        inspect.Parameter("lm_eval_fewshot", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--lm-eval-fewshot", help="Few-shot examples per lm-eval task (default: each task's own)."), annotation=Optional[int]),
+        inspect.Parameter("lm_eval_include", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--lm-eval-include", help="Directory of your own lm-eval task YAML files (repeatable)."), annotation=Optional[list[str]]),
         inspect.Parameter("probe", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="Probe for the lie-detection evaluation (logreg, ttpd, mass-mean, ccs)."), annotation=Optional[str]),
         inspect.Parameter("probe_opt", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--probe-opt", help="Probe option key=value (repeatable)."), annotation=Optional[list[str]]),
         inspect.Parameter("truth_data", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--truth-data", help="Directory of true/false statement CSVs (default: generated offline sets)."), annotation=Optional[str]),
