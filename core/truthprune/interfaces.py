@@ -202,6 +202,11 @@ class CalibrationSource(Plugin, ABC):
     needs_model: ClassVar[bool] = False
     model: Any = None
 
+    def check(self) -> None:
+        """Cheap validation of the options (files exist, are readable, hold text), run before any
+        model is loaded so a bad path fails in a second instead of after the dense evaluation.
+        Raise UserError with the fix; the default checks nothing."""
+
     @abstractmethod
     def samples(self, tokenizer: Any, nsamples: int, seqlen: int, seed: int) -> CalibrationSamples:
         """Return ``nsamples`` windows of ``seqlen`` tokens."""

@@ -61,6 +61,8 @@ def plan_run(config: RunConfig) -> RunPlan:
     allocator_name = config.allocator or pruner.default_allocator
     allocator = reg.create("allocator", allocator_name, config.allocator_options)
     sources = [reg.create("calibration", name, _source_options(config, name)) for name in config.calibration]
+    for src in sources:
+        src.check()
     probe = reg.create("probe", config.probe, config.probe_options) if "probe" in config.eval else None
     if config.nsamples % len(sources):
         raise UserError(f"--nsamples {config.nsamples} is not divisible by the {len(sources)} calibration sources")

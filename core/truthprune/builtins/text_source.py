@@ -19,13 +19,24 @@ class TextFileSource(CalibrationSource):
     description = "Local text file: .txt (blank-line separated records), .jsonl ('text' field) or .parquet."
     Config = TextFileConfig
 
-    def samples(self, tokenizer, nsamples, seqlen, seed):
-        from truthprune.calibration import padded_records, read_text_records, record_windows
+    def _records(self) -> list[str]:
+        from truthprune.calibration import read_text_records
         from truthprune.errors import UserError
 
         if not self.config.path:
             raise UserError("calibration source 'text' needs a file: pass --calibration-opt path=FILE")
-        records = read_text_records(self.config.path, self.config.field)
+        if getattr(self, "_cached", None) is None:
+            self._cached = read_text_records(self.config.path, self.config.field)
+        return self._cached
+
+    def check(self) -> None:
+        """Read the file up front (kept for samples()): missing, empty or field-less files fail fast."""
+        self._records()
+
+    def samples(self, tokenizer, nsamples, seqlen, seed):
+        from truthprune.calibration import padded_records, record_windows
+
+        records = self._records()
         if self.config.format == "single":
             return padded_records(records, tokenizer, nsamples, seqlen, seed, self.config.padding_side, name="text")
         return record_windows(records, tokenizer, nsamples, seqlen, seed, name="text")

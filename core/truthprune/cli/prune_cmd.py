@@ -65,15 +65,14 @@ def _prune_options(func):
 
 def _plan(flags: dict[str, Any]):
     """The validated config and plugins; exits 2 (UserError) on anything the user can fix."""
-    from ..config import RunConfig, build_config
+    from ..config import build_config
     from ..errors import UserError
     from ..pipeline import plan_run
 
     config_file = flags.pop("config")
     overrides = _overrides(probe_opt=None, **flags)
     overrides["eval"] = []  # nothing is evaluated, whatever a --config file asks for
-    if "lm_eval_tasks" in RunConfig.model_fields:
-        overrides["lm_eval_tasks"] = []
+    overrides["lm_eval_tasks"] = []
     cfg = build_config(config_file, overrides)
     if not cfg.save:
         raise UserError("truthprune prune needs --save DIR (where the pruned checkpoint is written)")

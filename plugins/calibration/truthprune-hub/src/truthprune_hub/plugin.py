@@ -40,10 +40,23 @@ def _records_windows(records, tokenizer, nsamples, seqlen, seed, config, name):
     return record_windows(records, tokenizer, nsamples, seqlen, seed, name=name)
 
 
+def _check_local_path(name: str, path: str | None) -> None:
+    """A given local copy must exist; the hub itself is only contacted when samples are drawn."""
+    import os
+
+    from truthprune import UserError
+
+    if path is not None and not os.path.isfile(path):
+        raise UserError(f"calibration source {name!r}: path {path!r} is not a file; pass --calibration-opt path=FILE with a local copy")
+
+
 class C4Source(CalibrationSource):
     name = "c4"
     description = "C4 (first English train shard, hub or path=FILE): the Wanda/OWL/TPLO document-window rule."
     Config = C4Config
+
+    def check(self) -> None:
+        _check_local_path(self.name, self.config.path)
 
     def samples(self, tokenizer, nsamples, seqlen, seed):
         from truthprune import document_windows
@@ -60,6 +73,9 @@ class WikiText2Source(CalibrationSource):
     name = "wikitext2"
     description = "WikiText-2 train split (hub or a local raw .txt): random windows of the joined text, as the reference."
     Config = HubTextConfig
+
+    def check(self) -> None:
+        _check_local_path(self.name, self.config.path)
 
     def samples(self, tokenizer, nsamples, seqlen, seed):
         import torch
