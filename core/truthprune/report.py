@@ -142,7 +142,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += [f"| {m} | {d} | {p} |" for m, d, p in summary_rows(report)]
     ppl = report.get("pruned", {}).get("ppl")
     if ppl:
-        lines += ["", f"Perplexity protocol: {ppl.get('protocol', '')} ({ppl.get('tokens', '?')} tokens, {ppl.get('windows', '?')} windows)."]
+        lines += ["", f"Perplexity protocol: {ppl.get('protocol', '')} ({ppl.get('windows', '?')} windows of {ppl.get('seqlen', '?')}, {ppl.get('scored_tokens', '?')} scored tokens of the text's {ppl.get('tokens', '?')})."]
     probe = report.get("pruned", {}).get("probe")
     if probe and probe.get("description"):
         lines += ["", f"Probe protocol: {probe['description']}"]
