@@ -149,3 +149,39 @@ def test_bad_input_exits_2_with_one_line(args, message, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]  # nothing written
     assert [p.name for p in (tmp_path / "existing").iterdir()] == ["keep.txt"]
+
+
+def _tiny_truth_dir(root: Path) -> Path:
+    """A cities pair small enough for the tiny model (the truth profile needs true/false sets)."""
+    d = root / "truth"
+    d.mkdir()
+    rows_aff, rows_neg = ["statement,label"], ["statement,label"]
+    for i in range(24):
+        city, a, b = f"Town{i}", f"Land{i}", f"Land{(i + 7) % 24}"
+        rows_aff += [f"The city of {city} is in {a}.,1", f"The city of {city} is in {b}.,0"]
+        rows_neg += [f"The city of {city} is not in {a}.,0", f"The city of {city} is not in {b}.,1"]
+    (d / "cities.csv").write_text("\n".join(rows_aff) + "\n")
+    (d / "neg_cities.csv").write_text("\n".join(rows_neg) + "\n")
+    return d
+
+
+@pytest.mark.parametrize("allocator", ["owl", "tplo"])
+def test_any_pruner_composes_with_any_allocator(allocator, tiny_dir, tmp_path, capsys, monkeypatch):
+    """--pruner magnitude --allocator owl|tplo: magnitude masks at the allocator's per-layer sparsities."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    extra = ["--truth-data", str(_tiny_truth_dir(tmp_path))] if allocator == "tplo" else []
+    _prune_in_process(capsys, "--model", str(tiny_dir), "--pruner", "magnitude", "--allocator", allocator, *_ARGS,
+                      *extra, "--save", str(tmp_path / "out"))
+    meta = json.loads((tmp_path / "out" / "truthprune.json").read_text())
+    assert meta["config"]["pruner"] == "magnitude" and meta["config"]["allocator"] == allocator
+    per_layer = meta["per_layer_sparsity"]
+    assert len(set(round(s, 3) for s in per_layer)) > 1  # not uniform: the allocator was applied
+    # magnitude masks: within each row the pruned weights are the smallest |W| of the original row
+    dense = _tensors(tiny_dir)
+    pruned = _tensors(tmp_path / "out")
+    name = next(k for k in pruned if k.endswith("mlp.down_proj.weight"))
+    w, p = dense[name].abs(), pruned[name]
+    for row_w, row_p in zip(w, p):
+        zeros = row_p == 0
+        if zeros.any() and (~zeros).any():
+            assert row_w[zeros].max() <= row_w[~zeros].min()
