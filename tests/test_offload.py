@@ -232,3 +232,23 @@ def test_check_before_loading_suggests_offload(saved, monkeypatch):
     with pytest.raises(UserError, match="--offload"):
         check_prune_memory(str(saved), nsamples=8, seqlen=64)
     assert "offload" in check_prune_memory(str(saved), nsamples=8, seqlen=64, offload=True)
+
+
+def test_streaming_safetensors_writer_roundtrips_every_dtype(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from truthprune.engine.checkpoint import write_safetensors
+
+    tensors = {
+        "w": torch.randn(3, 4), "half": torch.randn(5).half(), "bf": torch.randn(2, 2).bfloat16(),
+        "scalar": torch.tensor(7), "empty": torch.zeros(0), "flags": torch.tensor([True, False]),
+        "strided": torch.arange(6, dtype=torch.int64).reshape(2, 3).t(),  # non-contiguous input
+    }
+    path = tmp_path / "x.safetensors"
+    write_safetensors(path, tensors, {"format": "pt"})
+    back = load_file(path)
+    assert sorted(back) == sorted(tensors)
+    assert all(back[k].dtype == v.dtype and torch.equal(back[k], v) for k, v in tensors.items())
+    with safe_open(path, framework="pt") as fh:
+        assert fh.metadata() == {"format": "pt"}

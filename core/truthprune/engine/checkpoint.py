@@ -71,6 +71,41 @@ class CheckpointReader:
             return fh.get_tensor(key)
 
 
+_ST_CODES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+             torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+             torch.bool: "BOOL"}
+
+
+def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file tensor by tensor.
+
+    Why not ``safetensors.torch.save_file``: it first serialises every tensor of the file into
+    one in-memory buffer, so writing a 260 MB embedding briefly needs 520 MB. Streaming the raw
+    bytes keeps the offload mode's peak at one copy of the largest shard. The layout is the
+    format's own: an 8-byte little-endian header length, a JSON header (names, dtypes, shapes,
+    byte offsets; padded with spaces to a multiple of 8), then the tensors' bytes in order.
+    """
+    names = sorted(tensors)
+    header: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for name in names:
+        t = tensors[name]
+        if t.dtype not in _ST_CODES:
+            raise ValueError(f"cannot write {name!r}: dtype {t.dtype} has no safetensors code here")
+        nbytes = t.numel() * t.element_size()
+        header[name] = {"dtype": _ST_CODES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as fh:
+        fh.write(len(raw).to_bytes(8, "little"))
+        fh.write(raw)
+        for name in names:
+            t = tensors[name].detach().to("cpu").contiguous().reshape(-1)
+            if t.numel():
+                fh.write(memoryview(t.view(torch.uint8).numpy()))
+
+
 class ShardWriter:
     """Writes ``model-XXXXX-of-NNNNN.safetensors`` shards and the index, in a known shard count."""
 
@@ -82,13 +117,11 @@ class ShardWriter:
         self.total_size = 0
 
     def write(self, tensors: dict[str, torch.Tensor]) -> str:
-        from safetensors.torch import save_file
-
         if self.written >= self.n_shards:
             raise RuntimeError(f"more than the planned {self.n_shards} shards")
         self.written += 1
         name = f"model-{self.written:05d}-of-{self.n_shards:05d}.safetensors"
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(self.directory / name), metadata={"format": "pt"})
+        write_safetensors(self.directory / name, tensors, metadata={"format": "pt"})
         for k, v in tensors.items():
             self.weight_map[k] = name
             self.total_size += v.numel() * v.element_size()
