@@ -49,3 +49,11 @@ def test_cli_empty_calibration_file_exits_2_fast(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("error: calibration file")
     assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_offline_pydoc_ppl_is_capped_unless_asked_and_files_are_scored_in_full():
+    from truthprune.run_stages import ppl_windows
+
+    assert ppl_windows(build_config(None, {})) == 32  # the default ppl_data is pydoc
+    assert ppl_windows(build_config(None, {"ppl_max_windows": 200})) == 200
+    assert ppl_windows(build_config(None, {"ppl_data": "some/test.txt"})) is None

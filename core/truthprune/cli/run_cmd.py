@@ -89,7 +89,7 @@ def _run_options(func):
         inspect.Parameter("seed", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="Seed for calibration sampling and probes."), annotation=Optional[int]),
         inspect.Parameter("eval", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--eval", help="Evaluations: ppl,probe,truthfulqa."), annotation=Optional[list[str]]),
         inspect.Parameter("ppl_data", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--ppl-data", help="pydoc (offline default) | wikitext2 (hub) | path to a .txt file."), annotation=Optional[str]),
-        inspect.Parameter("ppl_max_windows", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--ppl-max-windows", help="Score only the first N perplexity windows (quick runs)."), annotation=Optional[int]),
+        inspect.Parameter("ppl_max_windows", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--ppl-max-windows", help="Score only the first N perplexity windows (default: all; the offline pydoc text: 32)."), annotation=Optional[int]),
         inspect.Parameter("truthfulqa_data", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--truthfulqa-data", help="TruthfulQA.csv path (default: the hub)."), annotation=Optional[str]),
         inspect.Parameter("truthfulqa_limit", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--truthfulqa-limit", help="Evaluate only the first N held-out questions."), annotation=Optional[int]),
         inspect.Parameter("lm_eval_tasks", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--lm-eval-tasks", help="lm-eval harness tasks, comma-separated (needs pip install 'truthprune[lmeval]')."), annotation=Optional[list[str]]),
