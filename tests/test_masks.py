@@ -49,3 +49,17 @@ def test_mask_from_scores_dispatch_and_validation():
     assert mask_from_scores(scores, SparsityTarget(0.5, (1, 4))).sum() == 2
     with pytest.raises(UserError):
         SparsityTarget(1.0)
+
+
+def test_row_chunking_gives_the_same_masks_as_one_sort():
+    from truthprune.masks import nm_mask, unstructured_mask
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 5, (1300, 16), generator=g).float()  # many ties, > 2 row chunks
+    order = torch.sort(scores, dim=1, stable=True).indices[:, :6]
+    expected = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, order, True)
+    assert torch.equal(unstructured_mask(scores, 6 / 16), expected)
+    blocks = scores.reshape(1300, 4, 4)
+    order = torch.sort(blocks, dim=2, stable=True).indices[:, :, :2]
+    expected_nm = torch.zeros_like(blocks, dtype=torch.bool).scatter_(2, order, True).reshape(1300, 16)
+    assert torch.equal(nm_mask(scores, 2, 4), expected_nm)

@@ -42,6 +42,7 @@ class CheckpointReader:
                 "load the model once and save it with save_pretrained, or run without --offload"
             )
         self._meta: dict[str, tuple[str, list[int]]] = {}
+        self._headers: dict[Path, tuple[int, dict]] = {}
         for file in sorted(set(self.files.values())):
             with safe_open(file, framework="pt") as fh:
                 for k in fh.keys():
@@ -65,10 +66,34 @@ class CheckpointReader:
         return sum(self.nbytes(k) for k in self.files)
 
     def get(self, key: str) -> torch.Tensor:
-        from safetensors import safe_open
+        """Read one tensor with plain file reads straight into its own buffer.
 
-        with safe_open(self.files[key], framework="pt") as fh:
-            return fh.get_tensor(key)
+        Why not ``safe_open(...).get_tensor``: that memory-maps the shard, and the mapped pages
+        count towards the process's resident memory on top of the copy; for a 260 MB embedding
+        that doubled the offload mode's peak.
+        """
+        path = self.files[key]
+        if path not in self._headers:
+            with open(path, "rb") as fh:
+                n = int.from_bytes(fh.read(8), "little")
+                self._headers[path] = (8 + n, json.loads(fh.read(n)))
+        start, header = self._headers[path]
+        entry = header[key]
+        dtype = _TORCH_DTYPES.get(entry["dtype"])
+        if dtype is None:  # rare dtypes: let safetensors handle them
+            from safetensors import safe_open
+
+            with safe_open(path, framework="pt") as fh:
+                return fh.get_tensor(key)
+        begin, end = entry["data_offsets"]
+        out = torch.empty(entry["shape"], dtype=dtype)
+        if end > begin:
+            buf = memoryview(out.reshape(-1).view(torch.uint8).numpy())
+            with open(path, "rb") as fh:
+                fh.seek(start + begin)
+                if fh.readinto(buf) != end - begin:
+                    raise UserError(f"{str(path)!r} is truncated (tensor {key!r}); re-save the checkpoint")
+        return out
 
 
 _ST_CODES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -104,6 +129,9 @@ def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metada
             t = tensors[name].detach().to("cpu").contiguous().reshape(-1)
             if t.numel():
                 fh.write(memoryview(t.view(torch.uint8).numpy()))
+
+
+_TORCH_DTYPES = {code: dtype for dtype, code in _ST_CODES.items()}
 
 
 class ShardWriter:
