@@ -44,7 +44,7 @@ class RunConfig(BaseModel):
 
     eval: list[str] = Field(default_factory=lambda: ["ppl", "probe"])
     ppl_data: str = "pydoc"
-    ppl_max_windows: int | None = Field(None, ge=1)  # None: every window (pydoc: first 32, run_stages.DEFAULT_PPL_WINDOWS)
+    ppl_max_windows: int | None = Field(None, ge=1)  # None: every window (pydoc: first 32, eval.perplexity.DEFAULT_MAX_WINDOWS)
     truthfulqa_data: str | None = None
     truthfulqa_limit: int | None = Field(None, ge=1)
     lm_eval_tasks: list[str] = Field(default_factory=list)  # lm-eval harness tasks (needs truthprune[lmeval])

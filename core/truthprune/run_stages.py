@@ -77,15 +77,10 @@ def prune(plan, loaded: LoadedModel, calib, truth_profile):
 # ------------------------------------------------------------------------- evaluation
 
 
-# The offline default text is scored on its first windows only unless --ppl-max-windows says
-# otherwise: the whole held-out half (~54k tokens on SmolLM2) costs ~2 min per model on 2 CPU
-# cores, which would push the first-run demo past 10 minutes. User-supplied texts are always
-# scored in full by default.
-DEFAULT_PPL_WINDOWS = {"pydoc": 32}
-
-
 def ppl_windows(cfg: RunConfig) -> int | None:
-    return cfg.ppl_max_windows if cfg.ppl_max_windows is not None else DEFAULT_PPL_WINDOWS.get(cfg.ppl_data)
+    from .eval.perplexity import default_max_windows
+
+    return default_max_windows(cfg.ppl_data, cfg.ppl_max_windows)
 
 
 def eval_ppl(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str, Any]:

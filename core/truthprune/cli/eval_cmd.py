@@ -44,7 +44,7 @@ def ppl_command(
     data: str = typer.Option(_DEFAULTS["ppl_data"], help="pydoc (held-out Python docs, offline), wikitext2 (hub test split) or a text file."),
     seqlen: int = typer.Option(_DEFAULTS["seqlen"], help="Window length in tokens (the reference uses 2048)."),
     batch_size: int = typer.Option(_DEFAULTS["batch_size"], "--batch-size", help="Windows per forward pass (speed only)."),
-    max_windows: Optional[int] = typer.Option(None, "--max-windows", help="Score only the first N windows (quick runs)."),
+    max_windows: Optional[int] = typer.Option(None, "--max-windows", help="Score only the first N windows (default: all; pydoc: 32, as in run)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
@@ -52,7 +52,7 @@ def ppl_command(
 ) -> None:
     """Perplexity over non-overlapping windows (REFERENCE 11.1 protocol)."""
     from ..errors import UserError
-    from ..eval.perplexity import encode_eval_text, eval_text, perplexity
+    from ..eval.perplexity import default_max_windows, encode_eval_text, eval_text, perplexity
 
     if max_windows is not None and max_windows < 1:
         raise UserError(f"--max-windows {max_windows} must be at least 1")
@@ -60,6 +60,7 @@ def ppl_command(
     loaded = _load(model, device, dtype, trust_remote_code)
     ids = encode_eval_text(text, loaded.tokenizer)
     t0 = time.perf_counter()
+    max_windows = default_max_windows(data, max_windows)
     result = perplexity(loaded.model, ids, seqlen, batch_size=batch_size, max_windows=max_windows)
     result.update(model=model, data=data, seconds=round(time.perf_counter() - t0, 2))
     _emit(result, as_json, [
