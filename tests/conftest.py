@@ -20,6 +20,24 @@ def shared_path(*parts: str) -> Path:
     return p
 
 
+@pytest.fixture
+def shared():
+    """``shared("data", "wikitext-2", "test.txt")``: a path under ../shared, or skip the test."""
+    return shared_path
+
+
+class CharTokenizer:
+    """BOS=1 then one id per character, clipped to the tiny model's 128-token vocabulary."""
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": ([1] if add_special_tokens else []) + [min(ord(c), 127) for c in text]}
+
+
+@pytest.fixture
+def char_tokenizer():
+    return CharTokenizer()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Keep result caches per test session, but share the converted SmolLM2 model cache."""

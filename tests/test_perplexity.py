@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,22 +14,6 @@ import torch.nn.functional as F
 
 from truthprune import UserError, load_eval_text, perplexity, pydoc_topics, wikitext_rows
 from truthprune.eval.perplexity import eval_text, ppl_from_window_nll, window_count
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"  # repo/../shared
-
-
-def shared_path(*parts: str) -> Path:
-    p = SHARED.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"{p} is absent (third-party data lives in ../shared)")
-    return p
-
-
-class CharTokenizer:
-    """BOS=1 then one id per character, clipped to the tiny model's 128-token vocabulary."""
-
-    def __call__(self, text, add_special_tokens=True):
-        return {"input_ids": ([1] if add_special_tokens else []) + [min(ord(c), 127) for c in text]}
 
 
 class UniformLM(torch.nn.Module):
@@ -98,10 +81,10 @@ def test_wikitext_rows_match_the_hub_layout():
     assert wikitext_rows(raw) == ["", " = Title = \n", "", " Body text . \n"]
 
 
-def test_local_file_is_joined_like_hub_rows(tmp_path):
+def test_local_file_is_joined_like_hub_rows(tmp_path, char_tokenizer):
     f = tmp_path / "wiki.test.raw"
     f.write_text(" \n = Title = \n \n Body text . \n")
-    ids = load_eval_text(str(f), CharTokenizer())
+    ids = load_eval_text(str(f), char_tokenizer)
     expected = "\n\n".join(["", " = Title = \n", "", " Body text . \n"])
     assert ids.dtype == torch.long and ids.dim() == 1
     assert ids.tolist() == [1] + [ord(c) for c in expected]
@@ -115,9 +98,9 @@ def test_pydoc_eval_text_is_the_held_out_half():
         assert calib_topic not in text
 
 
-def test_shared_wikitext_test_file():
-    path = shared_path("data", "wikitext-2", "test.txt")
-    ids = load_eval_text(str(path), CharTokenizer())
+def test_shared_wikitext_test_file(char_tokenizer, shared):
+    path = shared("data", "wikitext-2", "test.txt")
+    ids = load_eval_text(str(path), char_tokenizer)
     text = path.read_text(encoding="utf-8")
     assert ids.numel() == 1 + len("\n\n".join(wikitext_rows(text)))
 
@@ -143,8 +126,8 @@ def test_cli_offline_wikitext_and_bad_data_fail_with_one_line():
 
 
 @pytest.mark.integration
-def test_cli_ppl_smollm2_json():
-    path = shared_path("data", "wikitext-2", "test.txt")
+def test_cli_ppl_smollm2_json(shared):
+    path = shared("data", "wikitext-2", "test.txt")
     out = subprocess.run(
         CLI + ["eval", "ppl", "--data", str(path), "--seqlen", "128",
          "--max-windows", "4", "--batch-size", "2", "--device", "cpu", "--json"],

@@ -25,20 +25,7 @@ from truthprune.eval.truthfulqa import (
     split_answers,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"  # repo/../shared
 CLI = [sys.executable, "-c", "from truthprune.cli.main import main; main()"]
-
-
-def shared_path(*parts: str) -> Path:
-    p = SHARED.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"{p} is absent (third-party data lives in ../shared)")
-    return p
-
-
-class CharTokenizer:
-    def __call__(self, text, add_special_tokens=True):
-        return {"input_ids": ([1] if add_special_tokens else []) + [min(ord(c), 127) for c in text]}
 
 
 def write_csv(path: Path, n: int = 12) -> Path:
@@ -84,10 +71,10 @@ def test_split_answers_strips_and_dedupes():
     assert split_answers("a; b;; a ; c") == ("a", "b", "c")
 
 
-def test_prompt_and_encoding():
+def test_prompt_and_encoding(char_tokenizer):
     assert qa_context("Why?").endswith("\n\nQ: Why?\nA:") and qa_context("Why?").startswith(QA_PRIMER)
     assert QA_PRIMER.count("Q: ") == 6 and QA_PRIMER.count("\nA: ") == 6
-    ctx, cont = encode_pair(CharTokenizer(), "Q: x\nA:", " yes")
+    ctx, cont = encode_pair(char_tokenizer, "Q: x\nA:", " yes")
     assert ctx == [1] + [ord(c) for c in "Q: x\nA:"] and cont == [ord(c) for c in " yes"]
     assert common_prefix_len([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
 
@@ -114,8 +101,8 @@ def _unbatched_loglik(model, ctx, cont):
     return sum(float(lp[len(ctx) - 1 + k, t]) for k, t in enumerate(cont))
 
 
-def test_batched_prefix_cached_scoring_matches_one_by_one(tiny_llama):
-    tok = CharTokenizer()
+def test_batched_prefix_cached_scoring_matches_one_by_one(tiny_llama, char_tokenizer):
+    tok = char_tokenizer
     pairs = [encode_pair(tok, qa_context(q), " " + a) for q, a in [("Why?", "Because"), ("Who?", "Me"), ("Why?", "No idea at all")]]
     expected = [_unbatched_loglik(tiny_llama, c, a) for c, a in pairs]
     cached = continuation_logliks(tiny_llama, pairs, batch_size=2)
@@ -124,17 +111,17 @@ def test_batched_prefix_cached_scoring_matches_one_by_one(tiny_llama):
     assert full == pytest.approx(expected, abs=1e-4)
 
 
-def test_evaluation_is_deterministic_on_the_held_out_half(tiny_llama, tmp_path):
+def test_evaluation_is_deterministic_on_the_held_out_half(tiny_llama, tmp_path, char_tokenizer):
     path = str(write_csv(tmp_path / "TruthfulQA.csv", 12))
-    a = evaluate_truthfulqa(tiny_llama, CharTokenizer(), data=path, batch_size=4)
-    b = evaluate_truthfulqa(tiny_llama, CharTokenizer(), data=path, batch_size=4)
-    c = evaluate_truthfulqa(tiny_llama, CharTokenizer(), data=path, batch_size=1)
+    a = evaluate_truthfulqa(tiny_llama, char_tokenizer, data=path, batch_size=4)
+    b = evaluate_truthfulqa(tiny_llama, char_tokenizer, data=path, batch_size=4)
+    c = evaluate_truthfulqa(tiny_llama, char_tokenizer, data=path, batch_size=1)
     assert a == b
     assert c["mc2"] == pytest.approx(a["mc2"], abs=1e-5) and c["mc1"] == a["mc1"]
     assert a["n_questions"] == 6 and 0.0 <= a["mc1"] <= 1.0 and 0.0 < a["mc2"] < 1.0
     assert a["split"] == {"seed": 0, "part": "evaluation (held-out half)", "n_total": 12,
                           "n_calibration": 6, "n_evaluation": 6, "limit": None}
-    limited = evaluate_truthfulqa(tiny_llama, CharTokenizer(), data=path, limit=2)
+    limited = evaluate_truthfulqa(tiny_llama, char_tokenizer, data=path, limit=2)
     assert limited["n_questions"] == 2 and limited["split"]["limit"] == 2
 
 
@@ -151,8 +138,8 @@ def test_hub_offline_is_a_one_line_user_error():
 
 
 @pytest.mark.integration
-def test_smollm2_truthfulqa_cli_limit_is_deterministic():
-    csv_path = shared_path("data", "truthfulqa", "TruthfulQA.csv")
+def test_smollm2_truthfulqa_cli_limit_is_deterministic(shared):
+    csv_path = shared("data", "truthfulqa", "TruthfulQA.csv")
     runs = []
     for batch in ("8", "3"):
         out = subprocess.run(
