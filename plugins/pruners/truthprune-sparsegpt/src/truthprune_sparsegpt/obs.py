@@ -1,0 +1,191 @@
+"""SparseGPT's OBS reconstruction as small pure functions (torch; imported lazily by the plugin).
+
+For one linear layer with weight W [out, in] and the Hessian H = 2 X^T X / n of its inputs,
+SparseGPT walks the input columns left to right. Column j is either kept or zeroed; the error
+that makes, divided by [U]_jj (U = upper Cholesky factor of H^-1), is spread over the columns
+still to come along row j of U. That is the optimal-brain-surgeon update restricted to the
+columns not yet processed, computed without ever re-inverting H. Columns are handled in blocks:
+inside a block the update is applied column by column, the columns after the block get one
+matrix product per block ("lazy batch" updates; same result, far fewer memory passes).
+
+Mask rule (as in the reference): scores w^2 / [U]_jj^2 with w the weights as updated by the
+previous blocks. Unstructured: the lowest scores of a whole block (all rows together) are pruned.
+N:M: at the first column of every group of M, the N lowest scores of each row within that group.
+
+Two deliberate differences from the reference, both about counting, not about the maths:
+
+* The reference prunes every score <= the block's int(numel*s)-th smallest, i.e. one weight more
+  than numel*s per block (more on ties). Here the layer's budget K = floor(out*in*s) is split
+  over the blocks in proportion to their width (integer arithmetic, sums to K exactly) and each
+  block prunes exactly its share, ties broken by position (stable sort, row-major). The returned
+  mask therefore has exactly K True entries.
+* N:M groups must not straddle a block boundary, so the block size is rounded down to a multiple
+  of M (at least M).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from truthprune import SparsityTarget, UserError
+
+
+def hessian_from_gram(gram: torch.Tensor, n_tokens: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """H = 2 X^T X / n from the engine's Gram statistic (X^T X summed over n tokens)."""
+    if n_tokens <= 0:
+        raise UserError("sparsegpt needs calibration tokens (the Gram statistic is empty); pass --nsamples > 0")
+    return gram.detach().to(dtype) * (2.0 / n_tokens)
+
+
+def fix_dead_inputs(weight: torch.Tensor, hessian: torch.Tensor) -> torch.Tensor:
+    """Inputs that never fire (H_jj = 0): zero their weight column and set H_jj = 1, in place.
+
+    Returns the bool vector of dead columns. With H_jj = 0 the whole row/column j of a PSD H is
+    zero, so setting the diagonal to 1 decouples that input and keeps H invertible.
+    """
+    dead = torch.diagonal(hessian) == 0
+    if bool(dead.any()):
+        idx = dead.nonzero().flatten()
+        hessian[idx, idx] = 1.0
+        weight[:, dead] = 0.0
+    return dead
+
+
+def inverse_hessian_factor(hessian: torch.Tensor, percdamp: float) -> torch.Tensor:
+    """Upper Cholesky factor U of (H + damp I)^-1, damp = percdamp * mean(diag H): H^-1 = U^T U."""
+    h = hessian.clone()
+    damp = percdamp * torch.diagonal(h).mean()
+    h.diagonal().add_(damp)
+    chol, info = torch.linalg.cholesky_ex(h)
+    if int(info) != 0:
+        raise UserError(
+            f"sparsegpt: the damped Hessian is not positive definite (percdamp={percdamp}); "
+            "raise it, e.g. --pruner-opt percdamp=0.1"
+        )
+    inverse = torch.cholesky_inverse(chol)
+    upper, info = torch.linalg.cholesky_ex(inverse, upper=True)
+    if int(info) != 0:
+        raise UserError(f"sparsegpt: the inverse Hessian lost positive definiteness; raise percdamp (now {percdamp})")
+    return upper
+
+
+def pruned_total(rows: int, cols: int, sparsity: float) -> int:
+    """The layer's budget: floor(rows * cols * s) weights (an epsilon absorbs 0.29*100 = 28.9999...)."""
+    return int(math.floor(rows * cols * sparsity + 1e-9))
+
+
+def block_budgets(rows: int, cols: int, sparsity: float, blocksize: int) -> list[int]:
+    """Weights to prune per column block: the budget K split in proportion to block width.
+
+    Block b spanning columns [c0, c1) gets floor(K*c1/cols) - floor(K*c0/cols); the shares
+    telescope to exactly K, and each is at most ceil(rows*width*s) <= rows*width.
+    """
+    total = pruned_total(rows, cols, sparsity)
+    edges = list(range(0, cols, blocksize)) + [cols]
+    return [total * c1 // cols - total * c0 // cols for c0, c1 in zip(edges[:-1], edges[1:])]
+
+
+def lowest_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """True at the k lowest entries of ``scores`` (any shape); ties go to the earlier position."""
+    mask = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
+    if k > 0:
+        mask[torch.sort(scores.flatten(), stable=True).indices[:k]] = True
+    return mask.reshape(scores.shape)
+
+
+def row_lowest_n_mask(scores: torch.Tensor, n: int) -> torch.Tensor:
+    """True at the n lowest entries of every row of ``scores`` [rows, M] (ties: earlier column)."""
+    mask = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+    mask.scatter_(1, torch.sort(scores, dim=1, stable=True).indices[:, :n], True)
+    return mask
+
+
+def obs_scores(weights: torch.Tensor, diag_u: torch.Tensor) -> torch.Tensor:
+    """OBS saliency w^2 / [U]_jj^2 (= w^2 / [H_F^-1]_jj, F the columns not yet processed)."""
+    return weights.square() / diag_u.square().reshape(1, -1)
+
+
+def _check(weight: torch.Tensor, hessian: torch.Tensor, target: SparsityTarget, blocksize: int, percdamp: float) -> None:
+    if weight.dim() != 2:
+        raise UserError(f"sparsegpt prunes 2-D weights [out, in], got shape {tuple(weight.shape)}")
+    cols = weight.shape[1]
+    if tuple(hessian.shape) != (cols, cols):
+        raise UserError(f"sparsegpt: Hessian shape {tuple(hessian.shape)} does not match weight input width {cols}")
+    if blocksize < 1:
+        raise UserError(f"sparsegpt: blocksize {blocksize} must be at least 1")
+    if percdamp < 0:
+        raise UserError(f"sparsegpt: percdamp {percdamp} must be >= 0")
+    if target.nm is not None and cols % target.nm[1]:
+        n, m = target.nm
+        raise UserError(f"N:M pattern {n}:{m} needs input width divisible by {m}, got {cols}")
+
+
+def obs_prune(
+    weight: torch.Tensor,
+    hessian: torch.Tensor,
+    target: SparsityTarget,
+    blocksize: int = 128,
+    percdamp: float = 0.01,
+    *,
+    compute_dtype: torch.dtype = torch.float64,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prune ``weight`` [out, in] for ``target`` with SparseGPT's OBS updates under ``hessian`` [in, in].
+
+    ``hessian`` is the already-formed H (e.g. 2 X^T X / n, or that plus extra PSD terms); only its
+    relative scale matters for the result except through ``percdamp``, which is relative too.
+    Returns ``(new_weight, mask)``: the updated weights in ``weight``'s dtype and device (zero where
+    ``mask`` is True and in dead input columns), and the bool mask, True = pruned. Unstructured
+    masks hold exactly floor(out*in*s) True entries. Inputs are not modified. Deterministic.
+    """
+    _check(weight, hessian, target, blocksize, percdamp)
+    w = weight.detach().to(compute_dtype).clone()
+    h = hessian.detach().to(device=w.device, dtype=compute_dtype).clone()
+    rows, cols = w.shape
+    fix_dead_inputs(w, h)
+    u = inverse_hessian_factor(h, percdamp)
+    del h
+    nm = target.nm
+    if nm is not None:
+        blocksize = max(nm[1], blocksize // nm[1] * nm[1])
+        budgets = None
+    else:
+        budgets = block_budgets(rows, cols, target.sparsity, blocksize)
+    mask = torch.zeros(w.shape, dtype=torch.bool, device=w.device)
+    for b, c0 in enumerate(range(0, cols, blocksize)):
+        c1 = min(c0 + blocksize, cols)
+        mask[:, c0:c1] = _prune_block(w, u, c0, c1, nm, None if budgets is None else budgets[b])
+    w[mask] = 0.0
+    return w.to(weight.dtype), mask
+
+
+def _prune_block(w: torch.Tensor, u: torch.Tensor, c0: int, c1: int, nm, budget: int | None) -> torch.Tensor:
+    """Process columns [c0, c1) of ``w`` in place; returns the block's mask.
+
+    Inside the block each column's error is pushed onto the block's later columns immediately;
+    the columns after the block receive all of the block's errors in one product at the end.
+    """
+    w1 = w[:, c0:c1].clone()
+    u1 = u[c0:c1, c0:c1]
+    d = torch.diagonal(u1)
+    q1 = torch.zeros_like(w1)
+    err1 = torch.zeros_like(w1)
+    if nm is None:
+        mask1 = lowest_k_mask(obs_scores(w1, d), budget)
+    else:
+        mask1 = torch.zeros(w1.shape, dtype=torch.bool, device=w.device)
+    for i in range(c1 - c0):
+        if nm is not None and i % nm[1] == 0:
+            g = slice(i, i + nm[1])
+            mask1[:, g] = row_lowest_n_mask(obs_scores(w1[:, g], d[g]), nm[0])
+        col = w1[:, i]
+        q = col.masked_fill(mask1[:, i], 0.0)
+        q1[:, i] = q
+        e = (col - q) / d[i]
+        w1[:, i:] -= e.unsqueeze(1) * u1[i, i:].unsqueeze(0)
+        err1[:, i] = e
+    w[:, c0:c1] = q1
+    if c1 < w.shape[1]:
+        w[:, c1:] -= err1 @ u[c0:c1, c1:]
+    return mask1

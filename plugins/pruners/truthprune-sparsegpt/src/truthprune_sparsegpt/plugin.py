@@ -1,0 +1,52 @@
+"""Registration and the thin ``sparsegpt`` pruner class: form H from the engine's Gram statistic
+and hand it to :func:`truthprune_sparsegpt.obs.obs_prune`. No torch at module level: the CLI
+imports this module to list plugins."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from truthprune import STAT_GRAM, PluginConfig, Pruner, PruneResult, UserError, hookimpl
+
+
+class SparseGPTConfig(PluginConfig):
+    blocksize: int = Field(128, ge=1)
+    """Columns per lazy-batch block (N:M rounds it down to a multiple of M)."""
+    percdamp: float = Field(0.01, ge=0)
+    """Dampening added to diag(H): percdamp x mean(diag H)."""
+    dtype: Literal["float64", "float32"] = "float64"
+    """Precision of the OBS updates (the statistic itself arrives as float32)."""
+
+
+class SparseGPTPruner(Pruner):
+    name = "sparsegpt"
+    description = "SparseGPT: OBS reconstruction from H = 2X^T X/n, block-wise masks on w^2/[H^-1]_jj^2, updated weights."
+    Config = SparseGPTConfig
+    required_stats = frozenset({STAT_GRAM})
+
+    def hessian(self, stats):
+        """H = 2 X^T X / n in the compute precision; a subclass may add terms to it."""
+        import torch
+
+        from .obs import hessian_from_gram
+
+        if stats.gram is None:
+            raise UserError("sparsegpt needs the 'gram' statistic; the engine did not collect it")
+        return hessian_from_gram(stats.gram, stats.n_tokens, getattr(torch, self.config.dtype))
+
+    def prune(self, weight, stats, target):
+        import torch
+
+        from .obs import obs_prune
+
+        new_weight, mask = obs_prune(
+            weight, self.hessian(stats), target, blocksize=self.config.blocksize,
+            percdamp=self.config.percdamp, compute_dtype=getattr(torch, self.config.dtype),
+        )
+        return PruneResult(mask=mask, weight=new_weight)
+
+
+@hookimpl
+def register_pruners(register):
+    register(SparseGPTPruner)
