@@ -24,11 +24,15 @@ _EXPORTS: dict[str, str] = {
     "SparsityTarget": "interfaces",
     "LinearStats": "interfaces",
     "PruneResult": "interfaces",
+    "Quantizer": "interfaces",
+    "QuantResult": "interfaces",
     "LayerInfo": "interfaces",
     "CalibrationSamples": "interfaces",
+    "CalibrationContext": "interfaces",
     "ProbeMeta": "interfaces",
     "STAT_SQ_NORM": "interfaces",
     "STAT_GRAM": "interfaces",
+    "STAT_SUM": "interfaces",
     "UserError": "errors",
     "hookimpl": "hookspecs",
     "get_registry": "plugins",
@@ -38,6 +42,9 @@ _EXPORTS: dict[str, str] = {
     "nm_mask": "masks",
     "mask_from_scores": "masks",
     "wanda_scores": "masks",
+    # the quantized-weight format: dequantize codes, read a saved sidecar (torch)
+    "dequantize": "quantization",
+    "load_quantization": "quantization",
     # calibration helpers (torch)
     "document_windows": "calibration",
     "record_windows": "calibration",
@@ -51,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "prunable_linears": "models.adapter",
     "prune_model": "engine.sequential",
     "PruneReport": "engine.sequential",
+    "BlockContext": "engine.block",  # what a block-aware pruner (uses_block) sees per decoder layer
     # bounded-memory (offload) pruning, data parallelism, the up-front memory check (torch)
     "prune_checkpoint": "engine.offload",
     "init_distributed": "engine.distributed",
@@ -78,6 +86,13 @@ _EXPORTS: dict[str, str] = {
     "default_topic_pairs": "truth.datasets",
     "generate_statement_sets": "truth.generate",
     "write_generated_sets": "truth.generate",
+    # topic families and the default leak-free build/score split (pure Python)
+    "topic_of": "truth.topics",
+    "shared_topics": "truth.topics",
+    "DEFAULT_BUILD_TOPICS": "truth.topics",
+    "DEFAULT_BUILD_SETS": "truth.topics",
+    "DEFAULT_SCORED_GROUPS": "truth.topics",
+    "DEFAULT_SEEN_GROUPS": "truth.topics",
     "extract_last_token": "activations",
     "logistic_regression": "probing.linear",
     "run_probe_protocol": "probing.protocol",

@@ -17,6 +17,7 @@ Text is tokenised with the tokenizer's default special tokens (a BOS where the t
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,9 @@ from typing import Any
 import torch
 
 from .errors import UserError
-from .interfaces import CalibrationSamples
+from .interfaces import CalibrationContext, CalibrationSamples
+
+log = logging.getLogger(__name__)
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
@@ -177,3 +180,20 @@ def load_calibration(
         attention_mask=torch.cat([p.attention_mask for p in parts]),
         description="; ".join(p.description for p in parts),
     )
+
+
+def attach_auxiliary(calib: CalibrationSamples, pruner: Any, context: CalibrationContext) -> CalibrationSamples:
+    """Add the pruner's auxiliary calibration streams (if any) to ``calib`` and describe them.
+
+    Why here: every mode (in memory, offload, torchrun) builds its calibration through this
+    module, so a pruner's extra streams reach the engine the same way in all of them.
+    """
+    streams = pruner.auxiliary_calibration(context) or {}
+    for key, s in streams.items():
+        if not isinstance(s, CalibrationSamples) or s.input_ids.shape != s.attention_mask.shape:
+            raise RuntimeError(f"pruner {pruner.name!r} returned a malformed auxiliary stream {key!r}")
+        log.info("auxiliary calibration stream %r: %d sequences (%s)", key, len(s), s.description)
+    calib.auxiliary = dict(streams)
+    if streams:
+        calib.description += "; auxiliary: " + ", ".join(f"{k} ({len(s)})" for k, s in streams.items())
+    return calib

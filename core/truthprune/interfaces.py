@@ -1,4 +1,4 @@
-"""The four plugin interfaces: Pruner, SparsityAllocator, CalibrationSource, Probe.
+"""The plugin interfaces: Pruner, Quantizer, SparsityAllocator, CalibrationSource, Probe.
 
 Why this file has no torch import at module level: `truthprune --help` and `truthprune plugins`
 load every plugin's registration module, and those must stay fast. Tensors appear only in type
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import UserError
 
@@ -24,10 +24,13 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
 
+    from .engine.block import BlockContext
+
 # Statistic names a pruner or allocator may ask the engine to accumulate per linear layer.
 STAT_SQ_NORM = "sq_norm"  # [in] float32: sum over calibration tokens of x_j^2 (Wanda's ||X_j||^2)
 STAT_GRAM = "gram"  # [in, in] float32: X^T X over calibration tokens (SparseGPT's Hessian / 2)
-KNOWN_STATS = frozenset({STAT_SQ_NORM, STAT_GRAM})
+STAT_SUM = "sum"  # [in] float32: sum over calibration tokens of x_j (means, e.g. per class of a stream)
+KNOWN_STATS = frozenset({STAT_SQ_NORM, STAT_GRAM, STAT_SUM})
 
 
 class PluginConfig(BaseModel):
@@ -91,11 +94,19 @@ class SparsityTarget:
 
 @dataclass
 class LinearStats:
-    """Float32 statistics of one linear layer's inputs, summed over all calibration tokens."""
+    """Float32 statistics of one linear layer's inputs, summed over all calibration tokens.
+
+    ``streams`` holds the same statistics for each auxiliary calibration stream the pruner asked
+    for (:meth:`Pruner.auxiliary_calibration`), keyed by stream name; those inputs are propagated
+    through the already-pruned layers exactly like the main calibration data.
+    """
 
     n_tokens: int
     sq_norm: torch.Tensor | None = None
     gram: torch.Tensor | None = None
+    sum: torch.Tensor | None = None
+    streams: dict[str, LinearStats] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # what a block-aware pruner's begin_block computed
 
 
 @dataclass
@@ -122,10 +133,138 @@ class Pruner(Plugin, ABC):
     kind: ClassVar[str] = "pruner"
     required_stats: ClassVar[frozenset[str]] = frozenset()
     default_allocator: ClassVar[str] = "uniform"
+    # True: the engine also calls begin_block/end_block once per decoder layer (Wanda++-style
+    # methods that need the whole block, its calibration inputs and its dense outputs)
+    uses_block: ClassVar[bool] = False
 
     @abstractmethod
     def prune(self, weight: torch.Tensor, stats: LinearStats, target: SparsityTarget) -> PruneResult:
         """Return the mask (True = prune) for ``weight`` [out, in]."""
+
+    def begin_block(self, block: BlockContext) -> dict[str, dict[str, Any]] | None:
+        """(``uses_block`` only) Before this decoder layer's linears are pruned: may return
+        ``{linear name: {key: value}}``, which arrives in that linear's ``LinearStats.extra``."""
+        return None
+
+    def end_block(self, block: BlockContext) -> dict[str, torch.Tensor] | None:
+        """(``uses_block`` only) After the masks are applied (``block.masks``), before the
+        pruned layer is propagated: may return new weights by linear name; the masks are re-applied."""
+        return None
+
+    def auxiliary_calibration(self, context: CalibrationContext) -> dict[str, CalibrationSamples]:
+        """Extra named token streams whose statistics the pruner wants next to the main ones.
+
+        Why: an objective may weigh some inputs specially (e.g. true/false statements for a
+        truth-aware reconstruction). Each stream is captured and propagated through the layers
+        as they are pruned, exactly like the main calibration data, and its statistics (the same
+        ``required_stats``) arrive in ``LinearStats.streams[name]``. Default: none.
+        """
+        return {}
+
+
+# --------------------------------------------------------------------------- quantization
+
+
+@dataclass
+class QuantResult:
+    """A quantizer's answer for one linear layer: integer codes on a per-group affine grid.
+
+    The weight is ``(codes[r, c] - zeros[r, g_idx[c]]) * scales[r, g_idx[c]]``
+    (:func:`truthprune.dequantize`); the engine writes exactly that into the model, so the saved
+    checkpoint and the codes/scales/zero-points sidecar always agree.
+
+    ``codes`` uint8 [out, in], in ``[0, 2**bits - 1]``; ``scales`` float32 [out, groups];
+    ``zeros`` uint8 [out, groups] (integer zero-points, so 0.0 is always exactly representable);
+    ``g_idx`` int32 [in], the group of each input column (``c // group_size`` in column order,
+    a permuted order under GPTQ's act-order; all 0 for one scale per output channel).
+    """
+
+    codes: torch.Tensor
+    scales: torch.Tensor
+    zeros: torch.Tensor
+    g_idx: torch.Tensor
+    bits: int
+
+
+class Quantizer(Plugin, ABC):
+    """Rounds the weights of one linear layer to ``bits``-bit integers (after pruning).
+
+    The engine calls :meth:`quantize` once per linear layer, right after the pruner, in the same
+    layer-by-layer pass, with the statistics named in ``required_stats`` (collected from the same
+    unpruned-layer inputs the pruner saw) and ``mask``, True where the weight is exactly zero
+    after pruning. Contract: every masked weight must get the code equal to its group's
+    zero-point, i.e. dequantize to exactly 0, so quantization never revives a pruned weight; the
+    engine checks this and fails naming the quantizer otherwise.
+    """
+
+    kind: ClassVar[str] = "quantizer"
+    required_stats: ClassVar[frozenset[str]] = frozenset()
+
+    @abstractmethod
+    def quantize(self, weight: torch.Tensor, stats: LinearStats, mask: torch.Tensor) -> QuantResult:
+        """Quantize ``weight`` [out, in]; ``mask`` (bool, same shape) marks weights that stay 0."""
+
+    def describe(self) -> dict[str, Any]:
+        """What a report row says about this quantizer: its method name and every option."""
+        return {"method": self.name, **self.config.model_dump()}
+
+
+# --------------------------------------------------------------------------- structured pruning
+
+
+class StructuredConfig(PluginConfig):
+    """Options every structured pruner shares: how wide the pruned model is, and which units go.
+
+    ``mlp_ratio`` (kept intermediate size / hidden size) fixes the MLP width directly; without it
+    the run's ``--sparsity`` is the fraction of all MLP + attention weights removed. ``heads``
+    also removes attention heads, as whole KV groups (a key/value head with all query heads that
+    share it); ``kv_groups`` fixes how many groups each layer keeps. ``skip_first``/``skip_last``
+    leave those decoder layers whole (in memory only: the standard config has one width).
+    """
+
+    mlp_ratio: float | None = Field(None, gt=0.0)
+    heads: bool = False
+    kv_groups: int | None = Field(None, ge=1)
+    skip_first: int = Field(0, ge=0)
+    skip_last: int = Field(0, ge=0)
+
+
+@dataclass
+class UnitScores:
+    """Importance of the removable units of one decoder layer (higher = more worth keeping).
+
+    ``mlp``: [intermediate_size], one score per MLP channel (its gate/up rows and down column).
+    ``heads``: [num_key_value_heads], one score per KV group, or None when heads are not pruned.
+    """
+
+    mlp: torch.Tensor
+    heads: torch.Tensor | None = None
+
+
+class StructuredPruner(Plugin, ABC):
+    """Removes whole units (MLP channels, KV head groups) so the saved model is really smaller.
+
+    Registered with ``register_pruners`` like any pruner (same ``--pruner`` namespace), but the
+    sequential mask engine never calls it: :func:`truthprune.prune_structured` asks it for
+    :meth:`importance` of every unit of the layers to prune, keeps the top units per layer at one
+    uniform width, slices the weights and rewrites the model config. Allocators do not apply
+    (one width for all layers is what a standard config can describe); passing one is a plan-time
+    error.
+    """
+
+    kind: ClassVar[str] = "pruner"
+    structured: ClassVar[bool] = True
+    required_stats: ClassVar[frozenset[str]] = frozenset()
+    default_allocator: ClassVar[str] = "uniform"
+    Config: ClassVar[type[PluginConfig]] = StructuredConfig
+
+    @abstractmethod
+    def importance(self, model: Any, calib: CalibrationSamples, layers: list[Any], context: Mapping[str, Any]) -> dict[int, UnitScores]:
+        """Scores for the units of each of ``layers`` (:class:`truthprune.StructuredLayer`), by layer index.
+
+        ``context`` carries ``device``, ``batch_size``, ``quiet`` and ``heads`` (whether head
+        groups are pruned; when False ``UnitScores.heads`` may be None).
+        """
 
 
 # --------------------------------------------------------------------------- allocation
@@ -179,14 +318,33 @@ class SparsityAllocator(Plugin, ABC):
 
 @dataclass
 class CalibrationSamples:
-    """Token windows for calibration: ``input_ids`` and ``attention_mask``, both [n, seqlen]."""
+    """Token windows for calibration: ``input_ids`` and ``attention_mask``, both [n, seqlen].
+
+    ``stat_mask`` ([n, seqlen] bool, optional) restricts which real tokens enter the statistics
+    (e.g. only the last token of each statement, where probes read); None = every real token.
+    ``auxiliary`` carries the pruner's auxiliary streams (see :meth:`Pruner.auxiliary_calibration`).
+    """
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     description: str = ""
+    stat_mask: torch.Tensor | None = None
+    auxiliary: dict[str, CalibrationSamples] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
+
+
+@dataclass
+class CalibrationContext:
+    """What a pruner may use to build auxiliary calibration streams: the model's tokenizer, the
+    run's seed, its ``--truth-data`` directory (None: the offline generated statement sets) and
+    whether statements are wrapped in the chat template."""
+
+    tokenizer: Any
+    seed: int = 0
+    truth_data: str | None = None
+    chat_template: bool = False
 
 
 class CalibrationSource(Plugin, ABC):

@@ -45,14 +45,22 @@ def load(cfg: RunConfig) -> LoadedModel:
     return loaded
 
 
+def calibration_context(cfg: RunConfig, tokenizer):
+    """What a pruner's auxiliary calibration streams may depend on (see Pruner.auxiliary_calibration)."""
+    from .interfaces import CalibrationContext
+
+    return CalibrationContext(tokenizer=tokenizer, seed=cfg.seed, truth_data=cfg.truth_data, chat_template=cfg.chat_template)
+
+
 def calibrate(plan, loaded: LoadedModel):
-    from .calibration import load_calibration
+    from .calibration import attach_auxiliary, load_calibration
 
     cfg = plan.config
     for src in plan.sources:
         if src.needs_model:
             src.model = loaded.model
     calib = load_calibration(plan.sources, loaded.tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed)
+    calib = attach_auxiliary(calib, plan.pruner, calibration_context(cfg, loaded.tokenizer))
     log.info("calibration: %s", calib.description)
     return calib
 

@@ -209,8 +209,9 @@ def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
 
     from transformers import AutoConfig, AutoTokenizer
 
-    from ..calibration import load_calibration
+    from ..calibration import attach_auxiliary, load_calibration
     from ..engine.offload import prune_checkpoint
+    from ..run_stages import calibration_context
     from ..errors import UserError
 
     cfg = plan.config
@@ -220,6 +221,7 @@ def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
             raise UserError(f"--seqlen {cfg.seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
         calib = load_calibration(plan.sources, tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed)
+        calib = attach_auxiliary(calib, plan.pruner, calibration_context(cfg, tokenizer))
     with plan.stage("prune", pruner=plan.pruner.name, allocator=plan.allocator.name, sparsity=cfg.sparsity, offload=True):
         report = prune_checkpoint(
             cfg.model, cfg.save, calib, plan.pruner, plan.allocator, cfg.sparsity, nm=cfg.nm_tuple,

@@ -58,11 +58,13 @@ def capture_layer0_inputs(
     storage: str = "cpu",
     device: Any = None,
     batch_indices: list[int] | None = None,
+    stat_mask: torch.Tensor | None = None,
 ) -> list[LayerBatch]:
     """Run the model up to layer 0 for each mini-batch and keep layer 0's inputs.
 
     ``batch_indices`` picks which mini-batches (of ``batch_size`` consecutive samples) this
-    process handles; a data-parallel rank captures only its own. ``device`` is where the model's
+    process handles; a data-parallel rank captures only its own. ``stat_mask`` [n, S] (optional)
+    narrows the tokens that enter statistics below the real ones. ``device`` is where the model's
     embeddings live (needed when the decoder layers themselves are still on the meta device).
     """
     if device is None:
@@ -92,11 +94,14 @@ def capture_layer0_inputs(
             kwargs.pop("past_key_values", None)
             kwargs.pop("past_key_value", None)
             kwargs["use_cache"] = False
+            token_mask = mask.bool()
+            if stat_mask is not None:
+                token_mask = token_mask & stat_mask[start : start + batch_size].to(device).bool()
             batches.append(
                 LayerBatch(
                     hidden=captured["hidden"].to(storage),
                     kwargs=batch_kwargs_to(kwargs, storage),
-                    token_mask=None if bool(mask.bool().all()) else mask.bool().to(storage),
+                    token_mask=None if bool(token_mask.all()) else token_mask.to(storage),
                     index=k,
                 )
             )

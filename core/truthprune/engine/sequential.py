@@ -34,6 +34,8 @@ import torch
 from ..errors import UserError
 from ..interfaces import CalibrationSamples, LayerInfo, LinearStats, Pruner, SparsityAllocator, SparsityTarget
 from ..models.adapter import decoder_layers, prunable_linears
+from ..quantization import quantize_linears
+from .block import BlockContext, begin_block, end_block
 from .capture import LayerBatch, batch_kwargs_to, capture_layer0_inputs
 from .distributed import DataParallel, data_parallel
 from .memory import ModelShape, available_memory, check_memory, estimate_memory
@@ -65,6 +67,7 @@ class PruneReport:
     prune_pass_s: float = 0.0
     phase_s: dict[str, float] = field(default_factory=dict)  # statistics / masks / propagation time
     diagnostics: dict[str, list[float]] = field(default_factory=dict)
+    quantization: dict[str, Any] | None = None  # the quantizer's description + relative weight change per layer
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,7 +175,7 @@ def _capture(model, calib: CalibrationSamples, setup: EngineSetup, source: Layer
     with source.outer():
         batches = capture_layer0_inputs(
             model, source.layers, calib.input_ids, calib.attention_mask, setup.batch_size, setup.storage,
-            device=setup.device, batch_indices=setup.dp.my_batches(n_batches),
+            device=setup.device, batch_indices=setup.dp.my_batches(n_batches), stat_mask=calib.stat_mask,
         )
     if setup.activations_dir is not None:
         for b in batches:
@@ -203,8 +206,22 @@ def _check_allocation(allocation: list[float], n_layers: int, name: str) -> None
             )
 
 
-def _prune_linears(linears, collector: StatsCollector | None, pruner: Pruner, target: SparsityTarget, dp: DataParallel) -> dict[str, float]:
-    stats = collector.stats if collector is not None else {}
+def _stream_statistics(layer, streams: dict[str, list[LayerBatch]], setup: EngineSetup, required: frozenset[str]):
+    """Statistics of every auxiliary stream at this (still unpruned) layer, keyed by stream."""
+    out = {}
+    for key, batches in streams.items():
+        _, collector, _ = _statistics(layer, batches, setup, required, keep=False)
+        out[key] = collector.stats
+    return out
+
+
+def _with_streams(stats: dict[str, LinearStats], streams: dict[str, dict[str, LinearStats]]) -> dict[str, LinearStats]:
+    for name, st in stats.items():
+        st.streams = {key: per_linear[name] for key, per_linear in streams.items()}
+    return stats
+
+
+def _prune_linears(linears, stats: dict[str, LinearStats], pruner: Pruner, target: SparsityTarget, dp: DataParallel) -> dict[str, float]:
     achieved = {}
     for name, lin in linears.items():
         st = stats.get(name) or LinearStats(n_tokens=0)
@@ -229,8 +246,15 @@ def run_engine(
     nm: tuple[int, int] | None = None,
     truth_profile: list[float] | None = None,
     extras: dict[str, Any] | None = None,
+    quantizer: Any = None,
+    quant_store: Any = None,
 ) -> PruneReport:
-    """The layer loop shared by :func:`prune_model` and the offload mode."""
+    """The layer loop shared by :func:`prune_model` and the offload mode.
+
+    With a ``quantizer`` every linear is quantized right after it is pruned, in the same pass
+    (before propagation, so later layers calibrate on the pruned *and* quantized outputs);
+    ``quant_store`` (a :class:`truthprune.quantization.QuantizedLinears`) keeps the codes.
+    """
     if setup.batch_size < 1:
         raise UserError(f"--batch-size {setup.batch_size} must be at least 1")
     SparsityTarget(sparsity, nm)  # validates
@@ -255,28 +279,47 @@ def run_engine(
     report.diagnostics = allocator.diagnostics()
     log.info("allocation (%s): %s", allocator.name, ", ".join(f"{s:.3f}" for s in allocation))
 
-    needs_data = bool(pruner.required_stats)  # without statistics no forward pass is needed
+    required = pruner.required_stats | (quantizer.required_stats if quantizer is not None else frozenset())
+    needs_data = bool(required) or pruner.uses_block  # without statistics no forward pass is needed
+    if quantizer is not None:
+        report.quantization = {**quantizer.describe(), "layer_weight_change": []}
     t1 = time.perf_counter()
     with torch.inference_mode():
         batches = _capture(model, calibration, setup, source) if needs_data else []
+        streams = {k: _capture(model, s, setup, source) for k, s in calibration.auxiliary.items()} if needs_data else {}
         with progress.stage(f"pruning ({pruner.name})", n_layers) as step:
-            phase = dict.fromkeys(("load", "statistics", "masks", "propagation", "store"), 0.0)
+            phase = dict.fromkeys(("load", "statistics", "masks", "quantize", "propagation", "store"), 0.0)
             for i in range(n_layers):
                 t = time.perf_counter()
                 layer = source.open(i)
                 phase["load"] += time.perf_counter() - t
-                linears, collector = prunable_linears(layer), None
+                linears, stats = prunable_linears(layer), {}
                 t = time.perf_counter()
                 if needs_data:
-                    linears, collector, _ = _statistics(layer, batches, setup, pruner.required_stats, keep=False)
+                    linears, collector, dense = _statistics(layer, batches, setup, required, keep=pruner.uses_block)
+                    stats = _with_streams(collector.stats, _stream_statistics(layer, streams, setup, pruner.required_stats))
+                    del collector
                 phase["statistics"] += time.perf_counter() - t
                 t = time.perf_counter()
-                achieved = _prune_linears(linears, collector, pruner, SparsityTarget(allocation[i], nm), setup.dp)
+                block = BlockContext(i, layer, linears, setup.device, batches, dense, setup.dp.all_reduce()) if pruner.uses_block else None
+                if block is not None:
+                    stats = begin_block(pruner, block, stats)
+                achieved = _prune_linears(linears, stats, pruner, SparsityTarget(allocation[i], nm), setup.dp)
+                if block is not None:
+                    achieved = end_block(pruner, block, setup.dp)
+                    del block, dense
                 phase["masks"] += time.perf_counter() - t
-                del collector
+                if quantizer is not None:  # pruned zeros are the quantizer's mask: they stay zero
+                    t = time.perf_counter()
+                    change = quantize_linears(linears, stats, quantizer, setup.dp.broadcast_,
+                                              quant_store.sink(i) if quant_store is not None else None)
+                    report.quantization["layer_weight_change"].append(change)
+                    phase["quantize"] += time.perf_counter() - t
+                del stats
                 t = time.perf_counter()
                 if needs_data and i < n_layers - 1:
                     batches = _run_layer(layer, batches, setup, None, keep=True)
+                    streams = {k: _run_layer(layer, b, setup, None, keep=True) for k, b in streams.items()}
                 phase["propagation"] += time.perf_counter() - t
                 zeros = sum(achieved[n] * linears[n].weight.numel() for n in linears)
                 report.layers.append(LayerResult(i, allocation[i], zeros / params[i], achieved, params[i]))
@@ -316,8 +359,10 @@ def prune_model(
     extras: dict[str, Any] | None = None,
     storage: str = "cpu",
     quiet: bool = False,
+    quantizer: Any = None,
+    quant_store: Any = None,
 ) -> PruneReport:
-    """Prune ``model`` in place and report what was done.
+    """Prune (and, with ``quantizer``, quantize) ``model`` in place and report what was done.
 
     Under ``torchrun`` (an initialised process group, see :func:`init_distributed`) each rank
     handles its share of the calibration batches; the statistics are summed across ranks, so
@@ -328,4 +373,4 @@ def prune_model(
     if storage == "cpu":
         check_calibration_memory(model, calibration, batch_size, dp, offload=False)
     return run_engine(model, ResidentLayers(decoder_layers(model)), calibration, pruner, allocator, sparsity, setup,
-                      nm=nm, truth_profile=truth_profile, extras=extras)
+                      nm=nm, truth_profile=truth_profile, extras=extras, quantizer=quantizer, quant_store=quant_store)

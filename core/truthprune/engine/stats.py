@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ..interfaces import STAT_GRAM, STAT_SQ_NORM, LinearStats
+from ..interfaces import STAT_GRAM, STAT_SQ_NORM, STAT_SUM, LinearStats
 
 
 class StopLayer(Exception):
@@ -44,6 +44,7 @@ class StatsCollector:
         self._n: dict[str, int] = {}
         self._sq: dict[str, torch.Tensor] = {}
         self._gram: dict[str, torch.Tensor] = {}
+        self._sum: dict[str, torch.Tensor] = {}
         for name, lin in linears.items():
             d = lin.in_features
             dev = device if device is not None else lin.weight.device
@@ -52,6 +53,8 @@ class StatsCollector:
                 self._sq[name] = torch.zeros(d, dtype=torch.float64, device=dev)
             if STAT_GRAM in self.required:
                 self._gram[name] = torch.zeros(d, d, dtype=torch.float64, device=dev)
+            if STAT_SUM in self.required:
+                self._sum[name] = torch.zeros(d, dtype=torch.float64, device=dev)
 
     def begin_batch(self, token_mask: torch.Tensor | None) -> None:
         """``token_mask`` [b, S] bool, or None when every position is a real token."""
@@ -59,28 +62,31 @@ class StatsCollector:
         self.calls = {}
         self._cache = None
 
-    def _contribution(self, x: torch.Tensor) -> tuple[torch.Tensor, Any, Any]:
-        """(kept rows as float32 [n, d], sum of squares [d], gram [d, d]) for one input tensor."""
+    def _contribution(self, x: torch.Tensor) -> tuple[torch.Tensor, Any, Any, Any]:
+        """(kept rows as float32 [n, d], sum of squares [d], gram [d, d], sum [d]) for one input."""
         if self._cache is not None and self._cache[0] is x:  # q/k/v (gate/up) share their input
-            return self._cache[1], self._cache[2], self._cache[3]
+            return self._cache[1:]
         flat = x.detach().reshape(-1, x.shape[-1])
         if self.token_mask is not None:
             flat = flat[self.token_mask.reshape(-1).to(flat.device)]
         flat = flat.float()
         sq = (flat * flat).sum(dim=0) if STAT_SQ_NORM in self.required else None
         gram = flat.t() @ flat if STAT_GRAM in self.required else None
-        self._cache = (x, flat, sq, gram)  # holding x keeps its identity unique for this batch
-        return flat, sq, gram
+        total = flat.sum(dim=0) if STAT_SUM in self.required else None
+        self._cache = (x, flat, sq, gram, total)  # holding x keeps its identity unique for this batch
+        return flat, sq, gram, total
 
     def _hook(self, name: str) -> Callable:
         def hook(module, args, kwargs):
             x = args[0] if args else kwargs["input"]
-            flat, sq, gram = self._contribution(x)
+            flat, sq, gram, total = self._contribution(x)
             self._n[name] += flat.shape[0]
             if sq is not None:
                 self._sq[name] += sq
             if gram is not None:
                 self._gram[name] += gram
+            if total is not None:
+                self._sum[name] += total
             self.calls[name] = self.calls.get(name, 0) + 1
             if self.early_stop and len(self.calls) == len(self.linears):
                 self._cache = None
@@ -116,11 +122,11 @@ class StatsCollector:
         all_reduce(counts)
         for n, c in zip(names, counts.tolist()):
             self._n[n] = int(round(c))
-        for acc in (*self._sq.values(), *self._gram.values()):
+        for acc in (*self._sq.values(), *self._gram.values(), *self._sum.values()):
             all_reduce(acc)
 
     def _device(self):
-        for acc in (*self._sq.values(), *self._gram.values()):
+        for acc in (*self._sq.values(), *self._gram.values(), *self._sum.values()):
             return acc.device
         return torch.device("cpu")
 
@@ -136,6 +142,7 @@ class StatsCollector:
                     n_tokens=self._n[name],
                     sq_norm=self._sq[name].float() if name in self._sq else None,
                     gram=self._gram[name].float() if name in self._gram else None,
+                    sum=self._sum[name].float() if name in self._sum else None,
                 )
                 for name in self.linears
             }
