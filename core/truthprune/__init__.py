@@ -33,6 +33,9 @@ _EXPORTS: dict[str, str] = {
     "STAT_SQ_NORM": "interfaces",
     "STAT_GRAM": "interfaces",
     "STAT_SUM": "interfaces",
+    "StructuredPruner": "interfaces",
+    "StructuredConfig": "interfaces",
+    "UnitScores": "interfaces",
     "UserError": "errors",
     "hookimpl": "hookspecs",
     "get_registry": "plugins",
@@ -57,6 +60,14 @@ _EXPORTS: dict[str, str] = {
     "decoder_layers": "models.adapter",
     "prunable_linears": "models.adapter",
     "prune_model": "engine.sequential",
+    # structured pruning: unit layout per decoder layer, kept widths, score -> slice -> rewritten config (torch)
+    "StructuredLayer": "structured",
+    "structured_layers": "structured",
+    "plan_widths": "structured",
+    "prune_structured": "structured",
+    # writing checkpoints: refuse an existing target at plan time, save model + tokenizer + metadata atomically
+    "check_target": "outputs",
+    "save_pruned": "saving",
     "PruneReport": "engine.sequential",
     "BlockContext": "engine.block",  # what a block-aware pruner (uses_block) sees per decoder layer
     # bounded-memory (offload) pruning, data parallelism, the up-front memory check (torch)
@@ -94,6 +105,8 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_SCORED_GROUPS": "truth.topics",
     "DEFAULT_SEEN_GROUPS": "truth.topics",
     "extract_last_token": "activations",
+    "encode_statements": "activations",
+    "load_truth_sets": "probing.runner",
     "logistic_regression": "probing.linear",
     "run_probe_protocol": "probing.protocol",
     "compare_dense_pruned": "probing.protocol",

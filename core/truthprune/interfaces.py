@@ -151,6 +151,10 @@ class Pruner(Plugin, ABC):
         pruned layer is propagated: may return new weights by linear name; the masks are re-applied."""
         return None
 
+    def check(self, context: CalibrationContext) -> None:
+        """Cheap validation before any model is loaded (``context.tokenizer`` is None then), e.g.
+        that the data an auxiliary stream needs exists. Raise UserError with the fix."""
+
     def auxiliary_calibration(self, context: CalibrationContext) -> dict[str, CalibrationSamples]:
         """Extra named token streams whose statistics the pruner wants next to the main ones.
 

@@ -58,6 +58,10 @@ def plan_run(config: RunConfig) -> RunPlan:
     """Resolve and validate every plugin and option; no model is loaded."""
     reg = get_registry()
     pruner = reg.create("pruner", config.pruner, config.pruner_options)
+    if getattr(pruner, "structured", False):  # whole units, one width: no allocator, N:M or per-layer saving
+        from .structured import check_structured_plan
+
+        check_structured_plan(config, pruner)
     allocator_name = config.allocator or pruner.default_allocator
     allocator = reg.create("allocator", allocator_name, config.allocator_options)
     sources = [reg.create("calibration", name, _source_options(config, name)) for name in config.calibration]
@@ -70,6 +74,9 @@ def plan_run(config: RunConfig) -> RunPlan:
         raise UserError(f"--nm gives every layer the same N:M pattern; it cannot be combined with allocator {allocator.name!r}")
     if config.truth_data is not None and not Path(config.truth_data).is_dir():
         raise UserError(f"--truth-data {config.truth_data!r} is not a directory of true/false statement CSVs")
+    from .interfaces import CalibrationContext
+
+    pruner.check(CalibrationContext(tokenizer=None, seed=config.seed, truth_data=config.truth_data, chat_template=config.chat_template))
     check_target(config.out, config.overwrite)
     if config.save:
         check_target(config.save, config.overwrite)

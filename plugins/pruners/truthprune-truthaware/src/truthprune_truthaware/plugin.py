@@ -1,0 +1,86 @@
+"""Registration and the thin ``truthaware`` pruner class. No torch at module level: the CLI
+imports this module to list plugins.
+
+Default build sets are the TiU ``cities`` and ``sp_en_trans`` pairs: the retention benchmark
+scores probes on other topics only, so what the objective sees never overlaps what it is judged
+on (tests/test_leak_free.py checks it).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from truthprune import STAT_GRAM, STAT_SUM, PluginConfig, Pruner, PruneResult, UserError, hookimpl
+
+DEFAULT_BUILD_SETS = ("cities", "neg_cities", "sp_en_trans", "neg_sp_en_trans")
+
+
+class TruthAwareConfig(PluginConfig):
+    gamma: float = Field(1.0, ge=0)
+    """Weight of the truth-statement inputs' Hessian, relative to the trace of the text Hessian."""
+    delta: float = Field(1.0, ge=0)
+    """Weight of the true-minus-false mean directions, relative to the trace of the text Hessian."""
+    tokens: Literal["last", "all"] = "last"
+    """Which statement tokens enter the truth terms: the last one (where probes read) or all."""
+    solver: Literal["obs", "wanda"] = "obs"
+    """obs: SparseGPT reconstruction under the combined H; wanda: |W| * sqrt(diag H), no update."""
+    build_sets: list[str] = Field(default_factory=lambda: list(DEFAULT_BUILD_SETS))
+    """Statement sets (names in --truth-data, or generated) the objective is built from."""
+    per_set: int = Field(300, ge=2)
+    """At most this many statements per build set (class-balanced, seeded)."""
+    blocksize: int = Field(128, ge=1)
+    percdamp: float = Field(0.01, ge=0)
+
+
+class TruthAwarePruner(Pruner):
+    name = "truthaware"
+    description = "Truth-aware OBS: SparseGPT under H + gamma*H_truth + delta*truth directions (true/false statements)."
+    Config = TruthAwareConfig
+    required_stats = frozenset({STAT_GRAM, STAT_SUM})
+
+    def check(self, context):
+        """Before the model loads: the build sets exist in --truth-data (or the generated sets)."""
+        if self.config.gamma == 0 and self.config.delta == 0:
+            return
+        from pathlib import Path
+
+        if context.truth_data is not None:
+            names = {p.stem for p in Path(context.truth_data).glob("*.csv")}
+            if not names.intersection(self.config.build_sets):
+                raise UserError(
+                    f"truthaware: none of its build sets ({', '.join(self.config.build_sets)}) is in --truth-data "
+                    f"{context.truth_data}; pass --pruner-opt build_sets=[...] naming sets that are there"
+                )
+
+    def auxiliary_calibration(self, context):
+        from .streams import resolve_sets, statement_streams
+
+        cfg = self.config
+        if cfg.gamma == 0 and cfg.delta == 0:
+            return {}
+        sets = resolve_sets(context.truth_data, cfg.build_sets, context.seed)
+        return statement_streams(context.tokenizer, sets, cfg.per_set, context.seed, cfg.tokens == "last", context.chat_template)
+
+    def prune(self, weight, stats, target):
+        import torch
+
+        from truthprune import mask_from_scores
+
+        from .objective import combined_hessian, diagonal_scores
+
+        cfg = self.config
+        h = combined_hessian(stats, cfg.gamma, cfg.delta, torch.float64)
+        if cfg.solver == "wanda":
+            return PruneResult(mask=mask_from_scores(diagonal_scores(weight, h), target))
+        try:
+            from truthprune_sparsegpt import obs_prune
+        except ImportError:  # pragma: no cover - the distribution depends on it
+            raise UserError("truthaware's obs solver needs truthprune-sparsegpt: pip install ./plugins/pruners/truthprune-sparsegpt") from None
+        new_weight, mask = obs_prune(weight, h, target, blocksize=cfg.blocksize, percdamp=cfg.percdamp)
+        return PruneResult(mask=mask, weight=new_weight)
+
+
+@hookimpl
+def register_pruners(register):
+    register(TruthAwarePruner)

@@ -1,0 +1,90 @@
+"""True/false statements as auxiliary calibration streams (one per statement set and label).
+
+Statements are encoded exactly as the probes see them (``truthprune.encode_statements``: same
+BOS rule, same chat template), right-padded so real tokens keep positions 0..len-1, and the
+statistics mask marks either each statement's last real token (where the probes read) or all of
+its real tokens. A class-balanced, seeded sample caps the statements per set, so the cost of the
+streams is bounded and the same configuration always uses the same statements.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from truthprune import CalibrationSamples, UserError, encode_statements, load_truth_sets
+
+from .objective import stream_key
+
+
+def balanced_sample(labels: Sequence[int], limit: int, seed: int) -> list[int]:
+    """Row indices: at most ``limit`` rows, half per class where possible, seeded, in file order."""
+    rng = random.Random(seed)
+    by_class = {c: [i for i, y in enumerate(labels) if int(y) == c] for c in (0, 1)}
+    per_class = limit // 2
+    chosen: list[int] = []
+    for c in (0, 1):
+        rows = by_class[c]
+        chosen += rows if len(rows) <= per_class else rng.sample(rows, per_class)
+    return sorted(chosen)
+
+
+def padded_stream(ids: list[list[int]], pad: int, last_only: bool, description: str) -> CalibrationSamples:
+    """Right-padded [n, L] ids, attention mask and statistics mask (last real token or all)."""
+    length = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), length), pad, dtype=torch.long)
+    attention = torch.zeros((len(ids), length), dtype=torch.long)
+    stat = torch.zeros((len(ids), length), dtype=torch.bool)
+    for r, row in enumerate(ids):
+        input_ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
+        attention[r, : len(row)] = 1
+        if last_only:
+            stat[r, len(row) - 1] = True
+        else:
+            stat[r, : len(row)] = True
+    return CalibrationSamples(input_ids, attention, description=description, stat_mask=stat)
+
+
+def resolve_sets(truth_data: str | None, wanted: Sequence[str], seed: int) -> list[Any]:
+    """The statement sets named in ``wanted`` that the data offers (at least one, else UserError)."""
+    if truth_data is None:
+        available, _ = load_truth_sets(None, None, seed=seed)
+        names = [s.name for s in available]
+    else:
+        from pathlib import Path
+
+        names = sorted(p.stem for p in Path(truth_data).glob("*.csv"))
+    chosen = [n for n in wanted if n in names]
+    if not chosen:
+        where = f"--truth-data {truth_data}" if truth_data else "the offline generated sets"
+        raise UserError(
+            f"truthaware: none of its build sets ({', '.join(wanted)}) is in {where} (available: "
+            f"{', '.join(names[:12])}{' ...' if len(names) > 12 else ''}); pass --pruner-opt build_sets=[...]"
+        )
+    sets, _ = load_truth_sets(truth_data, chosen, seed=seed)
+    return sets
+
+
+def statement_streams(
+    tokenizer: Any, sets: Sequence[Any], per_set: int, seed: int, last_only: bool, chat_template: bool
+) -> dict[str, CalibrationSamples]:
+    """One stream per (set, label): the sampled statements of that class, encoded as probes see them."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        pad = 0  # padding positions are masked out of attention and statistics; any id works
+    streams: dict[str, CalibrationSamples] = {}
+    for s in sets:
+        rows = balanced_sample(list(s.labels), per_set, seed)
+        for label in (1, 0):
+            picked = [s.statements[i] for i in rows if int(s.labels[i]) == label]
+            if not picked:
+                continue
+            ids = encode_statements(tokenizer, picked, chat_template=chat_template)
+            where = "last token" if last_only else "all tokens"
+            streams[stream_key(s.name, label)] = padded_stream(
+                ids, pad, last_only, f"{s.name} label {label}: {len(picked)} statements ({where})"
+            )
+    return streams
