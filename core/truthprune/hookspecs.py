@@ -18,6 +18,11 @@ def register_pruners(register):
 
 
 @hookspec
+def register_quantizers(register):
+    """Register :class:`truthprune.Quantizer` subclasses (applied after pruning, per linear)."""
+
+
+@hookspec
 def register_allocators(register):
     """Register :class:`truthprune.SparsityAllocator` subclasses."""
 

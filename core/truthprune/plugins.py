@@ -23,7 +23,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError, UserError, unknown_name_error
-from .interfaces import CalibrationSource, Plugin, Probe, Pruner, SparsityAllocator
+from .interfaces import CalibrationSource, Plugin, Probe, Pruner, Quantizer, SparsityAllocator
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ CORE_DIST = "truthprune"
 # kind -> (hook name, required base class)
 KINDS: dict[str, tuple[str, type]] = {
     "pruner": ("register_pruners", Pruner),
+    "quantizer": ("register_quantizers", Quantizer),
     "allocator": ("register_allocators", SparsityAllocator),
     "calibration": ("register_calibration_sources", CalibrationSource),
     "probe": ("register_probes", Probe),
