@@ -1,7 +1,7 @@
 # truthprune developer commands. `make run` and `make test` are the README's first two commands.
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
-PLUGINS := $(wildcard plugins/pruners/truthprune-* plugins/probes/truthprune-* plugins/calibration/truthprune-*)
+PLUGINS := $(wildcard plugins/pruners/truthprune-* plugins/probes/truthprune-* plugins/calibration/truthprune-* plugins/quantizers/truthprune-*)
 STAMP := .setup.stamp
 
 .PHONY: setup run test test-fast clean-cache
