@@ -5,5 +5,6 @@ from . import run_cmd  # noqa: F401
 from . import prune_cmd  # noqa: F401
 from . import allocate_cmd  # noqa: F401
 from . import eval_cmd  # noqa: F401
+from . import truthfulness_cmd  # noqa: F401  (adds `eval truthfulness`)
 from . import probe_cmd  # noqa: F401
 from . import report_cmd  # noqa: F401

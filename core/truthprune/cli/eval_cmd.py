@@ -16,7 +16,7 @@ import typer
 from ..config import RunConfig
 from .main import app
 
-eval_app = typer.Typer(help="Evaluate a model: perplexity or TruthfulQA MC1/MC2.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate a model: perplexity, TruthfulQA MC1/MC2, truthfulness under prompt styles.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
 _DEFAULTS = {name: RunConfig.model_fields[name].default for name in ("model", "seqlen", "batch_size", "seed", "ppl_data")}

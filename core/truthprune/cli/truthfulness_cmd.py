@@ -1,0 +1,150 @@
+"""``truthprune eval truthfulness``: does the model still *say* the truth under honest, neutral and
+deceptive prompts, and does it still *know* it (probes on the same prompts)?
+
+``--baseline`` (e.g. the dense model) is evaluated first (cached by its weights' fingerprint, so a
+series of compressed models asks it once); the model is then read at the baseline's best probe
+layer, the table shows both side by side, and ``--plot`` draws the two PCA rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .eval_cmd import _DEFAULTS, _MODEL_HELP, _load, eval_app
+
+_LIMIT_HELP = "Items per dimension (balanced true/false, seeded sample; default 200)."
+
+
+def _check_output(path: Optional[str], suffix: str, flag: str) -> None:
+    from ..errors import UserError
+
+    if path is None:
+        return
+    p = Path(path)
+    if p.suffix.lower() != suffix:
+        raise UserError(f"{flag} {path!r} must end in {suffix}")
+    if not p.parent.is_dir():
+        raise UserError(f"{flag} {path!r}: the directory {str(p.parent)!r} does not exist; create it first")
+    if p.is_dir():
+        raise UserError(f"{flag} {path!r} is a directory; give a file name")
+
+
+def _fmt(x: Any) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def table_lines(result: dict[str, Any], baseline: dict[str, Any] | None = None) -> list[str]:
+    """The printed summary: one row per style x dimension, then flip rates and the probe setup."""
+    from ..eval.prompt_styles import STYLES
+
+    def cells(r: dict[str, Any], style: str, dim: str) -> list[str]:
+        return [_fmt(r["accuracy"][style].get(dim)), _fmt(r["probe"]["accuracy"][style].get(dim)),
+                _fmt(r["knows_but_says_false"][style].get(dim))]
+
+    head = ["style", "dimension", "output acc", "probe acc", "knows-but-says-false"]
+    if baseline:
+        head += ["baseline output", "baseline probe", "baseline kbsf"]
+    rows = [head]
+    dims = [*result["items"], "all"]
+    for style in STYLES:
+        for dim in dims:
+            row = [style, dim, *cells(result, style, dim)]
+            if baseline:
+                row += cells(baseline, style, dim)
+            rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    for name, r in (("model", result), ("baseline", baseline)):
+        if not r:
+            continue
+        for style in ("deceptive", "honest"):
+            flips = r["flip"][style]
+            parts = [f"{d} {_fmt(f['rate'])} ({f['count']}/{f['n_neutral_correct']}; back {_fmt(f['unflip_rate'])})"
+                     for d, f in flips.items()]
+            lines.append(f"{name} flip rate neutral->{style}: " + ", ".join(parts))
+    pr = result["probe"]
+    lines.append(f"probe {pr['name']} trained on neutral-style activations, {pr['folds']} entity-grouped folds, "
+                 f"read at layer {pr['layer']} ({pr['layer_source']}; own best layer {pr['best_layer']})")
+    lines.append(f"prompts {result['prompts_version']}, {result['template']} template, {result['assignment']}, "
+                 f"{result['n_units']} units per style")
+    for dim, info in result["items"].items():
+        lines.append(f"  {dim}: {info['n_items']} items, {info['source']}")
+    for dim, note in result.get("skipped", {}).items():
+        lines.append(f"  {dim}: {note}")
+    return lines
+
+
+@eval_app.command("truthfulness")
+def truthfulness_command(
+    model: str = typer.Option(_DEFAULTS["model"], help=_MODEL_HELP),
+    baseline: Optional[str] = typer.Option(None, help="Also evaluate this model (e.g. smollm2-135m, the dense one) and read --model at its best layer."),
+    truth_data: Optional[str] = typer.Option(None, "--truth-data", help="Directory of TiU statement CSVs (*_conj, *_disj, common_claim_true_false); default: generated offline sets."),
+    truthfulqa_data: Optional[str] = typer.Option(None, "--truthfulqa-data", help="TruthfulQA.csv or 'hub' for the imitative-falsehoods dimension (default: skipped, offline)."),
+    limit: int = typer.Option(200, help=_LIMIT_HELP),
+    all_prompts: bool = typer.Option(False, "--all-prompts", help="Ask every item under all 5 rephrasings per style (5x the cost)."),
+    template: str = typer.Option("auto", help="auto (chat template when the tokenizer has one) | chat | plain."),
+    probe: str = typer.Option("logreg", help="Probe trained on neutral-style activations (one that needs no polarity)."),
+    seed: int = typer.Option(_DEFAULTS["seed"], help="Seed of the item sample, prompt assignment and probe folds."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Prompts per forward pass (speed only)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
+    out: Optional[str] = typer.Option(None, "--out", help="Write the result as JSON to this .json file."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Write the PCA figure (baseline and model rows) to this .png file."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
+) -> None:
+    """Output accuracy, flip rate, probe accuracy and "knows but says false" per prompt style x dimension."""
+    from ..errors import UserError
+    from ..eval.prompt_styles import load_prompts
+    from ..eval.truthfulness import cached_truthfulness
+    from ..eval.truthfulness_items import check_sources, load_items
+    from ..probing.protocol import probe_factory
+
+    check_sources(truth_data, truthfulqa_data, limit)
+    if template not in ("auto", "chat", "plain"):
+        raise UserError(f"--template {template!r} is not one of auto, chat, plain")
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size} must be at least 1")
+    _check_output(out, ".json", "--out")
+    _check_output(plot, ".png", "--plot")
+    probe_factory(probe)  # an unknown probe name fails now, not after the model ran
+    load_prompts()
+    items, notes = load_items(truth_data, truthfulqa_data, limit, seed)
+    opts = dict(template=template, all_prompts=all_prompts, probe=probe, seed=seed, batch_size=batch_size, quiet=as_json)
+    t0 = time.perf_counter()
+    base = None
+    if baseline is not None:
+        loaded = _load(baseline, device, dtype, trust_remote_code)
+        base = {"model": baseline, **cached_truthfulness(loaded, items, notes, **opts)}
+        del loaded
+    loaded = _load(model, device, dtype, trust_remote_code)
+    layer = base["probe"]["best_layer"] if base else None
+    result: dict[str, Any] = {"model": model, **cached_truthfulness(loaded, items, notes, report_layer=layer, **opts)}
+    if layer is not None:
+        result["probe"]["layer_source"] = f"the baseline's best layer ({baseline})"
+    if base is not None:
+        result["baseline"] = base
+    result["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    if plot is not None:
+        from ..eval.truthfulness_plots import pca_figure
+
+        panels = ([(f"baseline {baseline}", base)] if base else []) + [(model, result)]
+        pca_figure(panels, plot)
+    text = json.dumps(result, indent=2)
+    if out is not None:
+        p = Path(out)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(p)
+    if as_json:
+        typer.echo(text)
+    else:
+        for line in table_lines(result, base):
+            typer.echo(line)
+        if out is not None:
+            typer.echo(f"written to {out}")

@@ -1,0 +1,262 @@
+"""Does the model still *say* the truth, and does a misleading prompt make it say the opposite?
+
+For every item (:mod:`.truthfulness_items`) and prompt style (:mod:`.prompt_styles`) the model is
+asked once; one forward pass gives both measurements:
+
+* **output truthfulness**: the log-probabilities of the two answers after the prompt (``True`` vs
+  ``False``, or ``A`` vs ``B``); the model "says" the answer whose log-probability is strictly
+  higher. Single-token answers are read off the last position's logits; an answer of several
+  tokens is scored as the sum of its tokens' log-probabilities (:func:`continuation_logliks`).
+* **internal truthfulness**: the residual-stream state of every decoder layer at the prompt's last
+  token (the position that predicts the answer), captured with forward hooks as in
+  :mod:`truthprune.activations`.
+
+**Units.** Each item is asked under one rephrasing per style, the same rephrasing index ``k`` in
+every style (``k`` cycles over the five, assigned by a seeded permutation), so a flip compares
+neutral prompt ``k`` with deceptive prompt ``k`` on the same item. ``all_prompts=True`` asks every
+item under all five rephrasings (5x the cost). Metrics are in :mod:`.truthfulness_metrics`.
+
+Batching: contexts are sorted by length and right-padded with an attention mask (real tokens keep
+positions 0..len-1), so results equal the one-by-one ones up to float rounding (tested).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError
+from .prompt_styles import STYLES, PromptSet, load_prompts, render, resolve_template
+from .truthfulness_items import Item
+
+log = logging.getLogger(__name__)
+
+Request = tuple[list[int], tuple[list[int], list[int]]]
+
+
+def assign_prompts(n_items: int, seed: int, dimension: str, all_prompts: bool, n_prompts: int = 5) -> list[tuple[int, int]]:
+    """(item index, rephrasing index) units of one dimension."""
+    if all_prompts:
+        return [(i, k) for i in range(n_items) for k in range(n_prompts)]
+    import zlib
+
+    perm = np.random.default_rng([seed, zlib.crc32(f"prompts:{dimension}".encode())]).permutation(n_items)
+    return [(i, int(perm[i]) % n_prompts) for i in range(n_items)]
+
+
+def build_requests(tokenizer: Any, prompts: PromptSet, template: str, items: Sequence[Item],
+                   units: Sequence[tuple[int, int]], style: str) -> list[Request]:
+    out = []
+    for i, k in units:
+        item = items[i]
+        body = prompts.body(item.kind, **dict(item.fields))
+        out.append(render(tokenizer, prompts, template, prompts.styles[style][k], body, prompts.answers(item.kind)))
+    return out
+
+
+def _decoder_layers(model: Any):
+    from ..models.adapter import decoder_layers
+
+    return decoder_layers(model)
+
+
+def _last_logits(model: Any, ids, mask, last_pos):
+    """Logits at each row's last real position; only those positions go through the LM head
+    when the model accepts ``logits_to_keep`` as positions (recent transformers)."""
+    import torch
+
+    positions = torch.unique(last_pos)
+    try:
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=positions).logits
+        if logits.shape[1] == len(positions):
+            col = torch.searchsorted(positions, last_pos)
+            return logits[torch.arange(len(last_pos), device=logits.device), col]
+    except TypeError:
+        pass
+    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    return logits[torch.arange(len(last_pos), device=logits.device), last_pos]
+
+
+def score_requests(model: Any, requests: Sequence[Request], batch_size: int = 16, pad_id: int = 0,
+                   quiet: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(log-probs [n, 2] of the two answers, last-token activations [n_layers, n, d] float32)."""
+    import torch
+
+    from .truthfulqa import continuation_logliks
+
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size} must be at least 1")
+    n = len(requests)
+    device = next(model.parameters()).device
+    layers = _decoder_layers(model)
+    order = sorted(range(n), key=lambda i: (len(requests[i][0]), i))
+    lp = np.zeros((n, 2), dtype=np.float64)
+    acts: np.ndarray | None = None
+    captured: dict[int, Any] = {}
+    last: list[Any] = [None]
+
+    def hook(slot: int):
+        def fn(_module, _inputs, output):
+            hidden = output[0] if isinstance(output, (tuple, list)) else output
+            captured[slot] = hidden[torch.arange(hidden.shape[0], device=hidden.device), last[0]].detach().float().cpu().numpy()
+
+        return fn
+
+    handles = [layer.register_forward_hook(hook(k)) for k, layer in enumerate(layers)]
+    was_training = model.training
+    model.eval()
+    progress = None
+    try:
+        if not quiet:
+            from rich.progress import Progress
+
+            progress = Progress(transient=True)
+            progress.start()
+            task = progress.add_task("asking the model", total=n)
+        with torch.inference_mode():
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                width = max(len(requests[i][0]) for i in idx)
+                ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for r, i in enumerate(idx):
+                    ids[r, : len(requests[i][0])] = torch.tensor(requests[i][0])
+                    mask[r, : len(requests[i][0])] = 1
+                last[0] = (mask.sum(1) - 1).to(device)
+                logits = _last_logits(model, ids.to(device), mask.to(device), last[0])
+                logp = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+                if acts is None:
+                    acts = np.empty((len(layers), n, captured[0].shape[-1]), dtype=np.float32)
+                for k in range(len(layers)):
+                    acts[k, idx] = captured[k]
+                for r, i in enumerate(idx):
+                    a, b = requests[i][1]
+                    if len(a) == 1 and len(b) == 1:
+                        lp[i] = (logp[r, a[0]], logp[r, b[0]])
+                if progress is not None:
+                    progress.update(task, advance=len(idx))
+        for h in handles:  # the hooks capture prompt positions only
+            h.remove()
+        handles = []
+        multi = [i for i in range(n) if len(requests[i][1][0]) > 1 or len(requests[i][1][1]) > 1]
+        if multi:  # answers of several tokens: full continuation log-likelihoods
+            pairs = [(requests[i][0], requests[i][1][j]) for i in multi for j in (0, 1)]
+            ll = continuation_logliks(model, pairs, batch_size=batch_size, device=device, share_prefix=False)
+            for m, i in enumerate(multi):
+                lp[i] = (ll[2 * m], ll[2 * m + 1])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+        if progress is not None:
+            progress.stop()
+    assert acts is not None
+    return lp, acts
+
+
+def items_hash(items: dict[str, list[Item]]) -> str:
+    h = hashlib.sha256()
+    for dim, its in items.items():
+        h.update(dim.encode() + b"\x00")
+        for it in its:
+            h.update(json.dumps([it.kind, it.fields, it.label, it.group]).encode() + b"\x00")
+    return h.hexdigest()[:24]
+
+
+def evaluate_truthfulness(
+    model: Any,
+    tokenizer: Any,
+    items: dict[str, list[Item]],
+    notes: dict[str, str] | None = None,
+    template: str = "auto",
+    all_prompts: bool = False,
+    probe: str = "logreg",
+    probe_options: dict[str, Any] | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    report_layer: int | None = None,
+    quiet: bool = True,
+    prompts: PromptSet | None = None,
+) -> dict[str, Any]:
+    """Output and internal truthfulness per prompt style x dimension (a JSON-able dict).
+
+    ``report_layer``: the layer at which probe accuracy, "knows but says false" and the PCA are
+    reported (a compressed model is read at the dense model's best layer); None = this model's
+    own best layer (highest neutral-style probe accuracy).
+    """
+    from .truthfulness_metrics import summarize
+
+    prompts = prompts or load_prompts()
+    template = resolve_template(tokenizer, template)
+    items = {d: its for d, its in items.items() if its}
+    if not items:
+        raise UserError("no truthfulness items to evaluate")
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    if pad_id is None:
+        pad_id = getattr(tokenizer, "eos_token_id", None) or 0
+    t0 = time.perf_counter()
+    dims, item_idx, prompt_idx, labels, groups = [], [], [], [], []
+    for dim, its in items.items():
+        for i, k in assign_prompts(len(its), seed, dim, all_prompts, len(prompts.styles["neutral"])):
+            dims.append(dim)
+            item_idx.append(i)
+            prompt_idx.append(k)
+            labels.append(its[i].label)
+            groups.append(f"{dim}:{its[i].group}")
+    logprobs, activations = {}, {}
+    for style in STYLES:
+        requests = []
+        for dim, its in items.items():
+            units = [(i, k) for d, i, k in zip(dims, item_idx, prompt_idx) if d == dim]
+            requests += build_requests(tokenizer, prompts, template, its, units, style)
+        logprobs[style], activations[style] = score_requests(model, requests, batch_size, pad_id, quiet)
+        log.info("truthfulness: %s prompts scored (%d units)", style, len(requests))
+    result = summarize(
+        logprobs, activations, np.asarray(labels), np.asarray(dims), np.asarray(prompt_idx), groups,
+        probe=probe, probe_options=probe_options, seed=seed, report_layer=report_layer,
+    )
+    kinds = {dim: its[0].kind for dim, its in items.items()}
+    result.update(
+        prompts_version=prompts.version,
+        template=template,
+        answers={dim: list(prompts.answers(kind)) for dim, kind in kinds.items()},
+        assignment="all five rephrasings per item" if all_prompts else "one rephrasing per item (same index in every style)",
+        items={dim: {"n_items": len(items.get(dim, [])), "source": (notes or {}).get(dim, "")} for dim in items},
+        skipped={dim: note for dim, note in (notes or {}).items() if dim not in items},
+        seed=seed,
+        seconds=round(time.perf_counter() - t0, 2),
+    )
+    return result
+
+
+# --------------------------------------------------------------------------- cached, for run and eval
+
+
+def truthfulness_key(fingerprint: str, items: dict[str, list[Item]], **settings: Any) -> dict[str, Any]:
+    """Everything the result depends on: the weights, the items, the prompts file and the settings."""
+    return {"fp": fingerprint, "items": items_hash(items), "prompts": load_prompts().version, **settings}
+
+
+def cached_truthfulness(loaded: Any, items: dict[str, list[Item]], notes: dict[str, str], *, template: str = "auto",
+                        all_prompts: bool = False, probe: str = "logreg", probe_options: dict[str, Any] | None = None,
+                        seed: int = 0, batch_size: int = 16, report_layer: int | None = None,
+                        quiet: bool = True) -> dict[str, Any]:
+    """:func:`evaluate_truthfulness` of a :class:`LoadedModel`, cached on disk by its weights'
+    fingerprint (a sweep or a series of ``eval truthfulness --baseline`` runs asks the dense
+    model once). ``batch_size`` is not part of the key: it changes float rounding only."""
+    from ..run_stages import _cached_json
+
+    settings = {"template": template, "all_prompts": all_prompts, "probe": probe, "probe_options": probe_options or {},
+                "seed": seed, "report_layer": report_layer}
+    key = truthfulness_key(loaded.fingerprint, items, **settings)
+    return _cached_json("truthfulness", key, lambda: evaluate_truthfulness(
+        loaded.model, loaded.tokenizer, items, notes, batch_size=batch_size, quiet=quiet, **settings))
+
+
+__all__ = ["assign_prompts", "build_requests", "cached_truthfulness", "evaluate_truthfulness", "items_hash", "score_requests"]
