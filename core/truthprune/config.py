@@ -2,7 +2,7 @@
 
 Sources, in increasing priority: defaults, ``--config run.toml``, command-line flags. The TOML
 file uses the same keys as :class:`RunConfig` (plugin options in ``[pruner_options]``,
-``[allocator_options]``, ``[calibration_options.<source>]``, ``[probe_options]``).
+``[allocator_options]``, ``[quantizer_options]``, ``[calibration_options.<source>]``, ``[probe_options]``).
 Defaults are sized for a CPU and the embedded SmolLM2-135M model; they are documented in
 docs/usage.md.
 """
@@ -34,6 +34,8 @@ class RunConfig(BaseModel):
     nm: str | None = None  # "2:4" = prune 2 of every 4
     pruner_options: dict[str, Any] = Field(default_factory=dict)
     allocator_options: dict[str, Any] = Field(default_factory=dict)
+    quantizer: str | None = None  # quantize every linear right after pruning it (truthprune-quant: rtn, gptq)
+    quantizer_options: dict[str, Any] = Field(default_factory=dict)  # --bits/--group-size land here
 
     calibration: list[str] = Field(default_factory=lambda: ["pydoc"])
     calibration_options: dict[str, Any] = Field(default_factory=dict)  # key=value for all sources, or {source: {key: value}}

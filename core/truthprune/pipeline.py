@@ -33,6 +33,7 @@ class RunPlan:
     sources: list[Any]
     probe: Any | None
     lm_eval_skipped: dict[str, str] | None = None  # {"skipped": reason} when --lm-eval-tasks cannot run at all
+    quantizer: Any | None = None  # applied by the engine right after the pruner, per linear
     timings: dict[str, float] = field(default_factory=dict)
     stages: list[dict[str, Any]] = field(default_factory=list)
     cache: dict[str, Any] = field(default_factory=dict)  # per-run intermediate results (e.g. dense activations)
@@ -86,7 +87,21 @@ def plan_run(config: RunConfig) -> RunPlan:
 
         lm_eval_skipped = check(config)
     return RunPlan(config=config, pruner=pruner, allocator=allocator, sources=sources, probe=probe,
-                   lm_eval_skipped=lm_eval_skipped)
+                   lm_eval_skipped=lm_eval_skipped, quantizer=plan_quantizer(config, pruner))
+
+
+def plan_quantizer(config: RunConfig, pruner: Any) -> Any | None:
+    """The quantizer of a run (None without --quantizer); its options are checked here, before any load."""
+    if config.quantizer is None:
+        if config.quantizer_options:
+            keys = ", ".join(sorted(config.quantizer_options))
+            raise UserError(f"quantizer options ({keys}) were given without --quantizer; add e.g. --quantizer gptq (or rtn)")
+        return None
+    quantizer = get_registry().create("quantizer", config.quantizer, config.quantizer_options)
+    if getattr(pruner, "structured", False):
+        raise UserError(f"structured pruner {pruner.name!r} does not run through the quantizing engine; save its model, "
+                        f"then quantize it: truthprune prune --model DIR --pruner magnitude --sparsity 0 --quantizer {quantizer.name}")
+    return quantizer
 
 
 def _evals(cfg: RunConfig) -> str:
@@ -124,7 +139,8 @@ def execute(plan: RunPlan, load=None) -> Path:
             truth_profile = st.truth_profile(plan, loaded, dense_fp, results)
     with plan.stage("calibrate", sources="+".join(cfg.calibration), nsamples=cfg.nsamples, seqlen=cfg.seqlen, seed=cfg.seed):
         calib = st.calibrate(plan, loaded)
-    with plan.stage("prune", pruner=plan.pruner.name, allocator=plan.allocator.name, sparsity=cfg.sparsity):
+    with plan.stage("prune", pruner=plan.pruner.name, allocator=plan.allocator.name, sparsity=cfg.sparsity,
+                    **({"quantizer": plan.quantizer.name} if plan.quantizer else {})):
         prune_report = st.prune(plan, loaded, calib, truth_profile)
     loaded.invalidate_fingerprint()
     with plan.stage("pruned-eval", evals=_evals(cfg)):

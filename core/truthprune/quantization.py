@@ -19,11 +19,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .interfaces import LinearStats, QuantResult, Quantizer
+
+if TYPE_CHECKING:  # torch is imported inside the functions: report rendering uses describe_line only
+    import torch
 
 SIDECAR = "quantization.safetensors"
 FORMAT = "truthprune-quant/1"
@@ -40,6 +41,8 @@ def check_result(result: QuantResult, weight: torch.Tensor, mask: torch.Tensor, 
 
     A violation is a bug in the plugin, not a user error: RuntimeError naming the quantizer.
     """
+    import torch
+
     out, cols = weight.shape
     r = result
     problems = []
@@ -102,6 +105,8 @@ class QuantizedLinears:
         self.results: dict[tuple[int, str], QuantResult] = {}
 
     def sink(self, layer: int) -> Sink:
+        import torch
+
         def add(name: str, r: QuantResult) -> None:
             self.results[(layer, name)] = QuantResult(r.codes.cpu(), r.scales.float().cpu(), r.zeros.cpu(),
                                                       r.g_idx.to(torch.int32).cpu(), int(r.bits))
@@ -157,3 +162,18 @@ def load_quantization(path: str | Path) -> tuple[dict[str, QuantResult], dict[st
         out[key] = QuantResult(tensors[f"{key}.codes"], tensors[f"{key}.scales"], tensors[f"{key}.zeros"],
                                tensors[f"{key}.g_idx"], int(meta.get("bits", 8)))
     return out, meta
+
+
+def describe_line(desc: dict[str, Any] | None) -> str:
+    """One line for reports: "gptq 4-bit, group 128, asymmetric (act_order=True, ...)"."""
+    if not desc:
+        return "-"
+    group = desc.get("group_size")
+    parts = [f"{desc.get('method', '?')} {desc.get('bits', '?')}-bit"]
+    if group is not None:
+        parts.append("per channel" if not group else f"group {group}")
+    if "symmetric" in desc:
+        parts.append("symmetric" if desc["symmetric"] else "asymmetric")
+    skip = {"method", "bits", "group_size", "symmetric", "layer_weight_change", "linears", "file", "format"}
+    rest = ", ".join(f"{k}={v}" for k, v in desc.items() if k not in skip)
+    return ", ".join(parts) + (f" ({rest})" if rest else "")

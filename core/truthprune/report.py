@@ -40,6 +40,10 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
             rows.append((label, _fmt(probe_d.get(key)), _fmt(probe_p.get(key))))
     rows += lm_eval_rows(report)
     rows.append(("sparsity (overall)", "0", _fmt(report["pruning"]["overall"], 4)))
+    if report["pruning"].get("quantization"):  # method, bits, group size, grid of a --quantizer run
+        from .quantization import describe_line
+
+        rows.append(("quantization", "-", describe_line(report["pruning"]["quantization"])))
     return rows
 
 

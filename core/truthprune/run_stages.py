@@ -79,7 +79,19 @@ def prune(plan, loaded: LoadedModel, calib, truth_profile):
         batch_size=cfg.batch_size,
         truth_profile=truth_profile,
         quiet=cfg.quiet,
+        quantizer=plan.quantizer,
+        quant_store=quant_store(plan),
     )
+
+
+def quant_store(plan):
+    """Where the engine leaves the codes of a --quantizer run (saved as the sidecar by --save)."""
+    if plan.quantizer is None:
+        return None
+    from .quantization import QuantizedLinears
+
+    plan.cache["quantized"] = QuantizedLinears(plan.quantizer)
+    return plan.cache["quantized"]
 
 
 # ------------------------------------------------------------------------- evaluation
@@ -202,7 +214,8 @@ def save(plan, loaded: LoadedModel, report: dict[str, Any]) -> None:
     meta["per_layer_sparsity"] = [layer["achieved"] for layer in report["pruning"]["layers"]]
     meta["allocation"] = report["pruning"]["allocation"]
     meta["overall_sparsity"] = report["pruning"]["overall"]
-    save_pruned(loaded.model, loaded.tokenizer, plan.config.save, meta, overwrite=plan.config.overwrite)
+    save_pruned(loaded.model, loaded.tokenizer, plan.config.save, meta, overwrite=plan.config.overwrite,
+                quantization=plan.cache.get("quantized"))
     report["saved_model"] = str(Path(plan.config.save).resolve())
 
 

@@ -26,11 +26,17 @@ def environment_versions() -> dict[str, str]:
     return out
 
 
-def save_pruned(model: Any, tokenizer: Any, out_dir: str | Path, metadata: dict[str, Any], overwrite: bool = False) -> Path:
-    """Write model + tokenizer + truthprune.json to ``out_dir`` atomically; return the path."""
+def save_pruned(model: Any, tokenizer: Any, out_dir: str | Path, metadata: dict[str, Any], overwrite: bool = False,
+                quantization: Any = None) -> Path:
+    """Write model + tokenizer + truthprune.json to ``out_dir`` atomically; return the path.
+
+    ``quantization`` (a :class:`truthprune.quantization.QuantizedLinears`) adds the sidecar
+    ``quantization.safetensors`` (codes, scales, zero-points), referenced from truthprune.json."""
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         meta = {"versions": environment_versions(), **metadata}
+        if quantization is not None:
+            meta["quantization"] = quantization.write(tmp, model)
         (tmp / "truthprune.json").write_text(json.dumps(meta, indent=2, default=str))
     return Path(out_dir)

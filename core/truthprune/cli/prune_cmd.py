@@ -36,6 +36,7 @@ _SHARED = (
     "config", "model", "device", "dtype", "trust_remote_code", "pruner", "allocator", "sparsity", "nm", "variant",
     "owl_m", "owl_lambda", "swl_scale", "tplo_pivot", "pruner_opt", "allocator_opt", "calibration", "calibration_opt",
     "nsamples", "seqlen", "batch_size", "seed", "truth_data", "truth_datasets", "chat_template",
+    "quantizer", "bits", "group_size", "quantizer_opt",
 )
 # evaluation-only settings left out of the saved checkpoint's truthprune.json
 _EVAL_KEYS = ("eval", "ppl_data", "ppl_max_windows", "truthfulqa_data", "truthfulqa_limit", "probe", "probe_options", "out")
@@ -86,6 +87,9 @@ def _check_offload(plan) -> str:
     from ..models.loading import resolve_model_path
 
     cfg = plan.config
+    if plan.quantizer is not None:
+        raise UserError(f"--offload does not quantize yet (the codes of every layer are kept for the sidecar); drop --offload "
+                        f"to use --quantizer {plan.quantizer.name}")
     if plan.allocator.needs_truth_profile:
         raise UserError(
             f"--offload cannot compute the truth profile allocator {plan.allocator.name!r} needs (it runs the whole dense "
@@ -188,7 +192,7 @@ def _in_memory(plan, dp, device: str, acts_dir: str | None):
     with plan.stage("calibrate", sources="+".join(cfg.calibration), nsamples=cfg.nsamples, seqlen=cfg.seqlen, seed=cfg.seed):
         calib = st.calibrate(plan, loaded)
     args = (plan.pruner, plan.allocator, cfg.sparsity)
-    kw = {"nm": cfg.nm_tuple, "truth_profile": truth_profile}
+    kw = {"nm": cfg.nm_tuple, "truth_profile": truth_profile, "quantizer": plan.quantizer, "quant_store": st.quant_store(plan)}
     with plan.stage("prune", pruner=plan.pruner.name, allocator=plan.allocator.name, sparsity=cfg.sparsity):
         if acts_dir is None:
             report = prune_model(loaded.model, calib, *args, batch_size=cfg.batch_size, quiet=quiet, **kw)
@@ -199,7 +203,8 @@ def _in_memory(plan, dp, device: str, acts_dir: str | None):
     if dp.is_writer:
         with plan.stage("save", path=cfg.save):
             meta = {**_metadata(plan, dp, "memory", loaded.path, calib), **_report_metadata(plan, report, truth_profile)}
-            save_pruned(loaded.model, loaded.tokenizer, cfg.save, meta, overwrite=cfg.overwrite)
+            save_pruned(loaded.model, loaded.tokenizer, cfg.save, meta, overwrite=cfg.overwrite,
+                        quantization=plan.cache.get("quantized"))
     dp.barrier()
     return report, f"in memory ({str(loaded.model.dtype).replace('torch.', '')} on {loaded.device})"
 
@@ -243,6 +248,8 @@ def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
 
 
 def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> list[str]:
+    from ..quantization import describe_line
+
     cfg = plan.config
     save = Path(cfg.save).resolve()
     files = [f for f in save.iterdir() if f.is_file()]
@@ -256,6 +263,7 @@ def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> l
     return [
         f"pruned {cfg.model} with {plan.pruner.name} (allocator {plan.allocator.name}): "
         f"overall sparsity {report.overall:.4f} (target {target})",
+        *([f"quantized: {describe_line(report.quantization)}"] if getattr(report, "quantization", None) else []),
         f"mode: {mode}; {procs}",
         "per-layer sparsity (achieved):",
         *rows,

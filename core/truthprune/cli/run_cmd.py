@@ -31,6 +31,13 @@ def _overrides(**flags: Any) -> dict[str, Any]:
             alloc[option] = value
     if alloc:
         out["allocator_options"] = alloc
+    quant = parse_options(flags.pop("quantizer_opt"), "--quantizer-opt")
+    for flag, option in (("bits", "bits"), ("group_size", "group_size")):
+        value = flags.pop(flag)
+        if value is not None:
+            quant[option] = value
+    if quant:
+        out["quantizer_options"] = quant
     pruner = parse_options(flags.pop("pruner_opt"), "--pruner-opt")
     if flags.pop("variant"):
         pruner["variant"] = True
@@ -81,6 +88,10 @@ def _run_options(func):
         inspect.Parameter("tplo_pivot", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--tplo-pivot", help="TPLO pivot layer (default: chosen from the truth profile)."), annotation=Optional[int]),
         inspect.Parameter("pruner_opt", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--pruner-opt", help="Pruner option key=value (repeatable)."), annotation=Optional[list[str]]),
         inspect.Parameter("allocator_opt", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--allocator-opt", help="Allocator option key=value (repeatable)."), annotation=Optional[list[str]]),
+        inspect.Parameter("quantizer", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--quantizer", help="Quantize each linear after pruning it (rtn, gptq: pip install truthprune-quant); --sparsity 0 quantizes only."), annotation=Optional[str]),
+        inspect.Parameter("bits", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--bits", help="Quantizer bits per weight (quantizer option bits)."), annotation=Optional[int]),
+        inspect.Parameter("group_size", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--group-size", help="Input columns per quantization scale, 0 = per output channel (quantizer option group_size)."), annotation=Optional[int]),
+        inspect.Parameter("quantizer_opt", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--quantizer-opt", help="Quantizer option key=value (repeatable)."), annotation=Optional[list[str]]),
         inspect.Parameter("calibration", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--calibration", help="Calibration source(s), comma-separated or repeated; nsamples split evenly."), annotation=Optional[list[str]]),
         inspect.Parameter("calibration_opt", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--calibration-opt", help="Source option key=value or source.key=value (repeatable)."), annotation=Optional[list[str]]),
         inspect.Parameter("nsamples", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="Calibration samples."), annotation=Optional[int]),
