@@ -262,6 +262,13 @@ class StructuredPruner(Plugin, ABC):
     default_allocator: ClassVar[str] = "uniform"
     Config: ClassVar[type[PluginConfig]] = StructuredConfig
 
+    def check(self, context: CalibrationContext) -> None:
+        """Cheap plan-time validation, as :meth:`Pruner.check`; the default checks nothing."""
+
+    def auxiliary_calibration(self, context: CalibrationContext) -> dict[str, CalibrationSamples]:
+        """No auxiliary streams (the pipeline asks every pruner, see :meth:`Pruner.auxiliary_calibration`)."""
+        return {}
+
     @abstractmethod
     def importance(self, model: Any, calib: CalibrationSamples, layers: list[Any], context: Mapping[str, Any]) -> dict[int, UnitScores]:
         """Scores for the units of each of ``layers`` (:class:`truthprune.StructuredLayer`), by layer index.

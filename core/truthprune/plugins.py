@@ -23,16 +23,16 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError, UserError, unknown_name_error
-from .interfaces import CalibrationSource, Plugin, Probe, Pruner, Quantizer, SparsityAllocator
+from .interfaces import CalibrationSource, Plugin, Probe, Pruner, Quantizer, SparsityAllocator, StructuredPruner
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "truthprune"
 CORE_DIST = "truthprune"
 
-# kind -> (hook name, required base class)
-KINDS: dict[str, tuple[str, type]] = {
-    "pruner": ("register_pruners", Pruner),
+# kind -> (hook name, required base class or classes); a structured pruner is a pruner by name
+KINDS: dict[str, tuple[str, type | tuple[type, ...]]] = {
+    "pruner": ("register_pruners", (Pruner, StructuredPruner)),
     "quantizer": ("register_quantizers", Quantizer),
     "allocator": ("register_allocators", SparsityAllocator),
     "calibration": ("register_calibration_sources", CalibrationSource),
@@ -91,7 +91,8 @@ class Registry:
 
         def register(cls: type) -> type:
             if not (isinstance(cls, type) and issubclass(cls, base)):
-                raise PluginError(f"plugin {plugin_name!r} registered {cls!r}, which is not a {base.__name__}")
+                names = " or ".join(b.__name__ for b in (base if isinstance(base, tuple) else (base,)))
+                raise PluginError(f"plugin {plugin_name!r} registered {cls!r}, which is not a {names}")
             name = getattr(cls, "name", None)
             if not name:
                 raise PluginError(f"plugin {plugin_name!r}: {cls.__name__} has no 'name' attribute")

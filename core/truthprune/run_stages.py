@@ -69,6 +69,10 @@ def prune(plan, loaded: LoadedModel, calib, truth_profile):
     from .engine.sequential import prune_model
 
     cfg = plan.config
+    if getattr(plan.pruner, "structured", False):  # whole units removed, config rewritten
+        from .structured import prune_structured
+
+        return prune_structured(loaded.model, calib, plan.pruner, cfg.sparsity, batch_size=cfg.batch_size, quiet=cfg.quiet)
     return prune_model(
         loaded.model,
         calib,
@@ -189,7 +193,7 @@ def build_report(plan, loaded: LoadedModel, calib, prune_report, results, truth_
 
     cfg = plan.config
     return {
-        "allocations": alternative_allocations(plan, prune_report, truth_profile) if not cfg.nm else {},
+        "allocations": alternative_allocations(plan, prune_report, truth_profile) if not (cfg.nm or getattr(prune_report, "structure", None)) else {},
         "truth_profile_sets": plan.cache.get("truth_profile_sets"),
         "truthprune_report": 1,
         "config": cfg.model_dump(),

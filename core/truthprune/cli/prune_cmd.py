@@ -34,6 +34,7 @@ log = logging.getLogger("truthprune.prune")
 # run's flags that mean something without evaluation (the rest: eval, ppl/probe/truthfulqa, out)
 _SHARED = (
     "config", "model", "device", "dtype", "trust_remote_code", "pruner", "allocator", "sparsity", "nm", "variant",
+    "importance", "mlp_ratio",
     "owl_m", "owl_lambda", "swl_scale", "tplo_pivot", "pruner_opt", "allocator_opt", "calibration", "calibration_opt",
     "nsamples", "seqlen", "batch_size", "seed", "truth_data", "truth_datasets", "chat_template",
     "quantizer", "bits", "group_size", "quantizer_opt",
@@ -194,7 +195,11 @@ def _in_memory(plan, dp, device: str, acts_dir: str | None):
     args = (plan.pruner, plan.allocator, cfg.sparsity)
     kw = {"nm": cfg.nm_tuple, "truth_profile": truth_profile, "quantizer": plan.quantizer, "quant_store": st.quant_store(plan)}
     with plan.stage("prune", pruner=plan.pruner.name, allocator=plan.allocator.name, sparsity=cfg.sparsity):
-        if acts_dir is None:
+        if getattr(plan.pruner, "structured", False):  # whole units removed, config rewritten
+            from ..structured import prune_structured
+
+            report = prune_structured(loaded.model, calib, plan.pruner, cfg.sparsity, batch_size=cfg.batch_size, quiet=quiet)
+        elif acts_dir is None:
             report = prune_model(loaded.model, calib, *args, batch_size=cfg.batch_size, quiet=quiet, **kw)
         else:  # prune_model with the layer activations memory-mapped from files
             setup = EngineSetup(device=next(loaded.model.parameters()).device, batch_size=cfg.batch_size, quiet=quiet,
@@ -260,6 +265,11 @@ def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> l
     target = f"{cfg.sparsity:.3f}" + (f", {cfg.nm} pattern" if cfg.nm else "")
     other = wall - sum(plan.timings.values())
     timings = ", ".join([f"{k} {v:.1f} s" for k, v in plan.timings.items()] + [f"start-up and imports {other:.1f} s"])
+    structure = getattr(report, "structure", None)
+    if structure:  # structured: say how much smaller the model really is
+        rows.append(f"  structured: kept {structure['mlp_keep']} of {structure['before']['intermediate_size']} MLP channels, "
+                    f"{structure['kv_keep']} of {structure['before']['num_key_value_heads']} KV groups per pruned layer; "
+                    f"model parameters {structure['model_params_before']:,} -> {structure['model_params_after']:,}")
     return [
         f"pruned {cfg.model} with {plan.pruner.name} (allocator {plan.allocator.name}): "
         f"overall sparsity {report.overall:.4f} (target {target})",
@@ -281,6 +291,9 @@ def prune_command(**flags: Any) -> None:
     from ..errors import UserError
 
     plan = _plan(flags)
+    if getattr(plan.pruner, "structured", False) and (offload or acts_dir is not None):
+        raise UserError(f"structured pruner {plan.pruner.name!r} needs the whole model in memory (gradients through all "
+                        "layers); drop --offload/--activations-dir")
     if acts_dir is not None and not Path(acts_dir).is_dir():
         raise UserError(f"--activations-dir {acts_dir!r} is not an existing directory; create it first (on a disk with room)")
     path = _check_offload(plan) if offload else None

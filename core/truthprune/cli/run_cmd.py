@@ -41,6 +41,10 @@ def _overrides(**flags: Any) -> dict[str, Any]:
     pruner = parse_options(flags.pop("pruner_opt"), "--pruner-opt")
     if flags.pop("variant"):
         pruner["variant"] = True
+    for flag in ("importance", "mlp_ratio"):  # structured pruner options as flags
+        value = flags.pop(flag)
+        if value is not None:
+            pruner[flag] = value
     if pruner:
         out["pruner_options"] = pruner
     probe = parse_options(flags.pop("probe_opt"), "--probe-opt")
@@ -82,6 +86,8 @@ def _run_options(func):
         inspect.Parameter("sparsity", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="Target fraction of weights removed, in [0, 1)."), annotation=Optional[float]),
         inspect.Parameter("nm", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--nm", help="N:M pattern, e.g. 2:4 (prune 2 of every 4)."), annotation=Optional[str]),
         inspect.Parameter("variant", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--variant", help="Wanda's alpha-search variant."), annotation=bool),
+        inspect.Parameter("importance", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--importance", help="Structured pruner: unit importance entropy | taylor-ce | magnitude | wanda-sum (pruner option importance)."), annotation=Optional[str]),
+        inspect.Parameter("mlp_ratio", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--mlp-ratio", help="Structured pruner: kept MLP width / hidden size, instead of --sparsity (pruner option mlp_ratio)."), annotation=Optional[float]),
         inspect.Parameter("owl_m", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--owl-m", help="OWL outlier threshold M (allocator option m)."), annotation=Optional[float]),
         inspect.Parameter("owl_lambda", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--owl-lambda", help="OWL spread lambda (allocator option lam)."), annotation=Optional[float]),
         inspect.Parameter("swl_scale", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--swl-scale", help="SWL/TPLO scaling c (allocator option c)."), annotation=Optional[float]),

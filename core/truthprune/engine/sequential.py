@@ -68,6 +68,7 @@ class PruneReport:
     phase_s: dict[str, float] = field(default_factory=dict)  # statistics / masks / propagation time
     diagnostics: dict[str, list[float]] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None  # the quantizer's description + relative weight change per layer
+    structure: dict[str, Any] | None = None  # structured pruning: kept widths, parameter counts (truthprune.structured)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
