@@ -44,6 +44,10 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         from .quantization import describe_line
 
         rows.append(("quantization", "-", describe_line(report["pruning"]["quantization"])))
+    if report["pruning"].get("quantization"):  # method, bits, group size, grid of a --quantizer run
+        from .quantization import describe_line
+
+        rows.append(("quantization", "-", describe_line(report["pruning"]["quantization"])))
     return rows
 
 
@@ -135,7 +139,9 @@ def per_layer_columns(report: dict[str, Any]) -> dict[str, list[Any]]:
 def render_markdown(report: dict[str, Any]) -> str:
     cfg, pr = report["config"], report["pruning"]
     lines = [
-        f"# truthprune report: {pr['pruner']} + {pr['allocator']} at {cfg['sparsity']:.2f} on {cfg['model']}",
+        f"# truthprune report: {pr['pruner']} + {pr['allocator']} at {cfg['sparsity']:.2f}"
+        + (f" + {pr['quantization'].get('method')} {pr['quantization'].get('bits', '?')}-bit" if pr.get("quantization") else "")
+        + f" on {cfg['model']}",
         "",
         f"Calibration: {', '.join(report['calibration']['sources'])}, {report['calibration']['nsamples']} x "
         f"{report['calibration']['seqlen']} tokens, seed {report['seed']}.",
