@@ -44,10 +44,6 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         from .quantization import describe_line
 
         rows.append(("quantization", "-", describe_line(report["pruning"]["quantization"])))
-    if report["pruning"].get("quantization"):  # method, bits, group size, grid of a --quantizer run
-        from .quantization import describe_line
-
-        rows.append(("quantization", "-", describe_line(report["pruning"]["quantization"])))
     return rows
 
 
