@@ -12,6 +12,9 @@ return for more (as in the reference loaders):
   chosen side, with an attention mask that is 0 on the padding.
 
 Text is tokenised with the tokenizer's default special tokens (a BOS where the tokenizer adds one).
+Whether each window then *starts* with a BOS is decided once for all sources by
+:func:`load_calibration` (``bos``, the ``--bos`` rule of :mod:`truthprune.bos`), so the windowing
+rules here and in third-party sources stay the reference ones.
 """
 
 from __future__ import annotations
@@ -163,15 +166,21 @@ def read_text_records(path: str | Path, field: str = "text") -> list[str]:
 
 
 def load_calibration(
-    sources: Sequence[Any], tokenizer: Any, nsamples: int, seqlen: int, seed: int
+    sources: Sequence[Any], tokenizer: Any, nsamples: int, seqlen: int, seed: int, bos: int | None = None
 ) -> CalibrationSamples:
-    """Mix sources: each of K sources gives nsamples / K windows, concatenated in order."""
+    """Mix sources: each of K sources gives nsamples / K windows, concatenated in order.
+
+    ``bos`` (a token id, see :mod:`truthprune.bos`): every window of every source is made to start
+    with it; None leaves the windows exactly as the sources cut them.
+    """
+    from .bos import start_windows_with_bos
+
     if not sources:
         raise UserError("no calibration source given; pass e.g. --calibration generated")
     k = len(sources)
     if nsamples % k:
         raise UserError(f"--nsamples {nsamples} is not divisible by the {k} calibration sources; use a multiple of {k}")
-    parts = [src.samples(tokenizer, nsamples // k, seqlen, seed) for src in sources]
+    parts = [start_windows_with_bos(src.samples(tokenizer, nsamples // k, seqlen, seed), bos) for src in sources]
     for src, part in zip(sources, parts):
         if tuple(part.input_ids.shape) != (nsamples // k, seqlen):
             raise RuntimeError(f"calibration source {src.name!r} returned {tuple(part.input_ids.shape)}")

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError
+from .models.adapter import DEFAULT_IGNORE, DEFAULT_TARGETS
 
 EVALS = ("ppl", "probe", "truthfulqa")
 
@@ -58,6 +59,9 @@ class RunConfig(BaseModel):
     truth_data: str | None = None  # directory of Truth-is-Universal CSVs; None: generated offline sets
     truth_datasets: list[str] | None = None
     chat_template: bool = False
+    bos: Literal["auto", "always", "never"] = "auto"  # BOS at the start of every window/statement (truthprune.bos)
+    targets: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGETS))  # pruned weights: module patterns
+    ignore: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE))  # never pruned (routers, gates)
 
     out: str = "runs/latest"
     save: str | None = None

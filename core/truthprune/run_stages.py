@@ -14,6 +14,7 @@ from typing import Any
 
 from .config import RunConfig
 from .models.loading import LoadedModel, cache_root
+from .models.support import selection_of
 
 log = logging.getLogger("truthprune.run")
 
@@ -42,7 +43,19 @@ def load(cfg: RunConfig) -> LoadedModel:
         from .errors import UserError
 
         raise UserError(f"--seqlen {cfg.seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
+    from .bos import resolve_bos
+    from .models.support import check_loaded
+
+    check_loaded(loaded.model, cfg)  # a .gguf / hub model's architecture and targets, before any work
+    resolve_bos(loaded.tokenizer, cfg.bos)  # --bos always without a BOS token fails here
     return loaded
+
+
+def bos_rule(cfg: RunConfig, tokenizer):
+    """The run's resolved ``--bos`` rule (see :mod:`truthprune.bos`)."""
+    from .bos import resolve_bos
+
+    return resolve_bos(tokenizer, cfg.bos)
 
 
 def calibration_context(cfg: RunConfig, tokenizer):
@@ -59,7 +72,8 @@ def calibrate(plan, loaded: LoadedModel):
     for src in plan.sources:
         if src.needs_model:
             src.model = loaded.model
-    calib = load_calibration(plan.sources, loaded.tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed)
+    calib = load_calibration(plan.sources, loaded.tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed,
+                             bos=bos_rule(cfg, loaded.tokenizer).window_bos)
     calib = attach_auxiliary(calib, plan.pruner, calibration_context(cfg, loaded.tokenizer))
     log.info("calibration: %s", calib.description)
     return calib
@@ -85,6 +99,7 @@ def prune(plan, loaded: LoadedModel, calib, truth_profile):
         quiet=cfg.quiet,
         quantizer=plan.quantizer,
         quant_store=quant_store(plan),
+        selection=selection_of(cfg),
     )
 
 
@@ -111,11 +126,13 @@ def eval_ppl(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str,
     from .eval.perplexity import load_eval_text, perplexity
 
     max_windows = ppl_windows(cfg)
-    key = {"fp": fingerprint, "data": cfg.ppl_data, "seqlen": cfg.seqlen, "max_windows": max_windows}
+    rule = bos_rule(cfg, loaded.tokenizer)
+    key = {"fp": fingerprint, "data": cfg.ppl_data, "seqlen": cfg.seqlen, "max_windows": max_windows, "bos": rule.window_bos}
 
     def compute():
-        ids = load_eval_text(cfg.ppl_data, loaded.tokenizer)
-        return perplexity(loaded.model, ids, cfg.seqlen, batch_size=cfg.batch_size, max_windows=max_windows)
+        ids = load_eval_text(cfg.ppl_data, loaded.tokenizer, rule)
+        return perplexity(loaded.model, ids, cfg.seqlen, batch_size=cfg.batch_size, max_windows=max_windows,
+                          bos_id=rule.window_bos)
 
     return _cached_json("ppl", key, compute)
 
@@ -123,11 +140,13 @@ def eval_ppl(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str,
 def eval_truthfulqa(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str, Any]:
     from .eval.truthfulqa import evaluate_truthfulqa
 
-    key = {"fp": fingerprint, "data": cfg.truthfulqa_data, "limit": cfg.truthfulqa_limit, "seed": cfg.seed}
+    bos = bos_rule(cfg, loaded.tokenizer).window_bos
+    key = {"fp": fingerprint, "data": cfg.truthfulqa_data, "limit": cfg.truthfulqa_limit, "seed": cfg.seed, "bos": bos}
     return _cached_json(
         "truthfulqa",
         key,
-        lambda: evaluate_truthfulqa(loaded.model, loaded.tokenizer, data=cfg.truthfulqa_data, limit=cfg.truthfulqa_limit, batch_size=cfg.batch_size),
+        lambda: evaluate_truthfulqa(loaded.model, loaded.tokenizer, data=cfg.truthfulqa_data, limit=cfg.truthfulqa_limit,
+                                    batch_size=cfg.batch_size, bos=bos),
     )
 
 
@@ -201,6 +220,7 @@ def build_report(plan, loaded: LoadedModel, calib, prune_report, results, truth_
                   "layers": len(prune_report.allocation), "dtype": str(loaded.model.dtype).replace("torch.", "")},
         "versions": environment_versions(),
         "seed": cfg.seed,
+        "bos": bos_rule(cfg, loaded.tokenizer).as_dict(),
         "calibration": {"sources": cfg.calibration, "nsamples": cfg.nsamples, "seqlen": cfg.seqlen, "description": calib.description},
         "pruning": {**prune_report.as_dict(), "pruner": plan.pruner.name, "allocator": plan.allocator.name},
         "truth_profile": truth_profile,
@@ -214,7 +234,7 @@ def build_report(plan, loaded: LoadedModel, calib, prune_report, results, truth_
 def save(plan, loaded: LoadedModel, report: dict[str, Any]) -> None:
     from .saving import save_pruned
 
-    meta = {k: report[k] for k in ("config", "seed", "calibration")}
+    meta = {k: report[k] for k in ("config", "seed", "calibration", "bos")}
     meta["per_layer_sparsity"] = [layer["achieved"] for layer in report["pruning"]["layers"]]
     meta["allocation"] = report["pruning"]["allocation"]
     meta["overall_sparsity"] = report["pruning"]["overall"]

@@ -33,12 +33,14 @@ def _sets(plan) -> tuple[list[Any], str]:
 
 
 def _acts(plan, loaded, fingerprint: str, sets) -> dict[str, np.ndarray]:
+    from .bos import resolve_bos
     from .probing.runner import extract_statement_sets
 
     cfg = plan.config
     return extract_statement_sets(
         loaded.model, loaded.tokenizer, sets, layers=None, fingerprint=fingerprint,
         batch_size=max(cfg.batch_size, 16), chat_template=cfg.chat_template, quiet=cfg.quiet,
+        add_bos=resolve_bos(loaded.tokenizer, getattr(cfg, "bos", "auto")).statements,
     )
 
 

@@ -59,7 +59,7 @@ def _overrides(**flags: Any) -> dict[str, Any]:
             calib[key] = value
     if calib:
         out["calibration_options"] = calib
-    for key in ("calibration", "eval", "truth_datasets", "lm_eval_tasks"):
+    for key in ("calibration", "eval", "truth_datasets", "lm_eval_tasks", "targets", "ignore"):
         if flags.get(key) is not None:
             flags[key] = [x.strip() for item in flags[key] for x in item.split(",") if x.strip()]
     out.update({k: v for k, v in flags.items() if v is not None and v is not False})
@@ -118,6 +118,9 @@ def _run_options(func):
         inspect.Parameter("truth_data", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--truth-data", help="Directory of true/false statement CSVs (default: generated offline sets)."), annotation=Optional[str]),
         inspect.Parameter("truth_datasets", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--truth-datasets", help="Which statement sets to use, comma-separated."), annotation=Optional[list[str]]),
         inspect.Parameter("chat_template", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--chat-template", help="Wrap statements in the chat template."), annotation=bool),
+        inspect.Parameter("bos", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--bos", help="auto | always | never: start every window/statement with BOS (auto: when the tokenizer or chat template adds one; docs/models.md)."), annotation=Optional[str]),
+        inspect.Parameter("targets", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--targets", help="Weights to prune, module patterns inside a decoder block (comma-separated; default '*')."), annotation=Optional[list[str]]),
+        inspect.Parameter("ignore", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--ignore", help="Weights never pruned, module patterns (default: MoE routers and shared-expert gates; docs/models.md)."), annotation=Optional[list[str]]),
         inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--out", help="Report directory (default runs/latest)."), annotation=Optional[str]),
         inspect.Parameter("save", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--save", help="Also save the pruned model (safetensors) here."), annotation=Optional[str]),
         inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--overwrite", help="Replace existing --out/--save directories."), annotation=bool),

@@ -114,6 +114,7 @@ class EngineSetup:
     quiet: bool = False
     dp: DataParallel = field(default_factory=DataParallel)
     activations_dir: str | None = None  # memory-map layer inputs/outputs from files here
+    selection: Any = None  # which weights of a block are pruned (models.adapter.TargetSelection; None: defaults)
 
     def keep(self, hidden: torch.Tensor) -> torch.Tensor:
         """Store one batch of hidden states off the compute device (in RAM or memory-mapped)."""
@@ -161,7 +162,7 @@ def _run_layer(layer, batches: list[LayerBatch], setup: EngineSetup, collector: 
 
 def _statistics(layer, batches, setup: EngineSetup, required: frozenset[str], keep: bool):
     """One pass with statistics hooks; returns (collector with rank-summed stats, outputs)."""
-    linears = prunable_linears(layer)
+    linears = prunable_linears(layer, setup.selection)
     collector = StatsCollector(linears, required)
     if not required and not keep:
         return linears, collector, []
@@ -272,7 +273,7 @@ def run_engine(
             _dense_pass(model, source, calibration, allocator, setup, progress)
         report.dense_pass_s = time.perf_counter() - t0
 
-    params = [sum(m.weight.numel() for m in prunable_linears(layer).values()) for layer in layers]
+    params = [sum(m.weight.numel() for m in prunable_linears(layer, setup.selection).values()) for layer in layers]
     info = LayerInfo(num_layers=n_layers, params_per_layer=params, truth_profile=truth_profile, extras=dict(extras or {}))
     allocation = [float(nm[0] / nm[1])] * n_layers if nm else [float(s) for s in allocator.allocate(sparsity, info)]
     _check_allocation(allocation, n_layers, allocator.name)
@@ -294,7 +295,7 @@ def run_engine(
                 t = time.perf_counter()
                 layer = source.open(i)
                 phase["load"] += time.perf_counter() - t
-                linears, stats = prunable_linears(layer), {}
+                linears, stats = prunable_linears(layer, setup.selection), {}
                 t = time.perf_counter()
                 if needs_data:
                     linears, collector, dense = _statistics(layer, batches, setup, required, keep=pruner.uses_block)
@@ -362,15 +363,21 @@ def prune_model(
     quiet: bool = False,
     quantizer: Any = None,
     quant_store: Any = None,
+    selection: Any = None,
 ) -> PruneReport:
     """Prune (and, with ``quantizer``, quantize) ``model`` in place and report what was done.
+
+    ``selection`` (:class:`truthprune.models.adapter.TargetSelection`, from ``--targets`` /
+    ``--ignore``) chooses the pruned weights of each block; None: every weight matmul except MoE
+    routers and shared-expert gates.
 
     Under ``torchrun`` (an initialised process group, see :func:`init_distributed`) each rank
     handles its share of the calibration batches; the statistics are summed across ranks, so
     every rank ends with the same pruned model.
     """
     dp = data_parallel()
-    setup = EngineSetup(device=next(model.parameters()).device, batch_size=batch_size, storage=storage, quiet=quiet, dp=dp)
+    setup = EngineSetup(device=next(model.parameters()).device, batch_size=batch_size, storage=storage, quiet=quiet, dp=dp,
+                        selection=selection)
     if storage == "cpu":
         check_calibration_memory(model, calibration, batch_size, dp, offload=False)
     return run_engine(model, ResidentLayers(decoder_layers(model)), calibration, pruner, allocator, sparsity, setup,

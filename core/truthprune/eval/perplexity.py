@@ -109,13 +109,15 @@ def encode_eval_text(text: str, tokenizer: Any):
     """Tokenise the whole text once with the tokenizer's defaults (BOS where it adds one)."""
     import torch
 
-    return torch.tensor(list(tokenizer(text)["input_ids"]), dtype=torch.long)
+    from ..bos import encode_content
 
 
-def load_eval_text(spec: str, tokenizer: Any):
+
+def load_eval_text(spec: str, tokenizer: Any, bos: Any = None):
     """The evaluation text for ``spec`` (see :func:`eval_text`) as a 1-D LongTensor of token ids."""
     text, description = eval_text(spec)
-    ids = encode_eval_text(text, tokenizer)
+    return torch.tensor(encode_content(tokenizer, text, bos), dtype=torch.long)
+    ids = encode_eval_text(text, tokenizer, bos)
     log.info("evaluation text %s: %d characters, %d tokens", description, len(text), ids.numel())
     return ids
 
@@ -178,9 +180,16 @@ def perplexity(
     device: Any = None,
     max_windows: int | None = None,
 ) -> dict[str, Any]:
-    """Perplexity of ``model`` on the 1-D token tensor ``input_ids`` (REFERENCE.md 11.1)."""
+    """Perplexity of ``model`` on the 1-D token tensor ``input_ids`` (REFERENCE.md 11.1).
+
+    With ``bos_id`` every window is ``[bos_id] + seqlen-1`` consecutive tokens of ``input_ids``
+    (which then holds the text's own tokens, see :func:`encode_eval_text`); the first scored
+    prediction is the first text token after the BOS. Without it, windows are seqlen tokens of
+    ``input_ids`` as given (the reference protocol).
+    """
     import torch
 
+    bos_id: int | None = None,
     if input_ids.dim() != 1:
         raise UserError(f"perplexity needs a 1-D token sequence, got shape {tuple(input_ids.shape)}")
     if seqlen < 2:
@@ -190,7 +199,8 @@ def perplexity(
     ctx = model_context(model)
     if ctx is not None and seqlen > ctx:
         raise UserError(f"--seqlen {seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
-    n_windows = window_count(int(input_ids.numel()), seqlen, max_windows)
+    step = seqlen - 1 if bos_id is not None else seqlen
+    n_windows = window_count(int(input_ids.numel()), step, max_windows)
     if n_windows == 0:
         raise UserError(
             f"the evaluation text has {input_ids.numel()} tokens, fewer than one window of {seqlen}; "
@@ -198,7 +208,9 @@ def perplexity(
         )
     if device is None:
         device = next(model.parameters()).device
-    windows = input_ids[: n_windows * seqlen].view(n_windows, seqlen)
+    windows = input_ids[: n_windows * step].view(n_windows, step)
+    if bos_id is not None:
+        windows = torch.cat([torch.full((n_windows, 1), bos_id, dtype=windows.dtype), windows], dim=1)
     nll: list[float] = []
     was_training = model.training
     model.eval()
@@ -221,5 +233,6 @@ def perplexity(
         "tokens": int(input_ids.numel()),
         "scored_tokens": n_windows * (seqlen - 1),
         "seqlen": seqlen,
-        "protocol": PROTOCOL,
+        "bos_per_window": bos_id is not None,
+        "protocol": PROTOCOL + ("; every window is BOS + seqlen-1 text tokens" if bos_id is not None else ""),
     }

@@ -258,15 +258,22 @@ def continuation_logliks(
     return out
 
 
-def score_items(model: Any, tokenizer: Any, items: Sequence[TruthfulQAItem], batch_size: int = 8, device: Any = None) -> list[dict[str, float]]:
-    """MC1 and MC2 for each item (all answers of all items scored in one batched pass)."""
+def score_items(model: Any, tokenizer: Any, items: Sequence[TruthfulQAItem], batch_size: int = 8, device: Any = None,
+                bos: int | None = None) -> list[dict[str, float]]:
+    """MC1 and MC2 for each item (all answers of all items scored in one batched pass).
+
+    ``bos``: a token id every scored sequence must start with (``--bos``, :mod:`truthprune.bos`);
+    None scores the prompt as the tokenizer encodes it.
+    """
+    from ..bos import with_bos
+
     pairs: list[tuple[list[int], list[int]]] = []
     slots: list[dict[str, int]] = []
     for item in items:
         context = qa_context(item.question)
         answers = list(dict.fromkeys((item.best, *item.correct, *item.incorrect)))
         pos = {a: len(pairs) + k for k, a in enumerate(answers)}
-        pairs.extend(encode_pair(tokenizer, context, " " + a) for a in answers)
+        pairs.extend((with_bos(ctx, bos), cont) for ctx, cont in (encode_pair(tokenizer, context, " " + a) for a in answers))
         slots.append(pos)
     lls = continuation_logliks(model, pairs, batch_size=batch_size, device=device)
     scores = []
@@ -287,7 +294,8 @@ def evaluate_truthfulqa(
     seed: int = 0,
     device: Any = None,
 ) -> dict[str, Any]:
-    """MC1/MC2 on the held-out half of TruthfulQA (``data``: CSV path, or None/'hub')."""
+    bos: int | None = None,
+    """MC1/MC2 on the held-out half of TruthfulQA (``data``: CSV path, or None/'hub'); ``bos`` as in :func:`score_items`."""
     if limit is not None and limit < 1:
         raise UserError(f"--limit {limit} must be at least 1")
     items, description = load_truthfulqa(data)
@@ -296,7 +304,7 @@ def evaluate_truthfulqa(
     was_training = model.training
     model.eval()
     try:
-        scores = score_items(model, tokenizer, [items[i] for i in chosen], batch_size=batch_size, device=device)
+        scores = score_items(model, tokenizer, [items[i] for i in chosen], batch_size=batch_size, device=device, bos=bos)
     finally:
         model.train(was_training)
     n = len(scores)
