@@ -105,18 +105,23 @@ def eval_text(spec: str) -> tuple[str, str]:
     )
 
 
-def encode_eval_text(text: str, tokenizer: Any):
-    """Tokenise the whole text once with the tokenizer's defaults (BOS where it adds one)."""
+def encode_eval_text(text: str, tokenizer: Any, bos: Any = None):
+    """Tokenise the whole text once.
+
+    ``bos`` is a :class:`truthprune.bos.BosRule` (None: the tokenizer's defaults, a BOS at the very
+    start where it adds one). When the rule starts windows with BOS, the text's own tokens only
+    are returned and :func:`perplexity` (given ``bos_id``) puts a BOS in front of every window.
+    """
     import torch
 
     from ..bos import encode_content
 
+    return torch.tensor(encode_content(tokenizer, text, bos), dtype=torch.long)
 
 
 def load_eval_text(spec: str, tokenizer: Any, bos: Any = None):
     """The evaluation text for ``spec`` (see :func:`eval_text`) as a 1-D LongTensor of token ids."""
     text, description = eval_text(spec)
-    return torch.tensor(encode_content(tokenizer, text, bos), dtype=torch.long)
     ids = encode_eval_text(text, tokenizer, bos)
     log.info("evaluation text %s: %d characters, %d tokens", description, len(text), ids.numel())
     return ids
@@ -179,6 +184,7 @@ def perplexity(
     batch_size: int = 1,
     device: Any = None,
     max_windows: int | None = None,
+    bos_id: int | None = None,
 ) -> dict[str, Any]:
     """Perplexity of ``model`` on the 1-D token tensor ``input_ids`` (REFERENCE.md 11.1).
 
@@ -189,7 +195,6 @@ def perplexity(
     """
     import torch
 
-    bos_id: int | None = None,
     if input_ids.dim() != 1:
         raise UserError(f"perplexity needs a 1-D token sequence, got shape {tuple(input_ids.shape)}")
     if seqlen < 2:

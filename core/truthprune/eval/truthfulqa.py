@@ -293,8 +293,8 @@ def evaluate_truthfulqa(
     batch_size: int = 8,
     seed: int = 0,
     device: Any = None,
-) -> dict[str, Any]:
     bos: int | None = None,
+) -> dict[str, Any]:
     """MC1/MC2 on the held-out half of TruthfulQA (``data``: CSV path, or None/'hub'); ``bos`` as in :func:`score_items`."""
     if limit is not None and limit < 1:
         raise UserError(f"--limit {limit} must be at least 1")
