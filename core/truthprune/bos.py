@@ -20,7 +20,8 @@ The settings:
   with the BOS token. Statements (each a whole input on its own) get a BOS whenever the
   tokenizer has one, as the reference feeds them (REFERENCE.md 10.1).
 
-For SmolLM2 (GPT-2 style tokenizer: no BOS added, ChatML template without BOS) ``auto`` inserts
+For SmolLM2 (GPT-2 style tokenizer: no BOS added; its BOS token is ``<|im_start|>``, which the
+ChatML template uses as a turn marker, never as ``bos_token``) ``auto`` inserts
 nothing into windows, so its windows and numbers are bit-identical to ``never``; Gemma's
 tokenizer adds ``<bos>``, so every Gemma window starts with it. Llama-2/3 and Mistral tokenizers
 also add a BOS, so under ``auto`` their windows start with BOS too; ``--bos never`` reproduces
@@ -75,9 +76,15 @@ def tokenizer_adds_bos(tokenizer: Any) -> bool:
 
 
 def template_starts_with_bos(tokenizer: Any) -> bool:
-    """Whether the chat template, rendered for one user turn, begins with the BOS token string."""
+    """Whether the chat template writes the ``bos_token`` variable first (Gemma, Llama-3).
+
+    Both must hold: the template uses ``bos_token``, and its rendering of one user turn begins
+    with that string. SmolLM2's BOS token *is* ``<|im_start|>``, which its ChatML template writes
+    as a turn marker without ever naming ``bos_token``: that is not a request for a BOS.
+    """
     bos_text = getattr(tokenizer, "bos_token", None)
-    if not bos_text or not getattr(tokenizer, "chat_template", None):
+    template = getattr(tokenizer, "chat_template", None)
+    if not bos_text or not isinstance(template, str) or "bos_token" not in template:
         return False
     try:
         text = tokenizer.apply_chat_template([{"role": "user", "content": "a"}], tokenize=False)

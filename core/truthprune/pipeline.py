@@ -78,6 +78,9 @@ def plan_run(config: RunConfig) -> RunPlan:
     from .interfaces import CalibrationContext
 
     pruner.check(CalibrationContext(tokenizer=None, seed=config.seed, truth_data=config.truth_data, chat_template=config.chat_template))
+    from .models.support import plan_check
+
+    plan_check(config)  # --targets/--ignore, and a local model's architecture (meta device, no weights)
     check_target(config.out, config.overwrite)
     if config.save:
         check_target(config.save, config.overwrite)
@@ -127,6 +130,12 @@ def execute(plan: RunPlan, load=None) -> Path:
 
     cfg = plan.config
     seed_everything(cfg.seed)
+    if load is None:
+        from .models.loading import conversion_pending, resolve_model_path
+
+        if conversion_pending(cfg.model):  # first use of a .gguf / embedded model: its own stage, not "load"
+            with plan.stage("convert-gguf", model=cfg.model):
+                resolve_model_path(cfg.model)
     with plan.stage("load", model=cfg.model, device=cfg.device, dtype=cfg.dtype):
         loaded = (load or st.load)(cfg)
     results: dict[str, Any] = {"dense": {}, "pruned": {}}

@@ -37,6 +37,7 @@ _SHARED = (
     "importance", "mlp_ratio",
     "owl_m", "owl_lambda", "swl_scale", "tplo_pivot", "pruner_opt", "allocator_opt", "calibration", "calibration_opt",
     "nsamples", "seqlen", "batch_size", "seed", "truth_data", "truth_datasets", "chat_template",
+    "bos", "targets", "ignore",
     "quantizer", "bits", "group_size", "quantizer_opt",
 )
 # evaluation-only settings left out of the saved checkpoint's truthprune.json
@@ -100,7 +101,13 @@ def _check_offload(plan) -> str:
         if src.needs_model:
             raise UserError(f"calibration source {src.name!r} samples text from the loaded model, which --offload never loads; "
                             "choose another --calibration or drop --offload")
-    path, kind = resolve_model_path(cfg.model)
+    from ..models.loading import conversion_pending
+
+    if conversion_pending(cfg.model):  # first use of a .gguf: timed as its own stage
+        with plan.stage("convert-gguf", model=cfg.model):
+            path, kind = resolve_model_path(cfg.model)
+    else:
+        path, kind = resolve_model_path(cfg.model)
     if kind == "hub":
         raise UserError(f"--offload reads a local safetensors checkpoint, and {cfg.model!r} is not a local path; download it "
                         "first (huggingface-cli download ...) and pass its directory, or drop --offload")
@@ -173,16 +180,26 @@ def _check_memory_before_load(plan, path: str, device: str, dp, mapped: bool) ->
     log.info("%s", mem.check_memory(est, mem.available_memory(), offload=False))
 
 
+def _resolve_with_conversion_stage(plan) -> str:
+    """The model's local path; a first-use GGUF conversion is timed as its own stage."""
+    from ..models.loading import conversion_pending, resolve_model_path
+
+    cfg = plan.config
+    if conversion_pending(cfg.model):
+        with plan.stage("convert-gguf", model=cfg.model):
+            return resolve_model_path(cfg.model)[0]
+    return resolve_model_path(cfg.model)[0]
+
+
 def _in_memory(plan, dp, device: str, acts_dir: str | None):
     from .. import run_stages as st
     from ..engine.sequential import EngineSetup, ResidentLayers, prune_model, run_engine
     from ..models.adapter import decoder_layers
-    from ..models.loading import resolve_model_path
     from ..saving import save_pruned
 
     cfg = plan.config
     quiet = cfg.quiet or not dp.is_writer
-    path, _ = resolve_model_path(cfg.model)
+    path = _resolve_with_conversion_stage(plan)
     _check_memory_before_load(plan, path, device, dp, mapped=acts_dir is not None)
     with plan.stage("load", model=cfg.model, device=device, dtype=cfg.dtype):
         loaded = st.load(cfg.model_copy(update={"device": device}))
@@ -194,16 +211,17 @@ def _in_memory(plan, dp, device: str, acts_dir: str | None):
         calib = st.calibrate(plan, loaded)
     args = (plan.pruner, plan.allocator, cfg.sparsity)
     kw = {"nm": cfg.nm_tuple, "truth_profile": truth_profile, "quantizer": plan.quantizer, "quant_store": st.quant_store(plan)}
+    selection = st.selection_of(cfg)
     with plan.stage("prune", pruner=plan.pruner.name, allocator=plan.allocator.name, sparsity=cfg.sparsity):
         if getattr(plan.pruner, "structured", False):  # whole units removed, config rewritten
             from ..structured import prune_structured
 
             report = prune_structured(loaded.model, calib, plan.pruner, cfg.sparsity, batch_size=cfg.batch_size, quiet=quiet)
         elif acts_dir is None:
-            report = prune_model(loaded.model, calib, *args, batch_size=cfg.batch_size, quiet=quiet, **kw)
+            report = prune_model(loaded.model, calib, *args, batch_size=cfg.batch_size, quiet=quiet, selection=selection, **kw)
         else:  # prune_model with the layer activations memory-mapped from files
             setup = EngineSetup(device=next(loaded.model.parameters()).device, batch_size=cfg.batch_size, quiet=quiet,
-                                dp=dp, activations_dir=acts_dir)
+                                dp=dp, activations_dir=acts_dir, selection=selection)
             report = run_engine(loaded.model, ResidentLayers(decoder_layers(loaded.model)), calib, *args, setup, **kw)
     if dp.is_writer:
         with plan.stage("save", path=cfg.save):
@@ -230,7 +248,10 @@ def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
         if ctx is not None and cfg.seqlen > ctx:
             raise UserError(f"--seqlen {cfg.seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-        calib = load_calibration(plan.sources, tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed)
+        from ..bos import resolve_bos
+
+        calib = load_calibration(plan.sources, tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed,
+                                 bos=resolve_bos(tokenizer, cfg.bos).window_bos)
         calib = attach_auxiliary(calib, plan.pruner, calibration_context(cfg, tokenizer))
     with plan.stage("prune", pruner=plan.pruner.name, allocator=plan.allocator.name, sparsity=cfg.sparsity, offload=True):
         report = prune_checkpoint(

