@@ -21,7 +21,8 @@ app.add_typer(eval_app, name="eval")
 
 _DEFAULTS = {name: RunConfig.model_fields[name].default for name in ("model", "seqlen", "batch_size", "seed", "ppl_data")}
 
-_MODEL_HELP = "smollm2-135m (default, embedded), a model dir, a .gguf file or a hub id."
+_MODEL_HELP = "smollm2-135m (default, embedded), gemma3-270m, a model dir, a .gguf file or a hub id."
+_BOS_HELP = "auto | always | never: start every window with BOS (auto: when the tokenizer or chat template adds one)."
 
 
 def _load(model: str, device: str, dtype: str, trust_remote_code: bool):
@@ -49,24 +50,29 @@ def ppl_command(
     dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    bos: str = typer.Option("auto", "--bos", help=_BOS_HELP),
 ) -> None:
     """Perplexity over non-overlapping windows (REFERENCE 11.1 protocol)."""
+    from ..bos import check_setting, resolve_bos
     from ..errors import UserError
     from ..eval.perplexity import default_max_windows, encode_eval_text, eval_text, perplexity
 
+    check_setting(bos)
     if max_windows is not None and max_windows < 1:
         raise UserError(f"--max-windows {max_windows} must be at least 1")
     text, _ = eval_text(data)  # fail on bad data before the (slower) model load
     loaded = _load(model, device, dtype, trust_remote_code)
-    ids = encode_eval_text(text, loaded.tokenizer)
+    rule = resolve_bos(loaded.tokenizer, bos)
+    ids = encode_eval_text(text, loaded.tokenizer, rule)
     t0 = time.perf_counter()
     max_windows = default_max_windows(data, max_windows)
-    result = perplexity(loaded.model, ids, seqlen, batch_size=batch_size, max_windows=max_windows)
-    result.update(model=model, data=data, seconds=round(time.perf_counter() - t0, 2))
+    result = perplexity(loaded.model, ids, seqlen, batch_size=batch_size, max_windows=max_windows, bos_id=rule.window_bos)
+    result.update(model=model, data=data, bos=rule.as_dict(), seconds=round(time.perf_counter() - t0, 2))
     _emit(result, as_json, [
         f"perplexity {result['ppl']:.4f}",
         f"  model {model}, data {data}: {result['windows']} windows x {seqlen} tokens "
         f"({result['tokens']} tokens in the text), {result['seconds']} s",
+        f"  BOS: --bos {bos}: {'every window starts with BOS' if rule.windows else 'windows cut as tokenised'} ({rule.reason})",
     ])
 
 
@@ -81,15 +87,20 @@ def truthfulqa_command(
     dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    bos: str = typer.Option("auto", "--bos", help=_BOS_HELP),
 ) -> None:
     """TruthfulQA MC1/MC2 on the held-out half of the questions."""
+    from ..bos import check_setting, resolve_bos
     from ..eval.truthfulqa import evaluate_truthfulqa, load_truthfulqa
 
+    check_setting(bos)
     load_truthfulqa(data)  # fail on bad data before the (slower) model load
     loaded = _load(model, device, dtype, trust_remote_code)
+    rule = resolve_bos(loaded.tokenizer, bos)
     t0 = time.perf_counter()
-    result = evaluate_truthfulqa(loaded.model, loaded.tokenizer, data=data, limit=limit, batch_size=batch_size, seed=seed)
-    result.update(model=model, seconds=round(time.perf_counter() - t0, 2))
+    result = evaluate_truthfulqa(loaded.model, loaded.tokenizer, data=data, limit=limit, batch_size=batch_size, seed=seed,
+                                 bos=rule.window_bos)
+    result.update(model=model, bos=rule.as_dict(), seconds=round(time.perf_counter() - t0, 2))
     split = result["split"]
     _emit(result, as_json, [
         f"MC1 {result['mc1']:.4f}  MC2 {result['mc2']:.4f}",

@@ -100,7 +100,8 @@ def probe_command(
     plot: Optional[str] = typer.Option(None, "--plot", help="Write accuracy/separation vs layer PNGs to this directory."),
     seed: int = typer.Option(0, help="Seed of splits, subsampling and generated data."),
     chat_template: bool = typer.Option(False, "--chat-template", help="Wrap each statement as a user turn of the chat template."),
-    no_bos: bool = typer.Option(False, "--no-bos", help="Do not prepend BOS when the tokenizer does not add one."),
+    no_bos: bool = typer.Option(False, "--no-bos", help="Do not prepend BOS when the tokenizer does not add one (= --bos never)."),
+    bos: str = typer.Option("auto", "--bos", help="auto | always: each statement starts with BOS when the tokenizer has one; never: as tokenised."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Held-out fraction of each set's entities."),
     repeats: int = typer.Option(1, min=1, help="Held-out splits per set (mean over them)."),
     generalization_repeats: int = typer.Option(5, "--generalization-repeats", min=0, help="Cross-topic repetitions (0 = skip)."),
@@ -115,6 +116,9 @@ def probe_command(
     from ..config import parse_options
     from ..probing.protocol import probe_factory, run_probe_protocol
     from ..probing.runner import extract_statement_sets, load_truth_sets
+    from ..bos import check_setting, resolve_bos
+
+    bos = "never" if no_bos else check_setting(bos)
 
     options = parse_options(probe_opt, "--probe-opt")
     probe_factory(probe, options)  # unknown probe / bad option: fail before loading the model
@@ -140,7 +144,7 @@ def probe_command(
         fingerprint=None if no_cache else loaded.fingerprint,
         batch_size=batch_size,
         chat_template=chat_template,
-        add_bos=not no_bos,
+        add_bos=resolve_bos(loaded.tokenizer, bos).statements,
         quiet=False,
     )
     t1 = time.perf_counter()
@@ -162,7 +166,7 @@ def probe_command(
             "model": model,
             "fingerprint": loaded.fingerprint,
             "data": source,
-            "extraction": {"chat_template": chat_template, "add_bos": not no_bos, "batch_size": batch_size},
+            "extraction": {"chat_template": chat_template, "add_bos": resolve_bos(loaded.tokenizer, bos).statements, "bos": bos, "batch_size": batch_size},
             "seconds": {"extract": round(t1 - t0, 2), "protocol": round(t2 - t1, 2)},
         }
     )
