@@ -87,11 +87,16 @@ def test_strict_mode_makes_broken_plugin_fatal(tmp_path):
 
 
 def test_duplicate_name_names_both_distributions(tmp_path):
+    """A clash only warns (other commands keep working); using the name, or strict mode, refuses it."""
     make_dist(tmp_path, "truthprune-shiny", "tp_shiny", GOOD)
     make_dist(tmp_path, "truthprune-shiny-two", "tp_shiny_two", GOOD)
     out = cli("plugins", path=tmp_path)
-    assert out.returncode == 2
+    assert out.returncode == 0 and "magnitude" in out.stdout
     assert "truthprune-shiny" in out.stderr and "truthprune-shiny-two" in out.stderr
+    used = cli("run", "--pruner", "shiny", "--out", str(tmp_path / "out"), path=tmp_path)
+    assert used.returncode == 2 and "registered twice" in used.stderr and "Traceback" not in used.stderr
+    strict = cli("plugins", path=tmp_path, env={"TRUTHPRUNE_STRICT_PLUGINS": "1"})
+    assert strict.returncode == 2 and "truthprune-shiny-two" in strict.stderr
 
 
 def test_load_only_selected_plugins(tmp_path):

@@ -132,36 +132,27 @@ def padded_records(
 
 
 def read_text_records(path: str | Path, field: str = "text") -> list[str]:
-    """Records from a local file: .txt (blank-line separated), .jsonl (``field``), .parquet."""
+    """Records from a local file: .txt (blank-line separated), .jsonl (``field``), .parquet.
+
+    Read through :mod:`truthprune.textio` (encodings, binary files, non-string records); text too
+    poor to calibrate on (fewer than two distinct words) is refused, little text is warned about."""
+    from .textio import check_calibration_text, jsonl_records, parquet_records, read_text_file
+
     p = Path(path)
     if not p.is_file():
         raise UserError(f"calibration file {str(p)!r} does not exist; pass an existing .txt, .jsonl or .parquet file")
     suffix = p.suffix.lower()
     if suffix == ".jsonl":
-        records = []
-        for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{p}:{lineno}: not valid JSON ({err.msg}); each line must be an object") from None
-            if not isinstance(obj, dict) or field not in obj:
-                raise UserError(f"{p}:{lineno}: no {field!r} field; each line must be an object with a {field!r} string")
-            records.append(str(obj[field]))
+        records = jsonl_records(p, field)
     elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(p)
-        if field not in table.column_names:
-            raise UserError(f"{p}: no column {field!r} (columns: {', '.join(table.column_names)})")
-        records = [str(x) for x in table.column(field).to_pylist() if x]
+        records = parquet_records(p, field)
     else:
-        text = p.read_text(encoding="utf-8")
+        text = read_text_file(p, "calibration file", "pass an existing .txt, .jsonl or .parquet file")
         records = [" ".join(line.strip() for line in block.splitlines() if line.strip()) for block in text.split("\n\n")]
     records = [r for r in records if r.strip()]
     if not records:
         raise UserError(f"calibration file {str(p)!r} is empty; it needs some text")
+    check_calibration_text(records, repr(str(p)))
     return records
 
 

@@ -66,6 +66,8 @@ class RunConfig(BaseModel):
     out: str = "runs/latest"
     save: str | None = None
     overwrite: bool = False
+    wait: bool = False  # queue behind another process writing the same --out/--save (docs/reliability.md)
+    allow_pickle: bool = False  # accept pickle-only (.bin) checkpoints; safetensors only otherwise
     quiet: bool = False
 
     @field_validator("nm")
@@ -118,11 +120,13 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
+    from .textio import read_text_file
+
     p = Path(path)
     if not p.is_file():
         raise UserError(f"config file {str(p)!r} does not exist")
     try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(read_text_file(p, "config file", "pass an existing UTF-8 TOML file", max_bytes=10_000_000))
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"config file {str(p)!r} is not valid TOML: {err}") from None
 

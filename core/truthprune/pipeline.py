@@ -17,7 +17,7 @@ from typing import Any
 
 from .config import RunConfig
 from .errors import UserError
-from .outputs import check_target
+from .plan_checks import check_run_config, claim_run_outputs
 from .plugins import get_registry
 
 log = logging.getLogger("truthprune.run")
@@ -55,8 +55,10 @@ def _source_options(config: RunConfig, name: str) -> dict[str, Any]:
     return {**shared, **opts.get(name, {})}
 
 
-def plan_run(config: RunConfig) -> RunPlan:
-    """Resolve and validate every plugin and option; no model is loaded."""
+def plan_run(config: RunConfig, report: bool = True) -> RunPlan:
+    """Resolve and validate every plugin and option; no model is loaded. The outputs (--out unless
+    ``report`` is False, --save) are checked and locked last (:mod:`truthprune.plan_checks`)."""
+    check_run_config(config)
     reg = get_registry()
     pruner = reg.create("pruner", config.pruner, config.pruner_options)
     if getattr(pruner, "structured", False):  # whole units, one width: no allocator, N:M or per-layer saving
@@ -81,9 +83,7 @@ def plan_run(config: RunConfig) -> RunPlan:
     from .models.support import plan_check
 
     plan_check(config)  # --targets/--ignore, and a local model's architecture (meta device, no weights)
-    check_target(config.out, config.overwrite)
-    if config.save:
-        check_target(config.save, config.overwrite)
+    claim_run_outputs(config, allocator, report=report)
     lm_eval_skipped = None
     if config.lm_eval_tasks:
         from .eval.lm_eval_bridge import check

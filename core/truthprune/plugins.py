@@ -74,6 +74,8 @@ class Registry:
         self._items: dict[str, dict[str, Registered]] = {k: {} for k in KINDS}
         self._dist_of_plugin: dict[str, tuple[str, str]] = {}
         self.failed: list[tuple[str, str]] = []
+        # (kind, name) -> message, for names two distributions register: refused when used (or strict)
+        self.clashes: dict[tuple[str, str], str] = {}
 
     # -- loading -----------------------------------------------------------------------
     def add_plugin(self, module: Any, plugin_name: str, distribution: str, version: str) -> None:
@@ -94,14 +96,18 @@ class Registry:
                 names = " or ".join(b.__name__ for b in (base if isinstance(base, tuple) else (base,)))
                 raise PluginError(f"plugin {plugin_name!r} registered {cls!r}, which is not a {names}")
             name = getattr(cls, "name", None)
-            if not name:
+            if not isinstance(name, str) or not name.strip():
                 raise PluginError(f"plugin {plugin_name!r}: {cls.__name__} has no 'name' attribute")
             existing = self._items[kind].get(name)
             if existing is not None and existing.cls is not cls:
-                raise PluginError(
-                    f"{kind} name {name!r} is registered twice: by distribution {existing.distribution!r} "
-                    f"and by distribution {dist!r}; uninstall one of them"
-                )
+                msg = (f"{kind} name {name!r} is registered twice: by distribution {existing.distribution!r} "
+                       f"and by distribution {dist!r}; uninstall one of them")
+                if _strict():
+                    raise PluginError(msg + " (TRUTHPRUNE_STRICT_PLUGINS=1)")
+                if (kind, name) not in self.clashes:  # isolated: only a use of this name fails
+                    print(f"warning: {msg}; {name!r} is unavailable until then", file=sys.stderr)
+                self.clashes[(kind, name)] = msg
+                return cls
             self._items[kind][name] = Registered(kind, name, cls, plugin_name, dist, version)
             return cls
 
@@ -115,6 +121,8 @@ class Registry:
         return [r for kind in KINDS for r in sorted(self._items[kind].values(), key=lambda r: r.name)]
 
     def get(self, kind: str, name: str) -> type:
+        if (kind, name) in self.clashes:
+            raise PluginError(self.clashes[(kind, name)])
         try:
             return self._items[kind][name].cls
         except KeyError:
@@ -132,7 +140,8 @@ class Registry:
         for impl in self.pm.hook.register_commands.get_hookimpls():
             try:
                 impl.function(app=app)
-            except Exception as exc:  # a broken command plugin must not kill the CLI
+            except BaseException as exc:  # a broken command plugin must not kill the CLI
+                _reraise_real_interrupt(exc)
                 _fail(self, impl.plugin_name, exc)
 
 
@@ -146,6 +155,15 @@ def _fail(registry: Registry, plugin_name: str, exc: BaseException) -> None:
         raise PluginError(msg + " (TRUTHPRUNE_STRICT_PLUGINS=1)")
     registry.failed.append((plugin_name, msg))
     print(f"warning: {msg}", file=sys.stderr)
+
+
+def _reraise_real_interrupt(exc: BaseException) -> None:
+    """A Ctrl-C of the user still interrupts; a plugin raising KeyboardInterrupt/SystemExit itself is
+    only that plugin's failure (isolated like any other exception)."""
+    from .outputs import was_interrupted
+
+    if isinstance(exc, GeneratorExit) or (isinstance(exc, KeyboardInterrupt) and was_interrupted()):
+        raise exc
 
 
 def _wanted(only: set[str] | None, ep: metadata.EntryPoint, dist: str) -> bool:
@@ -168,9 +186,8 @@ def load_plugins() -> Registry:
         try:
             module = ep.load()
             registry.add_plugin(module, ep.name, dist, version)
-        except PluginError:
-            raise
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit/KeyboardInterrupt raised by a plugin's import too
+            _reraise_real_interrupt(exc)
             if ep.name in registry._dist_of_plugin:
                 registry.pm.unregister(name=ep.name)
                 for kind in KINDS:

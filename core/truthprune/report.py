@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -196,10 +197,13 @@ def load_report(path: str | Path) -> dict[str, Any]:
     f = p / "report.json" if p.is_dir() else p
     if not f.is_file():
         raise UserError(f"no report.json in {str(p)!r}; pass the output directory of a truthprune run")
+    from .textio import read_text_file
+
+    text = read_text_file(f, "report", "pass the output directory of a truthprune run", max_bytes=500_000_000)
     try:
-        report = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"cannot read {str(f)!r}: {err}") from None
+        report = json.loads(text)
+    except RecursionError:
+        raise UserError(f"{str(f)!r} is nested too deeply to be a truthprune report") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{str(f)!r} is not valid JSON ({err.msg}); rerun the truthprune run that wrote it") from None
     if not isinstance(report, dict) or report.get("truthprune_report") != 1:
@@ -208,7 +212,9 @@ def load_report(path: str | Path) -> dict[str, Any]:
         missing = [k for k in keys if not isinstance(report.get(section), dict) or k not in report[section]]
         if missing:
             raise UserError(f"{str(f)!r} lacks {section}.{missing[0]}; it is incomplete, rerun the truthprune run that wrote it")
-    return report
+    from .report_schema import validate_report
+
+    return validate_report(report, repr(str(f)))
 
 
 def rerender_report(out: str | Path) -> tuple[Path, list[str]]:
@@ -222,7 +228,7 @@ def rerender_report(out: str | Path) -> tuple[Path, list[str]]:
     from .outputs import atomic_dir
     from .plots import REPORT_PLOT_FILES
 
-    p = Path(out)
+    p = Path(os.path.abspath(out))  # 'report .' must name the directory, not an empty basename
     run_dir = p.parent if p.is_file() else p
     report = load_report(p)
     skip = {"report.md", *REPORT_PLOT_FILES}

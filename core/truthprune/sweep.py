@@ -25,7 +25,7 @@ from .errors import UserError
 log = logging.getLogger("truthprune.sweep")
 
 # config keys that do not change a run's results: a finished run differing only in these is reused
-_NOT_RESULTS = ("out", "save", "overwrite", "quiet")
+_NOT_RESULTS = ("out", "save", "overwrite", "quiet", "wait", "allow_pickle")
 
 
 def split_list(text: str | None, flag: str) -> list[str] | None:

@@ -40,14 +40,15 @@ def _number_list(path: Path, key: str, value: Any) -> list[float]:
 
 def read_stats_file(path: Path) -> dict[str, Any]:
     """Load and type-check the statistics file; every problem is a one-line UserError."""
+    from ..textio import read_text_file
+
+    text = read_text_file(path, "stats file", "pass --stats FILE.json", max_bytes=100_000_000)
     try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError(f"stats file {path} does not exist; pass --stats FILE.json") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"cannot read stats file {path}: {err}") from None
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise UserError(f"stats file {path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    except RecursionError:
+        raise UserError(f"stats file {path} is nested too deeply to be a statistics file") from None
     if not isinstance(data, dict):
         raise UserError(f"stats file {path} must hold a JSON object with {OUTLIER_KEY!r} and/or {SEPARATION_KEY!r}")
     if OUTLIER_KEY not in data and SEPARATION_KEY not in data:

@@ -25,6 +25,17 @@ _MODEL_HELP = "smollm2-135m (default, embedded), gemma3-270m, a model dir, a .gg
 _BOS_HELP = "auto | always | never: start every window with BOS (auto: when the tokenizer or chat template adds one)."
 
 
+def _check(model: str, allow_pickle: bool, **positive: int | None) -> None:
+    """Plan-time checks shared by both evaluations: the model's format, counts that must be >= 1."""
+    from ..errors import UserError
+    from ..models.formats import check_model_spec
+
+    for flag, value in positive.items():
+        if value is not None and value < 1:
+            raise UserError(f"--{flag.replace('_', '-')} {value} must be at least 1")
+    check_model_spec(model, allow_pickle=allow_pickle)
+
+
 def _load(model: str, device: str, dtype: str, trust_remote_code: bool):
     from ..models.loading import load_model
 
@@ -50,16 +61,15 @@ def ppl_command(
     dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept a pickle-only (.bin) checkpoint you trust."),
     bos: str = typer.Option("auto", "--bos", help=_BOS_HELP),
 ) -> None:
     """Perplexity over non-overlapping windows (REFERENCE 11.1 protocol)."""
     from ..bos import check_setting, resolve_bos
-    from ..errors import UserError
     from ..eval.perplexity import default_max_windows, encode_eval_text, eval_text, perplexity
 
     check_setting(bos)
-    if max_windows is not None and max_windows < 1:
-        raise UserError(f"--max-windows {max_windows} must be at least 1")
+    _check(model, allow_pickle, max_windows=max_windows, seqlen=seqlen, batch_size=batch_size)
     text, _ = eval_text(data)  # fail on bad data before the (slower) model load
     loaded = _load(model, device, dtype, trust_remote_code)
     rule = resolve_bos(loaded.tokenizer, bos)
@@ -87,6 +97,7 @@ def truthfulqa_command(
     dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept a pickle-only (.bin) checkpoint you trust."),
     bos: str = typer.Option("auto", "--bos", help=_BOS_HELP),
 ) -> None:
     """TruthfulQA MC1/MC2 on the held-out half of the questions."""
@@ -94,6 +105,7 @@ def truthfulqa_command(
     from ..eval.truthfulqa import evaluate_truthfulqa, load_truthfulqa
 
     check_setting(bos)
+    _check(model, allow_pickle, limit=limit, batch_size=batch_size)
     load_truthfulqa(data)  # fail on bad data before the (slower) model load
     loaded = _load(model, device, dtype, trust_remote_code)
     rule = resolve_bos(loaded.tokenizer, bos)

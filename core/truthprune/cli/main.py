@@ -1,36 +1,35 @@
-"""The ``truthprune`` command line.
+"""The ``truthprune`` command line: the console-script entry point and its error policy.
 
 Start-up stays light: typer, rich and the torch-free plugin registry only. Every command
 imports torch/transformers inside its body, so ``truthprune --help`` and ``truthprune plugins``
-answer quickly. A :class:`truthprune.UserError` becomes one line on stderr and exit code 2.
+answer quickly.
+
+Error policy (docs/reliability.md): a :class:`truthprune.UserError`, a usage error of the
+parser (bad value, unknown option) and a full disk each become ONE line on stderr and exit
+code 2, with no traceback. Ctrl-C, also during the start-up imports, prints one line and exits
+130 (128 + SIGINT, the shell convention), and no output is ever left half-written. Every output
+lock this process holds is released on the way out. Anything else that escapes is a bug and
+keeps its traceback.
+
+This module imports only the standard library at import time, so a Ctrl-C during start-up lands
+inside :func:`main`'s ``try`` instead of printing a KeyboardInterrupt traceback.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
+from typing import Any
 
-import typer
-
-from ..errors import UserError
-
-app = typer.Typer(
-    name="truthprune",
-    help="Prune LLMs without destroying their truth features, and measure it.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+_INTERRUPTED = "interrupted; no output was left half-written"
 
 
-@app.callback()
-def _root(
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-v info, -vv debug)."),
-) -> None:
-    """Prune LLMs without destroying their truth features, and measure it."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.getLogger().setLevel(level)
-    logging.getLogger("truthprune").setLevel(level if verbose else logging.INFO)
+def __getattr__(name: str) -> Any:
+    """``from .main import app`` (how every command module registers) without an eager import."""
+    if name == "app":
+        from .app import app
+
+        return app
+    raise AttributeError(name)
 
 
 def _register_builtin_commands() -> None:
@@ -39,29 +38,86 @@ def _register_builtin_commands() -> None:
 
 def _register_plugin_commands() -> None:
     from ..plugins import get_registry
+    from .app import app
 
     get_registry().add_commands(app)
 
 
-_INTERRUPTED = "interrupted; no output was left half-written"
+def _command_word(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _click_exceptions() -> tuple[type, type, type, type]:
+    try:
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+        from typer.exceptions import Abort
+    except ImportError:  # typer releases that use click itself
+        from click.exceptions import Abort, ClickException, NoArgsIsHelpError, UsageError
+    return ClickException, UsageError, NoArgsIsHelpError, Abort
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _fail(message: str, code: int = 2) -> None:
+    print(f"error: {_one_line(message)}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _run(argv: list[str]) -> int:
+    import logging
+
+    from ..envcheck import check_environment
+    from ..errors import UserError
+    from ..outputs import disk_full, install_interrupt_guard
+
+    ClickException, UsageError, NoArgsIsHelpError, Abort = _click_exceptions()
+    install_interrupt_guard()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        check_environment(_command_word(argv))
+        _register_builtin_commands()
+        _register_plugin_commands()
+        from .app import app
+
+        code = app(args=argv, prog_name="truthprune", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except NoArgsIsHelpError as exc:  # `truthprune` or `truthprune eval` alone: the help, as before
+        print(exc.format_message())
+        return 2
+    except UsageError as exc:  # one line instead of click's usage + boxed panel
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "truthprune"
+        _fail(f"{exc.format_message()}; see '{where} --help'")
+    except ClickException as exc:
+        _fail(exc.format_message(), getattr(exc, "exit_code", 1) or 1)
+    except Abort:
+        _fail("aborted (the input ended)", 1)
+    except UserError as err:
+        _fail(str(err))
+    except OSError as err:
+        if not disk_full(err):
+            raise
+        _fail(f"no space left on the device ({err.filename or err}); free some space and rerun: no output was "
+              "left half-written")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    """Console-script entry point; always ends with SystemExit."""
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        _register_builtin_commands()
-        _register_plugin_commands()
-        app(args=argv, standalone_mode=True)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        code = _run(args)
     except KeyboardInterrupt:
+        code = 130
+    finally:
+        try:
+            from ..outputs import release_all
+
+            release_all()
+        except KeyboardInterrupt:
+            pass
+    if code == 130:  # typer turns Ctrl-C inside a command into exit code 130
         print(_INTERRUPTED, file=sys.stderr)
-        sys.exit(130)
-    except SystemExit as exc:
-        if exc.code == 130:  # typer turns Ctrl-C inside a command into a silent exit 130
-            print(_INTERRUPTED, file=sys.stderr)
-        raise
-
-
+    sys.exit(code)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -111,22 +110,34 @@ def probe_command(
     dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the activation cache."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    wait: bool = typer.Option(False, "--wait", help="If another process is writing the same --out, wait for it."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept a pickle-only (.bin) checkpoint you trust."),
+    strict: bool = typer.Option(False, "--strict", help="A misaligned X/neg_X pair is an error instead of skipped."),
 ) -> None:
     """Train a truth probe on every decoder layer: held-out and cross-topic accuracy, separation."""
     from ..config import parse_options
+    from ..models.formats import check_model_spec
+    from ..outputs import atomic_file, check_writable, prepare_output, resolve_target
     from ..probing.protocol import probe_factory, run_probe_protocol
     from ..probing.runner import extract_statement_sets, load_truth_sets
+
     from ..bos import check_setting, resolve_bos
 
     bos = "never" if no_bos else check_setting(bos)
-
+    check_model_spec(model, allow_pickle=allow_pickle)
+    if plot:
+        check_writable(resolve_target(plot, "--plot"), "--plot")
     options = parse_options(probe_opt, "--probe-opt")
     probe_factory(probe, options)  # unknown probe / bad option: fail before loading the model
     layer_list = parse_layers(layers)
     gen_layers = _gen_layers(generalization_layers)
     sets, source = load_truth_sets(
-        truth_data, _split_names(datasets), seed=seed, duplicates="keep" if allow_duplicates else "consistent"
+        truth_data, _split_names(datasets), seed=seed, duplicates="keep" if allow_duplicates else "consistent",
+        strict=strict or None,
     )
+    if out:  # checked and locked now: an unwritable or existing --out fails before the extraction
+        prepare_output(out, overwrite, wait=wait, kind="file", what="--out")
     typer.echo(f"data: {source}: {', '.join(f'{s.name} ({len(s)})' for s in sets)}", err=True)
     from .. import load_model
     from ..activations import resolve_layers
@@ -172,8 +183,8 @@ def probe_command(
     )
     _print_table(result, source)
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2))
+        with atomic_file(out, overwrite=overwrite, what="--out") as tmp:
+            tmp.write_text(json.dumps(result, indent=2))
         typer.echo(f"wrote {out}", err=True)
     if plot:
         from ..probing.plots import plot_protocol

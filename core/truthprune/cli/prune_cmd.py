@@ -36,7 +36,7 @@ _SHARED = (
     "config", "model", "device", "dtype", "trust_remote_code", "pruner", "allocator", "sparsity", "nm", "variant",
     "importance", "mlp_ratio",
     "owl_m", "owl_lambda", "swl_scale", "tplo_pivot", "pruner_opt", "allocator_opt", "calibration", "calibration_opt",
-    "nsamples", "seqlen", "batch_size", "seed", "truth_data", "truth_datasets", "chat_template",
+    "nsamples", "seqlen", "batch_size", "seed", "truth_data", "truth_datasets", "chat_template", "allow_pickle",
     "bos", "targets", "ignore",
     "quantizer", "bits", "group_size", "quantizer_opt",
 )
@@ -55,6 +55,7 @@ def _prune_options(func):
     params += [
         _option("save", typer.Option(None, "--save", help="Directory for the pruned checkpoint (required; written atomically)."), Optional[str]),
         _option("overwrite", typer.Option(False, "--overwrite", help="Replace an existing --save directory."), bool),
+        _option("wait", typer.Option(False, "--wait", help="If another process is writing the same --save, wait for it instead of failing."), bool),
         _option("offload", typer.Option(False, "--offload", help="Keep the weights on disk; one decoder layer in memory at a time (local safetensors checkpoint or smollm2-135m)."), bool),
         _option("activations_dir", typer.Option(None, "--activations-dir", help="Memory-map calibration activations from files in this existing directory instead of RAM."), Optional[str]),
         _option("quiet", typer.Option(False, "--quiet", "-q", help="No progress bars."), bool),
@@ -79,8 +80,8 @@ def _plan(flags: dict[str, Any]):
     cfg = build_config(config_file, overrides)
     if not cfg.save:
         raise UserError("truthprune prune needs --save DIR (where the pruned checkpoint is written)")
-    cfg = cfg.model_copy(update={"out": cfg.save})  # plan_run checks --out; prune writes no report
-    return plan_run(cfg)
+    cfg = cfg.model_copy(update={"out": cfg.save})  # prune writes no report: plan_run checks and locks --save only
+    return plan_run(cfg, report=False)
 
 
 def _check_offload(plan) -> str:

@@ -47,10 +47,12 @@ def compare_command(
 
     if len(runs) < 2:
         raise UserError("compare needs at least two run directories, e.g. truthprune compare runs/a runs/b")
-    if out is not None:
-        from ..outputs import check_target
+    if out is not None:  # plan time: writable, not one of the runs, locked until written
+        from ..outputs import check_disjoint, prepare_output
 
-        check_target(out, overwrite)
+        for run in runs:
+            check_disjoint(out, "--out", run, "run directory")
+        prepare_output(out, overwrite, what="--out")
     table, written = run_compare(runs, out, overwrite)
     _console().print(table)
     if written is not None:

@@ -124,6 +124,8 @@ def _run_options(func):
         inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--out", help="Report directory (default runs/latest)."), annotation=Optional[str]),
         inspect.Parameter("save", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--save", help="Also save the pruned model (safetensors) here."), annotation=Optional[str]),
         inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--overwrite", help="Replace existing --out/--save directories."), annotation=bool),
+        inspect.Parameter("wait", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--wait", help="If another process is writing the same --out/--save, wait for it instead of failing."), annotation=bool),
+        inspect.Parameter("allow_pickle", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--allow-pickle", help="Accept a pickle-only (.bin) checkpoint; pickles can run code, so only for files you trust."), annotation=bool),
         inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--quiet", "-q", help="No progress bars."), annotation=bool),
     ]
     wrapper.__signature__ = inspect.Signature(params)

@@ -92,10 +92,9 @@ def eval_text(spec: str) -> tuple[str, str]:
         return "\n\n".join(parts), f"pydoc held-out half: {len(parts)} reference-manual topics of Python {py}"
     p = Path(spec).expanduser()
     if p.is_file():
-        try:
-            raw = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise UserError(f"evaluation file {spec!r} is not UTF-8 text; pass a plain .txt file") from None
+        from ..textio import read_text_file
+
+        raw = read_text_file(p, "evaluation file", "pass a plain UTF-8 .txt file")
         if not raw.strip():
             raise UserError(f"evaluation file {spec!r} is empty; pass a file with some text")
         return "\n\n".join(wikitext_rows(raw)), f"{p.name}: rows joined with blank lines"

@@ -22,7 +22,6 @@ seeded permutation, requests are scored in a fixed order, and there is no sampli
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from collections.abc import Sequence
@@ -108,15 +107,17 @@ def read_truthfulqa_csv(path: str | Path) -> list[TruthfulQAItem]:
     p = Path(path).expanduser()
     if not p.is_file():
         raise UserError(f"TruthfulQA file {str(p)!r} does not exist; pass the original TruthfulQA.csv")
-    with p.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UserError(f"{p}: missing column(s) {', '.join(missing)}; expected the original TruthfulQA.csv format")
-        items = [
-            _item(r["Question"], r["Best Answer"], split_answers(r["Correct Answers"]), split_answers(r["Incorrect Answers"]))
-            for r in reader
-        ]
+    from ..textio import csv_dict_rows
+
+    header, reader = csv_dict_rows(p, "TruthfulQA file", "pass the original TruthfulQA.csv")
+    missing = [c for c in CSV_COLUMNS if c not in header]
+    if missing:
+        raise UserError(f"{p}: missing column(s) {', '.join(missing)}; expected the original TruthfulQA.csv format")
+    items = [
+        _item(r.get("Question", ""), r.get("Best Answer", ""), split_answers(r.get("Correct Answers", "")),
+              split_answers(r.get("Incorrect Answers", "")))
+        for r in reader
+    ]
     items = [it for it in items if it.question and it.best and it.incorrect]
     if not items:
         raise UserError(f"{p} has no usable questions (each needs a question, a best answer and incorrect answers)")

@@ -28,13 +28,63 @@ def default_dataset_names(directory: str | Path) -> list[str]:
     return names or stems
 
 
+_LOADED: dict[tuple, tuple[list[StatementSet], str]] = {}  # plan time loads, the run reuses
+
+
+def strict_mode() -> bool:
+    """TRUTHPRUNE_STRICT=1: a malformed statement pair is an error instead of a skipped pair."""
+    import os
+
+    return os.environ.get("TRUTHPRUNE_STRICT", "").strip().lower() in {"1", "true", "yes"}
+
+
+def drop_misaligned_pairs(sets: list[StatementSet], strict: bool = False) -> list[StatementSet]:
+    """Skip (with a warning naming it) every X/neg_X pair whose rows do not align; strict: refuse.
+
+    Why here: the check used to run after the whole activation extraction."""
+    from ..truth.datasets import default_topic_pairs
+
+    by_name = {s.name: s for s in sets}
+    bad: set[str] = set()
+    for pair in default_topic_pairs([s.name for s in sets]):
+        if pair.negated is None:
+            continue
+        a, b = by_name[pair.affirmative], by_name[pair.negated]
+        if len(a) != len(b):
+            msg = f"topic pair {a.name}:{b.name} has {len(a)} vs {len(b)} rows; negated twins must be row-aligned"
+            if strict:
+                raise UserError(f"{msg}: fix the files or drop the pair (strict mode)")
+            log.warning("skipping %s and %s: %s", a.name, b.name, msg)
+            bad.update((a.name, b.name))
+    kept = [s for s in sets if s.name not in bad]
+    if not kept:
+        raise UserError("every statement set was skipped as a malformed pair; fix the files or choose other --datasets")
+    return kept
+
+
 def load_truth_sets(
     truth_data: str | Path | None,
     datasets: Sequence[str] | None = None,
     seed: int = 0,
     duplicates: str = "consistent",
+    strict: bool | None = None,
 ) -> tuple[list[StatementSet], str]:
-    """(sets, description): the named CSVs of ``truth_data``, or the offline generated sets."""
+    """(sets, description): the named CSVs of ``truth_data``, or the offline generated sets.
+
+    Malformed X/neg_X pairs are skipped with a warning (refused when ``strict`` or
+    TRUTHPRUNE_STRICT=1). Memoised on the files' sizes and times, so a plan-time load is reused."""
+    strict = strict_mode() if strict is None else strict
+    files = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(truth_data).glob("*.csv"))) \
+        if truth_data is not None and Path(truth_data).is_dir() else ()
+    key = (str(truth_data), tuple(datasets) if datasets else None, seed, duplicates, strict, files)
+    if key not in _LOADED:
+        sets, description = _load_truth_sets(truth_data, datasets, seed, duplicates)
+        _LOADED[key] = (drop_misaligned_pairs(sets, strict), description)
+    sets, description = _LOADED[key]
+    return list(sets), description
+
+
+def _load_truth_sets(truth_data, datasets, seed: int, duplicates: str) -> tuple[list[StatementSet], str]:
     if truth_data is None:
         from ..truth.generate import data_versions, generate_statement_sets
 

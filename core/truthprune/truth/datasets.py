@@ -19,7 +19,6 @@ published ``*_disj`` and ``counterfact`` files have such rows); ``"error"`` reje
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import re
@@ -133,34 +132,28 @@ def load_statement_csv(
     path: str | Path, name: str | None = None, polarity: int | None = None, duplicates: str = "consistent"
 ) -> StatementSet:
     """Read one TiU-format CSV (``statement,label[,...]``) into a validated :class:`StatementSet`."""
+    from ..textio import csv_dict_rows, finite_label
+
     p = Path(path)
     if not p.is_file():
         raise UserError(f"statement file {str(p)!r} does not exist")
-    with p.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if missing:
-            raise UserError(
-                f"{p}: missing column(s) {', '.join(missing)}; the header must contain 'statement,label' "
-                f"(found: {', '.join(columns) or 'no header'})"
-            )
-        reader.fieldnames = columns
-        statements: list[str] = []
-        labels: list[int] = []
-        extra: dict[str, list[str]] = {c: [] for c in columns if c not in REQUIRED_COLUMNS}
-        for i, row in enumerate(reader):
-            raw = (row.get("label") or "").strip()
-            try:
-                value = float(raw)
-                if value != int(value):
-                    raise ValueError
-            except ValueError:
-                raise UserError(f"{p}: row {i + 2}: label {raw!r} is not 0 or 1 (1 = true, 0 = false)") from None
-            statements.append((row.get("statement") or "").strip())
-            labels.append(int(value))
-            for c in extra:
-                extra[c].append(row.get(c) or "")
+    columns, reader = csv_dict_rows(p, "statement file", "pass a UTF-8 CSV with the header 'statement,label'")
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise UserError(
+            f"{p}: missing column(s) {', '.join(missing)}; the header must contain 'statement,label' "
+            f"(found: {', '.join(columns) or 'no header'})"
+        )
+    statements: list[str] = []
+    labels: list[int] = []
+    extra: dict[str, list[str]] = {c: [] for c in columns if c not in REQUIRED_COLUMNS}
+    for i, row in enumerate(reader):
+        raw = (row.get("label") or "").strip()
+        value = finite_label(raw, f"{p}: row {i + 2}")
+        statements.append((row.get("statement") or "").strip())
+        labels.append(int(value))
+        for c in extra:
+            extra[c].append(row.get(c) or "")
     set_name = name or p.stem
     labels_arr = np.asarray(labels, dtype=np.int64)
     repeats = validate_statements(set_name, statements, labels_arr, where=str(p), duplicates=duplicates)
@@ -186,8 +179,8 @@ def load_statement_dir(
     available = sorted(p.stem for p in d.glob("*.csv"))
     if names is None:
         names = available
-        if not names:
-            raise UserError(f"{d} contains no .csv statement files")
+    if not names or not available:
+        raise UserError(f"{d} contains no .csv statement files; pass --truth-data DIR with TiU CSV files (statement,label)")
     missing = [n for n in names if n not in available]
     if missing:
         raise UserError(

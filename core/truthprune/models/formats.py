@@ -1,0 +1,245 @@
+"""Plan-time check of a ``--model`` argument: the format, the architecture and the weights.
+
+Why here and not in the loader: a BERT directory used to *pass* ``eval ppl`` and ``prune``
+(transformers maps ``bert`` to a causal-LM head), a random-bytes ``model.safetensors`` or a
+truncated ``.gguf`` ended in a traceback after minutes of start-up, and a pickle-only
+``pytorch_model.bin`` was accepted although the promise is "safetensors only". Everything here
+reads headers and JSON only (no torch, no transformers), so it runs in milliseconds before any
+work, and every refusal is one :class:`UserError` line naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+
+# model families that are encoders (masked LM) or encoder-decoders: not prunable as decoder-only
+ENCODER_TYPES = frozenset({
+    "albert", "bart", "bert", "big_bird", "bigbird_pegasus", "camembert", "canine", "convbert", "data2vec-text",
+    "deberta", "deberta-v2", "distilbert", "electra", "ernie", "esm", "flaubert", "fnet", "funnel", "ibert",
+    "layoutlm", "longformer", "luke", "marian", "mbart", "megatron-bert", "mobilebert", "modernbert", "mpnet", "mra",
+    "mt5", "mvp", "nezha", "nystromformer", "pegasus", "plbart", "prophetnet", "rembert", "roberta",
+    "roberta-prelayernorm", "roc_bert", "roformer", "squeezebert", "switch_transformers", "t5", "umt5", "whisper",
+    "xlm", "xlm-roberta", "xlm-roberta-xl", "xmod", "yoso",
+})
+_CAUSAL_HEAD = re.compile(r"(ForCausalLM|LMHeadModel|ForConditionalGeneration)$")
+_HEADER_LIMIT = 100_000_000  # a safetensors JSON header larger than this is corrupt
+_FIX_DIR = "point --model at a directory written by save_pretrained (config.json + model.safetensors)"
+
+
+def _read_json(path: Path, what: str) -> Any:
+    from ..textio import read_json_file
+
+    return read_json_file(path, what)
+
+
+# ----------------------------------------------------------------------------- config.json
+
+
+def check_config(config: Any, where: str) -> None:
+    """Refuse configs that are not decoder-only causal language models."""
+    if not isinstance(config, dict):
+        raise UserError(f"{where} is not a JSON object; {_FIX_DIR}")
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise UserError(f"{where} has no model_type; {_FIX_DIR}")
+    archs = config.get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise UserError(f"{where}: 'architectures' must be a list of class names")
+    arch = f" ({', '.join(archs)})" if archs else ""
+    if config.get("is_encoder_decoder") or model_type in ENCODER_TYPES:
+        kind = "an encoder-decoder" if config.get("is_encoder_decoder") else "an encoder (masked language model)"
+        raise UserError(f"{where}: model_type {model_type!r}{arch} is {kind}; truthprune prunes decoder-only causal "
+                        "language models (Llama, Mistral, Qwen2, Gemma, ...)")
+    bad = [a for a in archs if not _CAUSAL_HEAD.search(a)]
+    if bad:
+        raise UserError(f"{where}: architecture {bad[0]!r} is not a causal language model (no LM head); save the "
+                        "model with its ...ForCausalLM class, or pass a decoder-only causal LM")
+
+
+# ----------------------------------------------------------------------------- weight files
+
+
+def check_safetensors(path: Path) -> None:
+    """Header length, JSON header and every tensor's byte range inside the file; no tensor is read."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n <= 1 or n > min(_HEADER_LIMIT, size - 8):
+                raise ValueError("the header length is impossible")
+            header = json.loads(fh.read(n).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"{str(path)!r} is not a valid safetensors file ({err}); it is corrupt or truncated: "
+                        "re-download or re-save the checkpoint") from None
+    except OSError as err:
+        raise UserError(f"cannot read {str(path)!r}: {err.strerror or err}") from None
+    if not isinstance(header, dict):
+        raise UserError(f"{str(path)!r} is not a valid safetensors file (its header is not an object); re-save it")
+    data = size - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1]):
+            raise UserError(f"{str(path)!r}: tensor {name!r} has no valid data_offsets; the file is corrupt, re-save it")
+        if offsets[1] > data:
+            raise UserError(f"{str(path)!r} is truncated: tensor {name!r} ends at byte {offsets[1]} of a {data}-byte "
+                            "data section; re-download or re-save the checkpoint")
+
+
+def check_safetensors_index(index: Path) -> list[Path]:
+    """The sharded checkpoint index: JSON, a weight_map of names to existing shard files."""
+    data = _read_json(index, "checkpoint index")
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+        raise UserError(f"{str(index)!r} has no weight_map of tensor names to shard files; re-save the checkpoint")
+    shards = []
+    for shard in sorted(set(weight_map.values())):
+        p = index.parent / shard
+        if Path(shard).is_absolute() or ".." in Path(shard).parts or not p.is_file():
+            raise UserError(f"{str(index)!r} names the shard {shard!r}, which is not a file beside it; re-save the checkpoint")
+        shards.append(p)
+    return shards
+
+
+def check_gguf(path: Path) -> None:
+    """The GGUF magic, version, metadata and tensor table, and that the data is not truncated."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as err:
+        raise UserError(f"cannot read GGUF file {str(path)!r}: {err.strerror or err}") from None
+    if magic != b"GGUF":
+        raise UserError(f"{str(path)!r} is not a GGUF file (no GGUF magic number); pass a .gguf model file")
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(path))
+        end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
+    except Exception as err:  # the reader raises struct.error, ValueError, IndexError... on corrupt input
+        raise UserError(f"{str(path)!r} is a corrupt or truncated GGUF file ({type(err).__name__}); "
+                        "re-download it") from None
+    if not reader.tensors or end > path.stat().st_size:
+        raise UserError(f"{str(path)!r} is a truncated GGUF file (its tensors end past the file); re-download it")
+    arch = reader.fields.get("general.architecture")
+    if arch is not None:
+        try:
+            name = bytes(arch.parts[arch.data[0]]).decode("utf-8", "replace")
+        except (IndexError, TypeError):
+            name = ""
+        if name in ENCODER_TYPES:
+            raise UserError(f"{str(path)!r} holds a {name!r} model, an encoder; truthprune prunes decoder-only causal LMs")
+
+
+def check_weights(directory: Path, allow_pickle: bool) -> None:
+    """safetensors (single or sharded) are checked; pickle-only checkpoints need --allow-pickle."""
+    index, single = directory / "model.safetensors.index.json", directory / "model.safetensors"
+    if index.is_file():
+        for shard in check_safetensors_index(index):
+            check_safetensors(shard)
+        return
+    if single.is_file():
+        check_safetensors(single)
+        return
+    shards = sorted(directory.glob("*.safetensors"))
+    if shards:
+        for shard in shards:
+            check_safetensors(shard)
+        return
+    pickles = sorted(p.name for p in directory.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")
+                     or p.name == "pytorch_model.bin.index.json")
+    if pickles and not allow_pickle:
+        raise UserError(f"model directory {str(directory)!r} has only pickle weights ({pickles[0]}): loading a pickle can "
+                        "run code from the file, so truthprune reads safetensors only; convert it, or pass --allow-pickle "
+                        "if you trust the file")
+    if not pickles:
+        raise UserError(f"model directory {str(directory)!r} has no weights (model.safetensors); {_FIX_DIR}")
+
+
+# ----------------------------------------------------------------------------- hub ids
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"}
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = re.sub(r"^https?://", "", endpoint).split("/")[0].split(":")[0]
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _cached_hub_file(repo: str, filename: str) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        hit = try_to_load_from_cache(repo, filename)
+    except Exception:  # an id the hub library rejects: the caller reports it
+        return None
+    return Path(hit) if isinstance(hit, str) else None
+
+
+def check_hub_id(spec: str) -> None:
+    """Fail fast and quietly for a hub id that cannot be fetched; check a cached config."""
+    if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?", spec) or ".." in spec:
+        raise UserError(f"--model {spec!r} is not an existing path, a .gguf file or a Hugging Face hub id; "
+                        "pass a model directory, a .gguf file or 'smollm2-135m'")
+    cached = _cached_hub_file(spec, "config.json")
+    if cached is not None:
+        check_config(_read_json(cached, "model config"), f"config.json of {spec!r}")
+        return
+    if _hub_offline():
+        raise UserError(f"--model {spec!r} is a hub id that is not in the local cache, and the hub is switched off "
+                        "(HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE); download it first or pass a local directory")
+    if not _hub_reachable():
+        raise UserError(f"--model {spec!r} is a hub id, but the Hugging Face hub cannot be reached and the model is not "
+                        "cached; connect to the network, or pass a local directory, a .gguf file or 'smollm2-135m'")
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def check_model_spec(spec: str, allow_pickle: bool = False) -> str:
+    """Check ``--model`` before anything loads; returns its kind (embedded, gguf, local, hub)."""
+    from .loading import EMBEDDED_MODELS
+
+    if not isinstance(spec, str) or not spec.strip():
+        raise UserError("--model is empty; pass smollm2-135m, a model directory, a .gguf file or a hub id")
+    if spec in EMBEDDED_MODELS:
+        return "embedded"
+    p = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not p.is_file():
+            raise UserError(f"GGUF file {spec!r} does not exist")
+        check_gguf(p)
+        return "gguf"
+    if p.is_dir():
+        cfg = p / "config.json"
+        if not cfg.is_file():
+            raise UserError(f"model directory {spec!r} has no config.json; {_FIX_DIR}")
+        check_config(_read_json(cfg, "model config"), f"{str(cfg)!r}")
+        check_weights(p, allow_pickle)
+        return "local"
+    if p.exists():
+        raise UserError(f"--model {spec!r} is a file but not a .gguf; pass a model directory, a .gguf file or a hub id")
+    if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
+        raise UserError(f"--model {spec!r} does not exist; pass an existing model directory, a .gguf file or a hub id")
+    check_hub_id(spec)
+    return "hub"

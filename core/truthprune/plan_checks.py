@@ -1,0 +1,75 @@
+"""Plan-time checks of a ``run``/``prune``/``sweep`` configuration that plugins cannot make.
+
+Why a module of its own: each of these used to fail only after the work (a misaligned negated
+twin after ten minutes of extraction, ``--out existing_file/sub`` after the evaluation) or with
+a traceback (``[calibration_options] text = 5``, a corrupt checkpoint). :func:`check_run_config`
+runs first in :func:`truthprune.pipeline.plan_run`; :func:`claim_run_outputs` runs last, so
+nothing is locked or created for a plan that fails.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+
+def check_calibration_options(config: Any) -> None:
+    """``[calibration_options.<source>]`` must be a table for every source named."""
+    opts = config.calibration_options
+    for name in config.calibration:
+        if name in opts and not isinstance(opts[name], dict):
+            raise UserError(
+                f"calibration_options.{name} = {opts[name]!r}: options of the source {name!r} must be a table, "
+                f"e.g. [calibration_options.{name}] path = \"FILE\" (or --calibration-opt {name}.path=FILE)"
+            )
+
+
+def check_run_config(config: Any) -> None:
+    """Config-shape and model checks; nothing is loaded, locked or created."""
+    from .envcheck import check_distributed
+    from .models.formats import check_model_spec
+
+    check_calibration_options(config)
+    check_distributed()
+    check_model_spec(config.model, allow_pickle=bool(getattr(config, "allow_pickle", False)))
+
+
+def check_truth_sets(config: Any, allocator: Any) -> None:
+    """Load (and memoise) the statement sets a run will use, so their errors show now."""
+    if "probe" not in config.eval and not getattr(allocator, "needs_truth_profile", False):
+        return
+    from .probing.runner import load_truth_sets
+
+    load_truth_sets(config.truth_data, config.truth_datasets, seed=config.seed)
+
+
+def _rank() -> int:
+    try:
+        return int(os.environ.get("RANK", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def claim_run_outputs(config: Any, allocator: Any, report: bool = True) -> list[Path]:
+    """Truth sets, then --out/--save: disjoint, writable, locked (rank 0 only under torchrun)."""
+    from .outputs import check_disjoint, check_target, prepare_output
+
+    check_truth_sets(config, allocator)
+    wait = bool(getattr(config, "wait", False))
+    targets = []
+    if report:
+        check_disjoint(config.out, "--out", config.save, "--save")
+        targets.append((config.out, "--out"))
+    if config.save:
+        targets.append((config.save, "--save"))
+    if _rank() > 0:  # only rank 0 writes; the others check and move on
+        for target, flag in targets:
+            check_target(target, config.overwrite, what=flag)
+        return []
+    claimed: list[Path] = []
+    for target, flag in targets:
+        claimed.append(prepare_output(target, config.overwrite, wait=wait, what=flag))
+    return claimed
