@@ -4,6 +4,8 @@ Uses quantizers written here, so it does not depend on the truthprune-quant plug
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -109,6 +111,22 @@ def test_describe_line():
     assert describe_line({"method": "gptq", "bits": 4, "group_size": 128, "symmetric": False, "act_order": True,
                           "layer_weight_change": []}) == "gptq 4-bit, group 128, asymmetric (act_order=True)"
     assert describe_line({"method": "rtn", "bits": 8, "group_size": 0, "symmetric": True}) == "rtn 8-bit, per channel, symmetric"
+
+
+def test_compare_adds_a_quantization_column_only_when_a_run_quantized():
+    from truthprune.compare import Run, summary
+    from truthprune.quantization import short_label
+
+    def report(quant):
+        return {"config": {"sparsity": 0.5, "seed": 0}, "dense": {"ppl": {"ppl": 10.0}}, "pruned": {"ppl": {"ppl": 12.0}},
+                "pruning": {"pruner": "wanda", "allocator": "uniform", "overall": 0.5, **({"quantization": quant} if quant else {})}}
+
+    gptq = {"method": "gptq", "bits": 4, "group_size": 128}
+    assert short_label(gptq) == "gptq 4-bit g128" and short_label({"method": "rtn", "bits": 8, "group_size": 0}) == "rtn 8-bit per-channel"
+    header, rows, records = summary([Run("a", Path("a"), report(gptq)), Run("b", Path("b"), report(None))])
+    col = header.index("quantization")
+    assert [row[col] for row in rows] == ["-", "gptq 4-bit g128", "-"] and records[1]["quantization"] == "gptq 4-bit g128"
+    assert "quantization" not in summary([Run("b", Path("b"), report(None))])[0]
 
 
 def test_quantizer_options_without_quantizer_fail_at_plan_time():

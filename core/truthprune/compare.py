@@ -134,11 +134,15 @@ def summary(runs: Sequence[Run]) -> tuple[list[str], list[list[str]], list[dict[
     reports = [run.report for run in runs]
     metrics = [c for c in METRICS if any(_get(r, role, *c.path) is not None for r in reports for role in ("dense", "pruned"))]
     seeds = {_cfg("seed")(r) for r in reports}
-    header = ["run", "pruner", "allocator", "target", "sparsity"] + (["seed"] if len(seeds) > 1 else []) + [c.header for c in metrics]
+    from .quantization import short_label
+
+    quant = any(r["pruning"].get("quantization") for r in reports)  # a column only when some run quantized
+    header = (["run", "pruner", "allocator", "target", "sparsity"] + (["seed"] if len(seeds) > 1 else [])
+              + (["quantization"] if quant else []) + [c.header for c in metrics])
     rows: list[list[str]] = []
     records: list[dict[str, Any]] = []
 
-    dense_row = ["dense", "-", "-", "0", "0"] + (["-"] if len(seeds) > 1 else [])
+    dense_row = ["dense", "-", "-", "0", "0"] + (["-"] if len(seeds) > 1 else []) + (["-"] if quant else [])
     dense_rec: dict[str, Any] = {"run": "dense"}
     for c in metrics:
         values = {_shown(_get(r, "dense", *c.path)) for r in reports}
@@ -154,8 +158,12 @@ def summary(runs: Sequence[Run]) -> tuple[list[str], list[list[str]], list[dict[
         row = [label, str(pr["pruner"]), str(pr["allocator"]), _num(_cfg("sparsity")(r), 2), _num(pr["overall"], 4)]
         if len(seeds) > 1:
             row.append(str(_cfg("seed")(r)))
+        if quant:
+            row.append(short_label(pr.get("quantization")))
         rec: dict[str, Any] = {"run": label, "pruner": pr["pruner"], "allocator": pr["allocator"],
                                "target": _cfg("sparsity")(r), "sparsity": pr["overall"], "seed": _cfg("seed")(r)}
+        if quant:
+            rec["quantization"] = short_label(pr.get("quantization"))
         for c in metrics:
             value = _get(r, "pruned", *c.path)
             row.append(_num(value, c.digits))

@@ -177,3 +177,12 @@ def describe_line(desc: dict[str, Any] | None) -> str:
     skip = {"method", "bits", "group_size", "symmetric", "layer_weight_change", "linears", "file", "format"}
     rest = ", ".join(f"{k}={v}" for k, v in desc.items() if k not in skip)
     return ", ".join(parts) + (f" ({rest})" if rest else "")
+
+
+def short_label(desc: dict[str, Any] | None) -> str:
+    """A table cell: "gptq 4-bit g128", "rtn 8-bit per-channel", "-" when not quantized."""
+    if not desc:
+        return "-"
+    group = desc.get("group_size")
+    tail = "" if group is None else (" per-channel" if not group else f" g{group}")
+    return f"{desc.get('method', '?')} {desc.get('bits', '?')}-bit{tail}"
