@@ -69,6 +69,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("truth statements (--truth-data)", _cfg("truth_data"), _has_eval("probe")),
     Setting("truth datasets (--truth-datasets)", _cfg("truth_datasets"), _has_eval("probe")),
     Setting("chat template (--chat-template)", _cfg("chat_template"), _has_eval("probe")),
+    Setting("truthfulness items (truthfulness_limit)", _cfg("truthfulness_limit"), _has_eval("truthfulness")),
+    Setting("truthfulness statements (--truth-data)", _cfg("truth_data"), _has_eval("truthfulness")),
+    Setting("truthfulness TruthfulQA (--truthfulqa-data)", _cfg("truthfulqa_data"), _has_eval("truthfulness")),
 )
 
 
@@ -116,6 +119,10 @@ METRICS: tuple[Column, ...] = (
     Column("transfer", ("probe", "transfer_accuracy")),
     Column("MC1", ("truthfulqa", "mc1")),
     Column("MC2", ("truthfulqa", "mc2")),
+    Column("neutral acc", ("truthfulness", "accuracy", "neutral", "all")),
+    Column("deceptive acc", ("truthfulness", "accuracy", "deceptive", "all")),
+    Column("flip rate", ("truthfulness", "flip", "deceptive", "all", "rate")),
+    Column("knows-says-false", ("truthfulness", "knows_but_says_false", "deceptive", "all")),
 )
 
 

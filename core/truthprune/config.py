@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import UserError
 from .models.adapter import DEFAULT_IGNORE, DEFAULT_TARGETS
 
-EVALS = ("ppl", "probe", "truthfulqa")
+EVALS = ("ppl", "probe", "truthfulqa", "truthfulness")
 
 
 class RunConfig(BaseModel):
@@ -50,6 +50,7 @@ class RunConfig(BaseModel):
     ppl_max_windows: int | None = Field(None, ge=1)  # None: every window (pydoc: first 32, eval.perplexity.DEFAULT_MAX_WINDOWS)
     truthfulqa_data: str | None = None
     truthfulqa_limit: int | None = Field(None, ge=1)
+    truthfulness_limit: int = Field(200, ge=2)  # --eval truthfulness: items per dimension (balanced, seeded sample)
     lm_eval_tasks: list[str] = Field(default_factory=list)  # lm-eval harness tasks (needs truthprune[lmeval])
     lm_eval_limit: int | None = Field(None, ge=1)  # examples per task (quick runs; lm-eval's --limit)
     lm_eval_fewshot: int | None = Field(None, ge=0)  # None: each task's own default

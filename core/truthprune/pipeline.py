@@ -77,6 +77,10 @@ def plan_run(config: RunConfig, report: bool = True) -> RunPlan:
         raise UserError(f"--nm gives every layer the same N:M pattern; it cannot be combined with allocator {allocator.name!r}")
     if config.truth_data is not None and not Path(config.truth_data).is_dir():
         raise UserError(f"--truth-data {config.truth_data!r} is not a directory of true/false statement CSVs")
+    if "truthfulness" in config.eval:
+        from .run_truthfulness import check as check_truthfulness
+
+        check_truthfulness(config)
     from .interfaces import CalibrationContext
 
     pruner.check(CalibrationContext(tokenizer=None, seed=config.seed, truth_data=config.truth_data, chat_template=config.chat_template))

@@ -22,7 +22,8 @@ SEPARATION_PNG = "truth_separation.png"
 DIAGNOSTICS_PNG = "diagnostics.png"
 COMPARE_PNG = "compare.png"
 # every file report_plots may write (``truthprune report`` drops stale ones before re-rendering)
-REPORT_PLOT_FILES = (SPARSITY_PNG, PROBE_PNG, SEPARATION_PNG, DIAGNOSTICS_PNG)
+TRUTHFULNESS_PNG = "truthfulness_pca.png"  # eval/truthfulness_plots.py
+REPORT_PLOT_FILES = (SPARSITY_PNG, PROBE_PNG, SEPARATION_PNG, DIAGNOSTICS_PNG, TRUTHFULNESS_PNG)
 
 _DPI = 110
 
@@ -208,7 +209,13 @@ def plot_diagnostics(report: Mapping[str, Any], out_dir: Path) -> str | None:
     return _save(fig, out_dir, DIAGNOSTICS_PNG)
 
 
-REPORT_PLOTS = (plot_sparsity, plot_probe_accuracy, plot_separation, plot_diagnostics)
+def plot_truthfulness(report: Mapping[str, Any], out_dir: Path) -> str | None:
+    from .eval.truthfulness_plots import plot_truthfulness_pca
+
+    return plot_truthfulness_pca(report, out_dir)
+
+
+REPORT_PLOTS = (plot_sparsity, plot_probe_accuracy, plot_separation, plot_diagnostics, plot_truthfulness)
 
 
 def report_plots(report: Mapping[str, Any], out_dir: str | Path) -> list[str]:

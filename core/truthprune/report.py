@@ -40,6 +40,9 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         if key in probe_d or key in probe_p:
             rows.append((label, _fmt(probe_d.get(key)), _fmt(probe_p.get(key))))
     rows += lm_eval_rows(report)
+    from .run_truthfulness import summary_rows as truthfulness_rows
+
+    rows += truthfulness_rows(report)
     rows.append(("sparsity (overall)", "0", _fmt(report["pruning"]["overall"], 4)))
     if report["pruning"].get("quantization"):  # method, bits, group size, grid of a --quantizer run
         from .quantization import describe_line
@@ -161,6 +164,9 @@ def render_markdown(report: dict[str, Any]) -> str:
                       "the in-memory model through lm-eval's HFLM."]
     for note in lm_eval_notes(report):
         lines += ["", f"lm-eval: {note}"]
+    from .run_truthfulness import section as truthfulness_section
+
+    lines += [""] + truthfulness_section(report)
     lines += ["", "## Per layer", ""]
     cols = per_layer_columns(report)
     lines += ["| layer | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]

@@ -159,6 +159,10 @@ def evaluate(plan, loaded: LoadedModel, fingerprint: str, role: str, dense: dict
     if "truthfulqa" in cfg.eval:
         out["truthfulqa"] = eval_truthfulqa(cfg, loaded, fingerprint)
         log.info("%s TruthfulQA MC1 %.3f MC2 %.3f", role, out["truthfulqa"]["mc1"], out["truthfulqa"]["mc2"])
+    if "truthfulness" in cfg.eval:
+        from .run_truthfulness import truthfulness_stage
+
+        out["truthfulness"] = truthfulness_stage(plan, loaded, role, dense)
     if "probe" in cfg.eval:
         from .run_truth import probe_stage
 
