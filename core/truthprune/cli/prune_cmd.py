@@ -240,6 +240,7 @@ def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
 
     from ..calibration import attach_auxiliary, load_calibration
     from ..engine.offload import prune_checkpoint
+    from ..models.support import selection_of
     from ..run_stages import calibration_context
     from ..errors import UserError
 
@@ -259,7 +260,7 @@ def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
             cfg.model, cfg.save, calib, plan.pruner, plan.allocator, cfg.sparsity, nm=cfg.nm_tuple,
             batch_size=cfg.batch_size, device=device, dtype=cfg.dtype, quiet=cfg.quiet or not dp.is_writer,
             metadata=_metadata(plan, dp, "offload", path, calib), overwrite=cfg.overwrite,
-            activations_dir=acts_dir, trust_remote_code=cfg.trust_remote_code,
+            activations_dir=acts_dir, trust_remote_code=cfg.trust_remote_code, selection=selection_of(cfg),
         )
     if dp.is_writer:  # add what only the finished prune knows; one atomic file replace
         meta_path = Path(cfg.save) / "truthprune.json"

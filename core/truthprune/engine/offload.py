@@ -176,8 +176,12 @@ def prune_checkpoint(
     overwrite: bool = False,
     activations_dir: str | None = None,
     trust_remote_code: bool = False,
+    selection: Any = None,
 ) -> PruneReport:
     """Prune the checkpoint ``model`` (a ``--model`` spec with a local safetensors copy) into ``out_dir``.
+
+    ``selection`` (``--targets``/``--ignore``, :class:`truthprune.models.adapter.TargetSelection`)
+    chooses the pruned weights of each block; None: the defaults.
 
     Peak memory is about one decoder layer (twice, while it is converted for writing) plus the
     calibration activations; the call refuses to start (UserError) when its estimate exceeds
@@ -211,7 +215,8 @@ def prune_checkpoint(
     sizes = {k: reader.nbytes(k) for k in outer_keys}
     largest_layer = max(sum(reader.nbytes(k) for k in reader.keys() if k.startswith(h)) for h in layer_heads)
     groups = group_by_size(outer_keys, sizes, max(largest_layer, 1))
-    setup = EngineSetup(device=torch.device(dev), batch_size=batch_size, quiet=quiet, dp=dp, activations_dir=activations_dir)
+    setup = EngineSetup(device=torch.device(dev), batch_size=batch_size, quiet=quiet, dp=dp, activations_dir=activations_dir,
+                        selection=selection)
 
     def run(writer: ShardWriter | None) -> PruneReport:
         source = OffloadedLayers(skeleton, reader, prefix, setup.device, compute_dtype, writer)
