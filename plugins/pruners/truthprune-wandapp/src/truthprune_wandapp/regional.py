@@ -1,10 +1,12 @@
 """The two block-level computations of Wanda++, on a truthprune ``BlockContext``.
 
 * :func:`regional_gradients`: G = the gradient, with respect to every prunable weight of the
-  decoder block, of the *regional loss* (1/N) * sum_n ||block(x_n)||_2, the L2 norm of the
-  block's output for each calibration sample n (over its counted tokens), averaged over the N
-  samples. Only the block is differentiated: no full-model backward, memory of one block.
-  Summing per-sample norms makes G independent of how samples are grouped into mini-batches.
+  decoder block, of the *regional loss* sum_n ||block(x_n)||_2 (the L2 norm of the block's
+  output for each calibration sample n, over its counted tokens), divided by sqrt(N). Only the
+  block is differentiated: no full-model backward, memory of one block. Summing per-sample norms
+  makes G independent of how samples are grouped into mini-batches; the sqrt(N) makes G grow
+  with the number of samples like Wanda's ||X_j|| does (and like the paper's per-sample L2
+  aggregation), so alpha keeps its meaning when --nsamples changes.
 * :func:`regional_optimisation`: a few RMSprop steps on the kept weights that reduce
   mean ||block_dense(x) - block_sparse(x)||^2 over the counted tokens of one mini-batch per step
   (batches taken in order, cycling). Pruned weights get zero gradient and stay exactly zero.
@@ -58,7 +60,7 @@ def regional_gradients(block) -> dict[str, torch.Tensor]:
         for name in block.linears:
             g = params[_weight_key(name)].grad
             g = torch.zeros_like(params[_weight_key(name)]) if g is None else g.detach()
-            grads[name] = block.all_reduce(g.clone()).abs_() / max(n, 1.0)
+            grads[name] = block.all_reduce(g.clone()).abs_() / max(n, 1.0) ** 0.5
     return grads
 
 
