@@ -208,3 +208,29 @@ def test_unsupported_family_fails_at_plan_time(tmp_path):
     plan = _plan(tmp_path, tmp_path / "oss", ignore=["mlp.experts.*", "*router*"])  # the suggested fix works
     assert plan.pruner.name == "wanda"
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_layers_of_another_type_replay_their_own_mask_and_rotary():
+    """Gemma 3 alternates sliding-window and full attention (own mask and rotary base per type): the
+    engine's layer-by-layer replay must reproduce the real model's hidden states at every layer."""
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+
+    from truthprune.engine.capture import capture_layer0_inputs, use_layer_kwargs
+    from truthprune.engine.stats import layer_output
+
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+                           num_key_value_heads=2, head_dim=8, sliding_window=4, query_pre_attn_scalar=8,
+                           layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                           max_position_embeddings=256)
+    model = AutoModelForCausalLM.from_config(cfg).eval()
+    ids = torch.randint(4, 90, (2, 16), generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        want = model(input_ids=ids, output_hidden_states=True).hidden_states
+        layers = decoder_layers(model)
+        batches = capture_layer0_inputs(model, layers, ids, torch.ones_like(ids), batch_size=2)
+        hidden = batches[0].hidden
+        for i in range(2):  # the last entry of hidden_states has the final norm applied
+            use_layer_kwargs(batches, i)
+            hidden = layer_output(layers[i](hidden, **batches[0].kwargs))
+            assert torch.allclose(hidden, want[i + 1], atol=1e-5), f"layer {i} ({cfg.layer_types[i]})"

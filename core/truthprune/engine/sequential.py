@@ -36,7 +36,7 @@ from ..interfaces import CalibrationSamples, LayerInfo, LinearStats, Pruner, Spa
 from ..models.adapter import decoder_layers, prunable_linears
 from ..quantization import quantize_linears
 from .block import BlockContext, begin_block, end_block
-from .capture import LayerBatch, batch_kwargs_to, capture_layer0_inputs
+from .capture import LayerBatch, batch_kwargs_to, capture_layer0_inputs, use_layer_kwargs
 from .distributed import DataParallel, data_parallel
 from .memory import ModelShape, available_memory, check_memory, estimate_memory
 from .progress import LayerProgress
@@ -154,7 +154,8 @@ def _run_layer(layer, batches: list[LayerBatch], setup: EngineSetup, collector: 
         except StopLayer:
             continue
         if keep:
-            outs.append(LayerBatch(hidden=setup.keep(out), kwargs=b.kwargs, token_mask=b.token_mask, index=b.index))
+            outs.append(LayerBatch(hidden=setup.keep(out), kwargs=b.kwargs, token_mask=b.token_mask, index=b.index,
+                                   layer_kwargs=b.layer_kwargs))
         elif collector is not None and j == 0:
             collector.early_stop = collector.single_call_per_linear()
     return outs
@@ -191,6 +192,7 @@ def _dense_pass(model, source: LayerSource, calib, allocator: SparsityAllocator,
     with progress.stage("dense pre-pass", len(layers)) as step:
         for i in range(len(layers)):
             layer = source.open(i)
+            use_layer_kwargs(batches, i)
             keep = i < len(layers) - 1
             linears, collector, batches = _statistics(layer, batches, setup, allocator.required_stats, keep)
             allocator.observe_layer(i, {n: m.weight for n, m in linears.items()}, collector.stats)
@@ -295,6 +297,8 @@ def run_engine(
                 t = time.perf_counter()
                 layer = source.open(i)
                 phase["load"] += time.perf_counter() - t
+                for group in (batches, *streams.values()):  # layers of another type (Gemma) get their own mask/rotary
+                    use_layer_kwargs(group, i)
                 linears, stats = prunable_linears(layer, setup.selection), {}
                 t = time.perf_counter()
                 if needs_data:
