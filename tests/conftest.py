@@ -69,3 +69,12 @@ def tiny_calibration():
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, 128, (8, 64), generator=g)
     return CalibrationSamples(ids, torch.ones_like(ids))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The bad-input suite's tally (tests/test_bad_inputs.py), when any of its cases ran."""
+    import sys
+
+    lib = sys.modules.get("bad_inputs_lib")
+    if lib is not None and lib.TALLY.total:
+        terminalreporter.write_line(lib.TALLY.summary())

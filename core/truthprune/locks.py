@@ -78,8 +78,11 @@ def _try_create(lock: Path) -> bool:
         return False
     try:
         os.write(fd, f"{os.getpid()} {_HOST}\n".encode())
-    finally:
+    except BaseException:
         os.close(fd)
+        os.unlink(lock)  # a full disk: leave no empty lock behind
+        raise
+    os.close(fd)
     return True
 
 

@@ -35,15 +35,37 @@ def check_run_config(config: Any) -> None:
     check_calibration_options(config)
     check_distributed()
     check_model_spec(config.model, allow_pickle=bool(getattr(config, "allow_pickle", False)))
+    check_eval_data(config)
+
+
+def check_eval_data(config: Any) -> None:
+    """Read the user's evaluation files now (perplexity text, TruthfulQA.csv), not after the prune."""
+    if "ppl" in config.eval and config.ppl_data not in ("pydoc", "wikitext2"):
+        from .eval.perplexity import eval_text
+
+        eval_text(config.ppl_data)
+    if "truthfulqa" in config.eval and config.truthfulqa_data not in (None, "hub"):
+        from .eval.truthfulqa import read_truthfulqa_csv
+
+        read_truthfulqa_csv(config.truthfulqa_data)
+
+
+_TRUTH_SETS: dict[int, tuple[Any, Any]] = {}  # id(config) -> (config, (sets, description)) loaded at plan time
 
 
 def check_truth_sets(config: Any, allocator: Any) -> None:
-    """Load (and memoise) the statement sets a run will use, so their errors show now."""
+    """Load the statement sets a run will use, so their errors (and skipped pairs) show now."""
     if "probe" not in config.eval and not getattr(allocator, "needs_truth_profile", False):
         return
     from .probing.runner import load_truth_sets
 
-    load_truth_sets(config.truth_data, config.truth_datasets, seed=config.seed)
+    _TRUTH_SETS[id(config)] = (config, load_truth_sets(config.truth_data, config.truth_datasets, seed=config.seed))
+
+
+def planned_truth_sets(config: Any) -> Any | None:
+    """What :func:`check_truth_sets` loaded for this very config object, once; None otherwise."""
+    entry = _TRUTH_SETS.pop(id(config), None)
+    return entry[1] if entry is not None and entry[0] is config else None
 
 
 def _rank() -> int:

@@ -22,10 +22,11 @@ PROFILE_SETS = ("cities", "neg_cities", "sp_en_trans", "neg_sp_en_trans")
 def _sets(plan) -> tuple[list[Any], str]:
     """The statement sets of this run (loaded or generated once per plan)."""
     if "truth_sets" not in plan.cache:
+        from .plan_checks import planned_truth_sets
         from .probing.runner import load_truth_sets
 
         cfg = plan.config
-        sets, description = load_truth_sets(cfg.truth_data, cfg.truth_datasets, seed=cfg.seed)
+        sets, description = planned_truth_sets(cfg) or load_truth_sets(cfg.truth_data, cfg.truth_datasets, seed=cfg.seed)
         if cfg.truth_data is None:
             log.warning("no --truth-data given: using the offline generated statement sets (docs/probes.md)")
         plan.cache["truth_sets"] = (sets, description)

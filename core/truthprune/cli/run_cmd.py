@@ -161,5 +161,8 @@ def run_command(**flags: Any) -> None:
 @_run_options
 def config_show(**flags: Any) -> None:
     """Print the effective, validated run configuration as JSON."""
+    from ..plan_checks import check_calibration_options
+
     cfg = effective_config(flags)
+    check_calibration_options(cfg)
     typer.echo(json.dumps(cfg.model_dump(), indent=2))

@@ -228,7 +228,11 @@ def check_model_spec(spec: str, allow_pickle: bool = False) -> str:
     if spec.endswith(".gguf"):
         if not p.is_file():
             raise UserError(f"GGUF file {spec!r} does not exist")
-        check_gguf(p)
+        from .loading import _file_key, cache_root
+
+        converted = cache_root() / "models" / f"{p.stem}-{_file_key(p.resolve())}" / "config.json"
+        if not converted.is_file():  # a converted copy exists only for a file that loaded before
+            check_gguf(p)
         return "gguf"
     if p.is_dir():
         cfg = p / "config.json"

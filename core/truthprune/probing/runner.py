@@ -28,9 +28,6 @@ def default_dataset_names(directory: str | Path) -> list[str]:
     return names or stems
 
 
-_LOADED: dict[tuple, tuple[list[StatementSet], str]] = {}  # plan time loads, the run reuses
-
-
 def strict_mode() -> bool:
     """TRUTHPRUNE_STRICT=1: a malformed statement pair is an error instead of a skipped pair."""
     import os
@@ -72,16 +69,10 @@ def load_truth_sets(
     """(sets, description): the named CSVs of ``truth_data``, or the offline generated sets.
 
     Malformed X/neg_X pairs are skipped with a warning (refused when ``strict`` or
-    TRUTHPRUNE_STRICT=1). Memoised on the files' sizes and times, so a plan-time load is reused."""
+    TRUTHPRUNE_STRICT=1). ``truthprune run`` loads them at plan time and reuses that load."""
     strict = strict_mode() if strict is None else strict
-    files = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(truth_data).glob("*.csv"))) \
-        if truth_data is not None and Path(truth_data).is_dir() else ()
-    key = (str(truth_data), tuple(datasets) if datasets else None, seed, duplicates, strict, files)
-    if key not in _LOADED:
-        sets, description = _load_truth_sets(truth_data, datasets, seed, duplicates)
-        _LOADED[key] = (drop_misaligned_pairs(sets, strict), description)
-    sets, description = _LOADED[key]
-    return list(sets), description
+    sets, description = _load_truth_sets(truth_data, datasets, seed, duplicates)
+    return drop_misaligned_pairs(sets, strict), description
 
 
 def _load_truth_sets(truth_data, datasets, seed: int, duplicates: str) -> tuple[list[StatementSet], str]:
