@@ -111,11 +111,21 @@ def test_regional_optimisation_lowers_block_error_and_keeps_masks(tiny_llama, ti
     pruner = WandappPruner({"alpha": 0, "ro_steps": 6, "lr": 1e-3})
     _prune(tiny_llama, tiny_calibration, pruner, batch_size=8)  # one batch: every step sees the same data
     for losses in pruner.ro_losses.values():
-        assert len(losses) == 6 and losses[-1] < losses[0]
+        assert len(losses) == 7 and losses[-1] < losses[0]  # 6 steps + the final weights on batch 0
     for (n, a), b in zip(ref.named_parameters(), tiny_llama.parameters()):
         if a.dim() == 2 and "layers" in n:
             assert torch.equal(a == 0, b == 0), n  # layer 0 masks identical, later ones by construction
             break
+
+
+def test_regional_optimisation_that_does_not_help_is_dropped(tiny_llama, tiny_calibration):
+    ref = copy.deepcopy(tiny_llama)
+    _prune(ref, tiny_calibration, "wanda", batch_size=8)
+    pruner = WandappPruner({"alpha": 0, "ro_steps": 3, "lr": 10.0})  # absurd step: the error explodes
+    _prune(tiny_llama, tiny_calibration, pruner, batch_size=8)
+    assert all(losses[-1] > losses[0] for losses in pruner.ro_losses.values())
+    a, b = _weights(ref), _weights(tiny_llama)
+    assert all(torch.equal(a[n], b[n]) for n in a)  # every block kept its masked weights: Wanda
 
 
 def test_same_config_same_weights(tiny_llama, tiny_calibration):

@@ -7,7 +7,8 @@ hooks: ``begin_block`` computes the regional gradients G of the block (stored in
     score = |W| * ||X||  +  alpha * |W| * |G|
 
 (Wanda's score plus the regional-gradient term), and ``end_block`` runs the regional
-optimisation of the kept weights with the masks fixed. With ``alpha = 0`` and ``ro_steps = 0``
+optimisation of the kept weights with the masks fixed (kept only if it lowered the block error on
+the first mini-batch). With ``alpha = 0`` and ``ro_steps = 0``
 it is exactly Wanda (no gradient is computed and no weight changes).
 """
 
@@ -67,7 +68,8 @@ class WandappPruner(Pruner):
 
         weights, losses = regional_optimisation(block, self.config.ro_steps, self.config.lr)
         self.ro_losses[block.index] = losses
-        return weights
+        # losses[0] and losses[-1] are the same mini-batch before and after: keep the update only if it helped
+        return weights if losses[-1] < losses[0] else None
 
 
 @hookimpl

@@ -10,6 +10,8 @@
 * :func:`regional_optimisation`: a few RMSprop steps on the kept weights that reduce
   mean ||block_dense(x) - block_sparse(x)||^2 over the counted tokens of one mini-batch per step
   (batches taken in order, cycling). Pruned weights get zero gradient and stay exactly zero.
+  The loss of the final weights on mini-batch 0 is measured once more, so the caller can keep
+  the masked weights when the steps did not help (a too-large learning rate).
 
 Both are deterministic on a CPU: the batches are visited in a fixed order and nothing is sampled.
 """
@@ -64,8 +66,22 @@ def regional_gradients(block) -> dict[str, torch.Tensor]:
     return grads
 
 
+def _block_loss(block, j: int, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean over counted tokens of ||block_dense(x) - block(x)||^2 on mini-batch ``j``."""
+    target = block.dense_output(j).float()
+    out = block.forward(j, _as_block_dtype(block, params)).float()
+    mask = block.token_mask(j)
+    diff = _masked(out - target, mask)
+    count = diff.shape[0] * diff.shape[1] if mask is None else int(mask.sum())
+    return diff.pow(2).sum() / max(count, 1)
+
+
 def regional_optimisation(block, steps: int, lr: float) -> tuple[dict[str, torch.Tensor], list[float]]:
-    """Update the kept weights of the (already masked) block; return (new weights, loss per step)."""
+    """Update the kept weights of the (already masked) block.
+
+    Returns (new weights, losses): the loss before each step, then the loss of the final weights
+    on mini-batch 0, comparable with the first entry (the same batch before any step).
+    """
     losses: list[float] = []
     with torch.inference_mode(False), torch.enable_grad():
         params = _block_params(block, requires_grad=True)
@@ -75,13 +91,7 @@ def regional_optimisation(block, steps: int, lr: float) -> tuple[dict[str, torch
                 p.mul_(keep[k])
         opt = torch.optim.RMSprop(list(params.values()), lr=lr)
         for step in range(steps):
-            j = step % block.n_batches
-            target = block.dense_output(j).float()
-            out = block.forward(j, _as_block_dtype(block, params)).float()
-            mask = block.token_mask(j)
-            diff = _masked(out - target, mask)
-            count = diff.shape[0] * diff.shape[1] if mask is None else int(mask.sum())
-            loss = diff.pow(2).sum() / max(count, 1)
+            loss = _block_loss(block, step % block.n_batches, params)
             opt.zero_grad(set_to_none=False)
             loss.backward()
             for k, p in params.items():
@@ -92,4 +102,7 @@ def regional_optimisation(block, steps: int, lr: float) -> tuple[dict[str, torch
                 for k, p in params.items():
                     p.mul_(keep[k])
             losses.append(float(loss.detach()))
+        with torch.no_grad():
+            final = _block_loss(block, 0, params).reshape(1)
+            losses.append(float(block.all_reduce(final).item()))
     return {n: params[_weight_key(n)].detach() for n in block.linears}, losses
