@@ -28,7 +28,7 @@ def test_registered_with_defaults_and_validation():
     assert reg.entry("pruner", "wandapp").distribution == "truthprune-wandapp"
     assert WandappPruner.uses_block and WandappPruner.required_stats == {"sq_norm"}
     cfg = WandappPruner().config
-    assert (cfg.alpha, cfg.ro_steps, cfg.lr) == (100.0, 4, 1e-5)
+    assert (cfg.alpha, cfg.ro_steps, cfg.lr) == (100.0, 2, 1e-5)
     with pytest.raises(UserError, match="'alpha'"):
         reg.create("pruner", "wandapp", {"alpha": -1})
     with pytest.raises(UserError, match="'steps'"):

@@ -14,7 +14,7 @@ from truthprune import STAT_GRAM, STAT_SQ_NORM, PluginConfig, Pruner, PruneResul
 
 
 class FWConfig(PluginConfig):
-    iterations: int = Field(40, ge=0)
+    iterations: int = Field(20, ge=0)
     """Frank-Wolfe iterations per linear layer (0: the Wanda warm start itself)."""
     step: Literal["linesearch", "standard"] = "linesearch"
     """Step rule: exact per-row line search (monotone), or the classic 2/(t+2)."""

@@ -23,7 +23,7 @@ GRAD_KEY = "wandapp.regional_grad"
 class WandappConfig(PluginConfig):
     alpha: float = Field(100.0, ge=0)
     """Weight of the regional-gradient term |W|*|G| next to Wanda's |W|*||X|| (0: Wanda's score)."""
-    ro_steps: int = Field(4, ge=0)
+    ro_steps: int = Field(2, ge=0)
     """Regional-optimisation steps per decoder block (one calibration mini-batch each, in order)."""
     lr: float = Field(1e-5, gt=0)
     """RMSprop learning rate of the regional optimisation."""
