@@ -234,3 +234,11 @@ def test_layers_of_another_type_replay_their_own_mask_and_rotary():
             use_layer_kwargs(batches, i)
             hidden = layer_output(layers[i](hidden, **batches[0].kwargs))
             assert torch.allclose(hidden, want[i + 1], atol=1e-5), f"layer {i} ({cfg.layer_types[i]})"
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3", "phi3"])
+def test_default_targets_are_every_linear_of_dense_families(family):
+    """Dense families prune exactly what they pruned before --targets/--ignore existed (every nn.Linear)."""
+    layer = decoder_layers(build(family))[0]
+    linears = {n for n, m in layer.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert set(prunable_linears(layer)) == linears
