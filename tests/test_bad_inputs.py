@@ -189,3 +189,114 @@ def test_full_disk(case: Case, base, small_fs, tmp_path, monkeypatch):
     finally:
         (small_fs / "filler").unlink(missing_ok=True)
     assert category == "clean", f"{category}: {why}"
+
+
+# ----------------------------------------------------------------------------- real processes: signals, races, kill -9
+
+# the child restores Python's SIGINT handler: a parent that ignores SIGINT (nohup, CI) must not make these no-ops
+CHILD = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+         "from truthprune.cli.main import main; main(sys.argv[1:])")
+
+
+def _spawn(args: list[str], cwd: Path, pythonpath: Path | None = None, **env: str) -> subprocess.Popen:
+    import os
+
+    full = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    if pythonpath is not None:
+        full["PYTHONPATH"] = os.pathsep.join([str(pythonpath), full.get("PYTHONPATH", "")])
+    return subprocess.Popen([sys.executable, "-c", CHILD, *args], cwd=cwd, env=full, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _count(category: str, why: str) -> None:
+    TALLY.add(category)
+    assert category == "clean", f"{category}: {why}"
+
+
+def _judge_proc(code: int, err: str, expected: int, line_regex: str, roots: list[Path]) -> tuple[str, str]:
+    import re
+
+    if "Traceback (most recent call last)" in err:
+        return "traceback", err[-3000:]
+    if code != expected:
+        return "silent", f"exit {code}, expected {expected}: {err[-2000:]}"
+    lines = [ln for ln in err.splitlines() if re.search(line_regex, ln)]
+    if len(lines) != 1:
+        return "silent", f"expected one line matching {line_regex!r}: {err[-2000:]}"
+    left = leftovers(roots)
+    return ("lost", f"left behind {left}") if left else ("clean", "")
+
+
+@pytest.mark.parametrize("how", ["external-sigint-while-a-plugin-imports", "plugin-import-sends-sigint"])
+def test_sigint_during_startup_imports(how, base, tmp_path):
+    """Ctrl-C while the CLI is still importing (plugins load at start-up): one line, exit 130."""
+    import signal
+    import time
+
+    marker = tmp_path / "marker"
+    source = ("import os, pathlib, signal, time\n"
+              "pathlib.Path(os.environ['TPBAD_MARKER']).write_text('importing')\n"
+              + ("os.kill(os.getpid(), signal.SIGINT)\n" if how.startswith("plugin") else "")
+              + "time.sleep(30)\n")
+    plug = data.make_plugin(tmp_path, "slow", source=source)
+    proc = _spawn(["plugins"], tmp_path, pythonpath=plug, TPBAD_MARKER=str(marker))
+    deadline = time.monotonic() + 120
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if how.startswith("external"):
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    _count(*_judge_proc(proc.returncode, err, 130, "interrupted", [tmp_path]))
+
+
+def test_two_concurrent_compares_into_one_out(base, tmp_path):
+    """Two writers of the same --out at once: exactly one writes, the other is told, nothing is lost."""
+    shutil.copytree(base.root / "run_good", tmp_path / "r")
+    args = ["compare", str(tmp_path / "r"), str(base.root / "run_good"), "--out", str(tmp_path / "cmp")]
+    procs = [_spawn(args, tmp_path) for _ in range(2)]
+    results = sorted(((p.wait(timeout=120), p.stderr.read()) for p in procs), key=lambda r: r[0])
+    category, why = _judge_proc(*results[1], 2, "^error: .*(being written|already exists)", [tmp_path])
+    if category == "clean" and results[0][0] != 0:
+        category, why = "silent", f"neither writer succeeded: {results}"
+    if category == "clean" and not (tmp_path / "cmp" / "compare.json").is_file():
+        category, why = "lost", "the comparison is missing"
+    _count(category, why)
+
+
+def test_two_concurrent_runs_into_one_out(base, tmp_path):
+    """The reported worst case: two `run`s into one --out without --overwrite both 'succeeded'."""
+    import json
+
+    args = [a.replace("{D}", str(base.root)) for a in rows1.RUN] + ["--out", str(tmp_path / "out")]
+    procs = [_spawn(args, tmp_path, TRUTHPRUNE_CACHE=str(tmp_path / f"cache{k}")) for k in range(2)]
+    results = sorted(((p.wait(timeout=300), p.stderr.read()) for p in procs), key=lambda r: r[0])
+    category, why = _judge_proc(*results[1], 2, "^error: .*(being written|already exists)", [tmp_path])
+    if category == "clean" and results[0][0] != 0:
+        category, why = "silent", f"neither run succeeded: {results[0][1][-2000:]}"
+    if category == "clean":
+        report = json.loads((tmp_path / "out" / "report.json").read_text())
+        category, why = ("clean", "") if report["truthprune_report"] == 1 else ("lost", "report damaged")
+    _count(category, why)
+
+
+def test_kill9_during_a_write_is_cleaned_up_by_the_next_writer(base, tmp_path, monkeypatch):
+    """kill -9 mid-write leaves a PID-named temporary and a lock; the next writer removes both."""
+    import signal
+
+    code = ("import sys, time\nfrom truthprune.outputs import atomic_dir\n"
+            "with atomic_dir(sys.argv[1]) as tmp:\n"
+            "    (tmp / 'model.safetensors').write_bytes(bytes(1 << 20))\n"
+            "    print('ready', flush=True)\n    time.sleep(60)\n")
+    target = tmp_path / "x"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert leftovers([tmp_path]), "the killed writer should have left its temporary and lock"
+    shutil.copytree(base.root / "run_good", tmp_path / "r")
+    case = Case("kill9/next-writer-cleans", ["compare", "{C}/r", "{D}/run_good", "--out", "{C}/x"], code=0,
+                msg="comparison written", warn="removed .x.tmp-")
+    ctx = SimpleNamespace(base=base.root, case=tmp_path, dead_pid=base.dead_pid)
+    category, why = run_case(case, ctx, monkeypatch)  # counted there
+    assert category == "clean", f"{category}: {why}"
