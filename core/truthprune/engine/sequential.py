@@ -173,11 +173,21 @@ def _statistics(layer, batches, setup: EngineSetup, required: frozenset[str], ke
     return linears, collector, outs
 
 
-def _capture(model, calib: CalibrationSamples, setup: EngineSetup, source: LayerSource) -> list[LayerBatch]:
-    n_batches = -(-len(calib) // setup.batch_size)
+def stream_batch_size(batch_size: int, main_seqlen: int, stream_seqlen: int) -> int:
+    """Sequences per batch for an auxiliary stream: as many *tokens* per batch as the main data.
+
+    Why: streams of short sequences (statements of ~20 tokens) in batches of ``batch_size``
+    would cost hundreds of tiny layer calls per layer, each dominated by fixed overhead.
+    """
+    return max(batch_size, batch_size * main_seqlen // max(stream_seqlen, 1))
+
+
+def _capture(model, calib: CalibrationSamples, setup: EngineSetup, source: LayerSource, batch_size: int | None = None) -> list[LayerBatch]:
+    batch_size = batch_size or setup.batch_size
+    n_batches = -(-len(calib) // batch_size)
     with source.outer():
         batches = capture_layer0_inputs(
-            model, source.layers, calib.input_ids, calib.attention_mask, setup.batch_size, setup.storage,
+            model, source.layers, calib.input_ids, calib.attention_mask, batch_size, setup.storage,
             device=setup.device, batch_indices=setup.dp.my_batches(n_batches), stat_mask=calib.stat_mask,
         )
     if setup.activations_dir is not None:
@@ -290,7 +300,11 @@ def run_engine(
     t1 = time.perf_counter()
     with torch.inference_mode():
         batches = _capture(model, calibration, setup, source) if needs_data else []
-        streams = {k: _capture(model, s, setup, source) for k, s in calibration.auxiliary.items()} if needs_data else {}
+        main_len = int(calibration.input_ids.shape[1])
+        streams = {
+            k: _capture(model, s, setup, source, stream_batch_size(setup.batch_size, main_len, int(s.input_ids.shape[1])))
+            for k, s in calibration.auxiliary.items()
+        } if needs_data else {}
         with progress.stage(f"pruning ({pruner.name})", n_layers) as step:
             phase = dict.fromkeys(("load", "statistics", "masks", "quantize", "propagation", "store"), 0.0)
             for i in range(n_layers):
