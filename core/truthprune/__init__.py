@@ -37,6 +37,8 @@ _EXPORTS: dict[str, str] = {
     "StructuredConfig": "interfaces",
     "UnitScores": "interfaces",
     "UserError": "errors",
+    # a plugin broke its interface's contract (wrong mask shape, allocation length...): the plugin's fault
+    "PluginContractError": "errors",
     "hookimpl": "hookspecs",
     "get_registry": "plugins",
     "load_plugins": "plugins",

@@ -18,6 +18,16 @@ class PluginError(UserError):
     """A plugin could not be loaded or two plugins clash."""
 
 
+class PluginContractError(Exception):
+    """A plugin broke its interface's contract (a mask of the wrong shape, an allocation of the
+    wrong length, an unknown statistic...): the plugin's fault, not the user's input.
+
+    Deliberately not a :class:`UserError`: no flag fixes it. The CLI prints it as one line and
+    exits with code 3 (docs/usage.md); :mod:`truthprune.contracts` builds the message, which
+    names the plugin and its distribution.
+    """
+
+
 def unknown_name_error(kind: str, name: str, known: Iterable[str]) -> UserError:
     """Build the 'unknown X, did you mean Y?' error used for every registry lookup."""
     known = sorted(known)

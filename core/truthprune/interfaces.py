@@ -85,11 +85,11 @@ class SparsityTarget:
 
     def __post_init__(self):
         if not 0.0 <= self.sparsity < 1.0:
-            raise UserError(f"sparsity {self.sparsity} is outside [0, 1); pass e.g. --sparsity 0.5")
+            raise UserError(f"sparsity {self.sparsity} is outside [0, 1)")
         if self.nm is not None:
             n, m = self.nm
             if not (0 < n < m):
-                raise UserError(f"N:M pattern {n}:{m} needs 0 < N < M; pass e.g. --nm 2:4")
+                raise UserError(f"N:M pattern {n}:{m} needs 0 < N < M (e.g. 2:4)")
 
 
 @dataclass

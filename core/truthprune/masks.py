@@ -52,7 +52,7 @@ def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """Prune the n lowest of every block of m consecutive inputs in each row ("2:4" = 2 of 4)."""
     out_features, in_features = scores.shape
     if not 0 < n < m:
-        raise UserError(f"N:M pattern {n}:{m} needs 0 < N < M; pass e.g. --nm 2:4")
+        raise UserError(f"N:M pattern {n}:{m} needs 0 < N < M (e.g. 2:4)")
     if in_features % m:
         raise UserError(f"N:M pattern {n}:{m} needs input width divisible by {m}, got {in_features}")
     blocks = scores.reshape(out_features, in_features // m, m)

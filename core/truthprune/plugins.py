@@ -22,6 +22,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .contracts import check_registration
 from .errors import PluginError, UserError, unknown_name_error
 from .interfaces import CalibrationSource, Plugin, Probe, Pruner, Quantizer, SparsityAllocator, StructuredPruner
 
@@ -98,6 +99,7 @@ class Registry:
             name = getattr(cls, "name", None)
             if not isinstance(name, str) or not name.strip():
                 raise PluginError(f"plugin {plugin_name!r}: {cls.__name__} has no 'name' attribute")
+            check_registration(cls, kind, dist, version)  # e.g. required_stats the engine does not know
             existing = self._items[kind].get(name)
             if existing is not None and existing.cls is not cls:
                 msg = (f"{kind} name {name!r} is registered twice: by distribution {existing.distribution!r} "

@@ -6,7 +6,9 @@ answer quickly.
 
 Error policy (docs/reliability.md): a :class:`truthprune.UserError`, a usage error of the
 parser (bad value, unknown option) and a full disk each become ONE line on stderr and exit
-code 2, with no traceback. Ctrl-C, also during the start-up imports, prints one line and exits
+code 2, with no traceback. A :class:`truthprune.PluginContractError` (a plugin returned a mask of
+the wrong shape, an allocation of the wrong length...) is one line naming the plugin and exit
+code 3: no flag fixes it, so scripts can tell it from a usage error. Ctrl-C, also during the start-up imports, prints one line and exits
 130 (128 + SIGINT, the shell convention), and no output is ever left half-written. Every output
 lock this process holds is released on the way out. Anything else that escapes is a bug and
 keeps its traceback.
@@ -21,6 +23,7 @@ import sys
 from typing import Any
 
 _INTERRUPTED = "interrupted; no output was left half-written"
+PLUGIN_CONTRACT_EXIT = 3  # a plugin broke its contract (truthprune.PluginContractError): not the user's input, so not 2
 
 
 def __getattr__(name: str) -> Any:
@@ -69,7 +72,7 @@ def _run(argv: list[str]) -> int:
     import logging
 
     from ..envcheck import check_environment
-    from ..errors import UserError
+    from ..errors import PluginContractError, UserError
     from ..outputs import disk_full, install_interrupt_guard
 
     ClickException, UsageError, NoArgsIsHelpError, Abort = _click_exceptions()
@@ -96,6 +99,8 @@ def _run(argv: list[str]) -> int:
         _fail("aborted (the input ended)", 1)
     except UserError as err:
         _fail(str(err))
+    except PluginContractError as err:  # the plugin's bug, not the user's input: its own exit code
+        _fail(str(err), PLUGIN_CONTRACT_EXIT)
     except OSError as err:
         if not disk_full(err):
             raise

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from .. import contracts
 from ..interfaces import LinearStats, Pruner
 from .capture import LayerBatch
 from .stats import layer_output
@@ -117,7 +118,7 @@ def begin_block(pruner: Pruner, ctx: BlockContext, stats: dict[str, LinearStats]
 def end_block(pruner: Pruner, ctx: BlockContext, dp: Any) -> dict[str, float]:
     """Record the masks, call ``end_block``, write its weights back under the same masks."""
     ctx.masks = {n: lin.weight.data == 0 for n, lin in ctx.linears.items()}
-    new = pruner.end_block(ctx) or {}
+    new = contracts.check_block_weights(pruner, pruner.end_block(ctx), ctx.linears)
     achieved = {}
     for name, lin in ctx.linears.items():
         w = lin.weight.data

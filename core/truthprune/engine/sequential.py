@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import torch
 
+from .. import contracts
 from ..errors import UserError
 from ..interfaces import CalibrationSamples, LayerInfo, LinearStats, Pruner, SparsityAllocator, SparsityTarget
 from ..models.adapter import decoder_layers, prunable_linears
@@ -210,14 +211,10 @@ def _dense_pass(model, source: LayerSource, calib, allocator: SparsityAllocator,
             step(len(calib))
 
 
-def _check_allocation(allocation: list[float], n_layers: int, name: str) -> None:
-    if len(allocation) != n_layers:
-        raise RuntimeError(f"allocator {name!r} returned {len(allocation)} sparsities for {n_layers} layers")
-    for i, s in enumerate(allocation):
-        if not 0.0 <= s < 1.0:
-            raise UserError(
-                f"allocator {name!r} gave layer {i} sparsity {s:.4f}, outside [0, 1); lower --sparsity or the allocator's spread"
-            )
+def _check_allocation(allocation: Any, n_layers: int, allocator: SparsityAllocator) -> list[float]:
+    """The allocator's answer as floats; a wrong length or a value outside [0, 1) is the
+    allocator's bug (PluginContractError), since the target itself was validated before."""
+    return contracts.check_allocation(allocator, allocation, n_layers)
 
 
 def _stream_statistics(layer, streams: dict[str, list[LayerBatch]], setup: EngineSetup, required: frozenset[str]):
@@ -241,6 +238,7 @@ def _prune_linears(linears, stats: dict[str, LinearStats], pruner: Pruner, targe
         st = stats.get(name) or LinearStats(n_tokens=0)
         w = lin.weight.data
         result = pruner.prune(w, st, target)
+        contracts.check_prune_result(pruner, name, w, result)  # e.g. a [in] mask would broadcast over rows
         if result.weight is not None:
             w.copy_(result.weight.to(w.dtype))
         w.masked_fill_(result.mask.to(w.device), 0)
@@ -270,10 +268,10 @@ def run_engine(
     ``quant_store`` (a :class:`truthprune.quantization.QuantizedLinears`) keeps the codes.
     """
     if setup.batch_size < 1:
-        raise UserError(f"--batch-size {setup.batch_size} must be at least 1")
+        raise UserError(f"batch_size {setup.batch_size} must be at least 1")
     SparsityTarget(sparsity, nm)  # validates
     if nm is not None and allocator.name != "uniform":
-        raise UserError(f"N:M patterns are uniform by construction; drop --nm or use --allocator uniform (got {allocator.name!r})")
+        raise UserError(f"N:M patterns are uniform by construction; they cannot be combined with allocator {allocator.name!r}")
     layers = source.layers
     n_layers = len(layers)
     progress = LayerProgress(quiet=setup.quiet or not setup.dp.is_writer)
@@ -287,8 +285,7 @@ def run_engine(
 
     params = [sum(m.weight.numel() for m in prunable_linears(layer, setup.selection).values()) for layer in layers]
     info = LayerInfo(num_layers=n_layers, params_per_layer=params, truth_profile=truth_profile, extras=dict(extras or {}))
-    allocation = [float(nm[0] / nm[1])] * n_layers if nm else [float(s) for s in allocator.allocate(sparsity, info)]
-    _check_allocation(allocation, n_layers, allocator.name)
+    allocation = [float(nm[0] / nm[1])] * n_layers if nm else _check_allocation(allocator.allocate(sparsity, info), n_layers, allocator)
     report.allocation = allocation
     report.diagnostics = allocator.diagnostics()
     log.info("allocation (%s): %s", allocator.name, ", ".join(f"{s:.3f}" for s in allocation))

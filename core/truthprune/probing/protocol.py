@@ -63,13 +63,15 @@ def build_topics(sets: Sequence[StatementSet], pairs: Sequence[TopicPair] | None
 
 def probe_factory(probe: str | Callable[[], Probe], options: Mapping[str, Any] | None = None) -> Callable[[], Probe]:
     """A callable returning a fresh probe; a name is looked up in the plugin registry (options validated now)."""
+    from ..contracts import checked_probe  # fit/predict/score/direction shapes checked (PluginContractError)
+
     if callable(probe) and not isinstance(probe, str):
-        return probe
+        return lambda: checked_probe(probe())
     from ..plugins import get_registry
 
     cls = get_registry().get("probe", probe)
     config = cls.make_config(dict(options or {}))
-    return lambda: cls(config)
+    return lambda: checked_probe(cls(config))
 
 
 def assemble(parts: Sequence[tuple[StatementSet, np.ndarray, np.ndarray]], seed: int = 0):
