@@ -158,7 +158,10 @@ def model_rows() -> list[Case]:
         Case("model/ppl-hub-offline", _with(PPL, "--model", "someorg/no-such-model"), env=offline, msg="not in the local cache"),
         Case("model/run-hub-offline", _with([*RUN, *OUT], "--model", "someorg/no-such-model"), env=offline, msg="local cache"),
         Case("model/probe-hub-offline", _with(PROBE, "--model", "someorg/no-such-model"), env=offline, msg="local cache"),
-        Case("model/ppl-hub-unreachable", _with(PPL, "--model", "someorg/no-such-model"), env=unreachable, msg="cannot be reached"),
+        Case("model/ppl-hub-unreachable", _with(PPL, "--model", "someorg/no-such-model"), env=unreachable, msg="cannot be reached",
+             plan_time=False),  # no network is needed to plan; the one connection attempt comes right before the load
+        Case("model/prune-hub-unreachable", _with([*PRUNE, *SAVE], "--model", "someorg/no-such-model"), env=unreachable,
+             msg="cannot be reached", plan_time=False),
         Case("model/ppl-not-a-hub-id", _with(PPL, "--model", "a/b/c"), msg="does not exist"),
         Case("model/ppl-empty", _with(PPL, "--model", ""), msg="empty"),
         Case("model/ppl-binonly-allow-pickle-accepted", [*_with(PPL, "--model", "{D}/m_binonly"), "--allow-pickle"],
@@ -190,6 +193,13 @@ def text_rows() -> list[Case]:
     rows += [Case(f"calib/run-accepted-{p}", calib(p, [*RUN, *EXISTS]), msg=ALREADY, warn=w) for p, w in ACCEPTED_TEXTS.items()]
     rows += [Case(f"calib/prune-{p}", calib(p, [*PRUNE, *SAVE]), msg=TEXTS[p]) for p in ("t/latin1.txt", "t/nul.txt", "t/null.jsonl")]
     rows += [Case(f"calib/sweep-{p}", calib(p, [*SWEEP, "--out", "{C}/sw"]), msg=TEXTS[p]) for p in ("t/binary.txt", "t/hi.txt")]
+    sources = {("c4", "t/null.jsonl"): "null, not a string", ("c4", "t/latin1.jsonl"): "not UTF-8",
+               ("c4", "t/binary.txt"): "binary|not UTF-8", ("wikitext2", "t/latin1.txt"): "not UTF-8",
+               ("wikitext2", "t/nul.txt"): "binary", ("truth-statements", "truth/latin1"): "not UTF-8",
+               ("truth-statements", "truth/inf"): "'inf' is not 0 or 1", ("enriched-truthfulqa", "tqa/latin1.csv"): "not UTF-8",
+               ("enriched-truthfulqa", "tqa/nul.csv"): "binary"}
+    rows += [Case(f"calib/run-{src}-{p}", calib(p, _with([*RUN, *OUT], "--calibration", src)), msg=msg)
+             for (src, p), msg in sources.items()]
     evals = {"t/latin1.txt": "not UTF-8", "t/binary.txt": "binary|not UTF-8", "t/nul.txt": "binary", "t/empty.txt": "empty",
              "t/blank.txt": "empty", "t/missing.txt": "neither", "t": "neither"}
     rows += [Case(f"evaltext/ppl-{p}", _with(PPL, "--data", f"{{D}}/{p}"), msg=msg) for p, msg in evals.items()]

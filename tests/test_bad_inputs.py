@@ -191,6 +191,43 @@ def test_full_disk(case: Case, base, small_fs, tmp_path, monkeypatch):
     assert category == "clean", f"{category}: {why}"
 
 
+READ_ONLY_ROWS = [
+    Case("readonly/run-out", [*rows1.RUN, "--out", "{F}/x"], msg="not writable"),
+    Case("readonly/run-save", [*rows1.RUN, "--out", "{C2}/o", "--save", "{F}/s"], msg="not writable"),
+    Case("readonly/prune-save", [*rows1.PRUNE, "--save", "{F}/s"], msg="not writable"),
+    Case("readonly/probe-out", [*rows1.PROBE, "--out", "{F}/p.json"], msg="not writable"),
+    Case("readonly/compare-out", ["compare", "{F}/r", "{D}/run_good", "--out", "{F}/c"], msg="not writable"),
+    Case("readonly/sweep-out", [*rows1.SWEEP, "--out", "{F}/sw"], msg="not writable"),
+    Case("readonly/report-rerender", ["report", "{F}/r"], msg="not writable", keep=["{F}/r"]),
+]
+
+
+@pytest.fixture(scope="module")
+def read_only_fs(tmp_path_factory, base):
+    """A tmpfs holding a copy of the finished run, remounted read-only (skipped where not permitted)."""
+    mnt = tmp_path_factory.mktemp("readonly")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    shutil.copytree(base.root / "run_good", mnt / "r")
+    if subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True).returncode:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+        pytest.skip("cannot remount read-only here")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+@pytest.mark.parametrize("case", READ_ONLY_ROWS, ids=str)
+def test_unwritable_target(case: Case, base, read_only_fs, tmp_path, monkeypatch):
+    """An unwritable parent is found at plan time by trying (root ignores permission bits, so a read-only mount)."""
+    def sub(a: str) -> str:
+        return a.replace("{F}", str(read_only_fs)).replace("{C2}", str(tmp_path))
+
+    case = Case(**{**case.__dict__, "argv": [sub(a) for a in case.argv], "keep": [sub(k) for k in case.keep]})
+    ctx = SimpleNamespace(base=base.root, case=tmp_path, dead_pid=base.dead_pid)
+    category, why = run_case(case, ctx, monkeypatch)
+    assert category == "clean", f"{category}: {why}"
+
+
 # ----------------------------------------------------------------------------- real processes: signals, races, kill -9
 
 # the child restores Python's SIGINT handler: a parent that ignores SIGINT (nohup, CI) must not make these no-ops

@@ -39,6 +39,10 @@ _EXPORTS: dict[str, str] = {
     "UserError": "errors",
     # a plugin broke its interface's contract (wrong mask shape, allocation length...): the plugin's fault
     "PluginContractError": "errors",
+    # the one reader of user files (encodings, binary content, long CSV fields): plugins read through it too
+    "read_text_file": "textio",
+    "decode_text": "textio",
+    "csv_dict_rows": "textio",
     "hookimpl": "hookspecs",
     "get_registry": "plugins",
     "load_plugins": "plugins",

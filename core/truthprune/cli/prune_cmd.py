@@ -167,6 +167,10 @@ def _check_memory_before_load(plan, path: str, device: str, dp, mapped: bool) ->
     from ..models.loading import resolve_dtype
 
     cfg = plan.config
+    if not Path(path).exists():  # a hub id: one quick reachability check instead of transformers' retries
+        from ..models.formats import check_hub_reachable
+
+        check_hub_reachable(cfg.model)
     try:
         from transformers import AutoConfig
 

@@ -197,7 +197,7 @@ def _cached_hub_file(repo: str, filename: str) -> Path | None:
 
 
 def check_hub_id(spec: str) -> None:
-    """Fail fast and quietly for a hub id that cannot be fetched; check a cached config."""
+    """Plan time, no network: a well-formed id; a cached config is checked; offline and uncached fails."""
     if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?", spec) or ".." in spec:
         raise UserError(f"--model {spec!r} is not an existing path, a .gguf file or a Hugging Face hub id; "
                         "pass a model directory, a .gguf file or 'smollm2-135m'")
@@ -208,6 +208,13 @@ def check_hub_id(spec: str) -> None:
     if _hub_offline():
         raise UserError(f"--model {spec!r} is a hub id that is not in the local cache, and the hub is switched off "
                         "(HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE); download it first or pass a local directory")
+
+
+def check_hub_reachable(spec: str) -> None:
+    """Right before anything contacts the hub: one connection attempt (3 s at most) instead of the
+    transformers retries (dozens of warnings over a minute) when there is no network."""
+    if _cached_hub_file(spec, "config.json") is not None or _hub_offline():
+        return
     if not _hub_reachable():
         raise UserError(f"--model {spec!r} is a hub id, but the Hugging Face hub cannot be reached and the model is not "
                         "cached; connect to the network, or pass a local directory, a .gguf file or 'smollm2-135m'")

@@ -222,6 +222,10 @@ def load_model(
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     path, kind = resolve_model_path(spec)
+    if kind == "hub":  # fail fast and quietly without a network (truthprune.models.formats)
+        from .formats import check_hub_reachable
+
+        check_hub_reachable(spec)
     t0 = time.perf_counter()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)

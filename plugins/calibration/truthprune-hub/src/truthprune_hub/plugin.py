@@ -56,14 +56,22 @@ class C4Source(CalibrationSource):
     Config = C4Config
 
     def check(self) -> None:
+        """A local copy is read now (and kept for samples): a bad file fails before the model loads."""
         _check_local_path(self.name, self.config.path)
+        if self.config.path is not None:
+            self._documents()
+
+    def _documents(self) -> list[str]:
+        from .text import c4_documents
+
+        if getattr(self, "_docs", None) is None:
+            self._docs = c4_documents(self.config.path, self.config.field)
+        return self._docs
 
     def samples(self, tokenizer, nsamples, seqlen, seed):
         from truthprune import document_windows
 
-        from .text import c4_documents
-
-        docs = c4_documents(self.config.path, self.config.field)
+        docs = self._documents()
         if self.config.format == "document":
             return document_windows(docs, tokenizer, nsamples, seqlen, seed, name="c4")
         return _records_windows(docs, tokenizer, nsamples, seqlen, seed, self.config, "c4")
@@ -75,16 +83,26 @@ class WikiText2Source(CalibrationSource):
     Config = HubTextConfig
 
     def check(self) -> None:
+        """A local copy is read now (and kept for samples): a bad file fails before the model loads."""
         _check_local_path(self.name, self.config.path)
+        if self.config.path is not None:
+            self._train_rows()
+
+    def _train_rows(self) -> list[str]:
+        from .text import wikitext_train_rows
+
+        if getattr(self, "_rows", None) is None:
+            self._rows = wikitext_train_rows(self.config.path)
+        return self._rows
 
     def samples(self, tokenizer, nsamples, seqlen, seed):
         import torch
 
         from truthprune import CalibrationSamples
 
-        from .text import long_text_windows, wikitext_train_rows
+        from .text import long_text_windows
 
-        rows = wikitext_train_rows(self.config.path)
+        rows = self._train_rows()
         if self.config.format != "document":
             records = [r.strip() for r in rows if r.strip()]
             return _records_windows(records, tokenizer, nsamples, seqlen, seed, self.config, "wikitext2")

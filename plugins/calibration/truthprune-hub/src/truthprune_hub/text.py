@@ -37,10 +37,17 @@ def long_text_windows(ids: Sequence[int], nsamples: int, seqlen: int, seed: int)
     return out
 
 
-def _open_text(path: Path):
+def _read_text(path: Path) -> str:
+    """Through truthprune's one reader of user files: encodings and binary content checked."""
+    from truthprune import decode_text, read_text_file
+
     if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
+        try:
+            with gzip.open(path, "rb") as f:
+                return decode_text(f.read(), repr(str(path)), "calibration file")
+        except (OSError, EOFError) as err:
+            raise UserError(f"cannot read {path}: {err}; pass a UTF-8 JSON-lines file (optionally gzipped)") from None
+    return read_text_file(path, "calibration file", "pass a UTF-8 JSON-lines file (optionally gzipped)")
 
 
 def read_json_records(path: str | Path, field: str = "text") -> list[str]:
@@ -52,11 +59,7 @@ def read_json_records(path: str | Path, field: str = "text") -> list[str]:
     p = Path(path).expanduser()
     if not p.is_file():
         raise UserError(f"calibration file {str(p)!r} does not exist; pass an existing .json, .json.gz or .jsonl file")
-    try:
-        with _open_text(p) as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"cannot read {p}: {err}; pass a UTF-8 JSON-lines file (optionally gzipped)") from None
+    text = _read_text(p)
     if text.lstrip().startswith("["):
         try:
             rows: list[Any] = json.loads(text)
@@ -75,8 +78,11 @@ def read_json_records(path: str | Path, field: str = "text") -> list[str]:
     for where, obj in numbered:
         if not isinstance(obj, dict) or field not in obj:
             raise UserError(f"{p}: entry {where} has no {field!r} field; each entry must be an object with a {field!r} string")
-        if str(obj[field]).strip():
-            records.append(str(obj[field]))
+        if not isinstance(obj[field], str):
+            kind = "null" if obj[field] is None else type(obj[field]).__name__
+            raise UserError(f"{p}: entry {where}: {field!r} is {kind}, not a string; give every entry text")
+        if obj[field].strip():
+            records.append(obj[field])
     if not records:
         raise UserError(f"calibration file {str(p)!r} has no non-empty {field!r} values")
     return records
@@ -122,7 +128,7 @@ def wikitext_train_rows(path: str | None) -> list[str]:
         p = Path(path).expanduser()
         if not p.is_file():
             raise UserError(f"calibration file {str(p)!r} does not exist; pass an existing WikiText .txt file")
-        rows = wikitext_rows(p.read_text(encoding="utf-8"))
+        rows = wikitext_rows(_read_text(p))
     else:
         from truthprune import load_hub_dataset
 

@@ -40,15 +40,23 @@ class EnrichedTruthfulQASource(CalibrationSource):
     description = "TruthfulQA answers with a true/false clarification (reconstructed enrichment), calibration half of the questions only."
     Config = EnrichedTruthfulQAConfig
 
+    def check(self) -> None:
+        """A local TruthfulQA.csv is read now, so a bad file fails before the model loads."""
+        if self.config.path not in (None, "hub"):
+            self.records()
+
     def records(self) -> list[str]:
         """The enriched records of the calibration half (the evaluation half is never read)."""
+        if getattr(self, "_records", None) is not None:
+            return self._records
         from truthprune import load_truthfulqa, truthfulqa_split
 
         from .records import enriched_records
 
         items, _ = load_truthfulqa(self.config.path, fix="pass --calibration-opt path=FILE with the original TruthfulQA.csv")
         calib_idx, _ = truthfulqa_split(len(items), self.config.split_seed)
-        return enriched_records(items[i] for i in calib_idx)
+        self._records = enriched_records(items[i] for i in calib_idx)
+        return self._records
 
     def samples(self, tokenizer, nsamples, seqlen, seed):
         return _windows(self.records(), tokenizer, nsamples, seqlen, seed, self.config, "enriched-truthfulqa")
@@ -75,6 +83,10 @@ class TruthStatementsSource(CalibrationSource):
     description = "Labelled true/false statements ('<statement>, which is true.') from a directory of TiU CSVs."
     Config = TruthStatementsConfig
 
+    def check(self) -> None:
+        """The CSVs are read now, so a missing or bad file fails before the model loads."""
+        self.records()
+
     def records(self) -> list[str]:
         from truthprune import UserError
 
@@ -82,7 +94,9 @@ class TruthStatementsSource(CalibrationSource):
 
         if not self.config.path:
             raise UserError("calibration source 'truth-statements' needs a directory of CSVs: pass --calibration-opt path=DIR")
-        return statement_records(statement_files(self.config.path, self.config.datasets), self.config.with_answer)
+        if getattr(self, "_records", None) is None:
+            self._records = statement_records(statement_files(self.config.path, self.config.datasets), self.config.with_answer)
+        return self._records
 
     def samples(self, tokenizer, nsamples, seqlen, seed):
         return _windows(self.records(), tokenizer, nsamples, seqlen, seed, self.config, "truth-statements")

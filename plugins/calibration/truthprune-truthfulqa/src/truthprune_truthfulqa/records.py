@@ -8,7 +8,6 @@ for "enriching" TruthfulQA is not published; :func:`enriched_records` is a recon
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,7 +56,7 @@ def _parse_label(value: str, where: str) -> bool:
         number = float(value)
     except (TypeError, ValueError):
         number = None
-    if number not in (0.0, 1.0):
+    if number not in (0.0, 1.0):  # nan and inf are not in it either
         raise UserError(f"{where}: label {value!r} is not 0 or 1; the CSV needs statement,label with 1 = true")
     return number == 1.0
 
@@ -81,19 +80,19 @@ def statement_files(directory: str | Path, datasets: Sequence[str] | None) -> li
 def statement_records(files: Sequence[Path], with_answer: bool = False) -> list[str]:
     """Labelled-statement records from statement,label CSVs (in file order, then row order)."""
     records = []
+    from truthprune import csv_dict_rows  # encodings, binary files and long fields handled in one place
+
     for path in files:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            cols = reader.fieldnames or []
-            if "statement" not in cols or "label" not in cols:
-                raise UserError(f"{path}: needs columns 'statement' and 'label' (has: {', '.join(cols)})")
-            answer_col = next((c for c in ANSWER_COLUMNS if c in cols), None) if with_answer else None
-            for lineno, row in enumerate(reader, 2):
-                if not (row["statement"] or "").strip():
-                    continue
-                label = _parse_label(row["label"], f"{path.name}:{lineno}")
-                answer = row[answer_col] if answer_col else None
-                records.append(labelled_statement(row["statement"], label, answer))
+        cols, reader = csv_dict_rows(path, "statement file", "pass a UTF-8 CSV with the header 'statement,label'")
+        if "statement" not in cols or "label" not in cols:
+            raise UserError(f"{path}: needs columns 'statement' and 'label' (has: {', '.join(cols)})")
+        answer_col = next((c for c in ANSWER_COLUMNS if c in cols), None) if with_answer else None
+        for lineno, row in enumerate(reader, 2):
+            if not (row.get("statement") or "").strip():
+                continue
+            label = _parse_label(row.get("label"), f"{path.name}:{lineno}")
+            answer = row.get(answer_col) if answer_col else None
+            records.append(labelled_statement(row["statement"], label, answer))
     if not records:
         raise UserError("the truth-statement CSVs contain no statements")
     return records
