@@ -21,6 +21,16 @@ from truthprune.calibration import load_calibration, record_windows  # noqa: E40
 from truthprune.eval.perplexity import encode_eval_text, perplexity  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny matmuls: one thread avoids OpenMP spin-waits on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 class _Records:
     """A calibration source cutting concatenated-record windows (the reference 'concat' rule)."""
 
@@ -138,3 +148,39 @@ def test_truthfulqa_prompts_get_the_bos(monkeypatch):
     assert all(ctx[0] == tok.bos_token_id for ctx, _ in with_bos)
     assert all(ctx[0] != tok.bos_token_id for ctx, _ in without)
     assert [ctx[1:] for ctx, _ in with_bos] == [ctx for ctx, _ in without]
+
+
+@pytest.fixture
+def gemma_dir(tmp_path):
+    build("gemma3").save_pretrained(tmp_path / "gemma")
+    word_tokenizer("gemma").save_pretrained(tmp_path / "gemma")
+    (tmp_path / "text.txt").write_text("\n\n".join(text(80, seed=s) for s in range(10)))
+    return tmp_path / "gemma"
+
+
+def test_run_and_prune_record_the_bos_rule(gemma_dir, tmp_path, capsys):
+    """report.json and a saved checkpoint's truthprune.json record the setting and the resolved rule."""
+    import json
+
+    from truthprune.cli.main import main
+    from truthprune.config import RunConfig
+    from truthprune.pipeline import execute, plan_run
+
+    data = str(tmp_path / "text.txt")
+    cfg = RunConfig(model=str(gemma_dir), eval=["ppl"], ppl_data=data, ppl_max_windows=2, calibration=["text"],
+                    calibration_options={"path": data}, nsamples=4, seqlen=16, out=str(tmp_path / "run"),
+                    save=str(tmp_path / "saved"), quiet=True)
+    out = execute(plan_run(cfg))
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["bos"] == "auto"
+    assert report["bos"]["windows"] and report["bos"]["bos_id"] == 2
+    assert report["dense"]["ppl"]["bos_per_window"] and "starts with BOS" in report["calibration"]["description"]
+    saved = json.loads((tmp_path / "saved" / "truthprune.json").read_text())
+    assert saved["bos"]["setting"] == "auto" and saved["config"]["bos"] == "auto"
+
+    with pytest.raises(SystemExit) as exc:
+        main(["prune", "--model", str(gemma_dir), "--calibration", "text", "--calibration-opt", f"path={data}",
+              "--nsamples", "4", "--seqlen", "16", "--bos", "never", "--save", str(tmp_path / "p"), "--quiet"])
+    assert exc.value.code == 0, capsys.readouterr().err[-2000:]
+    meta = json.loads((tmp_path / "p" / "truthprune.json").read_text())
+    assert meta["config"]["bos"] == "never" and "BOS" not in meta["calibration"]["description"]

@@ -29,6 +29,16 @@ TOLERANCE = 0.001  # fraction of mask entries that may differ from float32 (meas
 NEAR_TIE = 1e-3  # relative distance of a flipped entry's float32 score from its row's threshold (measured max 2.2e-4)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny matmuls: one thread avoids OpenMP spin-waits on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 def _calib():
     ids = torch.randint(4, 90, (16, 64), generator=torch.Generator().manual_seed(1))
     return CalibrationSamples(ids, torch.ones_like(ids))

@@ -32,6 +32,16 @@ TOKENIZER_STYLE = {"llama": "gemma", "mistral": "gemma", "gemma2": "gemma", "gem
 STATEMENTS = ["the city of paris is in france .", "the city of rome is in spain .", "berlin is a capital ."]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny matmuls: one thread avoids OpenMP spin-waits on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 def _pruners() -> list[str]:
     names = get_registry().names("pruner")
     return [p for p in ("wanda", "owl", "tplo", "sparsegpt") if p in names]
