@@ -30,7 +30,6 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-
 class _Records:
     """A calibration source cutting concatenated-record windows (the reference 'concat' rule)."""
 

@@ -38,7 +38,6 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-
 def _calib():
     ids = torch.randint(4, 90, (16, 64), generator=torch.Generator().manual_seed(1))
     return CalibrationSamples(ids, torch.ones_like(ids))

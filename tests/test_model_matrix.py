@@ -41,7 +41,6 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-
 def _pruners() -> list[str]:
     names = get_registry().names("pruner")
     return [p for p in ("wanda", "owl", "tplo", "sparsegpt") if p in names]
