@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from tiny_models import build, text, word_tokenizer  # noqa: E402
 
-from truthprune import CalibrationSamples, UserError  # noqa: E402
+from truthprune import CalibrationSamples, UserError, get_registry  # noqa: E402
 from truthprune.bos import resolve_bos, start_windows_with_bos  # noqa: E402
 from truthprune.calibration import load_calibration, record_windows  # noqa: E402
 from truthprune.eval.perplexity import encode_eval_text, perplexity  # noqa: E402
@@ -91,6 +91,13 @@ def test_smollm2_tokenizer_adds_no_bos():
     assert not rule.windows, rule
     body = "The city of Paris is in France.\n\nIt is big."
     assert encode_eval_text(body, tok, rule).tolist() == list(tok(body)["input_ids"])
+    from conftest import shared_path
+
+    valid = shared_path("data", "wikitext-2", "valid.txt")  # the WikiText protocol of docs/results.md
+    source = get_registry().create("calibration", "wikitext2", {"path": str(valid)})
+    old = load_calibration([source], tok, 4, 128, 0)
+    new = load_calibration([source], tok, 4, 128, 0, bos=rule.window_bos)
+    assert torch.equal(old.input_ids, new.input_ids) and old.description == new.description
 
 
 def test_gemma_style_windows_start_with_bos_and_match_plain_transformers():
