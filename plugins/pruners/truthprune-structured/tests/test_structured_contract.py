@@ -1,0 +1,11 @@
+"""The plugin author kit (truthprune.testing) run against this plugin: the same contract checks
+core enforces (mask/allocation/probe shapes, known statistics, torch-free registration), on a tiny model."""
+
+import pytest
+
+from truthprune.testing import check_plugin
+
+
+@pytest.mark.parametrize("name", ["structured"])
+def test_structured_meets_the_plugin_contracts(name):
+    assert check_plugin(name)
