@@ -1,8 +1,8 @@
-"""The CLI answers --help and plugins without importing torch or transformers, quickly."""
+"""The CLI answers --help and plugins without importing torch or transformers (the cause of a slow
+start-up; the start-up time itself is measured by bench/startup.py, not asserted here)."""
 
 import subprocess
 import sys
-import time
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
@@ -28,9 +28,15 @@ def test_plugins_command_does_not_import_torch():
     assert "TORCH=False" in out.stderr
 
 
-def test_help_is_fast():
-    t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "truthprune", "--help"], capture_output=True, text=True, timeout=60)
-    elapsed = time.perf_counter() - t0
-    assert out.returncode == 0 and "run" in out.stdout
-    assert elapsed < 1.5, f"--help took {elapsed:.2f}s"
+def test_help_imports_no_heavy_module():
+    """What makes `truthprune --help` slow is importing torch/transformers (seconds); assert that
+    cause, not a wall-clock time (timing lives in bench/startup.py)."""
+    code = (
+        "import sys\nfrom truthprune.cli.main import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    code = e.code\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'sklearn', 'datasets') if m in sys.modules)\n"
+        "sys.stderr.write('CODE=%s HEAVY=%s' % (code, heavy))"
+    )
+    out = _run(code)
+    assert "CODE=0 HEAVY=[]" in out.stderr, out.stderr[-2000:]
+    assert "run" in out.stdout
