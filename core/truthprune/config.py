@@ -96,6 +96,10 @@ class RunConfig(BaseModel):
     def _check_combo(self) -> RunConfig:
         if self.nm is not None:
             n, m = self.nm_tuple
+            if "sparsity" in self.model_fields_set and abs(self.sparsity - n / m) > 1e-12:
+                # --nm fixes the sparsity at n/m; silently replacing an explicit one hid a typo
+                raise ValueError(f"nm {self.nm} prunes {n / m:g} of the weights, but sparsity {self.sparsity:g} was also "
+                                 "given; drop --sparsity (or the sparsity setting) or --nm")
             self.sparsity = n / m
         return self
 

@@ -54,11 +54,11 @@ def _prune_options(func):
     params = [run_params[name] for name in _SHARED]
     params += [
         _option("save", typer.Option(None, "--save", help="Directory for the pruned checkpoint (required; written atomically)."), Optional[str]),
-        _option("overwrite", typer.Option(False, "--overwrite", help="Replace an existing --save directory."), bool),
-        _option("wait", typer.Option(False, "--wait", help="If another process is writing the same --save, wait for it instead of failing."), bool),
+        _option("overwrite", typer.Option(None, "--overwrite/--no-overwrite", help="Replace an existing --save directory."), Optional[bool]),
+        _option("wait", typer.Option(None, "--wait/--no-wait", help="If another process is writing the same --save, wait for it instead of failing."), Optional[bool]),
         _option("offload", typer.Option(False, "--offload", help="Keep the weights on disk; one decoder layer in memory at a time (local safetensors checkpoint or smollm2-135m)."), bool),
         _option("activations_dir", typer.Option(None, "--activations-dir", help="Memory-map calibration activations from files in this existing directory instead of RAM."), Optional[str]),
-        _option("quiet", typer.Option(False, "--quiet", "-q", help="No progress bars."), bool),
+        _option("quiet", typer.Option(None, "--quiet/--no-quiet", "-q", help="No progress bars."), Optional[bool]),
     ]
     func.__signature__ = inspect.Signature(params)
     return func

@@ -2,6 +2,8 @@
 
 Flags override ``--config run.toml``; only flags the user actually gave take part (typer
 defaults are None), so the TOML file and the pydantic defaults stay the single source of defaults.
+Boolean settings are ``--x/--no-x`` pairs, so a TOML ``overwrite = true`` can be turned off by
+``--no-overwrite`` (and the reverse).
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ def _overrides(**flags: Any) -> dict[str, Any]:
     if quant:
         out["quantizer_options"] = quant
     pruner = parse_options(flags.pop("pruner_opt"), "--pruner-opt")
-    if flags.pop("variant"):
-        pruner["variant"] = True
+    variant = flags.pop("variant")
+    if variant is not None:
+        pruner["variant"] = variant
     for flag in ("importance", "mlp_ratio"):  # structured pruner options as flags
         value = flags.pop(flag)
         if value is not None:
@@ -62,7 +65,7 @@ def _overrides(**flags: Any) -> dict[str, Any]:
     for key in ("calibration", "eval", "truth_datasets", "lm_eval_tasks", "targets", "ignore"):
         if flags.get(key) is not None:
             flags[key] = [x.strip() for item in flags[key] for x in item.split(",") if x.strip()]
-    out.update({k: v for k, v in flags.items() if v is not None and v is not False})
+    out.update({k: v for k, v in flags.items() if v is not None})  # False too: --no-overwrite beats a TOML's true
     return out
 
 
@@ -80,12 +83,12 @@ def _run_options(func):
         inspect.Parameter("model", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="smollm2-135m (default, embedded), a model dir, a .gguf file or a hub id."), annotation=Optional[str]),
         inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="auto | cpu | cuda | cuda:N"), annotation=Optional[str]),
         inspect.Parameter("dtype", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="auto | float32 | bfloat16 | float16"), annotation=Optional[str]),
-        inspect.Parameter("trust_remote_code", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."), annotation=bool),
+        inspect.Parameter("trust_remote_code", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--trust-remote-code/--no-trust-remote-code", help="Allow custom model code from the hub."), annotation=Optional[bool]),
         inspect.Parameter("pruner", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="Pruner name (see `truthprune plugins`): wanda, magnitude, owl, tplo, ..."), annotation=Optional[str]),
         inspect.Parameter("allocator", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="Per-layer sparsity allocator; default: the pruner's own (uniform for wanda)."), annotation=Optional[str]),
         inspect.Parameter("sparsity", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help="Target fraction of weights removed, in [0, 1)."), annotation=Optional[float]),
         inspect.Parameter("nm", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--nm", help="N:M pattern, e.g. 2:4 (prune 2 of every 4)."), annotation=Optional[str]),
-        inspect.Parameter("variant", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--variant", help="Wanda's alpha-search variant."), annotation=bool),
+        inspect.Parameter("variant", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--variant/--no-variant", help="Wanda's alpha-search variant."), annotation=Optional[bool]),
         inspect.Parameter("importance", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--importance", help="Structured pruner: unit importance entropy | taylor-ce | magnitude | wanda-sum (pruner option importance)."), annotation=Optional[str]),
         inspect.Parameter("mlp_ratio", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--mlp-ratio", help="Structured pruner: kept MLP width / hidden size, instead of --sparsity (pruner option mlp_ratio)."), annotation=Optional[float]),
         inspect.Parameter("owl_m", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--owl-m", help="OWL outlier threshold M (allocator option m)."), annotation=Optional[float]),
@@ -118,16 +121,16 @@ def _run_options(func):
         inspect.Parameter("probe_opt", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--probe-opt", help="Probe option key=value (repeatable)."), annotation=Optional[list[str]]),
         inspect.Parameter("truth_data", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--truth-data", help="Directory of true/false statement CSVs (default: generated offline sets)."), annotation=Optional[str]),
         inspect.Parameter("truth_datasets", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--truth-datasets", help="Which statement sets to use, comma-separated."), annotation=Optional[list[str]]),
-        inspect.Parameter("chat_template", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--chat-template", help="Wrap statements in the chat template."), annotation=bool),
+        inspect.Parameter("chat_template", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--chat-template/--no-chat-template", help="Wrap statements in the chat template."), annotation=Optional[bool]),
         inspect.Parameter("bos", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--bos", help="auto | always | never: start every window/statement with BOS (auto: when the tokenizer or chat template adds one; docs/models.md)."), annotation=Optional[str]),
         inspect.Parameter("targets", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--targets", help="Weights to prune, module patterns inside a decoder block (comma-separated; default '*')."), annotation=Optional[list[str]]),
         inspect.Parameter("ignore", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--ignore", help="Weights never pruned, module patterns (default: MoE routers and shared-expert gates; docs/models.md)."), annotation=Optional[list[str]]),
         inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--out", help="Report directory (default runs/latest)."), annotation=Optional[str]),
         inspect.Parameter("save", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--save", help="Also save the pruned model (safetensors) here."), annotation=Optional[str]),
-        inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--overwrite", help="Replace existing --out/--save directories."), annotation=bool),
-        inspect.Parameter("wait", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--wait", help="If another process is writing the same --out/--save, wait for it instead of failing."), annotation=bool),
-        inspect.Parameter("allow_pickle", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--allow-pickle", help="Accept a pickle-only (.bin) checkpoint; pickles can run code, so only for files you trust."), annotation=bool),
-        inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--quiet", "-q", help="No progress bars."), annotation=bool),
+        inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--overwrite/--no-overwrite", help="Replace existing --out/--save directories."), annotation=Optional[bool]),
+        inspect.Parameter("wait", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--wait/--no-wait", help="If another process is writing the same --out/--save, wait for it instead of failing."), annotation=Optional[bool]),
+        inspect.Parameter("allow_pickle", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--allow-pickle/--no-allow-pickle", help="Accept a pickle-only (.bin) checkpoint; pickles can run code, so only for files you trust."), annotation=Optional[bool]),
+        inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--quiet/--no-quiet", "-q", help="No progress bars."), annotation=Optional[bool]),
     ]
     wrapper.__signature__ = inspect.Signature(params)
     return wrapper
