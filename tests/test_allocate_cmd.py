@@ -80,7 +80,7 @@ def test_missing_file_exits_2_with_one_line(tmp_path):
         ({"outlier_ratio_percent": [1.0]}, {}, "no target sparsity"),
         (STATS, {"sparsity": 1.0}, "outside [0, 1)"),
         ({"outlier_ratio_percent": [1.0, 2.0], "separation_ratio": {"a": [1.0]}}, {"sparsity": 0.5}, "layer counts disagree"),
-        (STATS, {"sparsity": 0.5, "pivot": "3"}, "has no pivot"),
+        (STATS, {"sparsity": 0.5, "flags": {"tplo-pivot": "3"}}, "has no pivot option; drop --tplo-pivot"),
         (STATS, {"sparsity": 0.5, "options": ["novalue"]}, "KEY=VALUE"),
         (STATS, {"sparsity": 0.5, "options": ["lam=0.1"]}, "unknown option 'lam'"),
     ],

@@ -309,6 +309,17 @@ class SparsityAllocator(Plugin, ABC):
     needs_dense_pass: ClassVar[bool] = False
     needs_truth_profile: ClassVar[bool] = False
     required_stats: ClassVar[frozenset[str]] = frozenset()
+    # What commands need from an allocator, declared here so that core names no allocator:
+    # ``layer_signals``: per-layer values (``LayerInfo.extras`` keys, also returned by
+    # :meth:`diagnostics`) that can replace the dense pre-pass; `truthprune allocate` reads them
+    # from a stats file and the run report recomputes alternative allocations from them.
+    layer_signals: ClassVar[tuple[str, ...]] = ()
+    # ``file_options``: stats-file number keys (e.g. the reference vectors' names) -> Config field.
+    file_options: ClassVar[Mapping[str, str]] = {}
+    # ``option_flags``: command-line shortcuts of run/prune/sweep/allocate, flag without "--" ->
+    # (Config field, help); e.g. {"owl-m": ("m", "OWL outlier threshold M")}. A value is parsed
+    # like --allocator-opt (JSON when possible, else the string).
+    option_flags: ClassVar[Mapping[str, tuple[str, str]]] = {}
 
     def observe_layer(
         self, index: int, weights: Mapping[str, torch.Tensor], stats: Mapping[str, LinearStats]

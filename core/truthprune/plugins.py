@@ -137,6 +137,22 @@ class Registry:
     def create(self, kind: str, name: str, options: dict[str, Any] | None = None) -> Plugin:
         return self.get(kind, name)(options or {})
 
+    def allocator_flags(self) -> dict[str, tuple[str, str]]:
+        """Every installed allocator's command-line shortcuts: flag (no "--") -> (option, help).
+
+        Why here: `run`, `prune`, `sweep` and `allocate` offer them without core naming any
+        allocator. A flag two allocators declare for different options keeps the first
+        (alphabetical by allocator name) and logs the clash."""
+        flags: dict[str, tuple[str, str]] = {}
+        for entry in sorted(self._items["allocator"].values(), key=lambda r: r.name):
+            for flag, (field, text) in dict(getattr(entry.cls, "option_flags", {}) or {}).items():
+                if flag in flags and flags[flag][0] != field:
+                    log.warning("allocator %r declares --%s for option %r, already --%s for %r; ignored",
+                                entry.name, flag, field, flag, flags[flag][0])
+                    continue
+                flags.setdefault(flag, (field, text))
+        return flags
+
     def add_commands(self, app: Any) -> None:
         """Let plugins add CLI commands (register_commands hook)."""
         for impl in self.pm.hook.register_commands.get_hookimpls():

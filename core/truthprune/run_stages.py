@@ -184,29 +184,34 @@ def truth_profile(plan, loaded: LoadedModel, fingerprint: str, results: dict[str
 
 
 def alternative_allocations(plan, prune_report, truth_profile) -> dict[str, list[float]]:
-    """What uniform/OWL/SWL/TPLO would have chosen from this run's statistics (for the report's
-    allocation plot); only those whose inputs the run measured."""
-    from .errors import UserError
+    """What every installed allocator would have chosen from this run's statistics (for the
+    report's allocation plot); only those whose inputs the run measured: the truth profile, and
+    for a dense-pass allocator the per-layer signals it declares (``layer_signals``) among the
+    pruning diagnostics (e.g. OWL's outlier ratios when the run used an outlier allocator)."""
+    from .contracts import check_allocation
+    from .errors import PluginContractError, UserError
     from .interfaces import LayerInfo
     from .plugins import get_registry
 
     reg = get_registry()
-    outliers = prune_report.diagnostics.get("outlier_ratio_percent")
     n = len(prune_report.allocation)
+    signals = {k: v for k, v in prune_report.diagnostics.items() if isinstance(v, list) and len(v) == n}
     info = LayerInfo(num_layers=n, params_per_layer=[layer.params for layer in prune_report.layers],
-                     truth_profile=truth_profile, extras={"outlier_ratio_percent": outliers} if outliers else {})
+                     truth_profile=truth_profile, extras=signals)
     out = {plan.allocator.name: prune_report.allocation}
-    for name in ("uniform", "owl", "swl", "tplo"):
-        if name in out or name not in reg.names("allocator"):
+    for name in reg.names("allocator"):
+        if name in out:
             continue
         cls = reg.get("allocator", name)
-        if (cls.needs_dense_pass and not outliers) or (cls.needs_truth_profile and truth_profile is None):
+        measured = not cls.needs_dense_pass or (cls.layer_signals and all(k in signals for k in cls.layer_signals))
+        if not measured or (cls.needs_truth_profile and truth_profile is None):
             continue
         fields = getattr(cls.Config, "model_fields", {})
         opts = {k: v for k, v in plan.config.allocator_options.items() if k in fields}
         try:
-            out[name] = [float(x) for x in cls(opts).allocate(plan.config.sparsity, info)]
-        except UserError as err:
+            inst = cls(opts)
+            out[name] = check_allocation(inst, inst.allocate(plan.config.sparsity, info), n)
+        except (UserError, PluginContractError) as err:  # only a plot line: the run itself is fine
             log.info("allocation %s not shown: %s", name, err)
     return out
 

@@ -4,9 +4,12 @@ Why: allocations are cheap pure functions of per-layer signals (OWL outlier rati
 separation ratios). Running them from a JSON file lets users inspect or compare allocators,
 and reproduce the reference's published vectors, in milliseconds and without torch.
 
-The file has the layout of one model's ``inputs`` object in the reference vectors:
-``outlier_ratio_percent`` [L], ``separation_ratio`` {dataset: [L]}, and optional
-hyper-parameters ``lambda``, ``M``, ``swl_scaling``, ``tplo_pivot``, ``target_sparsity``.
+The file has the layout of one model's ``inputs`` object in the reference vectors: the per-layer
+signals the installed allocators declare (``SparsityAllocator.layer_signals``, e.g. OWL's outlier
+ratios) as lists [L], ``separation_ratio`` {dataset: [L]} (core's truth profile), the number
+options they declare (``file_options``, e.g. ``lambda``) and ``target_sparsity``. Core names no
+allocator: which keys mean what comes from the allocators, and so do the shortcut flags
+(``option_flags``, e.g. ``--tplo-pivot``).
 """
 
 from __future__ import annotations
@@ -21,11 +24,19 @@ import typer
 from ..errors import UserError
 from .main import app
 
-# file key -> allocator Config field it feeds (only used when the allocator declares the field)
-FILE_OPTION_FIELDS = {"lambda": "lam", "M": "m", "swl_scaling": "c", "tplo_pivot": "pivot"}
-OUTLIER_KEY = "outlier_ratio_percent"
 SEPARATION_KEY = "separation_ratio"
 TARGET_KEY = "target_sparsity"
+
+
+def declared_keys() -> tuple[list[str], list[str]]:
+    """(per-layer signal keys, number option keys) that the installed allocators declare."""
+    from ..plugins import get_registry
+
+    reg = get_registry()
+    classes = [reg.get("allocator", n) for n in reg.names("allocator")]
+    signals = sorted({k for c in classes for k in getattr(c, "layer_signals", ())})
+    numbers = sorted({k for c in classes for k in dict(getattr(c, "file_options", {}) or {})})
+    return signals, numbers
 
 
 def _is_number(x: Any) -> bool:
@@ -49,22 +60,25 @@ def read_stats_file(path: Path) -> dict[str, Any]:
         raise UserError(f"stats file {path} is not valid JSON ({err.msg} at line {err.lineno})") from None
     except RecursionError:
         raise UserError(f"stats file {path} is nested too deeply to be a statistics file") from None
+    signals, numbers = declared_keys()
+    layer_keys = " or ".join(repr(k) for k in [*signals, SEPARATION_KEY])
     if not isinstance(data, dict):
-        raise UserError(f"stats file {path} must hold a JSON object with {OUTLIER_KEY!r} and/or {SEPARATION_KEY!r}")
-    if OUTLIER_KEY not in data and SEPARATION_KEY not in data:
+        raise UserError(f"stats file {path} must hold a JSON object with {layer_keys}")
+    if not any(k in data for k in [*signals, SEPARATION_KEY]):
         hint = " (it looks like a whole vectors file: pass one model's 'inputs' object)" if any(
             isinstance(v, dict) and "inputs" in v for v in data.values()
         ) else ""
-        raise UserError(f"stats file {path} has neither {OUTLIER_KEY!r} nor {SEPARATION_KEY!r}{hint}")
+        raise UserError(f"stats file {path} has neither {layer_keys}{hint}")
     out: dict[str, Any] = {}
-    if OUTLIER_KEY in data:
-        out[OUTLIER_KEY] = _number_list(path, OUTLIER_KEY, data[OUTLIER_KEY])
+    for key in signals:
+        if key in data:
+            out[key] = _number_list(path, key, data[key])
     if SEPARATION_KEY in data:
         sep = data[SEPARATION_KEY]
         if not isinstance(sep, dict) or not sep:
             raise UserError(f"{path}: {SEPARATION_KEY!r} must be an object {{dataset: [ratio per layer]}}")
         out[SEPARATION_KEY] = {str(k): _number_list(path, f"{SEPARATION_KEY}.{k}", v) for k, v in sep.items()}
-    for key in (*FILE_OPTION_FIELDS, TARGET_KEY):
+    for key in (*numbers, TARGET_KEY):
         if key in data:
             if not _is_number(data[key]):
                 raise UserError(f"{path}: {key!r} must be a number, got {data[key]!r}")
@@ -87,10 +101,13 @@ def allocate_from_stats(
     allocator: str,
     stats: dict[str, Any],
     sparsity: float | None = None,
-    pivot: str | None = None,
+    flags: dict[str, str] | None = None,
     options: list[str] | None = None,
 ) -> tuple[list[float], list[float] | None, Any]:
-    """Run a registered allocator on file statistics: (sparsities, truth profile, allocator)."""
+    """Run a registered allocator on file statistics: (sparsities, truth profile, allocator).
+
+    ``flags``: values of the allocators' shortcut flags by flag name (``{"tplo-pivot": "auto"}``)."""
+    from ..contracts import check_allocation
     from ..interfaces import LayerInfo
     from ..plugins import get_registry
     from ..separation import truth_profile
@@ -103,51 +120,71 @@ def allocate_from_stats(
     if not 0.0 <= float(target) < 1.0:
         raise UserError(f"sparsity {target} is outside [0, 1); pass e.g. --sparsity 0.5")
 
-    opts = {field: stats[key] for key, field in FILE_OPTION_FIELDS.items() if key in stats and field in fields}
-    if pivot is not None:
-        if "pivot" not in fields:
-            raise UserError(f"allocator {allocator!r} has no pivot; drop --tplo-pivot")
-        if pivot.strip().lower() == "auto":
-            opts["pivot"] = None
-        else:
-            try:
-                opts["pivot"] = int(pivot)
-            except ValueError:
-                raise UserError(f"--tplo-pivot {pivot!r} must be a layer index or 'auto'") from None
+    opts = {field: stats[key] for key, field in dict(cls.file_options).items() if key in stats and field in fields}
+    declared = get_registry().allocator_flags()
+    for flag, raw in (flags or {}).items():
+        if raw is None:
+            continue
+        field = declared[flag][0]
+        if field not in fields:
+            raise UserError(f"allocator {allocator!r} has no {field} option; drop --{flag}")
+        opts[field] = _parse_option(f"{field}={raw}")[1]
     opts.update(dict(_parse_option(o) for o in options or []))
 
-    ratios = stats.get(OUTLIER_KEY)
+    signals = {k: stats[k] for k in declared_keys()[0] if k in stats}
     profile = truth_profile(stats[SEPARATION_KEY]) if SEPARATION_KEY in stats else None
-    lengths = {k: len(v) for k, v in ((OUTLIER_KEY, ratios), (SEPARATION_KEY, profile)) if v is not None}
+    lengths = {k: len(v) for k, v in (*signals.items(), (SEPARATION_KEY, profile)) if v is not None}
     if len(set(lengths.values())) > 1:
         raise UserError(f"layer counts disagree in the stats file: {lengths}; give one value per decoder layer")
     num_layers = next(iter(lengths.values()))
     if cls.needs_truth_profile and profile is None:
         raise UserError(f"allocator {allocator!r} needs the truth profile: add {SEPARATION_KEY!r} to the stats file")
-    if cls.needs_dense_pass and ratios is None:
-        raise UserError(f"allocator {allocator!r} needs layer statistics: add {OUTLIER_KEY!r} to the stats file")
+    if cls.needs_dense_pass and not any(k in signals for k in cls.layer_signals):
+        if not cls.layer_signals:
+            raise UserError(f"allocator {allocator!r} measures its statistics in a dense pass over a model; it cannot "
+                            "allocate from a stats file (use truthprune run)")
+        wanted = " or ".join(repr(k) for k in cls.layer_signals)
+        raise UserError(f"allocator {allocator!r} needs layer statistics: add {wanted} to the stats file")
 
     instance = get_registry().create("allocator", allocator, opts)
-    extras = {OUTLIER_KEY: ratios} if ratios is not None else {}
-    info = LayerInfo(num_layers=num_layers, params_per_layer=[1] * num_layers, truth_profile=profile, extras=extras)
-    sparsities = [float(s) for s in instance.allocate(float(target), info)]
-    if len(sparsities) != num_layers:
-        raise UserError(f"allocator {allocator!r} returned {len(sparsities)} sparsities for {num_layers} layers")
+    info = LayerInfo(num_layers=num_layers, params_per_layer=[1] * num_layers, truth_profile=profile, extras=dict(signals))
+    sparsities = check_allocation(instance, instance.allocate(float(target), info), num_layers)
     return sparsities, profile, instance
 
 
+def _with_allocator_flags(func):
+    """Add the installed allocators' shortcut flags (``--tplo-pivot`` ...) to the command; they
+    arrive in ``flags`` by flag name."""
+    import functools
+    import inspect
+
+    from .run_cmd import allocator_flag_params, allocator_flags
+
+    names = allocator_flags()
+    fixed = list(inspect.signature(func).parameters.values())[:-1]  # all but the last, ``flags``
+
+    @functools.wraps(func)
+    def wrapper(**kwargs):
+        flags = {names[p][0]: kwargs.pop(p) for p in names}
+        return func(**kwargs, flags=flags)
+
+    wrapper.__signature__ = inspect.Signature([*fixed, *allocator_flag_params()])
+    return wrapper
+
+
 @app.command("allocate")
+@_with_allocator_flags
 def allocate_command(
-    allocator: str = typer.Option(..., "--allocator", "-a", help="Registered allocator, e.g. owl, swl, tplo, tplo-joint."),
-    stats_file: Path = typer.Option(..., "--stats", help="JSON with outlier_ratio_percent and/or separation_ratio."),
+    allocator: str = typer.Option(..., "--allocator", "-a", help="Registered allocator (see `truthprune plugins`)."),
+    stats_file: Path = typer.Option(..., "--stats", help="JSON with the allocator's per-layer statistics (e.g. outlier ratios) and/or separation_ratio."),
     sparsity: float | None = typer.Option(None, "--sparsity", "-s", help="Target sparsity (default: the file's target_sparsity)."),
-    tplo_pivot: str | None = typer.Option(None, "--tplo-pivot", help="TPLO pivot layer, or 'auto'; overrides the file's tplo_pivot."),
     option: list[str] = typer.Option([], "--option", "-o", help="Extra allocator option KEY=VALUE (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help='Print {"sparsity": [...], "truth_profile": [...]} only.'),
+    flags: dict[str, Any] | None = None,  # the allocators' shortcut flags, added by _with_allocator_flags
 ) -> None:
     """Per-layer sparsities from saved layer statistics (no model, no torch)."""
     stats = read_stats_file(stats_file)
-    sparsities, profile, instance = allocate_from_stats(allocator, stats, sparsity, tplo_pivot, option)
+    sparsities, profile, instance = allocate_from_stats(allocator, stats, sparsity, flags, option)
     if as_json:
         typer.echo(json.dumps({"sparsity": sparsities, "truth_profile": profile}))
         return

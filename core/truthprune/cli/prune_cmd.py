@@ -27,7 +27,7 @@ from typing import Any, Optional
 import typer
 
 from .main import app
-from .run_cmd import _overrides, _run_options
+from .run_cmd import _overrides, _run_options, allocator_flags
 
 log = logging.getLogger("truthprune.prune")
 
@@ -35,7 +35,7 @@ log = logging.getLogger("truthprune.prune")
 _SHARED = (
     "config", "model", "device", "dtype", "trust_remote_code", "pruner", "allocator", "sparsity", "nm", "variant",
     "importance", "mlp_ratio",
-    "owl_m", "owl_lambda", "swl_scale", "tplo_pivot", "pruner_opt", "allocator_opt", "calibration", "calibration_opt",
+    "pruner_opt", "allocator_opt", "calibration", "calibration_opt",
     "nsamples", "seqlen", "batch_size", "seed", "truth_data", "truth_datasets", "chat_template", "allow_pickle",
     "bos", "targets", "ignore",
     "quantizer", "bits", "group_size", "quantizer_opt",
@@ -51,7 +51,7 @@ def _option(name: str, default: Any, annotation: Any) -> inspect.Parameter:
 def _prune_options(func):
     """run's shared flags (declared once, in run_cmd) plus the flags of prune."""
     run_params = inspect.signature(_run_options(lambda **kw: None)).parameters
-    params = [run_params[name] for name in _SHARED]
+    params = [run_params[name] for name in (*_SHARED, *allocator_flags())]  # + the allocators' shortcuts
     params += [
         _option("save", typer.Option(None, "--save", help="Directory for the pruned checkpoint (required; written atomically)."), Optional[str]),
         _option("overwrite", typer.Option(None, "--overwrite/--no-overwrite", help="Replace an existing --save directory."), Optional[bool]),

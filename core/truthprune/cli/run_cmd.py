@@ -18,8 +18,35 @@ from .main import app
 config_app = typer.Typer(help="Inspect the effective run configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-# sugar for the published allocator hyper-parameters (reference CLI names) -> allocator options
-_ALLOCATOR_FLAGS = {"owl_m": "m", "owl_lambda": "lam", "swl_scale": "c", "tplo_pivot": "pivot"}
+
+def allocator_flags() -> dict[str, tuple[str, str]]:
+    """Parameter name (``owl_m``) -> (flag ``owl-m``, allocator option ``m``), from every installed
+    allocator's ``option_flags`` (core names none of them)."""
+    from ..plugins import get_registry
+
+    return {flag.replace("-", "_"): (flag, field) for flag, (field, _) in get_registry().allocator_flags().items()}
+
+
+def allocator_flag_params() -> list:
+    """The typer parameters of :func:`allocator_flags`, with the help the allocator declared."""
+    import inspect
+
+    from ..plugins import get_registry
+
+    return [
+        inspect.Parameter(flag.replace("-", "_"), inspect.Parameter.KEYWORD_ONLY,
+                          default=typer.Option(None, f"--{flag}", help=text),
+                          annotation=Optional[str])
+        for flag, (field, text) in get_registry().allocator_flags().items()
+    ]
+
+
+def flag_value(raw: str) -> Any:
+    """A shortcut flag's value as --allocator-opt parses it: JSON when possible, else the string."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
 
 
 def _overrides(**flags: Any) -> dict[str, Any]:
@@ -27,10 +54,10 @@ def _overrides(**flags: Any) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     alloc = parse_options(flags.pop("allocator_opt"), "--allocator-opt")
-    for flag, option in _ALLOCATOR_FLAGS.items():
-        value = flags.pop(flag)
+    for param, (_, option) in allocator_flags().items():
+        value = flags.pop(param, None)
         if value is not None:
-            alloc[option] = value
+            alloc[option] = flag_value(value)
     if alloc:
         out["allocator_options"] = alloc
     quant = parse_options(flags.pop("quantizer_opt"), "--quantizer-opt")
@@ -91,10 +118,7 @@ def _run_options(func):
         inspect.Parameter("variant", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--variant/--no-variant", help="Wanda's alpha-search variant."), annotation=Optional[bool]),
         inspect.Parameter("importance", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--importance", help="Structured pruner: unit importance entropy | taylor-ce | magnitude | wanda-sum (pruner option importance)."), annotation=Optional[str]),
         inspect.Parameter("mlp_ratio", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--mlp-ratio", help="Structured pruner: kept MLP width / hidden size, instead of --sparsity (pruner option mlp_ratio)."), annotation=Optional[float]),
-        inspect.Parameter("owl_m", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--owl-m", help="OWL outlier threshold M (allocator option m)."), annotation=Optional[float]),
-        inspect.Parameter("owl_lambda", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--owl-lambda", help="OWL spread lambda (allocator option lam)."), annotation=Optional[float]),
-        inspect.Parameter("swl_scale", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--swl-scale", help="SWL/TPLO scaling c (allocator option c)."), annotation=Optional[float]),
-        inspect.Parameter("tplo_pivot", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--tplo-pivot", help="TPLO pivot layer (default: chosen from the truth profile)."), annotation=Optional[int]),
+        *allocator_flag_params(),  # --owl-m, --tplo-pivot, ...: declared by the installed allocators
         inspect.Parameter("pruner_opt", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--pruner-opt", help="Pruner option key=value (repeatable)."), annotation=Optional[list[str]]),
         inspect.Parameter("allocator_opt", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--allocator-opt", help="Allocator option key=value (repeatable)."), annotation=Optional[list[str]]),
         inspect.Parameter("quantizer", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--quantizer", help="Quantize each linear after pruning it (rtn, gptq: pip install truthprune-quant); --sparsity 0 quantizes only."), annotation=Optional[str]),

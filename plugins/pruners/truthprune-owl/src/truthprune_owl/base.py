@@ -79,6 +79,12 @@ class OutlierRatioAllocator(SparsityAllocator):
 
     needs_dense_pass = True
     required_stats = frozenset({STAT_SQ_NORM})
+    layer_signals = (OUTLIER_EXTRA,)  # precomputed ratios replace the dense pre-pass (truthprune allocate)
+    file_options = {"lambda": "lam", "M": "m"}  # the reference vectors' names
+    option_flags = {
+        "owl-m": ("m", "OWL outlier threshold M (allocator option m)."),
+        "owl-lambda": ("lam", "OWL spread lambda (allocator option lam)."),
+    }
 
     def __init__(self, config: Any = None):
         super().__init__(config)

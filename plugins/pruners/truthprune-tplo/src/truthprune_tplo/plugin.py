@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from truthprune import LayerInfo, PluginConfig, SparsityAllocator, UserError, hookimpl
 from truthprune_owl import OutlierRatioAllocator, check_truth_profile, finish, weights_of
 from truthprune_wanda import WandaPruner
@@ -28,6 +28,8 @@ class SwlAllocator(SparsityAllocator):
     description = "SWL: layers with a larger share of the truth-separation profile get lower sparsity (s - c(L*pi - 1))."
     Config = SwlConfig
     needs_truth_profile = True
+    file_options = {"swl_scaling": "c"}
+    option_flags = {"swl-scale": ("c", "SWL/TPLO scaling c (allocator option c).")}
 
     def allocate(self, target: float, info: LayerInfo) -> list[float]:
         owner = f"allocator {self.name!r}"
@@ -44,7 +46,12 @@ class TploConfig(PluginConfig):
     c: float = Field(0.04, ge=0)
     """SWL scaling of the truth profile for layers >= pivot."""
     pivot: int | None = Field(None, ge=0)
-    """First layer allocated by the truth profile; None = automatic (choose_pivot)."""
+    """First layer allocated by the truth profile; None (or "auto") = automatic (choose_pivot)."""
+
+    @field_validator("pivot", mode="before")
+    @classmethod
+    def _auto(cls, v):
+        return None if isinstance(v, str) and v.strip().lower() == "auto" else v
 
 
 class TploAllocator(OutlierRatioAllocator):
@@ -52,6 +59,12 @@ class TploAllocator(OutlierRatioAllocator):
     description = "TPLO: OWL outlier allocation before a pivot layer, truth-profile (SWL) allocation from it on."
     Config = TploConfig
     needs_truth_profile = True
+    file_options = {**OutlierRatioAllocator.file_options, "swl_scaling": "c", "tplo_pivot": "pivot"}
+    option_flags = {
+        **OutlierRatioAllocator.option_flags,
+        **SwlAllocator.option_flags,
+        "tplo-pivot": ("pivot", "TPLO pivot layer, or 'auto' (default: chosen from the truth profile)."),
+    }
 
     pivot_used: int | None = None
 
