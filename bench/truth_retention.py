@@ -278,8 +278,8 @@ def main(argv=None) -> int:
     say(f"{len(sets)} scored sets, {n_stmt} statements per model ("
         + ", ".join(f"{s.name} {len(s)}" for s in sets) + ")")
     say(f"{len(runnable)} points: " + ", ".join(S.point_name(m.label, s) for m, s in runnable))
-    say(f"probe fits: dense ~{len(sets) * 30 * args.seeds} (30 layers), per point ~{len(sets) * 10 * args.seeds}"
-        " (top third); for SmolLM2 on 2 cores expect ~8-12 min per point, see bench/README.md")
+    say(f"probe fits: dense {len(sets) * args.seeds} per layer (every layer), per point the same for the top "
+        f"{args.top_fraction:.2f} of layers; SmolLM2 on 2 cores: see bench/README.md for measured times")
     identity = {"format": FORMAT, "model": args.model, "seeds": args.seeds, "max_per_set": args.max_per_set,
                 "probe": "logreg", "test_fraction": P.TEST_FRACTION, "top_fraction": args.top_fraction,
                 "sets": {s.name: s.content_hash for s in sets}, "ppl": [args.ppl_data, args.seqlen, args.ppl_max_windows],
@@ -294,8 +294,9 @@ def main(argv=None) -> int:
             probes = None
         else:
             dense, probes = dense_stage(args, sets, topics, identity)
-        points = []
-        for method, setting in runnable:
+        points, durations = [], []
+        for i, (method, setting) in enumerate(runnable):
+            t_point = time.perf_counter()
             if args.report_only:
                 p = S.load_matching(out / "points" / f"{S.point_name(method.label, setting)}.json",
                                     {"format": FORMAT, "dense": dense["identity_hash"], "flags": list(method.flags),
@@ -304,6 +305,11 @@ def main(argv=None) -> int:
                 p = point_stage(args, method, setting, common, sets, topics, dense, probes)
             if p is not None:
                 points.append(p)
+            if not args.report_only and time.perf_counter() - t_point > 60:  # computed, not reused
+                durations.append(time.perf_counter() - t_point)
+                left = len(runnable) - i - 1
+                say(f"point took {durations[-1] / 60:.1f} min; about {left * sum(durations) / len(durations) / 60:.0f} min "
+                    f"for the {left} left")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
