@@ -136,7 +136,7 @@ def test_cli_bad_quantizer_input_exits_2_before_loading(tiny_dir, tmp_path, caps
     from truthprune.cli.main import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["prune", "--model", str(tiny_dir), "--save", str(tmp_path / "never"), "--quiet", *extra])
+        main(["prune", "--model", str(tiny_dir), "--seqlen", "64", "--save", str(tmp_path / "never"), "--quiet", *extra])
     _, err = capsys.readouterr()
     assert exc.value.code == 2 and message in err
     assert not (tmp_path / "never").exists()
