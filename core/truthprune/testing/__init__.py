@@ -29,10 +29,10 @@ from .checks import (
     check_torch_free_import,
     probe_data,
 )
-from .fixtures import TinyTokenizer, fake_linear_stats, tiny_calibration, tiny_llama
+from .fixtures import TinyTokenizer, fake_linear_stats, save_tiny_checkpoint, tiny_calibration, tiny_llama
 
 __all__ = [
     "ContractFailure", "TinyTokenizer", "check_allocator", "check_calibration_source", "check_class", "check_plugin",
     "check_probe", "check_pruner", "check_quantizer", "check_structured_pruner", "check_torch_free_import", "fake_linear_stats",
-    "probe_data", "tiny_calibration", "tiny_llama",
+    "probe_data", "save_tiny_checkpoint", "tiny_calibration", "tiny_llama",
 ]

@@ -90,3 +90,21 @@ def fake_linear_stats(in_features: int, n_tokens: int = 256, seed: int = 0, stre
     st = LinearStats(n_tokens=n_tokens, sq_norm=gram.diagonal().clone(), gram=gram, sum=x.sum(0).float())
     st.streams = {name: fake_linear_stats(in_features, n_tokens, seed + 1 + k) for k, name in enumerate(streams)}
     return st
+
+
+def save_tiny_checkpoint(directory: Any, seed: int = 0, layers: int = 3) -> Any:
+    """:func:`tiny_llama` saved with a real (character-level, saveable) Hugging Face tokenizer, so
+    CLI commands (``truthprune prune --model DIR``, ``--offload``) can run on it. Returns the path."""
+    from pathlib import Path
+
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    path = Path(directory)
+    vocab = {"<pad>": PAD, "<s>": BOS, "</s>": EOS, **{chr(32 + i): 3 + i for i in range(95)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<pad>", pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    tiny_llama(seed, layers).save_pretrained(path)
+    hf.save_pretrained(path)
+    return path

@@ -1,0 +1,83 @@
+"""truthaware as a user runs it: `truthprune prune` in memory and with --offload give the same
+checkpoint (the statement streams reach the engine in both modes), `--allocator tplo` composes,
+no --truth-data falls back to the generated sets, and a bad build set fails before any work."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from truthprune.testing import check_pruner, save_tiny_checkpoint
+
+_ARGS = ("--pruner", "truthaware", "--pruner-opt", "per_set=20", "--nsamples", "8", "--seqlen", "64",
+         "--batch-size", "4", "--device", "cpu", "--quiet")
+
+
+def _truth_dir(tmp_path):
+    d = tmp_path / "truth"
+    d.mkdir()
+    for name, neg in (("cities", ""), ("neg_cities", " not")):
+        rows = ["statement,label"] + [f"The city of C{i} is{neg} in K{i % 7}.,{(i + (neg != '')) % 2}" for i in range(30)]
+        (d / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    return d
+
+
+def _prune(capsys, *args):
+    from truthprune.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["prune", *args])
+    out = capsys.readouterr()
+    assert exc.value.code in (0, None), out.err[-2000:]
+    return out.out
+
+
+def _weights(path):
+    return {k: v for f in sorted(path.glob("*.safetensors")) for k, v in load_file(f).items()}
+
+
+def test_contract():
+    check_pruner("truthaware")
+
+
+def test_in_memory_equals_offload_and_composes_with_tplo(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    model = save_tiny_checkpoint(tmp_path / "tiny")
+    truth = str(_truth_dir(tmp_path))
+    common = ("--model", str(model), "--truth-data", truth, *_ARGS)
+    _prune(capsys, *common, "--save", str(tmp_path / "mem"))
+    _prune(capsys, *common, "--save", str(tmp_path / "off"), "--offload")
+    a, b = _weights(tmp_path / "mem"), _weights(tmp_path / "off")
+    assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+    _prune(capsys, "--model", str(model), "--truth-data", truth, *_ARGS, "--pruner-opt", "gamma=0",
+           "--pruner-opt", "delta=0", "--save", str(tmp_path / "plain"))
+    plain = _weights(tmp_path / "plain")
+    assert any(not torch.equal(a[k], plain[k]) for k in a)  # the statements changed the result
+
+    _prune(capsys, *common, "--allocator", "tplo", "--save", str(tmp_path / "tplo"))
+    meta = json.loads((tmp_path / "tplo" / "truthprune.json").read_text())
+    assert meta["config"]["pruner"] == "truthaware" and meta["config"]["allocator"] == "tplo"
+    assert len({round(s, 3) for s in meta["per_layer_sparsity"]}) > 1
+
+
+def test_without_truth_data_uses_generated_sets(tmp_path, capsys, monkeypatch, caplog):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    model = save_tiny_checkpoint(tmp_path / "tiny")
+    _prune(capsys, "--model", str(model), *_ARGS, "--save", str(tmp_path / "gen"))
+    assert (tmp_path / "gen" / "truthprune.json").is_file()
+
+
+def test_unknown_build_set_fails_at_plan_time(tmp_path, capsys):
+    from truthprune.cli.main import main
+
+    model = save_tiny_checkpoint(tmp_path / "tiny")
+    with pytest.raises(SystemExit) as exc:
+        main(["prune", "--model", str(model), "--truth-data", str(_truth_dir(tmp_path)), *_ARGS,
+              "--pruner-opt", "build_sets=[\"animal_class\"]", "--save", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "build_sets" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
