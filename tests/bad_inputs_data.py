@@ -80,6 +80,23 @@ def _model_dirs(root: Path) -> None:
     for name, data in variants.items():
         _write(root / name / "config.json", tiny_cfg)
         _write(root / name / "model.safetensors", data)
+    sized = json.loads(tiny_cfg)
+    _write(root / "m_sizestr" / "config.json", json.dumps({**sized, "num_hidden_layers": "abc"}))
+    _write(root / "m_sizestr" / "model.safetensors", weights)
+    for name, bad in (("m_tokjson", "tokenizer.json"), ("m_genjson", "generation_config.json")):
+        _write(root / name / "config.json", tiny_cfg)
+        _write(root / name / "model.safetensors", weights)
+        _write(root / name / bad, "{broken json")
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(root / "tiny" / "model.safetensors")
+    renamed = {k.replace("layers.0.", "layerz.0."): v for k, v in state.items()}
+    q = next(k for k in state if "q_proj" in k)
+    for name, tensors in (("m_wrongnames", renamed), ("m_wrongshape", {**state, q: torch.zeros(5, 5)})):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        _write(root / name / "config.json", tiny_cfg)
+        save_file(tensors, str(root / name / "model.safetensors"), metadata={"format": "pt"})
     index_cases = {
         "m_idxjson": "{broken",
         "m_idxnomap": json.dumps({"metadata": {}}),
@@ -91,7 +108,8 @@ def _model_dirs(root: Path) -> None:
         _write(root / name / "model.safetensors.index.json", text)
     for f in (root / "tiny").iterdir():
         if f.name.startswith("tokenizer"):
-            for name in [*configs, *variants, *index_cases, "m_noweights"]:
+            for name in [*configs, *variants, *index_cases, "m_noweights", "m_sizestr", "m_genjson", "m_wrongnames",
+                         "m_wrongshape"]:
                 _write(root / name / f.name, f.read_bytes())
 
 

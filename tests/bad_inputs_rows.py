@@ -122,6 +122,11 @@ def env_rows() -> list[Case]:
         Case("env/run-world-0", [*RUN, *OUT], env={"WORLD_SIZE": "0"}, msg="WORLD_SIZE"),
         Case("env/run-cache-under-file", [*RUN, *OUT], env={"TRUTHPRUNE_CACHE": "{D}/afile/sub"}, msg="TRUTHPRUNE_CACHE"),
         Case("env/run-cache-empty", [*RUN, *OUT], env={"TRUTHPRUNE_CACHE": ""}, msg="TRUTHPRUNE_CACHE"),
+        Case("env/run-xdg-cache-is-file", [*RUN, *OUT], env={"TRUTHPRUNE_CACHE": None, "XDG_CACHE_HOME": "{D}/afile"},
+             msg="XDG_CACHE_HOME"),
+        Case("config/run-seed-negative", [*RUN, *OUT, "--seed", "-1"], msg="--seed"),
+        Case("config/run-seed-too-large", [*RUN, *OUT, "--seed", str(2**40)], msg="--seed"),
+        Case("config/probe-seed-too-large", [*PROBE, "--seed", str(2**40)], msg="--seed"),
     ]
     return rows
 
@@ -136,8 +141,10 @@ MODELS = {
     "m_binonly": "pickle", "g_trunc.gguf": "truncated", "g_header.gguf": "corrupt or truncated",
     "g_random.gguf": "corrupt or truncated", "g_text.gguf": "not a GGUF", "g_empty.gguf": "not a GGUF",
     "g_magic.gguf": "corrupt or truncated", "g_notensors.gguf": "truncated", "missing.gguf": "does not exist",
-    "afile": "not a .gguf", "nope/model": "does not exist",
+    "afile": "not a .gguf", "nope/model": "does not exist", "m_sizestr": "num_hidden_layers",
+    "m_tokjson": "not valid JSON", "m_genjson": "not valid JSON",
 }
+LOAD_TIME_MODELS = {"m_wrongnames": "lacks or mismatches", "m_wrongshape": "do not fit"}  # refused as they load
 
 
 def model_rows() -> list[Case]:
@@ -152,6 +159,17 @@ def model_rows() -> list[Case]:
             Case(f"model/probe-{m}", _with(PROBE, "--model", f"{{D}}/{m}"), msg=msg),
             Case(f"model/tqa-{m}", _with(TQA, "--model", f"{{D}}/{m}"), msg=msg),
         ]
+    rows += [Case(f"model/ppl-{m}", _with(PPL, "--model", f"{{D}}/{m}"), msg=msg, plan_time=False)
+             for m, msg in LOAD_TIME_MODELS.items()]
+    rows += [Case(f"model/run-{m}", _with([*RUN, *OUT], "--model", f"{{D}}/{m}"), msg=msg, plan_time=False, absent=["out"])
+             for m, msg in LOAD_TIME_MODELS.items()]
+    rows += [
+        Case("model/run-seqlen-over-context", [*_with(RUN, "--seqlen", "512"), *OUT], msg="longer than the model's context"),
+        Case("model/ppl-seqlen-over-context", _with(PPL, "--seqlen", "512"), msg="longer than the model's context"),
+        Case("model/run-device-tpu", [*RUN, *OUT, "--device", "tpu"], msg="--device"),
+        Case("model/ppl-device-tpu", _with(PPL, "--device", "tpu"), msg="--device"),
+        Case("model/probe-device-tpu", _with(PROBE, "--device", "tpu"), msg="--device"),
+    ]
     offline = {"HF_HUB_OFFLINE": "1"}
     unreachable = {"HF_HUB_OFFLINE": None, "TRANSFORMERS_OFFLINE": None, "HF_ENDPOINT": "http://127.0.0.1:9"}
     rows += [

@@ -48,10 +48,14 @@ def check_distributed() -> tuple[int, int]:
 
 
 def check_cache_dir() -> None:
-    """TRUTHPRUNE_CACHE must be a directory, or creatable as one."""
+    """The cache root (TRUTHPRUNE_CACHE, else XDG_CACHE_HOME/truthprune) must be a directory, or creatable."""
     raw = os.environ.get("TRUTHPRUNE_CACHE")
+    name = "TRUTHPRUNE_CACHE"
     if raw is None:
-        return
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        if not xdg:
+            return
+        raw, name = os.path.join(xdg, "truthprune"), "XDG_CACHE_HOME"
     if not raw.strip():
         raise UserError("environment variable TRUTHPRUNE_CACHE is empty; unset it or set it to a directory")
     p = Path(raw).expanduser()
@@ -60,9 +64,11 @@ def check_cache_dir() -> None:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         what = "is a file" if ancestor == p else f"lies under the file {str(ancestor)!r}"
-        raise UserError(f"TRUTHPRUNE_CACHE={raw!r} {what}, not a directory; point it at a directory (or unset it)")
+        raise UserError(f"the cache directory {raw!r} (from {name}) {what}, not a directory; point {name} at a "
+                        "directory (or unset it)")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserError(f"TRUTHPRUNE_CACHE={raw!r}: {str(ancestor)!r} is not writable; point it at a writable directory")
+        raise UserError(f"the cache directory {raw!r} (from {name}): {str(ancestor)!r} is not writable; point "
+                        f"{name} at a writable directory")
 
 
 def check_environment(command: str | None) -> None:

@@ -54,7 +54,9 @@ def _on_sigint(signum, frame):  # noqa: ARG001
 
 def install_interrupt_guard() -> None:
     """Record every SIGINT (then raise KeyboardInterrupt as Python does) so a swallowed interrupt
-    still stops the final swap. Main thread only; a no-op elsewhere."""
+    still stops the final swap. Main thread only; a no-op elsewhere. Each CLI command starts clean."""
+    global _INTERRUPTED
+    _INTERRUPTED = False
     try:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, _on_sigint)
@@ -255,8 +257,8 @@ def _swap_in(tmp: Path, path: Path) -> None:
     """Make ``tmp`` the new ``path``; the old content ends up deleted. Signals blocked meanwhile."""
     if _INTERRUPTED:
         raise KeyboardInterrupt
-    blocked = {signal.SIGINT, signal.SIGTERM}
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    can_block = hasattr(signal, "pthread_sigmask")
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if can_block else None
     try:
         if not path.exists() and not path.is_symlink():
             os.rename(tmp, path)
@@ -272,7 +274,8 @@ def _swap_in(tmp: Path, path: Path) -> None:
                 os.rename(discard, path)
                 raise
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        if can_block:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     shutil.rmtree(discard, ignore_errors=True) if discard.is_dir() and not discard.is_symlink() else discard.unlink(missing_ok=True)
 
 

@@ -34,8 +34,34 @@ def check_run_config(config: Any) -> None:
 
     check_calibration_options(config)
     check_distributed()
+    check_seed(config.seed)
+    check_device(config.device)
     check_model_spec(config.model, allow_pickle=bool(getattr(config, "allow_pickle", False)))
+    check_context(config.model, config.seqlen)
     check_eval_data(config)
+
+
+def check_seed(seed: int) -> None:
+    """numpy and torch seeds are unsigned 32-bit: a larger or negative one failed after the plan."""
+    if not 0 <= int(seed) < 2**32:
+        raise UserError(f"--seed {seed} must be between 0 and {2**32 - 1}")
+
+
+def check_device(device: str) -> None:
+    """The form of --device now (whether CUDA is there is known only once torch is imported)."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(device)):
+        raise UserError(f"--device {device!r} is not one of auto, cpu, cuda, cuda:N")
+
+
+def check_context(model: str, seqlen: int) -> None:
+    """--seqlen against a local model's context, from its config.json, before it loads."""
+    from .models.formats import model_context
+
+    ctx = model_context(model)
+    if ctx is not None and seqlen > ctx:
+        raise UserError(f"--seqlen {seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
 
 
 def check_eval_data(config: Any) -> None:

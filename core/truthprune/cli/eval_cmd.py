@@ -25,15 +25,20 @@ _MODEL_HELP = "smollm2-135m (default, embedded), gemma3-270m, a model dir, a .gg
 _BOS_HELP = "auto | always | never: start every window with BOS (auto: when the tokenizer or chat template adds one)."
 
 
-def _check(model: str, allow_pickle: bool, **positive: int | None) -> None:
+def _check(model: str, allow_pickle: bool, device: str, **positive: int | None) -> None:
     """Plan-time checks shared by both evaluations: the model's format, counts that must be >= 1."""
     from ..errors import UserError
     from ..models.formats import check_model_spec
 
+    from ..plan_checks import check_context, check_device
+
     for flag, value in positive.items():
         if value is not None and value < 1:
             raise UserError(f"--{flag.replace('_', '-')} {value} must be at least 1")
+    check_device(device)
     check_model_spec(model, allow_pickle=allow_pickle)
+    if positive.get("seqlen"):
+        check_context(model, positive["seqlen"])
 
 
 def _load(model: str, device: str, dtype: str, trust_remote_code: bool):
@@ -69,7 +74,7 @@ def ppl_command(
     from ..eval.perplexity import default_max_windows, encode_eval_text, eval_text, perplexity
 
     check_setting(bos)
-    _check(model, allow_pickle, max_windows=max_windows, seqlen=seqlen, batch_size=batch_size)
+    _check(model, allow_pickle, device, max_windows=max_windows, seqlen=seqlen, batch_size=batch_size)
     text, _ = eval_text(data)  # fail on bad data before the (slower) model load
     loaded = _load(model, device, dtype, trust_remote_code)
     rule = resolve_bos(loaded.tokenizer, bos)
@@ -105,7 +110,7 @@ def truthfulqa_command(
     from ..eval.truthfulqa import evaluate_truthfulqa, load_truthfulqa
 
     check_setting(bos)
-    _check(model, allow_pickle, limit=limit, batch_size=batch_size)
+    _check(model, allow_pickle, device, limit=limit, batch_size=batch_size)
     load_truthfulqa(data)  # fail on bad data before the (slower) model load
     loaded = _load(model, device, dtype, trust_remote_code)
     rule = resolve_bos(loaded.tokenizer, bos)

@@ -125,6 +125,10 @@ def probe_command(
     from ..bos import check_setting, resolve_bos
 
     bos = "never" if no_bos else check_setting(bos)
+    from ..plan_checks import check_device, check_seed
+
+    check_device(device)
+    check_seed(seed)
     check_model_spec(model, allow_pickle=allow_pickle)
     if plot:
         check_writable(resolve_target(plot, "--plot"), "--plot")

@@ -29,6 +29,8 @@ ENCODER_TYPES = frozenset({
     "xlm", "xlm-roberta", "xlm-roberta-xl", "xmod", "yoso",
 })
 _CAUSAL_HEAD = re.compile(r"(ForCausalLM|LMHeadModel|ForConditionalGeneration)$")
+_SIZE_KEYS = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+              "vocab_size", "max_position_embeddings")
 _HEADER_LIMIT = 100_000_000  # a safetensors JSON header larger than this is corrupt
 _FIX_DIR = "point --model at a directory written by save_pretrained (config.json + model.safetensors)"
 
@@ -61,6 +63,29 @@ def check_config(config: Any, where: str) -> None:
     if bad:
         raise UserError(f"{where}: architecture {bad[0]!r} is not a causal language model (no LM head); save the "
                         "model with its ...ForCausalLM class, or pass a decoder-only causal LM")
+    sizes = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    for key in _SIZE_KEYS:
+        value = sizes.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise UserError(f"{where}: {key} = {value!r} is not a positive integer; the config was edited or is damaged")
+
+
+def check_json_files(directory: Path) -> None:
+    """Every small JSON file of a checkpoint (tokenizer, generation config...) must parse."""
+    for f in sorted(directory.glob("*.json")):
+        if f.name != "config.json" and f.stat().st_size < 200_000_000:
+            _read_json(f, "checkpoint file")
+
+
+def model_context(spec: str) -> int | None:
+    """max_position_embeddings from a local model directory's config.json (None when unknown)."""
+    cfg = Path(spec).expanduser() / "config.json"
+    if not cfg.is_file():
+        return None
+    data = _read_json(cfg, "model config")
+    sizes = data.get("text_config") if isinstance(data.get("text_config"), dict) else data
+    value = sizes.get("max_position_embeddings") if isinstance(sizes, dict) else None
+    return value if isinstance(value, int) and value > 0 else None
 
 
 # ----------------------------------------------------------------------------- weight files
@@ -247,6 +272,7 @@ def check_model_spec(spec: str, allow_pickle: bool = False) -> str:
             raise UserError(f"model directory {spec!r} has no config.json; {_FIX_DIR}")
         check_config(_read_json(cfg, "model config"), f"{str(cfg)!r}")
         check_weights(p, allow_pickle)
+        check_json_files(p)
         return "local"
     if p.exists():
         raise UserError(f"--model {spec!r} is a file but not a .gguf; pass a model directory, a .gguf file or a hub id")
@@ -254,3 +280,35 @@ def check_model_spec(spec: str, allow_pickle: bool = False) -> str:
         raise UserError(f"--model {spec!r} does not exist; pass an existing model directory, a .gguf file or a hub id")
     check_hub_id(spec)
     return "hub"
+
+
+# ----------------------------------------------------------------------------- load time
+
+
+def load_causal_lm(auto_cls: Any, path: str, spec: str, **kwargs: Any) -> Any:
+    """``auto_cls.from_pretrained`` that refuses a checkpoint whose weights do not fit the model.
+
+    Why: transformers initialises missing tensors randomly with only a printed table (a checkpoint
+    with renamed tensors "loaded" and gave meaningless numbers), and a shape mismatch ended in a
+    RuntimeError traceback. Both are now one line naming the first offending tensor.
+    """
+    try:
+        model, info = auto_cls.from_pretrained(path, output_loading_info=True, **kwargs)
+    except RuntimeError as err:
+        if "size mismatch" in str(err) or "mismatch" in str(err).lower():
+            raise UserError(f"the weights in {spec!r} do not fit its config.json (a tensor has another shape); "
+                            "the checkpoint is damaged or belongs to another model: re-save it") from None
+        raise
+    missing = sorted(info.get("missing_keys") or [])
+    config = getattr(model, "config", None)
+    tied = getattr(config, "tie_word_embeddings", False) or getattr(getattr(config, "text_config", None),
+                                                                    "tie_word_embeddings", False)
+    if tied:  # the output head shares the embedding's tensor: absent from the file by design
+        missing = [k for k in missing if "lm_head" not in k]
+    mismatched = list(info.get("mismatched_keys") or [])
+    if missing or mismatched:
+        first = missing[0] if missing else mismatched[0][0] if isinstance(mismatched[0], tuple) else mismatched[0]
+        count = len(missing) + len(mismatched)
+        raise UserError(f"the checkpoint {spec!r} lacks or mismatches {count} weight tensor(s) of its architecture (first: "
+                        f"{first}); they would be random, so the numbers would mean nothing: re-save the checkpoint")
+    return model

@@ -229,7 +229,9 @@ def load_model(
     t0 = time.perf_counter()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        from .formats import load_causal_lm  # refuses missing or mismatched weights instead of random ones
+
+        model = load_causal_lm(AutoModelForCausalLM, path, spec, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except OSError as err:
         if kind == "hub":
             raise UserError(
