@@ -301,19 +301,24 @@ def test_two_concurrent_compares_into_one_out(base, tmp_path):
     _count(category, why)
 
 
-def test_two_concurrent_runs_into_one_out(base, tmp_path):
-    """The reported worst case: two `run`s into one --out without --overwrite both 'succeeded'."""
+def test_concurrent_runs_one_out_and_one_shared_cache(base, tmp_path):
+    """The reported worst case: two `run`s into one --out without --overwrite both 'succeeded'.
+    A third run into another --out shares the same result cache at the same time and must succeed."""
     import json
 
-    args = [a.replace("{D}", str(base.root)) for a in rows1.RUN] + ["--out", str(tmp_path / "out")]
-    procs = [_spawn(args, tmp_path, TRUTHPRUNE_CACHE=str(tmp_path / f"cache{k}")) for k in range(2)]
-    results = sorted(((p.wait(timeout=300), p.stderr.read()) for p in procs), key=lambda r: r[0])
+    args = [a.replace("{D}", str(base.root)) for a in rows1.RUN]
+    cache = str(tmp_path / "cache")
+    procs = [_spawn([*args, "--out", str(tmp_path / out)], tmp_path, TRUTHPRUNE_CACHE=cache) for out in ("out", "out", "other")]
+    done = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    results = sorted(done[:2], key=lambda r: r[0])
     category, why = _judge_proc(*results[1], 2, "^error: .*(being written|already exists)", [tmp_path])
-    if category == "clean" and results[0][0] != 0:
-        category, why = "silent", f"neither run succeeded: {results[0][1][-2000:]}"
+    if category == "clean" and (results[0][0] != 0 or done[2][0] != 0):
+        category, why = "silent", f"a run that should succeed failed: {results[0][1][-1500:]} {done[2][1][-1500:]}"
+    if category == "clean" and "Traceback" in done[2][1]:
+        category, why = "traceback", done[2][1][-3000:]
     if category == "clean":
-        report = json.loads((tmp_path / "out" / "report.json").read_text())
-        category, why = ("clean", "") if report["truthprune_report"] == 1 else ("lost", "report damaged")
+        reports = [json.loads((tmp_path / out / "report.json").read_text()) for out in ("out", "other")]
+        category, why = ("clean", "") if all(r["truthprune_report"] == 1 for r in reports) else ("lost", "report damaged")
     _count(category, why)
 
 

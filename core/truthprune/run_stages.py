@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ def _cached_json(kind: str, key: dict[str, Any], compute):
         return json.loads(path.read_text())
     value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # per process: parallel runs share the cache
     tmp.write_text(json.dumps(value, default=str))
     tmp.replace(path)
     return value

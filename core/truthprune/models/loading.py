@@ -120,10 +120,12 @@ def converted_gguf_dir(gguf: Path) -> Path:
     try:
         plain.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        if target.exists():  # another process finished first
-            shutil.rmtree(tmp)
-        else:
+        try:
             tmp.rename(target)
+        except OSError:  # another process finished the same conversion first: keep its copy
+            if not (target / "config.json").is_file():
+                raise
+            shutil.rmtree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from typing import Literal
 
 from pydantic import Field
@@ -88,7 +89,7 @@ class GeneratedSource(CalibrationSource):
             ids = torch.tensor(rows, dtype=torch.long)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".tmp{id(self)}")
+                tmp = path.with_suffix(f".tmp{os.getpid()}-{id(self)}")  # unique across parallel processes
                 torch.save(ids, tmp)
                 tmp.replace(path)
         return CalibrationSamples(
