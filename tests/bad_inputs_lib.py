@@ -170,7 +170,8 @@ def judge(case: Case, result: Result, changed: list[str], left: list[str], prese
     if result.code != case.code:
         return "silent", f"exit {result.code}, expected {case.code}; stderr: {result.err[-1500:]}"
     if case.code != 0:
-        lines = result.error_lines if case.code != 130 else [ln for ln in result.err.splitlines() if "interrupted" in ln]
+        signal_lines = [ln for ln in result.err.splitlines() if re.match(r"(interrupted|terminated)", ln)]
+        lines = signal_lines if case.code in (130, 143) else result.error_lines
         if len(lines) != 1:
             return "silent", f"expected one error line, got {lines!r}; stderr: {result.err[-1500:]}"
         if case.msg and not re.search(case.msg, lines[0], flags=re.IGNORECASE):

@@ -4,6 +4,7 @@ simulated interrupts, plugins, allocate and sweep (see bad_inputs_rows for the c
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 
@@ -58,6 +59,19 @@ def _dead(rel_fmt: str, files=None):
         _dir(rel_fmt.format(pid=ctx.dead_pid), files)(ctx)
 
     return setup
+
+
+def _copy_model(ctx):
+    shutil.copytree(ctx.base / "tiny", ctx.case / "m")
+
+
+def _copy_calib(ctx):
+    (ctx.case / "data").mkdir()
+    shutil.copy(ctx.base / "calib.txt", ctx.case / "data" / "calib.txt")
+
+
+def _swap_model(args: list[str]) -> list[str]:
+    return [("{C}/m" if a == "{D}/tiny" else a) for a in args]
 
 
 REPORT_EDITS = {
@@ -139,6 +153,15 @@ def output_rows() -> list[Case]:
              setup=_both(_copy_run("r"), _dir("x")), msg=ALREADY, keep=["x"]),
         Case("out/compare-out-under-file", ["compare", "{C}/r", "{D}/run_good", "--out", "{D}/afile/c"],
              setup=_copy_run("r"), msg="is a file"),
+        Case("out/run-save-replaces-model", _swap_model([*RUN, *OUT, "--save", "{C}/m", "--overwrite"]), setup=_copy_model,
+             msg="would replace --model", keep=["m"]),
+        Case("out/prune-save-replaces-model", _swap_model([*PRUNE, "--save", "{C}/m", "--overwrite"]), setup=_copy_model,
+             msg="would replace --model", keep=["m"]),
+        Case("out/run-out-contains-calibration", [*RUN, "--out", "{C}/data", "--overwrite", "--calibration-opt",
+                                                  "path={C}/data/calib.txt"], setup=_copy_calib,
+             msg="would replace --calibration-opt path", keep=["data"]),
+        Case("out/probe-out-replaces-model", [*_swap_model(PROBE), "--out", "{C}/m", "--overwrite"], setup=_copy_model,
+             msg="would replace --model", keep=["m"]),
         Case("out/report-dot", ["report", "."], cwd="r", setup=_copy_run("r"), code=0, msg="report written",
              keep=["r/report.json"], post=lambda ctx: sorted(p.name for p in (ctx.case / "r").iterdir() if p.is_dir()) or None),
     ]
@@ -177,6 +200,13 @@ def _raise_interrupt(*args, **kwargs):
     raise KeyboardInterrupt
 
 
+def _terminated(*args, **kwargs):
+    import truthprune.outputs as outputs
+
+    outputs._INTERRUPTED = True  # what the SIGTERM handler records before it unwinds
+    raise SystemExit(outputs.TERMINATED_EXIT)
+
+
 def _swallowed(*args, **kwargs):
     import truthprune.outputs as outputs
 
@@ -198,6 +228,11 @@ def interrupt_rows() -> list[Case]:
     return [
         Case("interrupt/report-rerender", ["report", "{C}/r"], setup=_copy_run("r"), code=130, keep=["r"],
              patch=_patch("truthprune.plots.report_plots", _raise_interrupt)),
+        Case("interrupt/report-sigterm", ["report", "{C}/r"], setup=_copy_run("r"), code=143, keep=["r"],
+             patch=_patch("truthprune.plots.report_plots", _terminated)),
+        Case("interrupt/run-sigterm-overwrite-save", [*RUN, *OUT, "--save", "{C}/s", "--overwrite"], setup=_dir("s"),
+             code=143, keep=["s"], absent=["out"], plan_time=False,
+             patch=_patch("truthprune.saving.environment_versions", _terminated)),
         Case("interrupt/report-swallowed-interrupt", ["report", "{C}/r"], setup=_copy_run("r"), code=130, keep=["r"],
              patch=_patch("truthprune.plots.report_plots", _swallowed)),
         Case("interrupt/compare-overwrite", ["compare", "{C}/r", "{D}/run_good", "--out", "{C}/x", "--overwrite"],

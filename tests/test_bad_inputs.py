@@ -264,9 +264,11 @@ def _judge_proc(code: int, err: str, expected: int, line_regex: str, roots: list
     return ("lost", f"left behind {left}") if left else ("clean", "")
 
 
-@pytest.mark.parametrize("how", ["external-sigint-while-a-plugin-imports", "plugin-import-sends-sigint"])
+@pytest.mark.parametrize("how", ["external-sigint-while-a-plugin-imports", "plugin-import-sends-sigint",
+                                 "external-sigterm-while-a-plugin-imports"])
 def test_sigint_during_startup_imports(how, base, tmp_path):
-    """Ctrl-C while the CLI is still importing (plugins load at start-up): one line, exit 130."""
+    """Ctrl-C while the CLI is still importing (plugins load at start-up): one line, exit 130;
+    SIGTERM (a batch system's time limit): one line, exit 143."""
     import signal
     import time
 
@@ -280,11 +282,12 @@ def test_sigint_during_startup_imports(how, base, tmp_path):
     deadline = time.monotonic() + 120
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    term = "sigterm" in how
     if how.startswith("external"):
         time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM if term else signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    _count(*_judge_proc(proc.returncode, err, 130, "interrupted", [tmp_path]))
+    _count(*_judge_proc(proc.returncode, err, 143 if term else 130, "terminated" if term else "interrupted", [tmp_path]))
 
 
 def test_two_concurrent_compares_into_one_out(base, tmp_path):

@@ -52,14 +52,26 @@ def _on_sigint(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
+TERMINATED_EXIT = 143  # 128 + SIGTERM
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    global _INTERRUPTED
+    _INTERRUPTED = True
+    raise SystemExit(TERMINATED_EXIT)  # unwinds like Ctrl-C: temporaries removed, locks released
+
+
 def install_interrupt_guard() -> None:
     """Record every SIGINT (then raise KeyboardInterrupt as Python does) so a swallowed interrupt
-    still stops the final swap. Main thread only; a no-op elsewhere. Each CLI command starts clean."""
+    still stops the final swap; SIGTERM (a batch system's time limit) unwinds the same way instead
+    of killing the process mid-write. Main thread only; a no-op elsewhere. Each command starts clean."""
     global _INTERRUPTED
     _INTERRUPTED = False
     try:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, _on_sigint)
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread
         pass
 

@@ -94,6 +94,28 @@ def planned_truth_sets(config: Any) -> Any | None:
     return entry[1] if entry is not None and entry[0] is config else None
 
 
+def run_inputs(config: Any) -> list[tuple[str, str]]:
+    """(flag, path) of every local input of a run: model, calibration files, evaluation data, config."""
+    found = [("--model", config.model), ("--ppl-data", config.ppl_data), ("--truthfulqa-data", config.truthfulqa_data),
+             ("--truth-data", config.truth_data)]
+    for key, value in config.calibration_options.items():
+        for k, v in (value.items() if isinstance(value, dict) else [(key, value)]):
+            if isinstance(v, str):
+                found.append((f"--calibration-opt {k}", v))
+    return [(flag, str(p)) for flag, p in found if isinstance(p, str) and p and os.path.exists(p)]
+
+
+def check_inputs_survive(target: Any, flag: str, inputs: list[tuple[str, str]]) -> None:
+    """An output may not be, or contain, one of the run's inputs: writing it (with --overwrite) would
+    delete the model or the data the run is reading, e.g. --save pointing at the --model directory."""
+    out = Path(os.path.abspath(os.path.expanduser(str(target))))
+    for in_flag, path in inputs:
+        p = Path(os.path.abspath(path))
+        if p == out or out in p.parents:
+            raise UserError(f"{flag} {str(out)!r} would replace {in_flag} {str(p)!r}, an input of this run; write the "
+                            "output somewhere else")
+
+
 def _rank() -> int:
     try:
         return int(os.environ.get("RANK", "0") or 0)
@@ -113,6 +135,8 @@ def claim_run_outputs(config: Any, allocator: Any, report: bool = True) -> list[
         targets.append((config.out, "--out"))
     if config.save:
         targets.append((config.save, "--save"))
+    for target, flag in targets:
+        check_inputs_survive(target, flag, run_inputs(config))
     if _rank() > 0:  # only rank 0 writes; the others check and move on
         for target, flag in targets:
             check_target(target, config.overwrite, what=flag)

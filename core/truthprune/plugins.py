@@ -180,7 +180,7 @@ def _reraise_real_interrupt(exc: BaseException) -> None:
     only that plugin's failure (isolated like any other exception)."""
     from .outputs import was_interrupted
 
-    if isinstance(exc, GeneratorExit) or (isinstance(exc, KeyboardInterrupt) and was_interrupted()):
+    if isinstance(exc, GeneratorExit) or (isinstance(exc, (KeyboardInterrupt, SystemExit)) and was_interrupted()):
         raise exc
 
 

@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> None:
         code = _run(args)
     except KeyboardInterrupt:
         code = 130
+    except SystemExit as exc:  # SIGTERM (truthprune.outputs) unwinds as SystemExit(143)
+        if exc.code != 143:
+            raise
+        code = 143
     finally:
         try:
             from ..outputs import release_all
@@ -125,4 +129,6 @@ def main(argv: list[str] | None = None) -> None:
             pass
     if code == 130:  # typer turns Ctrl-C inside a command into exit code 130
         print(_INTERRUPTED, file=sys.stderr)
+    elif code == 143:
+        print("terminated (SIGTERM); no output was left half-written", file=sys.stderr)
     sys.exit(code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from typing import Optional
@@ -141,6 +142,10 @@ def probe_command(
         strict=strict or None,
     )
     if out:  # checked and locked now: an unwritable or existing --out fails before the extraction
+        from ..plan_checks import check_inputs_survive
+
+        inputs = [(flag, p) for flag, p in (("--model", model), ("--truth-data", truth_data)) if p and os.path.exists(p)]
+        check_inputs_survive(out, "--out", inputs)
         prepare_output(out, overwrite, wait=wait, kind="file", what="--out")
     typer.echo(f"data: {source}: {', '.join(f'{s.name} ({len(s)})' for s in sets)}", err=True)
     from .. import load_model
