@@ -8,7 +8,7 @@ allowed through unchanged, so newer reports with extra sections still load.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -39,6 +39,7 @@ class Config(_Open):
     model: str
     sparsity: float
     eval: list[str] = []
+    lm_eval_tasks: list[str] = []
     seqlen: Optional[int] = None
     ppl_data: Optional[str] = None
 
@@ -78,10 +79,22 @@ class ProbeSummary(_Open):
     description: Optional[str] = None
 
 
+class LmEvalTask(_Open):
+    results: Optional[dict[str, dict[str, Any]]] = None
+
+
+class LmEval(_Open):
+    tasks: Optional[dict[str, LmEvalTask]] = None
+    skipped: Optional[Union[str, dict[str, str]]] = None
+    limit: Optional[int] = None
+    num_fewshot: Optional[int] = None
+
+
 class Results(_Open):
     ppl: Optional[Perplexity] = None
     truthfulqa: Optional[TruthfulQA] = None
     probe: Optional[ProbeSummary] = None
+    lm_eval: Optional[LmEval] = None
 
 
 class Stage(_Open):
