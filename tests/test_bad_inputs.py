@@ -345,3 +345,17 @@ def test_kill9_during_a_write_is_cleaned_up_by_the_next_writer(base, tmp_path, m
     ctx = SimpleNamespace(base=base.root, case=tmp_path, dead_pid=base.dead_pid)
     category, why = run_case(case, ctx, monkeypatch)  # counted there
     assert category == "clean", f"{category}: {why}"
+
+
+def test_hub_dataset_without_network_fails_fast_and_quietly(base, tmp_path):
+    """--data wikitext2 with no network and an empty cache: one line naming the local-copy flag (it
+    used to retry with a warning per request for half a minute first)."""
+    args = ["eval", "ppl", "--model", str(base.root / "tiny"), "--seqlen", "32", "--device", "cpu", "--data", "wikitext2"]
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "",
+           "HF_DATASETS_OFFLINE": "", "TRANSFORMERS_OFFLINE": ""}
+    proc = _spawn(args, tmp_path, **env)
+    _, err = proc.communicate(timeout=300)
+    category, why = _judge_proc(proc.returncode, err, 2, "^error: .*unreachable.*--data PATH", [tmp_path])
+    if category == "clean" and "WARNING" in err:
+        category, why = "silent", f"warnings before the error: {err[-2000:]}"
+    _count(category, why)

@@ -8,11 +8,37 @@ reached, and which flag points truthprune at a local copy instead.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _offline_unless_reachable() -> Iterator[None]:
+    """Without a network, switch datasets/huggingface_hub to offline mode for this call: a cached
+    data set still loads, an uncached one fails at once, instead of retrying with a warning per
+    request for half a minute. One connection attempt (3 s at most) decides."""
+    from ..models.formats import _hub_offline, _hub_reachable
+
+    if _hub_offline() or _hub_reachable():
+        yield
+        return
+    import datasets.config as dconf
+    import huggingface_hub.constants as hconst
+
+    saved = [(m, a, getattr(m, a)) for m, a in ((dconf, "HF_HUB_OFFLINE"), (dconf, "HF_DATASETS_OFFLINE"),
+                                                (hconst, "HF_HUB_OFFLINE")) if hasattr(m, a)]
+    for m, a, _ in saved:
+        setattr(m, a, True)
+    try:
+        yield
+    finally:
+        for m, a, v in saved:
+            setattr(m, a, v)
 
 
 def load_hub_dataset(
@@ -32,7 +58,8 @@ def load_hub_dataset(
 
     label = name if config is None else f"{name}/{config}"
     try:
-        return datasets.load_dataset(name, config, split=split, data_files=data_files)
+        with _offline_unless_reachable():
+            return datasets.load_dataset(name, config, split=split, data_files=data_files)
     except ConnectionError as err:
         # datasets raises ConnectionError both when offline mode is on (HF_HUB_OFFLINE=1) and
         # when the hub cannot be resolved; neither is fixable by retrying here.
