@@ -70,6 +70,24 @@ def _copy_calib(ctx):
     shutil.copy(ctx.base / "calib.txt", ctx.case / "data" / "calib.txt")
 
 
+def _remember_inode(rel: str):
+    def setup(ctx):
+        ctx.inode = (ctx.case / rel).stat().st_ino
+
+    return setup
+
+
+def _same_directory(rel: str):
+    """post-check: the directory is still the same one (a shell inside it is not stranded), nothing nested."""
+
+    def post(ctx):
+        d = ctx.case / rel
+        nested = sorted(p.name for p in d.iterdir() if p.is_dir())
+        return f"nested {nested}" if nested else ("the directory was replaced" if d.stat().st_ino != ctx.inode else None)
+
+    return post
+
+
 def _swap_model(args: list[str]) -> list[str]:
     return [("{C}/m" if a == "{D}/tiny" else a) for a in args]
 
@@ -166,8 +184,8 @@ def output_rows() -> list[Case]:
              msg="would replace --calibration-opt path", keep=["data"]),
         Case("out/probe-out-replaces-model", [*_swap_model(PROBE), "--out", "{C}/m", "--overwrite"], setup=_copy_model,
              msg="would replace --model", keep=["m"]),
-        Case("out/report-dot", ["report", "."], cwd="r", setup=_copy_run("r"), code=0, msg="report written",
-             keep=["r/report.json"], post=lambda ctx: sorted(p.name for p in (ctx.case / "r").iterdir() if p.is_dir()) or None),
+        Case("out/report-dot", ["report", "."], cwd="r", setup=_both(_copy_run("r"), _remember_inode("r")), code=0,
+             msg="report written", keep=["r/report.json"], post=_same_directory("r")),
     ]
 
 
@@ -232,6 +250,10 @@ def interrupt_rows() -> list[Case]:
     return [
         Case("interrupt/report-rerender", ["report", "{C}/r"], setup=_copy_run("r"), code=130, keep=["r"],
              patch=_patch("truthprune.plots.report_plots", _raise_interrupt)),
+        Case("interrupt/report-dot", ["report", "."], cwd="r", setup=_copy_run("r"), code=130, keep=["r"],
+             patch=_patch("truthprune.plots.report_plots", _raise_interrupt)),
+        Case("interrupt/report-dot-swallowed", ["report", "."], cwd="r", setup=_copy_run("r"), code=130, keep=["r"],
+             patch=_patch("truthprune.plots.report_plots", _swallowed)),
         Case("interrupt/report-sigterm", ["report", "{C}/r"], setup=_copy_run("r"), code=143, keep=["r"],
              patch=_patch("truthprune.plots.report_plots", _terminated)),
         Case("interrupt/run-sigterm-overwrite-save", [*RUN, *OUT, "--save", "{C}/s", "--overwrite"], setup=_dir("s"),

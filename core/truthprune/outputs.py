@@ -353,3 +353,56 @@ def write_text_atomic(target: str | Path, text: str, overwrite: bool = False, wh
     with atomic_file(target, overwrite=overwrite, what=what) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return resolve_target(target, what)
+
+
+def _holds_cwd(path: Path) -> bool:
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:
+        return False
+    target = path.resolve()
+    return cwd == target or target in cwd.parents
+
+
+@contextmanager
+def replace_files(target: str | Path, remove: frozenset[str] = frozenset()) -> Iterator[Path]:
+    """Yield a temporary directory; on success each file in it replaces the file of the same name in
+    the existing directory ``target`` (and the names in ``remove`` that were not rebuilt are deleted).
+
+    For re-rendering a directory that is somebody's working directory (``truthprune report .``):
+    swapping the directory itself would leave that shell in a deleted directory. Each file is
+    replaced atomically and SIGINT/SIGTERM are blocked for the whole replacement, so an interrupt
+    gives the old files or the new ones, never a half-written file.
+    """
+    path = prepare_output(target, True, kind="dir")
+    tmp = _new_temp(path)
+    try:
+        try:
+            os.mkdir(tmp, 0o777)
+            yield tmp
+            if _INTERRUPTED:
+                raise KeyboardInterrupt
+            can_block = hasattr(signal, "pthread_sigmask")
+            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if can_block else None
+            try:
+                built = {f.name for f in tmp.iterdir()}
+                for name in sorted(built):
+                    os.replace(tmp / name, path / name)
+                for name in sorted(remove - built):
+                    (path / name).unlink(missing_ok=True)
+            finally:
+                if can_block:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        except BaseException as exc:
+            if disk_full(exc):
+                raise disk_full_error(path) from None
+            raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        release_output(path)
+
+
+def holds_working_directory(target: str | Path) -> bool:
+    """True when ``target`` is (or contains) this process's working directory."""
+    return _holds_cwd(Path(os.path.abspath(str(target))))

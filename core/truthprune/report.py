@@ -231,13 +231,17 @@ def rerender_report(out: str | Path) -> tuple[Path, list[str]]:
     """
     import shutil
 
-    from .outputs import atomic_dir
+    from .outputs import atomic_dir, holds_working_directory, replace_files
     from .plots import REPORT_PLOT_FILES
 
     p = Path(os.path.abspath(out))  # 'report .' must name the directory, not an empty basename
     run_dir = p.parent if p.is_file() else p
     report = load_report(p)
     skip = {"report.md", *REPORT_PLOT_FILES}
+    if holds_working_directory(run_dir):  # 'report .': swapping the directory would strand the shell in it
+        with replace_files(run_dir, remove=frozenset(skip)) as tmp:
+            render_report(report, tmp)
+        return run_dir, report["plots"]
     with atomic_dir(run_dir, overwrite=True) as tmp:
         for item in run_dir.iterdir():
             if item.name in skip:
