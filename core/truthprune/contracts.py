@@ -172,6 +172,8 @@ class CheckedProbe:
         self._width: int | None = None
 
     def __getattr__(self, name: str) -> Any:  # needs_polarity, config, name ... of the real probe
+        if name.startswith("__") or name in ("_probe", "_width"):  # unpickling looks these up before __init__
+            raise AttributeError(name)
         return getattr(self._probe, name)
 
     def fit(self, acts: Any, labels: Any, meta: Any = None) -> CheckedProbe:
