@@ -204,3 +204,17 @@ def test_cli_turns_contract_error_into_one_line_exit_3(monkeypatch, capsys):
     assert exc.value.code == cli_main.PLUGIN_CONTRACT_EXIT == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: pruner 'first-half'") and "bug in the plugin" in err[0]
+
+
+def test_checked_probe_survives_pickling():
+    """Cached dense probes are pickled (bench/truth_retention.py); unpickling must not recurse."""
+    import pickle
+
+    from truthprune.contracts import CheckedProbe
+
+    copy = pickle.loads(pickle.dumps(CheckedProbe(_NamedProbe())))
+    assert copy.name == "picklable"
+
+
+class _NamedProbe:
+    name = "picklable"
