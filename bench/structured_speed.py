@@ -14,7 +14,10 @@ pruned one, back to back, so machine load affects all alike, and the medians are
 Pruned models come from ``--pruned DIR`` (checkpoints written by ``truthprune prune --pruner
 structured``, loaded with plain transformers) and/or ``--sparsity S`` (pruned here with the
 structured pruner's ``magnitude`` importance, which needs no calibration; speed depends only on
-the widths, not on which units were kept). Prints the pruned/dense ratio of each.
+the widths, not on which units were kept). ``--random-weights`` builds seeded random weights in
+the model's shapes instead of reading its checkpoint (for a quick check when the real model
+cannot be loaded; dense matmul speed does not depend on the values). Prints the pruned/dense
+ratio of each.
 """
 
 from __future__ import annotations
@@ -65,6 +68,26 @@ def load_models(args):
 
     from truthprune import get_registry, load_model, prune_structured
 
+    if args.random_weights:  # same shapes, seeded random weights: speed depends on shapes only
+        import torch
+        from transformers import AutoConfig
+
+        from truthprune.models.loading import resolve_model_path
+
+        config = AutoConfig.from_pretrained(resolve_model_path(args.model)[0])
+
+        def fresh():
+            torch.manual_seed(0)
+            return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+
+        models = {"dense (random weights)": fresh()}
+        for s in args.sparsity:
+            m = fresh()
+            prune_structured(m, None, get_registry().create("pruner", "structured", {"importance": "magnitude"}), s)
+            models[f"structured {s:.0%} (random weights)"] = m
+        for m in models.values():
+            m.config.use_cache = True
+        return models
     dense = load_model(args.model, device="cpu", dtype="float32")
     models = {"dense": dense.model}
     for path in args.pruned:
@@ -90,9 +113,13 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--random-weights", action="store_true",
+                    help="Seeded random weights in the model's shapes (no checkpoint is read; speed depends on shapes only).")
     args = ap.parse_args(argv)
     if not args.pruned and not args.sparsity:
         ap.error("give --pruned DIR and/or --sparsity S")
+    if args.random_weights and args.pruned:
+        ap.error("--random-weights prunes in this process; use --sparsity, not --pruned")
     if args.threads:
         torch.set_num_threads(args.threads)
     models = load_models(args)
@@ -107,7 +134,7 @@ def main(argv=None) -> None:
             times[name]["prefill"].append(prefill_tps(m, long_ids))
             times[name]["decode"].append(decode_tps(m, short_ids, args.new_tokens))
     med = {k: {p: statistics.median(v) for p, v in d.items()} for k, d in times.items()}
-    base = med["dense"]
+    base = next(iter(med.values()))  # the dense model comes first
     rows = []
     print(f"threads {torch.get_num_threads()}, prompt {args.prompt_tokens} tokens, decode {args.new_tokens} tokens, "
           f"median of {args.repeats} interleaved repeats")
