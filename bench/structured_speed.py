@@ -76,9 +76,11 @@ def load_models(args):
 
         config = AutoConfig.from_pretrained(resolve_model_path(args.model)[0])
 
-        def fresh():
+        def fresh():  # its own config copy: pruning rewrites the config of the model it prunes
+            import copy
+
             torch.manual_seed(0)
-            return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+            return AutoModelForCausalLM.from_config(copy.deepcopy(config), dtype=torch.float32).eval()
 
         models = {"dense (random weights)": fresh()}
         for s in args.sparsity:
