@@ -118,7 +118,8 @@ def pca_coords(acts: Mapping[str, np.ndarray], rows: np.ndarray, fit_style: str 
 
 
 def _by_dim(values: np.ndarray, dims: np.ndarray, fn) -> dict[str, Any]:
-    out = {str(d): fn(values[dims == d] if values.ndim == 1 else values[..., dims == d]) for d in dict.fromkeys(dims.tolist())}
+    """fn over each dimension's units (in order of first appearance), and over all units."""
+    out = {str(d): fn(values[dims == d]) for d in dict.fromkeys(dims.tolist())}
     out["all"] = fn(values)
     return out
 
