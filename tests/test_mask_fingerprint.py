@@ -8,7 +8,9 @@ name, its shape and its pruned positions (``weight == 0``) packed as bits.
 How the constant is produced: on the core of commit a729be8 (the HEAD before issue 13's
 changes), under the heavy-job lock, from /work/main:
 
-    mkdir -p /tmp/fp-head && git archive a729be8 core | tar -x -C /tmp/fp-head
+    mkdir -p /tmp/fp-head && git archive a729be8 core plugins/calibration/truthprune-hub/src/truthprune_hub \
+        plugins/pruners/truthprune-wanda/src/truthprune_wanda | tar -x -C /tmp/fp-head
+    cp -r /tmp/fp-head/plugins/*/*/src/truthprune_* /tmp/fp-head/core/
     flock /tmp/truthprune-heavy.lock env PYTHONPATH=/tmp/fp-head/core python tests/test_mask_fingerprint.py
 
 which prints ``mask_fingerprint`` after ``truthprune.prune_model`` with pruner wanda, allocator
