@@ -1,4 +1,5 @@
-"""Tiny random-weight Llama and calibration windows (no downloads), shared by the tests here."""
+"""Tiny random-weight Llama and calibration windows (no downloads), shared by the tests here;
+built by the core's plugin author kit (``truthprune.testing``)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,13 @@ import pytest
 
 @pytest.fixture
 def tiny_llama():
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from truthprune.testing import tiny_llama
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-    )
-    model = LlamaForCausalLM(cfg).eval()
-    model.config.use_cache = False
-    return model
+    return tiny_llama(seed=0, layers=3)
 
 
 @pytest.fixture
 def tiny_calibration():
-    import torch
+    from truthprune.testing import tiny_calibration
 
-    from truthprune import CalibrationSamples
-
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, 128, (8, 64), generator=g)
-    return CalibrationSamples(ids, torch.ones_like(ids))
+    return tiny_calibration(nsamples=8, seqlen=64, seed=1)
