@@ -3,6 +3,8 @@ random calibration windows, and the same model saved with a character tokenizer 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -18,36 +20,21 @@ def _one_thread():
 
 @pytest.fixture
 def tiny_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from truthprune.testing import tiny_llama
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
-    model = LlamaForCausalLM(cfg).eval()
-    model.config.use_cache = False
-    return model
+    return tiny_llama(seed=0, layers=3)
 
 
 @pytest.fixture
 def tiny_calibration():
-    from truthprune import CalibrationSamples
+    from truthprune.testing import tiny_calibration
 
-    ids = torch.randint(0, 128, (8, 64), generator=torch.Generator().manual_seed(1))
-    return CalibrationSamples(ids, torch.ones_like(ids))
-
-
-def _char_tokenizer():
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{chr(32 + i): 3 + i for i in range(95)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    return tiny_calibration(nsamples=8, seqlen=64, seed=1)
 
 
 @pytest.fixture
-def tiny_dir(tiny_llama, tmp_path):
-    tiny_llama.save_pretrained(tmp_path / "tiny")
-    _char_tokenizer().save_pretrained(tmp_path / "tiny")
-    return tmp_path / "tiny"
+def tiny_dir(tmp_path) -> Path:
+    """The seed-0 tiny model saved with a character-level tokenizer (for the CLI)."""
+    from truthprune.testing import save_tiny_checkpoint
+
+    return save_tiny_checkpoint(tmp_path / "tiny", seed=0, layers=3)
