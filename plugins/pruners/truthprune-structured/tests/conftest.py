@@ -16,14 +16,9 @@ def _one_thread():
 
 
 def make_tiny(seed: int = 0, dtype=torch.float32):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from truthprune.testing import tiny_llama
 
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
-    model = LlamaForCausalLM(cfg).eval().to(dtype)
-    model.config.use_cache = False
-    return model
+    return tiny_llama(seed=seed, layers=3).to(dtype)
 
 
 @pytest.fixture
@@ -42,22 +37,11 @@ def calib():
     return CalibrationSamples(ids, mask)
 
 
-def char_tokenizer():
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{chr(32 + i): 3 + i for i in range(95)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
-
-
 @pytest.fixture
 def tiny_dir(tmp_path):
-    path = tmp_path / "tiny"
-    make_tiny().save_pretrained(path)
-    char_tokenizer().save_pretrained(path)
-    return path
+    from truthprune.testing import save_tiny_checkpoint
+
+    return save_tiny_checkpoint(tmp_path / "tiny", seed=0, layers=3)
 
 
 @pytest.fixture
