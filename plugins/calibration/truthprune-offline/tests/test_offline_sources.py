@@ -32,16 +32,9 @@ class CharTokenizer:
 
 @pytest.fixture
 def tiny_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from truthprune.testing import tiny_llama
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-    )
-    model = LlamaForCausalLM(cfg).eval()
-    model.config.use_cache = False
-    return model
+    return tiny_llama(seed=0, layers=3)
 
 
 def source(name, **options):

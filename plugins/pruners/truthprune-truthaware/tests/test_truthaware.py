@@ -9,7 +9,7 @@ import copy
 import pytest
 import torch
 
-from truthprune import CalibrationSamples, LinearStats, SparsityTarget, UserError, get_registry, prune_model
+from truthprune import LinearStats, SparsityTarget, UserError, get_registry, prune_model
 from truthprune_truthaware.objective import (
     combined_hessian,
     diagonal_scores,
@@ -163,18 +163,13 @@ def test_missing_build_sets_fail_before_loading(tmp_path):
 
 @pytest.fixture
 def tiny_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from truthprune.testing import tiny_llama
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
-    model = LlamaForCausalLM(cfg).eval()
-    model.config.use_cache = False
-    return model
+    return tiny_llama(seed=0, layers=2)
 
 
 @pytest.fixture
 def tiny_calibration():
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, 128, (8, 48), generator=g)
-    return CalibrationSamples(ids, torch.ones_like(ids))
+    from truthprune.testing import tiny_calibration
+
+    return tiny_calibration(nsamples=8, seqlen=48, seed=1)
