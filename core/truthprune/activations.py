@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from .bos import tokenizer_adds_bos  # one BOS rule for the whole package (re-exported here)
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -66,15 +67,6 @@ def resolve_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
     if len(set(out)) != len(out):
         raise UserError(f"layers {list(layers)} name a layer twice")
     return out
-
-
-def tokenizer_adds_bos(tokenizer: Any) -> bool:
-    """Whether plain ``tokenizer(text)`` already starts with the BOS token."""
-    bos = getattr(tokenizer, "bos_token_id", None)
-    if bos is None:
-        return False
-    ids = tokenizer("a")["input_ids"]
-    return bool(ids) and ids[0] == bos
 
 
 def encode_statements(
