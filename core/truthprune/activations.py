@@ -112,6 +112,23 @@ def cache_key(fingerprint: str, content_hash: str, layers: Sequence[int], chat_t
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:40]
 
 
+def right_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
+    """Token-id lists right-padded into (ids, attention mask) LongTensors [len(seqs), longest].
+
+    Why: every batched last-token read (statements here, TruthfulQA prompts in
+    :mod:`truthprune.eval.truthfulness`) pads the same way, so row r's last real token is
+    ``mask[r].sum() - 1``."""
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, : len(s)] = torch.tensor(s)
+        mask[r, : len(s)] = 1
+    return ids, mask
+
+
 def _run_batches(model, layer_modules, layer_idx, encoded, batch_size, device, pad_id, quiet) -> np.ndarray:
     import torch
 
@@ -144,12 +161,7 @@ def _run_batches(model, layer_modules, layer_idx, encoded, batch_size, device, p
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
-                width = max(len(encoded[i]) for i in idx)
-                ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for r, i in enumerate(idx):
-                    ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
-                    mask[r, : len(encoded[i])] = 1
+                ids, mask = right_pad([encoded[i] for i in idx], pad_id)
                 last_pos[0] = (mask.sum(1) - 1).to(device)
                 captured.clear()
                 try:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..activations import right_pad
 from ..errors import UserError
 from .prompt_styles import STYLES, PromptSet, load_prompts, render, resolve_template
 from .truthfulness_items import Item
@@ -122,12 +123,7 @@ def score_requests(model: Any, requests: Sequence[Request], batch_size: int = 16
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
-                width = max(len(requests[i][0]) for i in idx)
-                ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for r, i in enumerate(idx):
-                    ids[r, : len(requests[i][0])] = torch.tensor(requests[i][0])
-                    mask[r, : len(requests[i][0])] = 1
+                ids, mask = right_pad([requests[i][0] for i in idx], pad_id)
                 last[0] = (mask.sum(1) - 1).to(device)
                 logits = _last_logits(model, ids.to(device), mask.to(device), last[0])
                 logp = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
