@@ -16,15 +16,16 @@ output exists is skipped, so an interrupted run continues where it stopped):
            retention benchmark's subset: dense MC1 0.187, MC2 0.354)
   lora     `truthprune finetune` (rank 8, alpha 16, 30 steps of 2 x 256-token WikiText valid
            windows, lr 1e-3, seed 0), then the same three evaluations of the merged model
-Then `bench/structured_speed.py` times the 30 % and 20 % entropy checkpoints against the dense
-model in one process (speed depends on the shapes only, which all importances share). `--budget` stops starting new steps after that many seconds.
+`bench/structured_speed.py` times the 30 % entropy checkpoint against the dense model in one
+process (speed depends on the shapes only, which all importances share). Jobs run in priority
+order (entropy vs taylor-ce at 30 %, their LoRA recovery, then the rest); `--budget` stops
+starting new steps after that many seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import subprocess
 import time
 
@@ -72,42 +73,45 @@ def main() -> None:
     ap.add_argument("--out", default="runs/structured")
     ap.add_argument("--models", default="/tmp/truthprune-structured", help="where checkpoints go (large)")
     ap.add_argument("--budget", type=float, default=3600.0)
-    ap.add_argument("--only", default="", help="comma-separated IMPORTANCE-PERCENT tags, in this order")
+    ap.add_argument("--only", default="", help="comma-separated IMPORTANCE-PERCENT tags (default: all, in priority order)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.models, exist_ok=True)
     step = Steps(args.out, args.budget)
-    order = ["entropy-30", "taylor-ce-30", "magnitude-30", "wanda-sum-30",
-             "entropy-20", "taylor-ce-20", "magnitude-20", "wanda-sum-20"]
-    tags = args.only.split(",") if args.only else order
+    # priority order: the seed's claim (entropy vs taylor-ce at 30 %, before and after LoRA) first
+    jobs = ["entropy-30", "taylor-ce-30", "entropy-30+lora", "taylor-ce-30+lora", "magnitude-30", "wanda-sum-30",
+            "entropy-20", "taylor-ce-20", "magnitude-20", "wanda-sum-20", "magnitude-30+lora", "wanda-sum-30+lora",
+            "entropy-20+lora", "taylor-ce-20+lora", "magnitude-20+lora", "wanda-sum-20+lora"]
+    if args.only:
+        jobs = [j for j in jobs if j.split("+")[0] in args.only.split(",")]
     dense = os.path.join(args.out, "dense")
     for name, cmd, output in evaluations("smollm2-135m", dense):
         step(f"dense {name}", cmd, output)
-    for tag in tags:
+    for job in jobs:
+        tag = job.split("+")[0]
         imp, pct = tag.rsplit("-", 1)
         ckpt = os.path.join(args.models, tag)
+        if job.endswith("+lora"):
+            if not os.path.isdir(ckpt):
+                continue
+            lora_dir, res = ckpt + "-lora", os.path.join(args.out, tag + "-lora")
+            cmd = f"truthprune finetune --model {ckpt} --save {lora_dir} --overwrite {LORA} > {res}.finetune.txt 2>&1"
+            if not step(f"{tag} lora", cmd, os.path.join(lora_dir, "config.json")):
+                continue
+            for name, ecmd, output in evaluations(lora_dir, res):
+                step(f"{tag}-lora {name}", ecmd, output)
+            continue
         res = os.path.join(args.out, tag)
         prune = (f"truthprune prune --pruner structured --importance {imp} --sparsity 0.{pct} "
                  f"--pruner-opt micro_batch=4 {CAL} --save {ckpt} > {res}.prune.txt 2>&1")
-        if not (os.path.exists(os.path.join(ckpt, "config.json")) or step(f"{tag} prune", prune, os.path.join(ckpt, "config.json"))):
+        if not step(f"{tag} prune", prune, os.path.join(ckpt, "config.json")):
             continue
         for name, cmd, output in evaluations(ckpt, res):
             step(f"{tag} {name}", cmd, output)
-    for tag in tags:  # recovery after every model has its before-LoRA numbers
-        ckpt, res = os.path.join(args.models, tag), os.path.join(args.out, tag + "-lora")
-        lora_dir = ckpt + "-lora"
-        if not os.path.isdir(ckpt):
-            continue
-        cmd = f"truthprune finetune --model {ckpt} --save {lora_dir} --overwrite {LORA} > {res}.finetune.txt 2>&1"
-        if os.path.exists(os.path.join(lora_dir, "config.json")) or step(f"{tag} lora", cmd, os.path.join(lora_dir, "config.json")):
-            for name, ecmd, output in evaluations(lora_dir, res):
-                step(f"{tag}-lora {name}", ecmd, output)
-    ckpts = [os.path.join(args.models, f"entropy-{pct}") for pct in ("30", "20")]
-    ckpts = [c for c in ckpts if os.path.isdir(c)]
-    if ckpts:
-        speed = os.path.join(args.out, "speed.json")
-        pruned = " ".join(f"--pruned {c}" for c in ckpts)
-        step("speed", f"python bench/structured_speed.py {pruned} --repeats 5 --threads 1 --json {speed} > {speed}.txt", speed)
+        if tag == "entropy-30":  # the speed comparison needs only the shapes: time it as soon as they exist
+            speed = os.path.join(args.out, "speed.json")
+            step("speed", f"python bench/structured_speed.py --pruned {ckpt} --repeats 5 --threads 1 "
+                          f"--json {speed} > {speed}.txt 2>&1", speed)
     print(f"{time.strftime('%T')} done in {time.time() - step.t0:.0f}s", file=step.log, flush=True)
 
 
