@@ -37,7 +37,7 @@ for spec in "${SPECS[@]}"; do
   t truthprune prune $args $CAL --save "$SAVE/$name" > "$OUT/$name.prune.txt" 2>&1 || continue
   t truthprune eval truthfulness --model "$SAVE/$name" --baseline smollm2-135m $EV --out "$OUT/$name.json" --plot "$OUT/$name.png" > "$OUT/$name.txt" 2>&1
   case $name in gptq3|wanda-gptq4)  # their perplexity is not in docs/results.md "Quantization" yet
-    t truthprune eval ppl --model "$SAVE/$name" --data $D/wikitext-2/test.txt --seqlen 512 --max-windows 64 --json > "$OUT/$name.ppl.json" 2>&1;;
+    t truthprune eval ppl --model "$SAVE/$name" --data $D/wikitext-2/test.txt --seqlen 512 --max-windows 64 --json > "$OUT/$name.ppl.json" 2> "$OUT/$name.ppl.err";;
   esac
   rm -rf "${SAVE:?}/$name"
 done
