@@ -44,8 +44,8 @@ def method_options(specs: list[str]) -> dict[str, dict[str, str]]:
 
 
 def make_plan(args, method: str, out: str, options: dict[str, str] | None = None):
-    from truthprune.config import build_config
-    from truthprune.pipeline import plan_run
+    from truthprune.run.config import build_config
+    from truthprune.run.pipeline import plan_run
 
     overrides = {
         "pruner_options": options or {},
@@ -105,8 +105,8 @@ def main() -> None:
     import torch
 
     from truthprune import decoder_layers, prunable_linears
-    from truthprune import run_stages as st
-    from truthprune.pipeline import seed_everything
+    from truthprune.run import stages as st
+    from truthprune.run.pipeline import seed_everything
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")

@@ -1,4 +1,4 @@
-"""Core structured pruning (truthprune.structured) with a fixed-score pruner on the tiny GQA Llama:
+"""Core structured pruning (truthprune.pruning.structured) with a fixed-score pruner on the tiny GQA Llama:
 slicing equals zeroing the removed units, whole KV groups go together, the rewritten config
 reloads with plain transformers, and the width arithmetic is hand-checked."""
 
@@ -32,7 +32,7 @@ def _fresh(tiny_llama):
 
 def _zeroed_reference(dense, pruned_scores, widths):
     """The dense model with every removed unit's output weights zeroed (down columns, o columns)."""
-    from truthprune.structured import top_units
+    from truthprune.pruning.structured import top_units
 
     ref = _fresh(dense)
     for la in structured_layers(ref):

@@ -253,10 +253,10 @@ def test_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, capsys):
 
 
 def test_run_reports_dense_vs_pruned_per_style_and_dimension(tiny_llama, tmp_path):
-    from truthprune.compare import Run, summary
-    from truthprune.config import build_config
+    from truthprune.reporting.compare import Run, summary
+    from truthprune.run.config import build_config
     from truthprune.models.loading import LoadedModel
-    from truthprune.pipeline import execute, plan_run
+    from truthprune.run.pipeline import execute, plan_run
 
     text = tmp_path / "calib.txt"
     text.write_text("\n\n".join(f"Record {i}: the quick brown fox jumps over the lazy dog {i} times." for i in range(40)))

@@ -1,7 +1,7 @@
 """The built-in plugins shipped with core, registered through the same entry point and hooks
 as any third-party plugin (entry point ``builtins`` in core's pyproject.toml)."""
 
-from truthprune.hookspecs import hookimpl
+from truthprune.plugin.hookspecs import hookimpl
 
 from .mass_mean import MassMeanProbe
 from .pruning import MagnitudePruner, UniformAllocator

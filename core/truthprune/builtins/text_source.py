@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from truthprune.interfaces import CalibrationSource, PluginConfig
+from truthprune.plugin.interfaces import CalibrationSource, PluginConfig
 
 
 class TextFileConfig(PluginConfig):
@@ -20,7 +20,7 @@ class TextFileSource(CalibrationSource):
     Config = TextFileConfig
 
     def _records(self) -> list[str]:
-        from truthprune.calibration import read_text_records
+        from truthprune.calibration.windows import read_text_records
         from truthprune.errors import UserError
 
         if not self.config.path:
@@ -34,7 +34,7 @@ class TextFileSource(CalibrationSource):
         self._records()
 
     def samples(self, tokenizer, nsamples, seqlen, seed):
-        from truthprune.calibration import padded_records, record_windows
+        from truthprune.calibration.windows import padded_records, record_windows
 
         records = self._records()
         if self.config.format == "single":

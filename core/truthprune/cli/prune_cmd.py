@@ -1,14 +1,14 @@
 """``truthprune prune``: prune a model and save the checkpoint, without any evaluation.
 
-Two modes, both through the one engine (:mod:`truthprune.engine`):
+Two modes, both through the one engine (:mod:`truthprune.pruning.engine`):
 
-* in memory (default): load the model, calibrate, :func:`~truthprune.engine.sequential.prune_model`,
-  save with :func:`~truthprune.saving.save_pruned`;
-* ``--offload``: :func:`~truthprune.engine.offload.prune_checkpoint` keeps the weights on disk,
+* in memory (default): load the model, calibrate, :func:`~truthprune.pruning.engine.sequential.prune_model`,
+  save with :func:`~truthprune.run.saving.save_pruned`;
+* ``--offload``: :func:`~truthprune.pruning.engine.offload.prune_checkpoint` keeps the weights on disk,
   materialises one decoder layer at a time and writes each pruned layer straight to the output.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised
-(:func:`~truthprune.engine.distributed.init_distributed`): every rank computes its share of the
+(:func:`~truthprune.pruning.engine.distributed.init_distributed`): every rank computes its share of the
 calibration batches, the statistics are summed, and only rank 0 writes and prints.
 
 The flags are ``run``'s (same names, same config file, same validation through ``plan_run``)
@@ -69,9 +69,9 @@ def _prune_options(func):
 
 def _plan(flags: dict[str, Any]):
     """The validated config and plugins; exits 2 (UserError) on anything the user can fix."""
-    from ..config import build_config
+    from ..run.config import build_config
     from ..errors import UserError
-    from ..pipeline import plan_run
+    from ..run.pipeline import plan_run
 
     config_file = flags.pop("config")
     overrides = _overrides(probe_opt=None, **flags)
@@ -112,7 +112,7 @@ def _check_offload(plan) -> str:
     if kind == "hub":
         raise UserError(f"--offload reads a local safetensors checkpoint, and {cfg.model!r} is not a local path; download it "
                         "first (huggingface-cli download ...) and pass its directory, or drop --offload")
-    from ..engine.checkpoint import CheckpointReader  # imports torch: after the cheap checks
+    from ..pruning.engine.checkpoint import CheckpointReader  # imports torch: after the cheap checks
 
     CheckpointReader(path)  # UserError unless model.safetensors or its sharded index is there
     return path
@@ -147,7 +147,7 @@ def _report_metadata(plan, report, truth_profile) -> dict[str, Any]:
 
 def _truth_profile(plan, loaded, dp) -> list[float]:
     """Computed on rank 0 and broadcast, so every rank allocates from the same profile."""
-    from ..run_truth import truth_profile_stage
+    from ..run.truth_stages import truth_profile_stage
 
     profile = truth_profile_stage(plan, loaded, loaded.fingerprint, {}) if dp.is_writer else None
     if dp.active:
@@ -163,7 +163,7 @@ def _check_memory_before_load(plan, path: str, device: str, dp, mapped: bool) ->
     """Refuse before loading when weights + activations will not fit (suggests --offload)."""
     import dataclasses
 
-    from ..engine import memory as mem
+    from ..pruning.engine import memory as mem
     from ..models.loading import resolve_dtype
 
     cfg = plan.config
@@ -197,10 +197,10 @@ def _resolve_with_conversion_stage(plan) -> str:
 
 
 def _in_memory(plan, dp, device: str, acts_dir: str | None):
-    from .. import run_stages as st
-    from ..engine.sequential import EngineSetup, ResidentLayers, prune_model, run_engine
+    from ..run import stages as st
+    from ..pruning.engine.sequential import EngineSetup, ResidentLayers, prune_model, run_engine
     from ..models.adapter import decoder_layers
-    from ..saving import save_pruned
+    from ..run.saving import save_pruned
 
     cfg = plan.config
     quiet = cfg.quiet or not dp.is_writer
@@ -219,7 +219,7 @@ def _in_memory(plan, dp, device: str, acts_dir: str | None):
     selection = st.selection_of(cfg)
     with plan.stage("prune", pruner=plan.pruner.name, allocator=plan.allocator.name, sparsity=cfg.sparsity):
         if getattr(plan.pruner, "structured", False):  # whole units removed, config rewritten
-            from ..structured import prune_structured
+            from ..pruning.structured import prune_structured
 
             report = prune_structured(loaded.model, calib, plan.pruner, cfg.sparsity, batch_size=cfg.batch_size, quiet=quiet)
         elif acts_dir is None:
@@ -242,10 +242,10 @@ def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
 
     from transformers import AutoConfig, AutoTokenizer
 
-    from ..calibration import attach_auxiliary, load_calibration
-    from ..engine.offload import prune_checkpoint
+    from ..calibration.windows import attach_auxiliary, load_calibration
+    from ..pruning.engine.offload import prune_checkpoint
     from ..models.support import selection_of
-    from ..run_stages import calibration_context
+    from ..run.stages import calibration_context
     from ..errors import UserError
 
     cfg = plan.config
@@ -254,7 +254,7 @@ def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
         if ctx is not None and cfg.seqlen > ctx:
             raise UserError(f"--seqlen {cfg.seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-        from ..bos import resolve_bos
+        from ..models.bos import resolve_bos
 
         calib = load_calibration(plan.sources, tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed,
                                  bos=resolve_bos(tokenizer, cfg.bos).window_bos)
@@ -280,7 +280,7 @@ def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
 
 
 def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> list[str]:
-    from ..quantization import describe_line
+    from ..pruning.quantization import describe_line
 
     cfg = plan.config
     save = Path(cfg.save).resolve()
@@ -325,9 +325,9 @@ def prune_command(**flags: Any) -> None:
         raise UserError(f"--activations-dir {acts_dir!r} is not an existing directory; create it first (on a disk with room)")
     path = _check_offload(plan) if offload else None
 
-    from ..engine.distributed import init_distributed
+    from ..pruning.engine.distributed import init_distributed
     from ..models.loading import resolve_device
-    from ..pipeline import seed_everything
+    from ..run.pipeline import seed_everything
 
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun rank 0 speaks for all ranks
         import transformers

@@ -22,7 +22,7 @@ app.add_typer(config_app, name="config")
 def allocator_flags() -> dict[str, tuple[str, str]]:
     """Parameter name (``owl_m``) -> (flag ``owl-m``, allocator option ``m``), from every installed
     allocator's ``option_flags`` (core names none of them)."""
-    from ..plugins import get_registry
+    from ..plugin.registry import get_registry
 
     return {flag.replace("-", "_"): (flag, field) for flag, (field, _) in get_registry().allocator_flags().items()}
 
@@ -31,7 +31,7 @@ def allocator_flag_params() -> list:
     """The typer parameters of :func:`allocator_flags`, with the help the allocator declared."""
     import inspect
 
-    from ..plugins import get_registry
+    from ..plugin.registry import get_registry
 
     return [
         inspect.Parameter(flag.replace("-", "_"), inspect.Parameter.KEYWORD_ONLY,
@@ -50,7 +50,7 @@ def flag_value(raw: str) -> Any:
 
 
 def _overrides(**flags: Any) -> dict[str, Any]:
-    from ..config import parse_options
+    from ..run.config import parse_options
 
     out: dict[str, Any] = {}
     alloc = parse_options(flags.pop("allocator_opt"), "--allocator-opt")
@@ -161,7 +161,7 @@ def _run_options(func):
 
 
 def effective_config(flags: dict[str, Any]):
-    from ..config import build_config
+    from ..run.config import build_config
 
     config_file = flags.pop("config")
     return build_config(config_file, _overrides(**flags))
@@ -173,7 +173,7 @@ def run_command(**flags: Any) -> None:
     """Prune a model and report what it did to perplexity, TruthfulQA and truth probes."""
     import logging
 
-    from ..pipeline import execute, plan_run
+    from ..run.pipeline import execute, plan_run
 
     cfg = effective_config(flags)
     if not cfg.quiet:
@@ -188,7 +188,7 @@ def run_command(**flags: Any) -> None:
 @_run_options
 def config_show(**flags: Any) -> None:
     """Print the effective, validated run configuration as JSON."""
-    from ..plan_checks import check_calibration_options
+    from ..run.checks import check_calibration_options
 
     cfg = effective_config(flags)
     check_calibration_options(cfg)
