@@ -107,6 +107,7 @@ def main() -> None:
     from truthprune import decoder_layers, prunable_linears
     from truthprune.run import stages as st
     from truthprune.run.pipeline import seed_everything
+    from truthprune.run.state import RunState
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
@@ -126,7 +127,7 @@ def main() -> None:
     plans = {m: make_plan(args, m, f"{tmp}/{m}", opts.get(m)) for m in methods}  # every name and option checked first
     first = plans["wanda"]
     loaded = st.load(first.config)
-    calib = st.calibrate(first, loaded)
+    calib = st.calibrate(RunState(plan=first, loaded=loaded)).calibration
     model = loaded.model
     dense = {f"{i}.{n}": lin.weight.detach().clone()
              for i, layer in enumerate(decoder_layers(model)) for n, lin in prunable_linears(layer).items()}
@@ -139,9 +140,8 @@ def main() -> None:
         model.load_state_dict(state)
         loaded.invalidate_fingerprint()
         seed_everything(plans[m].config.seed)
-        report = st.prune(plans[m], loaded, calib, None)
-        loaded.invalidate_fingerprint()
-        ppl = st.evaluate(plans[m], loaded, loaded.fingerprint, role="pruned")["ppl"]["ppl"]
+        pruned = st.pruned_eval(st.prune(RunState(plan=plans[m], loaded=loaded, calibration=calib)))  # prune: fingerprint reset
+        report, ppl = pruned.pruning, pruned.pruned["ppl"]["ppl"]
         errs = linear_errors(model, dense, grams)
         results["methods"][m] = {"ppl": ppl, "prune_s": report.prune_pass_s + report.dense_pass_s,
                                  "overall": report.overall, "errors": errs}

@@ -176,7 +176,7 @@ def test_run_and_prune_record_the_bos_rule(gemma_dir, tmp_path, capsys):
     cfg = RunConfig(model=str(gemma_dir), eval=["ppl"], ppl_data=data, ppl_max_windows=2, calibration=["text"],
                     calibration_options={"path": data}, nsamples=4, seqlen=16, out=str(tmp_path / "run"),
                     save=str(tmp_path / "saved"), quiet=True)
-    out = execute(plan_run(cfg))
+    out = execute(plan_run(cfg)).out
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["bos"] == "auto"
     assert report["bos"]["windows"] and report["bos"]["bos_id"] == 2

@@ -133,7 +133,7 @@ def _run(tiny_llama, tmp_path, **overrides):
     plan = plan_run(cfg)
     tok = char_tokenizer()
     loaded = LoadedModel(model=tiny_llama, tokenizer=tok, spec="tiny", path=str(tmp_path), kind="local", device="cpu")
-    out = execute(plan, load=lambda _cfg: loaded)
+    out = execute(plan, load=lambda _cfg: loaded).out
     return plan, json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
 
 

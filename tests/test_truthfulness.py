@@ -266,7 +266,7 @@ def test_run_reports_dense_vs_pruned_per_style_and_dimension(tiny_llama, tmp_pat
         "quiet": True, "out": str(tmp_path / "out"),
     })
     loaded = LoadedModel(model=tiny_llama, tokenizer=char_tokenizer(), spec="tiny", path=str(tmp_path), kind="local", device="cpu")
-    out = execute(plan_run(cfg), load=lambda _cfg: loaded)
+    out = execute(plan_run(cfg), load=lambda _cfg: loaded).out
     report = json.loads((out / "report.json").read_text())
     dense, pruned = report["dense"]["truthfulness"], report["pruned"]["truthfulness"]
     assert pruned["probe"]["layer"] == dense["probe"]["best_layer"] == dense["probe"]["layer"]

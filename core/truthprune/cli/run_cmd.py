@@ -179,7 +179,7 @@ def run_command(**flags: Any) -> None:
     if not cfg.quiet:
         logging.getLogger("truthprune").setLevel(min(logging.getLogger("truthprune").level or logging.INFO, logging.INFO))
     plan = plan_run(cfg)
-    out = execute(plan)
+    out = execute(plan).out
     typer.echo((out / "report.md").read_text())
     typer.echo(f"report written to {out}/report.md")
 

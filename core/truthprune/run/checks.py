@@ -76,22 +76,15 @@ def check_eval_data(config: Any) -> None:
         read_truthfulqa_csv(config.truthfulqa_data)
 
 
-_TRUTH_SETS: dict[int, tuple[Any, Any]] = {}  # id(config) -> (config, (sets, description)) loaded at plan time
-
-
-def check_truth_sets(config: Any, allocator: Any) -> None:
-    """Load the statement sets a run will use, so their errors (and skipped pairs) show now."""
+def check_truth_sets(config: Any, allocator: Any) -> Any | None:
+    """Load the statement sets a run will use, so their errors (and skipped pairs) show now; the
+    plan keeps them (:class:`truthprune.run.state.TruthSets`), so the run does not load them again."""
     if "probe" not in config.eval and not getattr(allocator, "needs_truth_profile", False):
-        return
+        return None
     from ..truth.probing.runner import load_truth_sets
+    from .state import TruthSets
 
-    _TRUTH_SETS[id(config)] = (config, load_truth_sets(config.truth_data, config.truth_datasets, seed=config.seed))
-
-
-def planned_truth_sets(config: Any) -> Any | None:
-    """What :func:`check_truth_sets` loaded for this very config object, once; None otherwise."""
-    entry = _TRUTH_SETS.pop(id(config), None)
-    return entry[1] if entry is not None and entry[0] is config else None
+    return TruthSets(*load_truth_sets(config.truth_data, config.truth_datasets, seed=config.seed))
 
 
 def run_inputs(config: Any) -> list[tuple[str, str]]:
@@ -123,11 +116,10 @@ def _rank() -> int:
         return 0
 
 
-def claim_run_outputs(config: Any, allocator: Any, report: bool = True) -> list[Path]:
-    """Truth sets, then --out/--save: disjoint, writable, locked (rank 0 only under torchrun)."""
+def claim_run_outputs(config: Any, report: bool = True) -> list[Path]:
+    """--out/--save: disjoint, writable, locked (rank 0 only under torchrun)."""
     from .outputs import check_disjoint, check_target, prepare_output
 
-    check_truth_sets(config, allocator)
     wait = bool(getattr(config, "wait", False))
     targets = []
     if report:

@@ -1,4 +1,9 @@
-"""``truthprune run``: load -> dense baselines -> calibrate -> allocate -> prune -> evaluate -> report.
+"""A run: :func:`plan_run` (everything checked, nothing loaded), then :func:`execute` the stages.
+
+:data:`STAGES` is the one place that orders them; each is a function RunState -> RunState
+(:mod:`truthprune.run.state`). ``truthprune run``, ``truthprune prune`` (in memory) and
+``truthprune sweep`` all execute this list; a stage that does not apply to a plan (no --save, a
+``prune`` plan that evaluates nothing, an allocator without a truth profile) is skipped.
 
 Each stage logs what it used and how long it took, and records it in the report. Everything a
 user can get wrong (names, options, paths) is checked before the model is loaded, so a typo fails
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +23,8 @@ from typing import Any
 
 from .config import RunConfig
 from ..errors import UserError
-from .checks import check_run_config, claim_run_outputs
+from .checks import check_run_config, check_truth_sets, claim_run_outputs
+from .state import RunState, TruthSets
 from ..plugin.registry import get_registry
 
 log = logging.getLogger("truthprune.run")
@@ -31,12 +38,15 @@ class RunPlan:
     pruner: Any
     allocator: Any
     sources: list[Any]
-    probe: Any | None
+    writes_report: bool = True  # run: evaluate and write --out; prune: neither (only --save)
+    truth_sets: TruthSets | None = None  # loaded at plan time when the probe or the allocator needs them
     lm_eval_skipped: dict[str, str] | None = None  # {"skipped": reason} when --lm-eval-tasks cannot run at all
     quantizer: Any | None = None  # applied by the engine right after the pruner, per linear
-    timings: dict[str, float] = field(default_factory=dict)
-    stages: list[dict[str, Any]] = field(default_factory=list)
-    cache: dict[str, Any] = field(default_factory=dict)  # per-run intermediate results (e.g. dense activations)
+    device: str | None = None  # prune: the device resolved before loading (torchrun: one per rank)
+    activations_dir: str | None = None  # prune --activations-dir: layer activations memory-mapped from files
+    check_memory: bool = False  # prune: refuse before loading when the model + activations will not fit
+    timings: dict[str, float] = field(default_factory=dict)  # the stage log: seconds per stage
+    stages: list[dict[str, Any]] = field(default_factory=list)  # the stage log: what each stage used
 
     @contextmanager
     def stage(self, name: str, **used: Any):
@@ -70,7 +80,8 @@ def plan_run(config: RunConfig, report: bool = True) -> RunPlan:
     sources = [reg.create("calibration", name, _source_options(config, name)) for name in config.calibration]
     for src in sources:
         src.check()
-    probe = reg.create("probe", config.probe, config.probe_options) if "probe" in config.eval else None
+    if "probe" in config.eval:  # the name and options fail now; the protocol creates its probes per fit
+        reg.create("probe", config.probe, config.probe_options)
     if config.nsamples % len(sources):
         raise UserError(f"--nsamples {config.nsamples} is not divisible by the {len(sources)} calibration sources")
     if config.nm_tuple and allocator.name != "uniform":
@@ -87,14 +98,15 @@ def plan_run(config: RunConfig, report: bool = True) -> RunPlan:
     from ..models.support import plan_check
 
     plan_check(config)  # --targets/--ignore, and a local model's architecture (meta device, no weights)
-    claim_run_outputs(config, allocator, report=report)
+    truth_sets = check_truth_sets(config, allocator)
+    claim_run_outputs(config, report=report)
     lm_eval_skipped = None
     if config.lm_eval_tasks:
         from ..eval.lm_eval_bridge import check
 
         lm_eval_skipped = check(config)
-    return RunPlan(config=config, pruner=pruner, allocator=allocator, sources=sources, probe=probe,
-                   lm_eval_skipped=lm_eval_skipped, quantizer=plan_quantizer(config, pruner))
+    return RunPlan(config=config, pruner=pruner, allocator=allocator, sources=sources, writes_report=report,
+                   truth_sets=truth_sets, lm_eval_skipped=lm_eval_skipped, quantizer=plan_quantizer(config, pruner))
 
 
 def plan_quantizer(config: RunConfig, pruner: Any) -> Any | None:
@@ -124,42 +136,77 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def execute(plan: RunPlan, load=None) -> Path:
-    """Run the whole pipeline; return the report directory.
+@dataclass(frozen=True)
+class Stage:
+    """One step of a run: ``run(state) -> state``, done when ``applies(state)``; ``used(state)`` is
+    what the stage log records (timed stages only)."""
+
+    name: str
+    run: Callable[[RunState], RunState]
+    applies: Callable[[RunState], bool] = lambda state: True
+    used: Callable[[RunState], dict[str, Any]] = lambda state: {}
+    timed: bool = True
+
+
+def _stages() -> tuple[Stage, ...]:
+    from . import stages as st
+    from . import truth_stages as truth
+    from ..models.loading import needs_conversion
+
+    def cfg(state: RunState) -> RunConfig:
+        return state.plan.config
+
+    def calibrating(state: RunState) -> dict[str, Any]:
+        c = cfg(state)
+        return {"sources": "+".join(c.calibration), "nsamples": c.nsamples, "seqlen": c.seqlen, "seed": c.seed}
+
+    def pruning(state: RunState) -> dict[str, Any]:
+        p = state.plan
+        return {"pruner": p.pruner.name, "allocator": p.allocator.name, "sparsity": cfg(state).sparsity,
+                **({"quantizer": p.quantizer.name} if p.quantizer else {})}
+
+    probing = lambda state: state.plan.writes_report and "probe" in cfg(state).eval  # noqa: E731
+    return (
+        Stage("convert-gguf", st.convert, lambda s: s.load is None and needs_conversion(cfg(s).model),
+              lambda s: {"model": cfg(s).model}),
+        Stage("check-memory", st.check_memory, lambda s: s.plan.check_memory, timed=False),
+        Stage("load", st.load_stage, used=lambda s: {"model": cfg(s).model, "device": s.plan.device or cfg(s).device,
+                                                     "dtype": cfg(s).dtype}),
+        Stage("dense-eval", st.dense_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(cfg(s))}),
+        Stage("dense-truth", truth.dense_truth, probing, lambda s: {"data": cfg(s).truth_data or "generated"}),
+        Stage("truth-profile", truth.truth_profile, lambda s: s.plan.allocator.needs_truth_profile,
+              lambda s: {"data": cfg(s).truth_data or "generated"}),
+        Stage("calibrate", st.calibrate, used=calibrating),
+        Stage("prune", st.prune, used=pruning),
+        Stage("pruned-eval", st.pruned_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(cfg(s))}),
+        Stage("truth-compare", truth.truth_compare, probing, lambda s: {"probe": cfg(s).probe}),
+        Stage("report", st.build_report, lambda s: s.plan.writes_report, timed=False),
+        Stage("save", st.save, lambda s: bool(cfg(s).save), lambda s: {"path": cfg(s).save}),
+        Stage("write-report", st.write_report, lambda s: s.plan.writes_report, timed=False),
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "STAGES":  # built on first use: the stage modules import numpy
+        return _stages()
+    raise AttributeError(name)
+
+
+def execute(plan: RunPlan, load: Callable[[RunConfig], Any] | None = None) -> RunState:
+    """Run every stage of :data:`STAGES` that applies to ``plan``, in order; return the final state
+    (``state.out``: the report directory of a run; ``state.pruning``: what was pruned).
 
     ``load(config) -> LoadedModel`` replaces the load stage; a sweep passes one that loads the
     model once and restores the dense weights for every later run.
     """
-    from . import stages as st
-
-    cfg = plan.config
-    seed_everything(cfg.seed)
-    if load is None:
-        from ..models.loading import conversion_pending, resolve_model_path
-
-        if conversion_pending(cfg.model):  # first use of a .gguf / embedded model: its own stage, not "load"
-            with plan.stage("convert-gguf", model=cfg.model):
-                resolve_model_path(cfg.model)
-    with plan.stage("load", model=cfg.model, device=cfg.device, dtype=cfg.dtype):
-        loaded = (load or st.load)(cfg)
-    results: dict[str, Any] = {"dense": {}, "pruned": {}}
-    dense_fp = loaded.fingerprint
-    with plan.stage("dense-eval", evals=_evals(cfg)):
-        results["dense"] = st.evaluate(plan, loaded, dense_fp, role="dense")
-    truth_profile = None
-    if plan.allocator.needs_truth_profile:
-        with plan.stage("truth-profile", data=cfg.truth_data or "generated"):
-            truth_profile = st.truth_profile(plan, loaded, dense_fp, results)
-    with plan.stage("calibrate", sources="+".join(cfg.calibration), nsamples=cfg.nsamples, seqlen=cfg.seqlen, seed=cfg.seed):
-        calib = st.calibrate(plan, loaded)
-    with plan.stage("prune", pruner=plan.pruner.name, allocator=plan.allocator.name, sparsity=cfg.sparsity,
-                    **({"quantizer": plan.quantizer.name} if plan.quantizer else {})):
-        prune_report = st.prune(plan, loaded, calib, truth_profile)
-    loaded.invalidate_fingerprint()
-    with plan.stage("pruned-eval", evals=_evals(cfg)):
-        results["pruned"] = st.evaluate(plan, loaded, loaded.fingerprint, role="pruned", dense=results["dense"])
-    report = st.build_report(plan, loaded, calib, prune_report, results, truth_profile)
-    if cfg.save:
-        with plan.stage("save", path=cfg.save):
-            st.save(plan, loaded, report)
-    return st.write_report(plan, report)
+    seed_everything(plan.config.seed)
+    state = RunState(plan=plan, load=load)
+    for stage in _stages():
+        if not stage.applies(state):
+            continue
+        if stage.timed:
+            with plan.stage(stage.name, **stage.used(state)):
+                state = stage.run(state)
+        else:
+            state = stage.run(state)
+    return state

@@ -1,4 +1,5 @@
-"""The stages of ``truthprune run`` (see :mod:`truthprune.run.pipeline` for their order).
+"""The stages of a run, each a function RunState -> RunState (their order: :data:`truthprune.run.pipeline.STAGES`;
+the truth-feature stages are in :mod:`truthprune.run.truth_stages`).
 
 Dense-model results (perplexity, truth activations) are cached on disk keyed by the weights'
 fingerprint and the evaluation settings, so a sweep computes the dense baselines once.
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
+from .state import RunState
 from ..models.loading import LoadedModel, cache_root
 from ..models.support import selection_of
 
@@ -66,9 +68,58 @@ def calibration_context(cfg: RunConfig, tokenizer):
     return CalibrationContext(tokenizer=tokenizer, seed=cfg.seed, truth_data=cfg.truth_data, chat_template=cfg.chat_template)
 
 
-def calibrate(plan, loaded: LoadedModel):
+def convert(state: RunState) -> RunState:
+    """Stage ``convert-gguf``: first use of a .gguf / embedded model converts it once (cached)."""
+    from ..models.loading import resolve_model_path
+
+    resolve_model_path(state.plan.config.model)
+    return state
+
+
+def check_memory(state: RunState) -> RunState:
+    """Stage ``check-memory`` (``prune``): refuse before loading when weights + activations will not
+    fit (the error suggests --offload)."""
+    import dataclasses
+
+    from ..models.loading import resolve_dtype, resolve_model_path
+    from ..pruning.engine import memory as mem
+    from ..pruning.engine.distributed import data_parallel
+
+    plan = state.plan
+    cfg = plan.config
+    path = resolve_model_path(cfg.model)[0]
+    if not Path(path).exists():  # a hub id: one quick reachability check instead of transformers' retries
+        from ..models.formats import check_hub_reachable
+
+        check_hub_reachable(cfg.model)
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError):  # a hub id without network etc.: the load reports it properly
+        return state
+    nbytes = resolve_dtype(cfg.dtype, plan.device).itemsize
+    est = mem.estimate_memory(mem.ModelShape.from_config(config), cfg.nsamples, cfg.seqlen, cfg.batch_size,
+                              weight_bytes=nbytes, act_bytes=nbytes, world=data_parallel().world)
+    if plan.activations_dir is not None:
+        est = dataclasses.replace(est, activations=0)
+    log.info("%s", mem.check_memory(est, mem.available_memory(), offload=False))
+    return state
+
+
+def load_stage(state: RunState) -> RunState:
+    """Stage ``load``: the model and tokenizer (``state.load`` instead, e.g. a sweep's shared model)."""
+    cfg = state.plan.config
+    if state.plan.device is not None:  # prune resolves the device first (torchrun: one per rank)
+        cfg = cfg.model_copy(update={"device": state.plan.device})
+    return state.but(loaded=(state.load or load)(cfg))
+
+
+def calibrate(state: RunState) -> RunState:
+    """Stage ``calibrate``: nsamples windows from the sources, plus a pruner's auxiliary streams."""
     from ..calibration.windows import attach_auxiliary, load_calibration
 
+    plan, loaded = state.plan, state.loaded
     cfg = plan.config
     for src in plan.sources:
         if src.needs_model:
@@ -77,41 +128,40 @@ def calibrate(plan, loaded: LoadedModel):
                              bos=bos_rule(cfg, loaded.tokenizer).window_bos)
     calib = attach_auxiliary(calib, plan.pruner, calibration_context(cfg, loaded.tokenizer))
     log.info("calibration: %s", calib.description)
-    return calib
+    return state.but(calibration=calib)
 
 
-def prune(plan, loaded: LoadedModel, calib, truth_profile):
-    from ..pruning.engine.sequential import prune_model
+def prune(state: RunState) -> RunState:
+    """Stage ``prune``: the engine (or structured pruning) on the loaded model, in place."""
+    from ..pruning.engine.distributed import data_parallel
+    from ..pruning.engine.sequential import EngineSetup, ResidentLayers, prune_model, run_engine
 
+    plan, model = state.plan, state.loaded.model
     cfg = plan.config
+    dp = data_parallel()
+    quiet = cfg.quiet or not dp.is_writer
+    quantized = None
+    if plan.quantizer is not None:  # where the engine leaves the codes (saved as the sidecar by --save)
+        from ..pruning.quantization import QuantizedLinears
+
+        quantized = QuantizedLinears(plan.quantizer)
     if getattr(plan.pruner, "structured", False):  # whole units removed, config rewritten
         from ..pruning.structured import prune_structured
 
-        return prune_structured(loaded.model, calib, plan.pruner, cfg.sparsity, batch_size=cfg.batch_size, quiet=cfg.quiet)
-    return prune_model(
-        loaded.model,
-        calib,
-        plan.pruner,
-        plan.allocator,
-        cfg.sparsity,
-        nm=cfg.nm_tuple,
-        batch_size=cfg.batch_size,
-        truth_profile=truth_profile,
-        quiet=cfg.quiet,
-        quantizer=plan.quantizer,
-        quant_store=quant_store(plan),
-        selection=selection_of(cfg),
-    )
+        report = prune_structured(model, state.calibration, plan.pruner, cfg.sparsity, batch_size=cfg.batch_size, quiet=quiet)
+    else:
+        args = (state.calibration, plan.pruner, plan.allocator, cfg.sparsity)
+        kw = {"nm": cfg.nm_tuple, "truth_profile": state.profile_values, "quantizer": plan.quantizer, "quant_store": quantized}
+        if plan.activations_dir is None:
+            report = prune_model(model, *args, batch_size=cfg.batch_size, quiet=quiet, selection=selection_of(cfg), **kw)
+        else:  # the layer activations memory-mapped from files
+            from ..models.adapter import decoder_layers
 
-
-def quant_store(plan):
-    """Where the engine leaves the codes of a --quantizer run (saved as the sidecar by --save)."""
-    if plan.quantizer is None:
-        return None
-    from ..pruning.quantization import QuantizedLinears
-
-    plan.cache["quantized"] = QuantizedLinears(plan.quantizer)
-    return plan.cache["quantized"]
+            setup = EngineSetup(device=next(model.parameters()).device, batch_size=cfg.batch_size, quiet=quiet, dp=dp,
+                                activations_dir=plan.activations_dir, selection=selection_of(cfg))
+            report = run_engine(model, ResidentLayers(decoder_layers(model)), *args, setup, **kw)
+    state.loaded.invalidate_fingerprint()
+    return state.but(pruning=report, quantized=quantized)
 
 
 # ------------------------------------------------------------------------- evaluation
@@ -151,8 +201,11 @@ def eval_truthfulqa(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> di
     )
 
 
-def evaluate(plan, loaded: LoadedModel, fingerprint: str, role: str, dense: dict[str, Any] | None = None) -> dict[str, Any]:
-    cfg = plan.config
+def _evaluate(state: RunState, role: str) -> tuple[dict[str, Any], RunState]:
+    """Perplexity, TruthfulQA, truthfulness and lm-eval of the loaded model (the probe protocol has
+    its own stages: :mod:`truthprune.run.truth_stages`)."""
+    cfg, loaded = state.plan.config, state.loaded
+    fingerprint = loaded.fingerprint
     out: dict[str, Any] = {}
     if "ppl" in cfg.eval:
         out["ppl"] = eval_ppl(cfg, loaded, fingerprint)
@@ -161,24 +214,28 @@ def evaluate(plan, loaded: LoadedModel, fingerprint: str, role: str, dense: dict
         out["truthfulqa"] = eval_truthfulqa(cfg, loaded, fingerprint)
         log.info("%s TruthfulQA MC1 %.3f MC2 %.3f", role, out["truthfulqa"]["mc1"], out["truthfulqa"]["mc2"])
     if "truthfulness" in cfg.eval:
-        from .truthfulness_stage import truthfulness_stage
+        from .truthfulness_stage import truthfulness
 
-        out["truthfulness"] = truthfulness_stage(plan, loaded, role, dense)
-    if "probe" in cfg.eval:
-        from .truth_stages import probe_stage
-
-        out["probe"] = probe_stage(plan, loaded, fingerprint, role, dense)
+        out["truthfulness"], state = truthfulness(state, role)
     if cfg.lm_eval_tasks:
         from ..eval.lm_eval_bridge import evaluate as lm_eval_evaluate
 
-        out["lm_eval"] = lm_eval_evaluate(plan, loaded, fingerprint, role, _cached_json)
-    return out
+        failed = dict(state.lm_eval_failed)
+        out["lm_eval"] = lm_eval_evaluate(cfg, state.plan.lm_eval_skipped, failed, loaded, fingerprint, role, _cached_json)
+        state = state.but(lm_eval_failed=failed)
+    return out, state
 
 
-def truth_profile(plan, loaded: LoadedModel, fingerprint: str, results: dict[str, Any]) -> list[float]:
-    from .truth_stages import truth_profile_stage
+def dense_eval(state: RunState) -> RunState:
+    """Stage ``dense-eval``: the dense model's metrics (cached on disk by its weights' fingerprint)."""
+    results, state = _evaluate(state, "dense")
+    return state.but(dense=results)
 
-    return truth_profile_stage(plan, loaded, fingerprint, results)
+
+def pruned_eval(state: RunState) -> RunState:
+    """Stage ``pruned-eval``: the same metrics on the pruned model."""
+    results, state = _evaluate(state, "pruned")
+    return state.but(pruned=results)
 
 
 # ------------------------------------------------------------------------- report and save
@@ -217,13 +274,16 @@ def alternative_allocations(plan, prune_report, truth_profile) -> dict[str, list
     return out
 
 
-def build_report(plan, loaded: LoadedModel, calib, prune_report, results, truth_profile) -> dict[str, Any]:
+def build_report(state: RunState) -> RunState:
+    """Stage ``report``: report.json's content (rendered and written by ``write-report``)."""
     from .saving import environment_versions
 
+    plan, loaded, prune_report = state.plan, state.loaded, state.pruning
     cfg = plan.config
-    return {
-        "allocations": alternative_allocations(plan, prune_report, truth_profile) if not (cfg.nm or getattr(prune_report, "structure", None)) else {},
-        "truth_profile_sets": plan.cache.get("truth_profile_sets"),
+    profile = state.profile_values
+    report = {
+        "allocations": alternative_allocations(plan, prune_report, profile) if not (cfg.nm or getattr(prune_report, "structure", None)) else {},
+        "truth_profile_sets": None if state.truth_profile is None else state.truth_profile.sets,
         "truthprune_report": 1,
         "config": cfg.model_dump(),
         "model": {"spec": cfg.model, "path": loaded.path, "kind": loaded.kind, "device": loaded.device,
@@ -231,33 +291,91 @@ def build_report(plan, loaded: LoadedModel, calib, prune_report, results, truth_
         "versions": environment_versions(),
         "seed": cfg.seed,
         "bos": bos_rule(cfg, loaded.tokenizer).as_dict(),
-        "calibration": {"sources": cfg.calibration, "nsamples": cfg.nsamples, "seqlen": cfg.seqlen, "description": calib.description},
+        "calibration": calibration_summary(cfg, state.calibration),
         "pruning": {**prune_report.as_dict(), "pruner": plan.pruner.name, "allocator": plan.allocator.name},
-        "truth_profile": truth_profile,
-        "dense": results["dense"],
-        "pruned": results["pruned"],
-        "stages": plan.stages,
+        "truth_profile": profile,
+        "dense": state.dense,
+        "pruned": state.pruned,
+        "stages": plan.stages,  # the plan's stage log: later stages (save) still land in it
         "timings": plan.timings,
+    }
+    return state.but(report=report)
+
+
+def calibration_summary(cfg: RunConfig, calib) -> dict[str, Any]:
+    """The report's and truthprune.json's "calibration": sources, sizes and what was drawn."""
+    return {"sources": cfg.calibration, "nsamples": cfg.nsamples, "seqlen": cfg.seqlen, "description": calib.description}
+
+
+def checkpoint_metadata(state: RunState) -> dict[str, Any]:
+    """truthprune.json of a checkpoint saved by ``run`` (the whole config) or ``prune`` (no evaluation settings)."""
+    from ..pruning.engine.distributed import data_parallel
+
+    plan, loaded = state.plan, state.loaded
+    cfg = plan.config
+    bos = bos_rule(cfg, loaded.tokenizer).as_dict()
+    if plan.writes_report:
+        meta = {"config": cfg.model_dump(), "seed": cfg.seed, "calibration": calibration_summary(cfg, state.calibration), "bos": bos}
+        return {**meta, **pruning_metadata(plan, state.pruning, None, full=False)}
+    meta = prune_metadata(cfg, "memory", data_parallel().world, loaded.path, calibration_summary(cfg, state.calibration))
+    return {**meta, "bos": bos, **pruning_metadata(plan, state.pruning, state.profile_values)}
+
+
+def prune_metadata(cfg: RunConfig, mode: str, world: int, path: Any, calibration: dict[str, Any]) -> dict[str, Any]:
+    """How ``prune`` made a checkpoint (in memory or --offload): its settings without the evaluation ones."""
+    return {
+        "command": "prune",
+        "mode": mode,
+        "world_size": world,
+        "config": {k: v for k, v in cfg.model_dump().items() if k not in EVAL_KEYS and not k.startswith("lm_eval")},
+        "seed": cfg.seed,
+        "model": {"spec": cfg.model, "path": str(path)},
+        "calibration": calibration,
     }
 
 
-def save(plan, loaded: LoadedModel, report: dict[str, Any]) -> None:
+def pruning_metadata(plan, report, truth_profile: list[float] | None, full: bool = True) -> dict[str, Any]:
+    """What only the finished prune knows: per-layer sparsities, the allocation (and with ``full``
+    the whole pruning report and the truth profile)."""
+    out: dict[str, Any] = {
+        "per_layer_sparsity": [layer.achieved for layer in report.layers],
+        "allocation": report.allocation,
+        "overall_sparsity": report.overall,
+    }
+    if full:
+        out["pruning"] = {**report.as_dict(), "pruner": plan.pruner.name, "allocator": plan.allocator.name}
+        out["truth_profile"] = truth_profile
+    return out
+
+
+# evaluation-only settings left out of a ``prune`` checkpoint's truthprune.json
+EVAL_KEYS = ("eval", "ppl_data", "ppl_max_windows", "truthfulqa_data", "truthfulqa_limit", "probe", "probe_options", "out")
+
+
+def save(state: RunState) -> RunState:
+    """Stage ``save``: the pruned model + tokenizer + truthprune.json (+ quantization sidecar), atomically;
+    under torchrun rank 0 writes and every rank waits for it."""
+    from ..pruning.engine.distributed import data_parallel
     from .saving import save_pruned
 
-    meta = {k: report[k] for k in ("config", "seed", "calibration", "bos")}
-    meta["per_layer_sparsity"] = [layer["achieved"] for layer in report["pruning"]["layers"]]
-    meta["allocation"] = report["pruning"]["allocation"]
-    meta["overall_sparsity"] = report["pruning"]["overall"]
-    save_pruned(loaded.model, loaded.tokenizer, plan.config.save, meta, overwrite=plan.config.overwrite,
-                quantization=plan.cache.get("quantized"))
-    report["saved_model"] = str(Path(plan.config.save).resolve())
+    cfg = state.plan.config
+    dp = data_parallel()
+    if dp.is_writer:
+        save_pruned(state.loaded.model, state.loaded.tokenizer, cfg.save, checkpoint_metadata(state),
+                    overwrite=cfg.overwrite, quantization=state.quantized)
+    dp.barrier()
+    if state.report is None:
+        return state
+    return state.but(report={**state.report, "saved_model": str(Path(cfg.save).resolve())})
 
 
-def write_report(plan, report: dict[str, Any]) -> Path:
-    from .outputs import atomic_dir
+def write_report(state: RunState) -> RunState:
+    """Stage ``write-report``: report.json, report.md and the plots, into a temporary directory renamed to --out."""
     from ..reporting.report import render_report
+    from .outputs import atomic_dir
 
-    with atomic_dir(plan.config.out, overwrite=plan.config.overwrite) as tmp:
-        (tmp / "report.json").write_text(json.dumps(report, indent=2, default=str))
-        render_report(report, tmp)
-    return Path(plan.config.out)
+    cfg = state.plan.config
+    with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+        (tmp / "report.json").write_text(json.dumps(state.report, indent=2, default=str))
+        render_report(state.report, tmp)
+    return state.but(out=Path(cfg.out))

@@ -67,7 +67,7 @@ def comparable_config(cfg: dict[str, Any]) -> dict[str, Any]:
 class GridPoint:
     name: str
     config: RunConfig
-    plan: Any  # pipeline.RunPlan
+    plan: Any  # run.pipeline.RunPlan
     reuse: bool  # a finished run with the same config is already there
 
     @property

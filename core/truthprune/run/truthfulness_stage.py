@@ -43,14 +43,17 @@ def _probe(cfg) -> tuple[str, dict[str, Any]]:
     return cfg.probe, dict(cfg.probe_options)
 
 
-def truthfulness_stage(plan, loaded, role: str, dense: dict[str, Any] | None) -> dict[str, Any]:
+def truthfulness(state, role: str) -> tuple[dict[str, Any], Any]:
+    """--eval truthfulness of the loaded model (part of the dense-eval / pruned-eval stages); the
+    items are loaded once per run and kept in the returned RunState."""
     from ..eval.truthfulness import cached_truthfulness
     from ..eval.truthfulness_items import load_items
 
-    cfg = plan.config
-    if "truthfulness_items" not in plan.cache:
-        plan.cache["truthfulness_items"] = load_items(cfg.truth_data, cfg.truthfulqa_data, cfg.truthfulness_limit, cfg.seed)
-    items, notes = plan.cache["truthfulness_items"]
+    cfg = state.plan.config
+    if state.truthfulness_items is None:
+        state = state.but(truthfulness_items=load_items(cfg.truth_data, cfg.truthfulqa_data, cfg.truthfulness_limit, cfg.seed))
+    items, notes = state.truthfulness_items
+    loaded, dense = state.loaded, state.dense
     probe, options = _probe(cfg)
     layer = None
     if role != "dense" and dense and isinstance(dense.get("truthfulness"), dict):
@@ -62,7 +65,7 @@ def truthfulness_stage(plan, loaded, role: str, dense: dict[str, Any] | None) ->
     acc = result["accuracy"]
     log.info("%s truthfulness: output acc honest %.3f neutral %.3f deceptive %.3f, flip %s", role,
              acc["honest"]["all"], acc["neutral"]["all"], acc["deceptive"]["all"], result["flip"]["deceptive"]["all"]["rate"])
-    return result
+    return result, state
 
 
 # --------------------------------------------------------------------------- report
