@@ -60,12 +60,18 @@ _EXPORTS: dict[str, str] = {
     "padded_records": "calibration.windows",
     "load_calibration": "calibration.windows",
     "read_text_records": "calibration.windows",
+    "window_samples": "calibration.windows",  # CalibrationSamples from token windows (attention mask of ones)
+    "formatted_records": "calibration.windows",  # a record source's concat / single format
+    "RecordsConfig": "builtins.text_source",  # the options every record source shares (format, padding_side)
     # models and engine (torch)
     "load_model": "models.loading",
     "LoadedModel": "models.loading",
     "decoder_layers": "models.adapter",
     "prunable_linears": "models.adapter",
     "prune_model": "pruning.engine.sequential",
+    # core's default pruner, public so presets (owl, tplo) subclass it
+    "WandaPruner": "builtins.wanda",
+    "WandaConfig": "builtins.wanda",
     # structured pruning: unit layout per decoder layer, kept widths, score -> slice -> rewritten config (torch)
     "StructuredLayer": "pruning.structured",
     "structured_layers": "pruning.structured",

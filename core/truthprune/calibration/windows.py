@@ -38,10 +38,21 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text)["input_ids"])
 
 
-def _samples(windows: list[list[int]], masks: list[list[int]] | None, description: str) -> CalibrationSamples:
-    ids = torch.tensor(windows, dtype=torch.long)
-    mask = torch.ones_like(ids) if masks is None else torch.tensor(masks, dtype=torch.long)
+def window_samples(windows: Any, description: str, masks: Any = None) -> CalibrationSamples:
+    """CalibrationSamples from token windows (rows of equal length, a list or a tensor); without
+    ``masks`` every token is real (attention mask of ones)."""
+    ids = torch.as_tensor(windows, dtype=torch.long)
+    mask = torch.ones_like(ids) if masks is None else torch.as_tensor(masks, dtype=torch.long)
     return CalibrationSamples(input_ids=ids, attention_mask=mask, description=description)
+
+
+def formatted_records(records: list[str], tokenizer: Any, nsamples: int, seqlen: int, seed: int, fmt: str,
+                      padding_side: str = "left", name: str = "text") -> CalibrationSamples:
+    """A record source's ``concat`` (:func:`record_windows`) or ``single`` (:func:`padded_records`)
+    format: the two windowings every text source offers (its Config: ``RecordsConfig``)."""
+    if fmt == "single":
+        return padded_records(records, tokenizer, nsamples, seqlen, seed, padding_side, name=name)
+    return record_windows(records, tokenizer, nsamples, seqlen, seed, name=name)
 
 
 def document_windows(
@@ -69,7 +80,7 @@ def document_windows(
             )
         start = rng.randint(0, len(ids) - seqlen - 1)
         windows.append(ids[start : start + seqlen])
-    return _samples(windows, None, f"{name}: {nsamples} document windows of {seqlen} tokens, seed {seed}")
+    return window_samples(windows, f"{name}: {nsamples} document windows of {seqlen} tokens, seed {seed}")
 
 
 def record_windows(
@@ -97,7 +108,7 @@ def record_windows(
             seq.extend(enc(rng.randint(0, len(records) - 1)))
         start = rng.randint(0, len(seq) - seqlen - 1)
         windows.append(seq[start : start + seqlen])
-    return _samples(windows, None, f"{name}: {nsamples} concatenated windows of {seqlen} tokens, seed {seed}")
+    return window_samples(windows, f"{name}: {nsamples} concatenated windows of {seqlen} tokens, seed {seed}")
 
 
 def padded_records(
@@ -128,7 +139,7 @@ def padded_records(
         else:
             windows.append(ids + [pad] * fill)
             masks.append([1] * len(ids) + [0] * fill)
-    return _samples(windows, masks, f"{name}: {nsamples} single records padded {padding_side} to {seqlen}, seed {seed}")
+    return window_samples(windows, f"{name}: {nsamples} single records padded {padding_side} to {seqlen}, seed {seed}", masks)
 
 
 def read_text_records(path: str | Path, field: str = "text") -> list[str]:

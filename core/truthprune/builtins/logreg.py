@@ -1,4 +1,6 @@
-"""Probe ``logreg``: logistic regression on the d-dim activations (reference 10.4 "LR").
+"""Built-in probe ``logreg`` (core's default): logistic regression on the d-dim activations
+(reference 10.4 "LR"). A core built-in so that core alone runs ``truthprune run``
+(docs/architecture.md, "Core runs on its own").
 
 The reference fits it unpenalised with an intercept on raw activations; on a few hundred
 statements in hundreds of dimensions the classes are separable, so the unpenalised fit stops at
@@ -15,7 +17,7 @@ import warnings
 
 from pydantic import Field
 
-from truthprune import PluginConfig, Probe, ProbeMeta, hookimpl
+from truthprune.plugin.interfaces import PluginConfig, Probe, ProbeMeta
 
 
 class LogRegConfig(PluginConfig):
@@ -53,7 +55,7 @@ class LogRegProbe(Probe):
     def fit(self, acts, labels, meta: ProbeMeta | None = None):
         import numpy as np
 
-        from truthprune import logistic_regression
+        from truthprune.truth.probing.linear import logistic_regression
 
         x = np.asarray(acts, dtype=np.float64)
         if self.config.standardize:
@@ -81,8 +83,3 @@ class LogRegProbe(Probe):
         """The weight vector in raw activation space (the standardisation folded in)."""
         clf = getattr(self, "_clf", None)
         return None if clf is None else clf.coef_[0] / self._scale
-
-
-@hookimpl
-def register_probes(register):
-    register(LogRegProbe)
