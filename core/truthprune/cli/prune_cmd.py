@@ -72,7 +72,7 @@ def _plan(flags: dict[str, Any]):
     from ..run.pipeline import plan_run
 
     config_file = flags.pop("config")
-    overrides = _overrides(probe_opt=None, **flags)
+    overrides = _overrides(**flags)  # prune has no probe or evaluation flags: those stay unset
     overrides["eval"] = []  # nothing is evaluated, whatever a --config file asks for
     overrides["lm_eval_tasks"] = []
     cfg = build_config(config_file, overrides)

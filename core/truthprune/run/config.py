@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -21,55 +21,92 @@ from ..models.adapter import DEFAULT_IGNORE, DEFAULT_TARGETS
 EVALS = ("ppl", "probe", "truthfulqa", "truthfulness")
 
 
+# CLI metadata on a field (json_schema_extra): SPLIT = the flag takes comma-separated lists;
+# OPTIONS(flag) = a dict of plugin options given as repeatable ``--flag key=value``.
+SPLIT = {"cli_split": True}
+
+
+def OPTIONS(flag: str) -> dict[str, Any]:  # noqa: N802 (reads like the constant above)
+    return {"cli_flag": flag}
+
+
 class RunConfig(BaseModel):
+    """Every setting of a run. Each field's description is its flag's help: the options of
+    ``truthprune run`` (and of ``prune``/``sweep``/``config show``) are generated from these fields
+    (truthprune.cli.run_cmd), so a setting is declared once."""
+
     model_config = ConfigDict(extra="forbid")
 
-    model: str = "smollm2-135m"
-    device: str = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    trust_remote_code: bool = False
+    model: str = Field("smollm2-135m", description="smollm2-135m (default, embedded), a model dir, a .gguf file or a hub id.")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto | float32 | bfloat16 | float16")
+    trust_remote_code: bool = Field(False, description="Allow custom model code from the hub.")
 
-    pruner: str = "wanda"
-    allocator: str | None = None  # None: the pruner's default (uniform, or owl/tplo for presets)
-    sparsity: float = Field(0.5, ge=0.0, lt=1.0)
-    nm: str | None = None  # "2:4" = prune 2 of every 4
-    pruner_options: dict[str, Any] = Field(default_factory=dict)
-    allocator_options: dict[str, Any] = Field(default_factory=dict)
-    quantizer: str | None = None  # quantize every linear right after pruning it (truthprune-quant: rtn, gptq)
-    quantizer_options: dict[str, Any] = Field(default_factory=dict)  # --bits/--group-size land here
+    pruner: str = Field("wanda", description="Pruner name (see `truthprune plugins`): wanda, magnitude, owl, tplo, ...")
+    # None: the pruner's default (uniform, or owl/tplo for presets)
+    allocator: str | None = Field(None, description="Per-layer sparsity allocator; default: the pruner's own (uniform for wanda).")
+    sparsity: float = Field(0.5, ge=0.0, lt=1.0, description="Target fraction of weights removed, in [0, 1).")
+    nm: str | None = Field(None, description="N:M pattern, e.g. 2:4 (prune 2 of every 4).")  # "2:4" = prune 2 of every 4
+    pruner_options: dict[str, Any] = Field(default_factory=dict, description="Pruner option key=value (repeatable).",
+                                           json_schema_extra=OPTIONS("pruner-opt"))
+    allocator_options: dict[str, Any] = Field(default_factory=dict, description="Allocator option key=value (repeatable).",
+                                              json_schema_extra=OPTIONS("allocator-opt"))
+    # quantize every linear right after pruning it (truthprune-quant: rtn, gptq)
+    quantizer: str | None = Field(None, description="Quantize each linear after pruning it (rtn, gptq: pip install "
+                                                    "truthprune-quant); --sparsity 0 quantizes only.")
+    quantizer_options: dict[str, Any] = Field(default_factory=dict, description="Quantizer option key=value (repeatable).",
+                                              json_schema_extra=OPTIONS("quantizer-opt"))  # --bits/--group-size land here
 
-    calibration: list[str] = Field(default_factory=lambda: ["pydoc"])
-    calibration_options: dict[str, Any] = Field(default_factory=dict)  # key=value for all sources, or {source: {key: value}}
-    nsamples: int = Field(32, ge=1)
-    seqlen: int = Field(512, ge=8)
-    batch_size: int = Field(8, ge=1)
-    seed: int = 0
+    calibration: list[str] = Field(default_factory=lambda: ["pydoc"], json_schema_extra=SPLIT,
+                                   description="Calibration source(s), comma-separated or repeated; nsamples split evenly.")
+    # key=value for all sources, or {source: {key: value}}
+    calibration_options: dict[str, Any] = Field(default_factory=dict, json_schema_extra=OPTIONS("calibration-opt"),
+                                                description="Source option key=value or source.key=value (repeatable).")
+    nsamples: int = Field(32, ge=1, description="Calibration samples.")
+    seqlen: int = Field(512, ge=8, description="Tokens per calibration sample and perplexity window.")
+    batch_size: int = Field(8, ge=1, description="Samples per mini-batch through a layer.")
+    seed: int = Field(0, description="Seed for calibration sampling and probes.")
 
-    eval: list[str] = Field(default_factory=lambda: ["ppl", "probe"])
-    ppl_data: str = "pydoc"
-    ppl_max_windows: int | None = Field(None, ge=1)  # None: every window (pydoc: first 32, eval.perplexity.DEFAULT_MAX_WINDOWS)
-    truthfulqa_data: str | None = None
-    truthfulqa_limit: int | None = Field(None, ge=1)
-    truthfulness_limit: int = Field(200, ge=2)  # --eval truthfulness: items per dimension (balanced, seeded sample)
-    lm_eval_tasks: list[str] = Field(default_factory=list)  # lm-eval harness tasks (needs truthprune[lmeval])
-    lm_eval_limit: int | None = Field(None, ge=1)  # examples per task (quick runs; lm-eval's --limit)
-    lm_eval_fewshot: int | None = Field(None, ge=0)  # None: each task's own default
-    lm_eval_include: list[str] = Field(default_factory=list)  # extra directories of task YAML files
-    probe: str = "logreg"
-    probe_options: dict[str, Any] = Field(default_factory=dict)
-    truth_data: str | None = None  # directory of Truth-is-Universal CSVs; None: generated offline sets
-    truth_datasets: list[str] | None = None
-    chat_template: bool = False
-    bos: Literal["auto", "always", "never"] = "auto"  # BOS at the start of every window/statement (truthprune.models.bos)
-    targets: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGETS))  # pruned weights: module patterns
-    ignore: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE))  # never pruned (routers, gates)
+    eval: list[str] = Field(default_factory=lambda: ["ppl", "probe"], json_schema_extra=SPLIT,
+                            description="Evaluations: ppl,probe,truthfulqa,truthfulness.")
+    ppl_data: str = Field("pydoc", description="pydoc (offline default) | wikitext2 (hub) | path to a .txt file.")
+    # None: every window (pydoc: first 32, eval.perplexity.DEFAULT_MAX_WINDOWS)
+    ppl_max_windows: int | None = Field(None, ge=1, description="Score only the first N perplexity windows (default: all; "
+                                                                "the offline pydoc text: 32).")
+    truthfulqa_data: str | None = Field(None, description="TruthfulQA.csv path (default: the hub).")
+    truthfulqa_limit: int | None = Field(None, ge=1, description="Evaluate only the first N held-out questions.")
+    # --eval truthfulness: items per dimension (balanced, seeded sample)
+    truthfulness_limit: int = Field(200, ge=2, description="--eval truthfulness: items per dimension (default 200).")
+    lm_eval_tasks: list[str] = Field(default_factory=list, json_schema_extra=SPLIT,
+                                     description="lm-eval harness tasks, comma-separated (needs pip install 'truthprune[lmeval]').")
+    lm_eval_limit: int | None = Field(None, ge=1, description="Evaluate only the first N examples of each lm-eval task.")
+    lm_eval_fewshot: int | None = Field(None, ge=0, description="Few-shot examples per lm-eval task (default: each task's own).")
+    lm_eval_include: list[str] = Field(default_factory=list, description="Directory of your own lm-eval task YAML files (repeatable).")
+    probe: str = Field("logreg", description="Probe for the lie-detection evaluation (logreg, ttpd, mass-mean, ccs).")
+    probe_options: dict[str, Any] = Field(default_factory=dict, description="Probe option key=value (repeatable).",
+                                          json_schema_extra=OPTIONS("probe-opt"))
+    # directory of Truth-is-Universal CSVs; None: generated offline sets
+    truth_data: str | None = Field(None, description="Directory of true/false statement CSVs (default: generated offline sets).")
+    truth_datasets: list[str] | None = Field(None, json_schema_extra=SPLIT, description="Which statement sets to use, comma-separated.")
+    chat_template: bool = Field(False, description="Wrap statements in the chat template.")
+    # BOS at the start of every window/statement (truthprune.models.bos)
+    bos: Literal["auto", "always", "never"] = Field("auto", description="auto | always | never: start every window/statement "
+                                                    "with BOS (auto: when the tokenizer or chat template adds one; docs/models.md).")
+    targets: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGETS), json_schema_extra=SPLIT,
+                               description="Weights to prune, module patterns inside a decoder block (comma-separated; default '*').")
+    ignore: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE), json_schema_extra=SPLIT,
+                              description="Weights never pruned, module patterns (default: MoE routers and shared-expert gates; "
+                                          "docs/models.md).")
 
-    out: str = "runs/latest"
-    save: str | None = None
-    overwrite: bool = False
-    wait: bool = False  # queue behind another process writing the same --out/--save (docs/reliability.md)
-    allow_pickle: bool = False  # accept pickle-only (.bin) checkpoints; safetensors only otherwise
-    quiet: bool = False
+    out: str = Field("runs/latest", description="Report directory (default runs/latest).")
+    save: str | None = Field(None, description="Also save the pruned model (safetensors) here.")
+    overwrite: bool = Field(False, description="Replace existing --out/--save directories.")
+    # queue behind another process writing the same --out/--save (docs/reliability.md)
+    wait: bool = Field(False, description="If another process is writing the same --out/--save, wait for it instead of failing.")
+    # accept pickle-only (.bin) checkpoints; safetensors only otherwise
+    allow_pickle: bool = Field(False, description="Accept a pickle-only (.bin) checkpoint; pickles can run code, so only for "
+                                                  "files you trust.")
+    quiet: bool = Field(False, description="No progress bars.", json_schema_extra={"cli_short": "-q"})
 
     @field_validator("nm")
     @classmethod
@@ -109,6 +146,30 @@ class RunConfig(BaseModel):
             return None
         n, m = (int(x) for x in self.nm.split(":"))
         return n, m
+
+
+class OptionShortcut(NamedTuple):
+    """A flag that sets one plugin option: ``--bits 4`` is ``--quantizer-opt bits=4``."""
+
+    param: str  # the flag's parameter name (--group-size: group_size)
+    field: str  # the RunConfig dict it lands in
+    option: str  # the key in that dict
+    kind: type  # the flag's value type (bool: a --x/--no-x pair)
+    help: str
+
+
+# Shortcut flags of run/prune/sweep (the allocators' own shortcuts, --owl-m ..., come from the
+# installed allocators' option_flags instead).
+OPTION_SHORTCUTS = (
+    OptionShortcut("variant", "pruner_options", "variant", bool, "Wanda's alpha-search variant."),
+    OptionShortcut("importance", "pruner_options", "importance", str, "Structured pruner: unit importance entropy | taylor-ce "
+                   "| magnitude | wanda-sum (pruner option importance)."),
+    OptionShortcut("mlp_ratio", "pruner_options", "mlp_ratio", float, "Structured pruner: kept MLP width / hidden size, "
+                   "instead of --sparsity (pruner option mlp_ratio)."),
+    OptionShortcut("bits", "quantizer_options", "bits", int, "Quantizer bits per weight (quantizer option bits)."),
+    OptionShortcut("group_size", "quantizer_options", "group_size", int, "Input columns per quantization scale, 0 = per "
+                   "output channel (quantizer option group_size)."),
+)
 
 
 def _format(err: ValidationError) -> str:
