@@ -33,7 +33,7 @@ from ...models.adapter import decoder_layers
 from .checkpoint import INDEX, SINGLE, CheckpointReader, ShardWriter, group_by_size
 from .distributed import data_parallel
 from .memory import ModelShape, available_memory, check_memory, estimate_memory
-from .sequential import EngineSetup, PruneReport, run_engine
+from .sequential import EngineSetup, PruneOptions, PruneReport, run_engine
 
 log = logging.getLogger(__name__)
 
@@ -165,23 +165,18 @@ def prune_checkpoint(
     pruner: Pruner,
     allocator: SparsityAllocator,
     sparsity: float,
-    nm: tuple[int, int] | None = None,
-    batch_size: int = 8,
-    truth_profile: list[float] | None = None,
-    extras: dict[str, Any] | None = None,
+    *,
     device: str = "cpu",
     dtype: str = "auto",
-    quiet: bool = False,
     metadata: dict[str, Any] | None = None,
     overwrite: bool = False,
     activations_dir: str | None = None,
     trust_remote_code: bool = False,
-    selection: Any = None,
+    **options: Any,
 ) -> PruneReport:
-    """Prune the checkpoint ``model`` (a ``--model`` spec with a local safetensors copy) into ``out_dir``.
-
-    ``selection`` (``--targets``/``--ignore``, :class:`truthprune.models.adapter.TargetSelection`)
-    chooses the pruned weights of each block; None: the defaults.
+    """Prune the checkpoint ``model`` (a ``--model`` spec with a local safetensors copy) into ``out_dir``;
+    ``options`` are the :class:`~truthprune.pruning.engine.sequential.PruneOptions` of ``prune_model``
+    (nm, batch_size, truth_profile, extras, quiet, selection).
 
     Peak memory is about one decoder layer (twice, while it is converted for writing) plus the
     calibration activations; the call refuses to start (UserError) when its estimate exceeds
@@ -191,6 +186,7 @@ def prune_checkpoint(
     from ...run.outputs import atomic_dir, check_target
     from ...run.saving import environment_versions
 
+    o = PruneOptions(**options)
     dev = resolve_device(device)
     compute_dtype = resolve_dtype(dtype, dev)
     path, kind = resolve_model_path(model)
@@ -203,7 +199,7 @@ def prune_checkpoint(
     elem = torch.finfo(compute_dtype).bits // 8
     est = estimate_memory(
         ModelShape.from_config(skeleton.config, total_params=sum(p.numel() for p in skeleton.parameters())),
-        len(calibration), int(calibration.input_ids.shape[1]), batch_size, weight_bytes=elem, act_bytes=elem,
+        len(calibration), int(calibration.input_ids.shape[1]), o.batch_size, weight_bytes=elem, act_bytes=elem,
         offload=True, padded=not bool(calibration.attention_mask.bool().all()),
         gram="gram" in (pruner.required_stats | allocator.required_stats), world=dp.world,
     )
@@ -215,8 +211,8 @@ def prune_checkpoint(
     sizes = {k: reader.nbytes(k) for k in outer_keys}
     largest_layer = max(sum(reader.nbytes(k) for k in reader.keys() if k.startswith(h)) for h in layer_heads)
     groups = group_by_size(outer_keys, sizes, max(largest_layer, 1))
-    setup = EngineSetup(device=torch.device(dev), batch_size=batch_size, quiet=quiet, dp=dp, activations_dir=activations_dir,
-                        selection=selection)
+    setup = EngineSetup(device=torch.device(dev), batch_size=o.batch_size, quiet=o.quiet, dp=dp, activations_dir=activations_dir,
+                        selection=o.selection)
 
     def run(writer: ShardWriter | None) -> PruneReport:
         source = OffloadedLayers(skeleton, reader, prefix, setup.device, compute_dtype, writer)
@@ -224,7 +220,7 @@ def prune_checkpoint(
             for group in groups:
                 writer.write({k: reader.get(k) for k in group})
         return run_engine(skeleton, source, calibration, pruner, allocator, sparsity, setup,
-                          nm=nm, truth_profile=truth_profile, extras=extras)
+                          nm=o.nm, truth_profile=o.truth_profile, extras=o.extras)
 
     if not dp.is_writer:
         report = run(None)

@@ -364,23 +364,34 @@ def check_calibration_memory(model: Any, calibration: CalibrationSamples, batch_
     return line
 
 
+@dataclass(frozen=True)
+class PruneOptions:
+    """The keyword options :func:`prune_model` and :func:`~truthprune.pruning.engine.offload.prune_checkpoint`
+    share (declared once): the N:M pattern, the mini-batch size, what an allocator may read (truth
+    profile, extra per-layer signals), progress bars and which weights are pruned."""
+
+    nm: tuple[int, int] | None = None
+    batch_size: int = 8
+    truth_profile: list[float] | None = None
+    extras: dict[str, Any] | None = None
+    quiet: bool = False
+    selection: Any = None  # --targets/--ignore (models.adapter.TargetSelection); None: the defaults
+
+
 def prune_model(
     model: Any,
     calibration: CalibrationSamples,
     pruner: Pruner,
     allocator: SparsityAllocator,
     sparsity: float,
-    nm: tuple[int, int] | None = None,
-    batch_size: int = 8,
-    truth_profile: list[float] | None = None,
-    extras: dict[str, Any] | None = None,
+    *,
     storage: str = "cpu",
-    quiet: bool = False,
     quantizer: Any = None,
     quant_store: Any = None,
-    selection: Any = None,
+    **options: Any,
 ) -> PruneReport:
-    """Prune (and, with ``quantizer``, quantize) ``model`` in place and report what was done.
+    """Prune (and, with ``quantizer``, quantize) ``model`` in place and report what was done;
+    ``options`` are :class:`PruneOptions` fields (nm, batch_size, truth_profile, extras, quiet, selection).
 
     ``selection`` (:class:`truthprune.models.adapter.TargetSelection`, from ``--targets`` /
     ``--ignore``) chooses the pruned weights of each block; None: every weight matmul except MoE
@@ -390,10 +401,11 @@ def prune_model(
     handles its share of the calibration batches; the statistics are summed across ranks, so
     every rank ends with the same pruned model.
     """
+    o = PruneOptions(**options)
     dp = data_parallel()
-    setup = EngineSetup(device=next(model.parameters()).device, batch_size=batch_size, storage=storage, quiet=quiet, dp=dp,
-                        selection=selection)
+    setup = EngineSetup(device=next(model.parameters()).device, batch_size=o.batch_size, storage=storage, quiet=o.quiet, dp=dp,
+                        selection=o.selection)
     if storage == "cpu":
-        check_calibration_memory(model, calibration, batch_size, dp, offload=False)
+        check_calibration_memory(model, calibration, o.batch_size, dp, offload=False)
     return run_engine(model, ResidentLayers(decoder_layers(model)), calibration, pruner, allocator, sparsity, setup,
-                      nm=nm, truth_profile=truth_profile, extras=extras, quantizer=quantizer, quant_store=quant_store)
+                      nm=o.nm, truth_profile=o.truth_profile, extras=o.extras, quantizer=quantizer, quant_store=quant_store)

@@ -20,6 +20,7 @@ choice uses ``np.random.default_rng`` seeded from (seed, repeat, topic), never g
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -221,7 +222,27 @@ def _check_acts(sets: Sequence[StatementSet], acts: Mapping[str, np.ndarray], la
             )
 
 
-def _protocol(sets, acts, layers, make_probe, pairs, test_fraction, repeats, seed, gen_layers, gen_repeats, extra_acts=None):
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """How the protocol fits and scores probes: the keyword arguments :func:`run_probe_protocol`
+    and :func:`compare_dense_pruned` share (declared once here)."""
+
+    probe: str | Callable[[], Probe] = "logreg"
+    probe_options: Mapping[str, Any] | None = None
+    pairs: Sequence[TopicPair] | None = None  # None: pair each set with its negation by name
+    test_fraction: float = 0.2
+    repeats: int = 1
+    seed: int = 0
+    generalization_layers: str | Sequence[int] = "best"  # "best" | "all" | explicit layers
+    generalization_repeats: int = 5  # 0: no cross-topic generalisation
+
+    def probe_name(self, make: Callable[[], Probe]) -> str:
+        return self.probe if isinstance(self.probe, str) else getattr(make(), "name", "custom")
+
+
+def _protocol(sets, acts, layers, make_probe, s: ProtocolSettings, extra_acts=None):
+    pairs, test_fraction, repeats, seed = s.pairs, s.test_fraction, s.repeats, s.seed
+    gen_layers, gen_repeats = s.generalization_layers, s.generalization_repeats
     _check_acts(sets, acts, layers)
     topics = build_topics(sets, pairs)
     acc, extra, skipped = heldout_accuracy(topics, acts, make_probe, test_fraction, repeats, seed, extra_acts)
@@ -267,55 +288,33 @@ def _protocol(sets, acts, layers, make_probe, pairs, test_fraction, repeats, see
     return result, extra
 
 
-def run_probe_protocol(
-    sets: Sequence[StatementSet],
-    acts: Mapping[str, np.ndarray],
-    layers: Sequence[int],
-    probe: str | Callable[[], Probe] = "logreg",
-    probe_options: Mapping[str, Any] | None = None,
-    pairs: Sequence[TopicPair] | None = None,
-    test_fraction: float = 0.2,
-    repeats: int = 1,
-    seed: int = 0,
-    generalization_layers: str | Sequence[int] = "best",
-    generalization_repeats: int = 5,
-) -> dict[str, Any]:
-    """Steps (a)-(d) on one model's activations (``acts[name]`` is [len(layers), n, d])."""
-    make = probe_factory(probe, probe_options)
-    result, _ = _protocol(
-        sets, acts, layers, make, pairs, test_fraction, repeats, seed, generalization_layers, generalization_repeats
-    )
-    result["probe"] = probe if isinstance(probe, str) else getattr(make(), "name", "custom")
-    result["probe_options"] = dict(probe_options or {})
+def run_probe_protocol(sets: Sequence[StatementSet], acts: Mapping[str, np.ndarray], layers: Sequence[int],
+                       **settings: Any) -> dict[str, Any]:
+    """Steps (a)-(d) on one model's activations (``acts[name]`` is [len(layers), n, d]);
+    ``settings`` are :class:`ProtocolSettings` fields (probe, seed, generalization_repeats, ...)."""
+    s = ProtocolSettings(**settings)
+    make = probe_factory(s.probe, s.probe_options)
+    result, _ = _protocol(sets, acts, layers, make, s)
+    result["probe"] = s.probe_name(make)
+    result["probe_options"] = dict(s.probe_options or {})
     return result
 
 
-def compare_dense_pruned(
-    sets: Sequence[StatementSet],
-    dense_acts: Mapping[str, np.ndarray],
-    pruned_acts: Mapping[str, np.ndarray],
-    layers: Sequence[int],
-    probe: str | Callable[[], Probe] = "logreg",
-    probe_options: Mapping[str, Any] | None = None,
-    pairs: Sequence[TopicPair] | None = None,
-    test_fraction: float = 0.2,
-    repeats: int = 1,
-    seed: int = 0,
-    generalization_layers: str | Sequence[int] = "best",
-    generalization_repeats: int = 5,
-) -> dict[str, Any]:
-    """(e): the protocol on dense and on pruned activations, plus dense->pruned transfer accuracy.
+def compare_dense_pruned(sets: Sequence[StatementSet], dense_acts: Mapping[str, np.ndarray],
+                         pruned_acts: Mapping[str, np.ndarray], layers: Sequence[int], **settings: Any) -> dict[str, Any]:
+    """(e): the protocol on dense and on pruned activations, plus dense->pruned transfer accuracy;
+    ``settings`` as for :func:`run_probe_protocol`.
 
     Transfer uses the dense run's probes (same split, same seeds) on the pruned test rows, so
     ``transfer - dense`` isolates how far pruning moved the features the dense probe reads.
     """
-    make = probe_factory(probe, probe_options)
-    args = (pairs, test_fraction, repeats, seed, generalization_layers, generalization_repeats)
+    s = ProtocolSettings(**settings)
+    make = probe_factory(s.probe, s.probe_options)
     _check_acts(sets, pruned_acts, layers)
-    dense, extra = _protocol(sets, dense_acts, layers, make, *args, extra_acts={"transfer": pruned_acts})
-    if generalization_layers == "best":  # compare both models at the dense model's best layer
-        args = (pairs, test_fraction, repeats, seed, [dense["best_layer"]["layer"]], generalization_repeats)
-    pruned, _ = _protocol(sets, pruned_acts, layers, make, *args)
+    dense, extra = _protocol(sets, dense_acts, layers, make, s, extra_acts={"transfer": pruned_acts})
+    if s.generalization_layers == "best":  # compare both models at the dense model's best layer
+        s = dataclasses.replace(s, generalization_layers=[dense["best_layer"]["layer"]])
+    pruned, _ = _protocol(sets, pruned_acts, layers, make, s)
     transfer = _summarise(extra["transfer"], layers)
     rows = []
     for k, layer in enumerate(layers):
@@ -330,10 +329,9 @@ def compare_dense_pruned(
                 "pruned_separation": sep["pruned"],
             }
         )
-    name = probe if isinstance(probe, str) else getattr(make(), "name", "custom")
     return {
-        "probe": name,
-        "probe_options": dict(probe_options or {}),
+        "probe": s.probe_name(make),
+        "probe_options": dict(s.probe_options or {}),
         "dense": dense,
         "pruned": pruned,
         "transfer": transfer,
@@ -349,6 +347,7 @@ __all__ = [
     "heldout_accuracy",
     "cross_topic",
     "separation_profile",
+    "ProtocolSettings",
     "run_probe_protocol",
     "compare_dense_pruned",
 ]
