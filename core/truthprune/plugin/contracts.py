@@ -24,7 +24,7 @@ from ..errors import PluginContractError
 
 
 def describe_plugin(plugin: Any, kind: str | None = None, distribution: str | None = None, version: str | None = None) -> str:
-    """``pruner 'wanda' (distribution truthprune-wanda 0.1.0)`` for a plugin instance or class.
+    """``pruner 'owl' (distribution truthprune-owl 0.1.0)`` for a plugin instance or class.
 
     The distribution comes from the loaded registry when the class is registered there, else
     from the package that defines the class (a plugin created directly, e.g. in a test).
