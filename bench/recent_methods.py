@@ -3,7 +3,7 @@ reconstruction error relative to Wanda, and prune time as a ratio to Wanda's.
 
     flock /tmp/truthprune-heavy.lock python bench/recent_methods.py --sparsity 0.7 \\
         [--nm 2:4] [--methods wanda,trim,fw,wandapp] [--allocator uniform] [--opt wandapp:ro_steps=2]
-        [--error-samples 8] [--json out.json]
+        [--error-samples 8] [--ppl-windows 64] [--json out.json]
 
 Same protocol as docs/results.md (calibration: WikiText-2 valid, 32 x 512; perplexity: first 64
 windows of WikiText-2 test), through the same pipeline stages as ``truthprune run --eval ppl``
@@ -52,7 +52,7 @@ def make_plan(args, method: str, out: str, options: dict[str, str] | None = None
         "model": args.model, "pruner": method, "sparsity": args.sparsity, "nm": args.nm, "allocator": args.allocator,
         "calibration": ["wikitext2"], "calibration_options": {"path": f"{SHARED}/wikitext-2/valid.txt"},
         "nsamples": 32, "seqlen": 512, "eval": ["ppl"], "ppl_data": f"{SHARED}/wikitext-2/test.txt",
-        "ppl_max_windows": 64, "out": out, "quiet": True,
+        "ppl_max_windows": args.ppl_windows, "out": out, "quiet": True,
     }
     return plan_run(build_config(None, overrides))
 
@@ -118,6 +118,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--opt", action="append", default=[], help="METHOD:KEY=VALUE pruner option (repeatable)")
     ap.add_argument("--error-samples", type=int, default=8, help="calibration windows for the reconstruction errors")
+    ap.add_argument("--ppl-windows", type=int, default=64, help="first N WikiText-2 test windows (64 = docs/results.md)")
     args = ap.parse_args()
     methods = args.methods.split(",")
     if methods[0] != "wanda":
@@ -135,7 +136,7 @@ def main() -> None:
     t = time.perf_counter()
     grams = dense_grams(model, calib, args.error_samples)
     print(f"dense grams: {time.perf_counter() - t:.1f} s", flush=True)
-    results: dict = {"sparsity": args.sparsity, "nm": args.nm, "allocator": args.allocator, "options": opts, "methods": {}}
+    results: dict = {"sparsity": args.sparsity, "nm": args.nm, "ppl_windows": args.ppl_windows, "allocator": args.allocator, "options": opts, "methods": {}}
     for m in methods:
         model.load_state_dict(state)
         loaded.invalidate_fingerprint()

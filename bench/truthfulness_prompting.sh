@@ -6,7 +6,8 @@
 # Heavy: run it as   flock /tmp/truthprune-heavy.lock bench/truthfulness_prompting.sh
 # Then:              python bench/truthfulness_table.py   (markdown tables with Wilson 95 % intervals)
 # LIMIT (items per dimension, default 48) and BUDGET (seconds after which no new model is started,
-# default 720) come from the environment.
+# default 720) come from the environment. GPTQ 3-bit and Wanda + GPTQ 4-bit also get the docs/results.md
+# perplexity (64 WikiText-2 test windows) before their checkpoint is deleted.
 set -u
 cd "$(dirname "$0")/.."
 LIMIT=${LIMIT:-48}
@@ -33,6 +34,9 @@ for spec in "${SPECS[@]}"; do
   if [ $(( $(date +%s) - START )) -gt "${BUDGET:-720}" ]; then log "budget spent: skipping $name and the rest"; break; fi
   t truthprune prune $args $CAL --save "$SAVE/$name" > "$OUT/$name.prune.txt" 2>&1 || continue
   t truthprune eval truthfulness --model "$SAVE/$name" --baseline smollm2-135m $EV --out "$OUT/$name.json" --plot "$OUT/$name.png" > "$OUT/$name.txt" 2>&1
+  case $name in gptq3|wanda-gptq4)  # their perplexity is not in docs/results.md "Quantization" yet
+    t truthprune eval ppl --model "$SAVE/$name" --data $D/wikitext-2/test.txt --seqlen 512 --max-windows 64 --json > "$OUT/$name.ppl.json" 2>&1;;
+  esac
   rm -rf "${SAVE:?}/$name"
 done
 log done

@@ -132,3 +132,22 @@ def test_plan_widths_hand_worked(tiny_llama):
         plan_widths(layers, 32, 0.0, cfg(mlp_ratio=3.0))
     with pytest.raises(UserError, match="none of the 3 layers"):
         plan_widths(layers, 32, 0.5, cfg(skip_first=2, skip_last=1))
+
+
+def test_mlp_ratio_beyond_the_dense_width_is_refused_at_plan_time(tmp_path):
+    """--mlp-ratio is checked against the model's config.json before any weight loads: a ratio that
+    would grow the MLP names the valid range; a valid one passes; an unreadable size is left to the load."""
+    import json
+
+    from truthprune.structured import check_mlp_ratio
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 576, "intermediate_size": 1536}))
+    with pytest.raises(UserError, match=r"mlp_ratio 2.8 keeps 1613 of 1536 channels; choose a ratio in \(0.0017, 2.6667\]"):
+        check_mlp_ratio(str(tmp_path), 2.8)
+    check_mlp_ratio(str(tmp_path), 1.6)  # 922 channels: the 30 % model
+    nested = tmp_path / "gemma"
+    nested.mkdir()
+    (nested / "config.json").write_text(json.dumps({"text_config": {"hidden_size": 640, "intermediate_size": 2048}}))
+    with pytest.raises(UserError, match="keeps 3200 of 2048"):
+        check_mlp_ratio(str(nested), 5.0)
+    check_mlp_ratio(str(tmp_path / "missing"), 99.0)  # no config readable now: plan_widths checks after the load

@@ -133,6 +133,31 @@ def converted_gguf_dir(gguf: Path) -> Path:
     return target
 
 
+def cached_config(spec: str) -> dict | None:
+    """A model's config.json read at plan time without loading or converting anything: a local
+    directory's, or an embedded/GGUF model's once its conversion is cached (None otherwise)."""
+    import json
+
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        cfg = p / "config.json"
+    elif spec in EMBEDDED_MODELS or spec.endswith(".gguf"):
+        try:
+            if conversion_pending(spec):
+                return None
+            gguf = assembled_path(spec) if spec in CHUNKED else (embedded_gguf(spec) if spec in SINGLE_FILE else p.resolve())
+            cfg = converted_target(gguf) / "config.json"
+        except (UserError, OSError):
+            return None  # a missing wheel or file is reported by the load stage
+    else:
+        return None
+    try:
+        data = json.loads(cfg.read_text())
+    except (OSError, ValueError):
+        return None  # the load stage reports an unreadable config with its own message
+    return data if isinstance(data, dict) else None
+
+
 def resolve_model_path(spec: str) -> tuple[str, str]:
     """Return (path or hub id to load, kind) for a ``--model`` spec."""
     if spec in EMBEDDED_MODELS:

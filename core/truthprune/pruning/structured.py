@@ -56,6 +56,8 @@ def check_structured_plan(config: Any, pruner: Any) -> None:
     if opts.heads and opts.mlp_ratio is not None and opts.kv_groups is None:
         raise UserError("heads=true with mlp_ratio needs kv_groups=N (KV groups kept per layer); or use --sparsity, "
                         "which decides how many groups go")
+    if opts.mlp_ratio is not None:
+        check_mlp_ratio(config.model, opts.mlp_ratio)
     if (opts.skip_first or opts.skip_last) and config.save:
         raise UserError(
             "skip_first/skip_last leave layers at full width, and a standard config has one intermediate_size for all "
@@ -63,6 +65,24 @@ def check_structured_plan(config: Any, pruner: Any) -> None:
         )
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError(f"structured pruner {pruner.name!r} runs in one process; launch it without torchrun")
+
+
+def check_mlp_ratio(model: str, mlp_ratio: float) -> None:
+    """mlp_ratio against the model's own width when its config is readable without loading it
+    (otherwise :func:`plan_widths` checks the same after the load): a ratio above the dense
+    intermediate / hidden would grow the MLP."""
+    from .models.loading import cached_config
+
+    cfg = cached_config(model)
+    sizes = cfg.get("text_config") if cfg and isinstance(cfg.get("text_config"), dict) else cfg
+    hidden = sizes.get("hidden_size") if sizes else None
+    inter = sizes.get("intermediate_size") if sizes else None
+    if not (isinstance(hidden, int) and isinstance(inter, int) and hidden > 0):
+        return
+    keep = round(mlp_ratio * hidden)
+    if not 1 <= keep <= inter:
+        raise UserError(f"mlp_ratio {mlp_ratio} keeps {keep} of {inter} channels; choose a ratio in "
+                        f"({1 / hidden:.4f}, {inter / hidden:.4f}] (this model's dense ratio is {inter / hidden:.4f})")
 
 
 # ----------------------------------------------------------------------------- layout
