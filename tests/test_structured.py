@@ -139,7 +139,7 @@ def test_mlp_ratio_beyond_the_dense_width_is_refused_at_plan_time(tmp_path):
     would grow the MLP names the valid range; a valid one passes; an unreadable size is left to the load."""
     import json
 
-    from truthprune.structured import check_mlp_ratio
+    from truthprune.pruning.structured import check_mlp_ratio
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 576, "intermediate_size": 1536}))
     with pytest.raises(UserError, match=r"mlp_ratio 2.8 keeps 1613 of 1536 channels; choose a ratio in \(0.0017, 2.6667\]"):

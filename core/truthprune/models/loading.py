@@ -143,7 +143,7 @@ def cached_config(spec: str) -> dict | None:
         cfg = p / "config.json"
     elif spec in EMBEDDED_MODELS or spec.endswith(".gguf"):
         try:
-            if conversion_pending(spec):
+            if needs_conversion(spec):
                 return None
             gguf = assembled_path(spec) if spec in CHUNKED else (embedded_gguf(spec) if spec in SINGLE_FILE else p.resolve())
             cfg = converted_target(gguf) / "config.json"

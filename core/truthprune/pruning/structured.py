@@ -71,7 +71,7 @@ def check_mlp_ratio(model: str, mlp_ratio: float) -> None:
     """mlp_ratio against the model's own width when its config is readable without loading it
     (otherwise :func:`plan_widths` checks the same after the load): a ratio above the dense
     intermediate / hidden would grow the MLP."""
-    from .models.loading import cached_config
+    from ..models.loading import cached_config
 
     cfg = cached_config(model)
     sizes = cfg.get("text_config") if cfg and isinstance(cfg.get("text_config"), dict) else cfg
