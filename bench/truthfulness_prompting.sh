@@ -20,7 +20,8 @@ EV="--truth-data $D/truth_statements --truthfulqa-data $D/truthfulqa/TruthfulQA.
 log() { echo "$(date +%T) $*" | tee -a "$OUT/heavy.log"; }
 t() { local s; s=$(date +%s); "$@"; local rc=$?; log "rc=$rc $(( $(date +%s) - s ))s: $*"; return $rc; }
 START=$(date +%s)
-t truthprune eval truthfulness --model smollm2-135m $EV --out "$OUT/dense.json" --plot "$OUT/dense.png" > "$OUT/dense.txt" 2>&1 || exit 1
+# a model whose result file exists is skipped, so a run cut short by BUDGET continues where it stopped
+[ -s "$OUT/dense.json" ] || t truthprune eval truthfulness --model smollm2-135m $EV --out "$OUT/dense.json" --plot "$OUT/dense.png" > "$OUT/dense.txt" 2>&1 || exit 1
 SPECS=(
   "wanda:--pruner wanda --sparsity 0.5"
   "tplo:--pruner tplo --sparsity 0.5 --truth-data $D/truth_statements"
@@ -31,11 +32,12 @@ SPECS=(
 )
 for spec in "${SPECS[@]}"; do
   name=${spec%%:*}; args=${spec#*:}
+  if [ -s "$OUT/$name.json" ]; then log "have $name"; continue; fi
   if [ $(( $(date +%s) - START )) -gt "${BUDGET:-720}" ]; then log "budget spent: skipping $name and the rest"; break; fi
   t truthprune prune $args $CAL --save "$SAVE/$name" > "$OUT/$name.prune.txt" 2>&1 || continue
   t truthprune eval truthfulness --model "$SAVE/$name" --baseline smollm2-135m $EV --out "$OUT/$name.json" --plot "$OUT/$name.png" > "$OUT/$name.txt" 2>&1
   case $name in gptq3|wanda-gptq4)  # their perplexity is not in docs/results.md "Quantization" yet
-    t truthprune eval ppl --model "$SAVE/$name" --data $D/wikitext-2/test.txt --seqlen 512 --max-windows 64 --json > "$OUT/$name.ppl.json" 2>&1;;
+    t truthprune eval ppl --model "$SAVE/$name" --data $D/wikitext-2/test.txt --seqlen 512 --max-windows 64 --json > "$OUT/$name.ppl.json" 2> "$OUT/$name.ppl.err";;
   esac
   rm -rf "${SAVE:?}/$name"
 done
