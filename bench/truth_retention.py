@@ -166,7 +166,7 @@ def evaluate_model(loaded, args, sets, layers, fingerprint=None) -> tuple[dict, 
 
 
 def _make_probe():
-    from truthprune.probing.protocol import probe_factory
+    from truthprune.truth.probing.protocol import probe_factory
 
     return probe_factory("logreg", {})
 

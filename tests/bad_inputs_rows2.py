@@ -223,14 +223,14 @@ def _raise_interrupt(*args, **kwargs):
 
 
 def _terminated(*args, **kwargs):
-    import truthprune.outputs as outputs
+    import truthprune.run.outputs as outputs
 
     outputs._INTERRUPTED = True  # what the SIGTERM handler records before it unwinds
     raise SystemExit(outputs.TERMINATED_EXIT)
 
 
 def _swallowed(*args, **kwargs):
-    import truthprune.outputs as outputs
+    import truthprune.run.outputs as outputs
 
     outputs._INTERRUPTED = True  # what the SIGINT handler records; the code below "swallowed" the exception
     return []
@@ -238,7 +238,7 @@ def _swallowed(*args, **kwargs):
 
 def _patch(target: str, replacement):
     def patch(mp, ctx):
-        import truthprune.outputs as outputs
+        import truthprune.run.outputs as outputs
 
         mp.setattr(outputs, "_INTERRUPTED", False)
         mp.setattr(target, replacement)
@@ -249,25 +249,25 @@ def _patch(target: str, replacement):
 def interrupt_rows() -> list[Case]:
     return [
         Case("interrupt/report-rerender", ["report", "{C}/r"], setup=_copy_run("r"), code=130, keep=["r"],
-             patch=_patch("truthprune.plots.report_plots", _raise_interrupt)),
+             patch=_patch("truthprune.reporting.plots.report_plots", _raise_interrupt)),
         Case("interrupt/report-dot", ["report", "."], cwd="r", setup=_copy_run("r"), code=130, keep=["r"],
-             patch=_patch("truthprune.plots.report_plots", _raise_interrupt)),
+             patch=_patch("truthprune.reporting.plots.report_plots", _raise_interrupt)),
         Case("interrupt/report-dot-swallowed", ["report", "."], cwd="r", setup=_copy_run("r"), code=130, keep=["r"],
-             patch=_patch("truthprune.plots.report_plots", _swallowed)),
+             patch=_patch("truthprune.reporting.plots.report_plots", _swallowed)),
         Case("interrupt/report-sigterm", ["report", "{C}/r"], setup=_copy_run("r"), code=143, keep=["r"],
-             patch=_patch("truthprune.plots.report_plots", _terminated)),
+             patch=_patch("truthprune.reporting.plots.report_plots", _terminated)),
         Case("interrupt/run-sigterm-overwrite-save", [*RUN, *OUT, "--save", "{C}/s", "--overwrite"], setup=_dir("s"),
              code=143, keep=["s"], absent=["out"], plan_time=False,
-             patch=_patch("truthprune.saving.environment_versions", _terminated)),
+             patch=_patch("truthprune.run.saving.environment_versions", _terminated)),
         Case("interrupt/report-swallowed-interrupt", ["report", "{C}/r"], setup=_copy_run("r"), code=130, keep=["r"],
-             patch=_patch("truthprune.plots.report_plots", _swallowed)),
+             patch=_patch("truthprune.reporting.plots.report_plots", _swallowed)),
         Case("interrupt/compare-overwrite", ["compare", "{C}/r", "{D}/run_good", "--out", "{C}/x", "--overwrite"],
              setup=_both(_copy_run("r"), _dir("x")), code=130, keep=["x"],
-             patch=_patch("truthprune.compare.compare_markdown", _raise_interrupt)),
+             patch=_patch("truthprune.reporting.compare.compare_markdown", _raise_interrupt)),
         Case("interrupt/run-overwrite-report", [*RUN, "--out", "{C}/r", "--overwrite"], setup=_copy_run("r"), code=130,
-             keep=["r"], plan_time=False, patch=_patch("truthprune.report.render_report", _raise_interrupt)),
+             keep=["r"], plan_time=False, patch=_patch("truthprune.reporting.report.render_report", _raise_interrupt)),
         Case("interrupt/run-overwrite-save", [*RUN, *OUT, "--save", "{C}/s", "--overwrite"], setup=_dir("s"), code=130,
-             keep=["s"], absent=["out"], plan_time=False, patch=_patch("truthprune.saving.environment_versions", _raise_interrupt)),
+             keep=["s"], absent=["out"], plan_time=False, patch=_patch("truthprune.run.saving.environment_versions", _raise_interrupt)),
     ]
 
 

@@ -72,8 +72,8 @@ def masks(model):
 
 def run(out_dir: Path) -> dict | None:
     """Prune in both modes; return the results on the writing rank (None elsewhere)."""
-    from truthprune.engine.distributed import data_parallel, init_distributed
-    from truthprune.engine.offload import prune_checkpoint
+    from truthprune.pruning.engine.distributed import data_parallel, init_distributed
+    from truthprune.pruning.engine.offload import prune_checkpoint
 
     torch.set_num_threads(1)
     dp, device = init_distributed("cpu")

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from truthprune import UserError, extract_last_token  # noqa: E402
-from truthprune.activations import encode_statements, resolve_layers, tokenizer_adds_bos  # noqa: E402
+from truthprune.truth.activations import encode_statements, resolve_layers, tokenizer_adds_bos  # noqa: E402
 
 STATEMENTS = [
     "The city of Lodz is in Poland.",

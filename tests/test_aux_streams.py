@@ -24,8 +24,8 @@ from truthprune import (
     get_registry,
     prune_model,
 )
-from truthprune.calibration import attach_auxiliary
-from truthprune.masks import mask_from_scores
+from truthprune.calibration.windows import attach_auxiliary
+from truthprune.pruning.masks import mask_from_scores
 
 
 class RecordingPruner(Pruner):

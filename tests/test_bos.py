@@ -1,5 +1,5 @@
 """The --bos rule: Gemma-style models get a BOS at the start of every window; SmolLM2/Llama-style
-tokenizers that add none keep today's windows bit for bit (truthprune.bos)."""
+tokenizers that add none keep today's windows bit for bit (truthprune.models.bos)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ torch = pytest.importorskip("torch")
 from tiny_models import build, text, word_tokenizer  # noqa: E402
 
 from truthprune import CalibrationSamples, UserError, get_registry  # noqa: E402
-from truthprune.bos import resolve_bos, start_windows_with_bos  # noqa: E402
-from truthprune.calibration import load_calibration, record_windows  # noqa: E402
+from truthprune.models.bos import resolve_bos, start_windows_with_bos  # noqa: E402
+from truthprune.calibration.windows import load_calibration, record_windows  # noqa: E402
 from truthprune.eval.perplexity import encode_eval_text, perplexity  # noqa: E402
 
 
@@ -169,14 +169,14 @@ def test_run_and_prune_record_the_bos_rule(gemma_dir, tmp_path, capsys):
     import json
 
     from truthprune.cli.main import main
-    from truthprune.config import RunConfig
-    from truthprune.pipeline import execute, plan_run
+    from truthprune.run.config import RunConfig
+    from truthprune.run.pipeline import execute, plan_run
 
     data = str(tmp_path / "text.txt")
     cfg = RunConfig(model=str(gemma_dir), eval=["ppl"], ppl_data=data, ppl_max_windows=2, calibration=["text"],
                     calibration_options={"path": data}, nsamples=4, seqlen=16, out=str(tmp_path / "run"),
                     save=str(tmp_path / "saved"), quiet=True)
-    out = execute(plan_run(cfg))
+    out = execute(plan_run(cfg)).out
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["bos"] == "auto"
     assert report["bos"]["windows"] and report["bos"]["bos_id"] == 2

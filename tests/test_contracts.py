@@ -25,8 +25,8 @@ from truthprune import (
     hookimpl,
     prune_model,
 )
-from truthprune.contracts import checked_probe
-from truthprune.plugins import Registry
+from truthprune.plugin.contracts import checked_probe
+from truthprune.plugin.registry import Registry
 
 
 class _Uniform(SparsityAllocator):
@@ -191,14 +191,14 @@ def test_probe_outputs_are_checked():
 
 
 def test_cli_turns_contract_error_into_one_line_exit_3(monkeypatch, capsys):
-    import truthprune.envcheck
+    import truthprune.cli.envcheck
     from truthprune.cli import main as cli_main
-    from truthprune.contracts import violation
+    from truthprune.plugin.contracts import violation
 
     def broken(_command):
         raise violation(GoodPruner, "the mask is wrong")
 
-    monkeypatch.setattr(truthprune.envcheck, "check_environment", broken)
+    monkeypatch.setattr(truthprune.cli.envcheck, "check_environment", broken)
     with pytest.raises(SystemExit) as exc:
         cli_main.main(["plugins"])
     assert exc.value.code == cli_main.PLUGIN_CONTRACT_EXIT == 3
@@ -210,7 +210,7 @@ def test_checked_probe_survives_pickling():
     """Cached dense probes are pickled (bench/truth_retention.py); unpickling must not recurse."""
     import pickle
 
-    from truthprune.contracts import CheckedProbe
+    from truthprune.plugin.contracts import CheckedProbe
 
     copy = pickle.loads(pickle.dumps(CheckedProbe(_NamedProbe())))
     assert copy.name == "picklable"

@@ -21,31 +21,19 @@ REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "core" / "truthprune"
 CONSTANTS = {"outlier_ratio_percent"}  # truthprune-owl's OUTLIER_EXTRA
 
-_DEFAULTS = "a default of core's config/commands; the defaults become core built-ins (docs/architecture.md, 'Core runs on its own')"
 _EVAL_TEXT = "core's own perplexity texts (eval/perplexity.py: pydoc_topics, wikitext_rows), not the calibration plugins"
 _STRUCTURED = "core's structured-pruning module and the StructuredPruner.structured attribute, not the plugin"
 _GENERATED = "core's offline generated statement sets (truth/generate.py), not the calibration source"
+# The run's defaults (wanda, logreg, pydoc) are core built-ins (truthprune.builtins), so they are
+# core's own names and need no entry here (docs/architecture.md, "Core runs on its own").
 ALLOWED = {
-    ("config.py", "wanda"): _DEFAULTS,
-    ("config.py", "pydoc"): _DEFAULTS + "; also ppl_data, " + _EVAL_TEXT,
-    ("config.py", "logreg"): _DEFAULTS,
-    ("cli/probe_cmd.py", "logreg"): _DEFAULTS,
-    ("cli/truthfulness_cmd.py", "logreg"): _DEFAULTS,
-    ("probing/protocol.py", "logreg"): _DEFAULTS,
-    ("eval/truthfulness.py", "logreg"): _DEFAULTS,
-    ("eval/truthfulness_metrics.py", "logreg"): _DEFAULTS,
-    ("run_truthfulness.py", "logreg"): _DEFAULTS + " (fallback when the run's probe needs polarity pairs)",
-    ("eval/perplexity.py", "pydoc"): _EVAL_TEXT,
     ("eval/perplexity.py", "wikitext2"): _EVAL_TEXT,
-    ("plan_checks.py", "pydoc"): _EVAL_TEXT,
-    ("plan_checks.py", "wikitext2"): _EVAL_TEXT,
-    ("__init__.py", "structured"): _STRUCTURED,
-    ("pipeline.py", "structured"): _STRUCTURED,
-    ("run_stages.py", "structured"): _STRUCTURED,
+    ("run/checks.py", "wikitext2"): _EVAL_TEXT,
+    ("run/pipeline.py", "structured"): _STRUCTURED,
+    ("run/stages.py", "structured"): _STRUCTURED,
     ("cli/prune_cmd.py", "structured"): _STRUCTURED,
     ("testing/checks.py", "structured"): _STRUCTURED,
-    ("pipeline.py", "generated"): _GENERATED,
-    ("cli/prune_cmd.py", "generated"): _GENERATED,
+    ("run/pipeline.py", "generated"): _GENERATED,
     ("truth/topics.py", "generated"): _GENERATED,
 }
 
@@ -76,7 +64,7 @@ def test_core_has_no_first_party_plugin_names_or_constants():
     names = first_party_names()
     if not names:
         pytest.skip("no plugins/ tree next to core (a core-only checkout)")
-    assert {"wanda", "owl", "tplo", "swl", "logreg"} <= names  # the scan sees the plugins
+    assert {"owl", "tplo", "swl", "sparsegpt", "ttpd"} <= names  # the scan sees the plugins
     unexpected = literal_uses(names | CONSTANTS) - set(ALLOWED)
     assert not unexpected, (
         f"core names first-party plugins: {sorted(unexpected)}; declare what the command needs on the plugin "

@@ -93,7 +93,7 @@ def test_gemma_alias_is_declared_with_the_published_hash():
 
 
 def test_plan_time_check_of_the_parts(fake_parts, tmp_path):
-    from truthprune.config import RunConfig
+    from truthprune.run.config import RunConfig
     from truthprune.models.support import plan_check
 
     _, dists = fake_parts

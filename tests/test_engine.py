@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from truthprune import CalibrationSamples, LayerInfo, SparsityAllocator, UserError, get_registry, prune_model
-from truthprune.masks import prune_count
+from truthprune.pruning.masks import prune_count
 from truthprune.models.adapter import decoder_layers, prunable_linears
 
 
@@ -99,7 +99,7 @@ def test_saved_model_reloads_with_identical_logits(tiny_llama, tiny_calibration,
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models
 
-    from truthprune.saving import save_pruned
+    from truthprune.run.saving import save_pruned
 
     _prune(tiny_llama, tiny_calibration)
     tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")))

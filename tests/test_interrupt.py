@@ -138,8 +138,8 @@ def test_interrupted_sweep_keeps_finished_runs_and_resumes(workdir, tmp_path):
 
 def test_shared_model_restores_the_dense_weights(workdir):
     """The sweep's model reuse: after pruning, the next run gets the exact dense weights back."""
-    from truthprune.config import RunConfig
-    from truthprune.sweep import SharedModel
+    from truthprune.run.config import RunConfig
+    from truthprune.run.sweep import SharedModel
 
     cfg = RunConfig(model=str(workdir / "tiny"), device="cpu", seqlen=64)
     shared = SharedModel()

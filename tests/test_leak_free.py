@@ -63,7 +63,7 @@ def test_default_build_and_scored_sets_share_no_topic():
 
 
 def test_tplo_truth_profile_default_sets_are_build_sets():
-    from truthprune.run_truth import PROFILE_SETS
+    from truthprune.run.truth_stages import PROFILE_SETS
 
     assert shared_topics(PROFILE_SETS, SCORED) == {}
     assert set(PROFILE_SETS) <= set(DEFAULT_BUILD_SETS)

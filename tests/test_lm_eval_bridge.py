@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from truthprune import UserError
-from truthprune.config import build_config
+from truthprune.run.config import build_config
 from truthprune.eval.lm_eval_bridge import NOT_INSTALLED, summarize, summary_entries
-from truthprune.report import lm_eval_rows, render_markdown
+from truthprune.reporting.report import lm_eval_rows, render_markdown
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -122,7 +122,7 @@ def _own_cache(tmp_path, monkeypatch):
 def _run(tiny_llama, tmp_path, **overrides):
     """plan_run + execute with the in-memory tiny Llama; returns (plan, report dict, report.md text)."""
     from truthprune.models.loading import LoadedModel
-    from truthprune.pipeline import execute, plan_run
+    from truthprune.run.pipeline import execute, plan_run
 
     text = tmp_path / "calib.txt"
     text.write_text("\n\n".join(f"Record {i}: the quick brown fox jumps over the lazy dog {i} times." for i in range(40)))
@@ -133,7 +133,7 @@ def _run(tiny_llama, tmp_path, **overrides):
     plan = plan_run(cfg)
     tok = char_tokenizer()
     loaded = LoadedModel(model=tiny_llama, tokenizer=tok, spec="tiny", path=str(tmp_path), kind="local", device="cpu")
-    out = execute(plan, load=lambda _cfg: loaded)
+    out = execute(plan, load=lambda _cfg: loaded).out
     return plan, json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
 
 
@@ -146,7 +146,7 @@ def no_lm_eval(monkeypatch):
 
 
 def test_not_installed_warns_once_at_plan_time_and_the_run_continues(no_lm_eval, tiny_llama, tmp_path, caplog):
-    from truthprune.pipeline import plan_run
+    from truthprune.run.pipeline import plan_run
 
     cfg = build_config(None, {"lm_eval_tasks": ["arc_easy", "hellaswag"], "lm_eval_include": [str(tmp_path / "nope")],
                               "out": str(tmp_path / "p")})
@@ -250,7 +250,7 @@ def test_run_task_leaves_tokenizer_and_global_rng_alone(task_dir, tiny_llama):
 
 
 def test_unknown_task_fails_at_plan_time(task_dir, tmp_path):
-    from truthprune.pipeline import plan_run
+    from truthprune.run.pipeline import plan_run
 
     cfg = build_config(None, {"lm_eval_tasks": ["tiny_summ"], "lm_eval_include": [str(task_dir)], "out": str(tmp_path / "o")})
     with pytest.raises(UserError, match=r"unknown lm-eval task 'tiny_summ'; did you mean 'tiny_sum'"):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from truthprune import SparsityTarget, UserError, mask_from_scores, nm_mask, unstructured_mask, wanda_scores
-from truthprune.masks import prune_count
+from truthprune.pruning.masks import prune_count
 
 
 def test_unstructured_prunes_lowest_per_row_with_stable_ties():
@@ -52,7 +52,7 @@ def test_mask_from_scores_dispatch_and_validation():
 
 
 def test_row_chunking_gives_the_same_masks_as_one_sort():
-    from truthprune.masks import nm_mask, unstructured_mask
+    from truthprune.pruning.masks import nm_mask, unstructured_mask
 
     g = torch.Generator().manual_seed(0)
     scores = torch.randint(0, 5, (1300, 16), generator=g).float()  # many ties, > 2 row chunks

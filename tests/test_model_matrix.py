@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # tiny_models (pytest runs in im
 from tiny_models import build, family_configs, text, word_tokenizer  # noqa: E402
 
 from truthprune import CalibrationSamples, UserError, get_registry, load_model, prune_model, save_pruned  # noqa: E402
-from truthprune.bos import resolve_bos  # noqa: E402
-from truthprune.calibration import load_calibration  # noqa: E402
+from truthprune.models.bos import resolve_bos  # noqa: E402
+from truthprune.calibration.windows import load_calibration  # noqa: E402
 from truthprune.models.adapter import TargetSelection, candidate_weights, decoder_layers, prunable_linears  # noqa: E402
 
 FAMILIES = list(family_configs())
@@ -66,7 +66,7 @@ def calib_file(tmp_path_factory):
 def test_family_round_trip(family, tmp_path, calib_file):
     from transformers import AutoModelForCausalLM
 
-    from truthprune.activations import extract_last_token
+    from truthprune.truth.activations import extract_last_token
 
     tok = word_tokenizer(TOKENIZER_STYLE[family])
     src = tmp_path / "src"
@@ -148,7 +148,7 @@ def _manual_expert_stats(moe, hidden, keep):
 
 @pytest.mark.parametrize("padded", [False, True])
 def test_expert_statistics_come_from_routed_tokens_only(padded):
-    from truthprune.engine.stats import StatsCollector
+    from truthprune.pruning.engine.stats import StatsCollector
 
     model = build("mixtral")
     layer = decoder_layers(model)[0]
@@ -191,8 +191,8 @@ def test_targets_and_ignore_patterns(calib_file):
 
 
 def _plan(tmp_path, model_dir, **kw):
-    from truthprune.config import RunConfig
-    from truthprune.pipeline import plan_run
+    from truthprune.run.config import RunConfig
+    from truthprune.run.pipeline import plan_run
 
     return plan_run(RunConfig(model=str(model_dir), out=str(tmp_path / "out"), calibration=["pydoc"], eval=["ppl"], **kw))
 
@@ -224,8 +224,8 @@ def test_layers_of_another_type_replay_their_own_mask_and_rotary():
     engine's layer-by-layer replay must reproduce the real model's hidden states at every layer."""
     from transformers import AutoModelForCausalLM, Gemma3TextConfig
 
-    from truthprune.engine.capture import capture_layer0_inputs, use_layer_kwargs
-    from truthprune.engine.stats import layer_output
+    from truthprune.pruning.engine.capture import capture_layer0_inputs, use_layer_kwargs
+    from truthprune.pruning.engine.stats import layer_output
 
     torch.manual_seed(0)
     cfg = Gemma3TextConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from truthprune import CalibrationSamples, LayerInfo, SparsityAllocator, UserError, get_registry, prune_model
-from truthprune.engine import memory as mem
-from truthprune.engine import offload as off
-from truthprune.engine.offload import prune_checkpoint
+from truthprune.pruning.engine import memory as mem
+from truthprune.pruning.engine import offload as off
+from truthprune.pruning.engine.offload import prune_checkpoint
 from truthprune.models.adapter import decoder_layers, prunable_linears
 
 
@@ -150,7 +150,7 @@ def test_refusal_names_the_fix():
 
 
 def test_prune_refuses_before_starting(tiny_llama, tiny_calibration, saved, tmp_path, monkeypatch):
-    import truthprune.engine.sequential as seq
+    import truthprune.pruning.engine.sequential as seq
 
     before = copy.deepcopy(tiny_llama.state_dict())
     monkeypatch.setattr(seq, "available_memory", lambda: 1000)
@@ -168,8 +168,8 @@ def test_prune_refuses_before_starting(tiny_llama, tiny_calibration, saved, tmp_
 
 def test_statistics_pass_skips_work_without_changing_statistics(tiny_llama, tiny_calibration):
     """Early stop + shared inputs give the statistics of a plain full pass with forward hooks."""
-    from truthprune.engine.capture import capture_layer0_inputs
-    from truthprune.engine.sequential import EngineSetup, _statistics
+    from truthprune.pruning.engine.capture import capture_layer0_inputs
+    from truthprune.pruning.engine.sequential import EngineSetup, _statistics
 
     layers = decoder_layers(tiny_llama)
     batches = capture_layer0_inputs(tiny_llama, layers, tiny_calibration.input_ids, tiny_calibration.attention_mask, 4)
@@ -238,7 +238,7 @@ def test_streaming_safetensors_writer_roundtrips_every_dtype(tmp_path):
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from truthprune.engine.checkpoint import write_safetensors
+    from truthprune.pruning.engine.checkpoint import write_safetensors
 
     tensors = {
         "w": torch.randn(3, 4), "half": torch.randn(5).half(), "bf": torch.randn(2, 2).bfloat16(),

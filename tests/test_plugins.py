@@ -104,7 +104,7 @@ def test_load_only_selected_plugins(tmp_path):
     out = cli("plugins", "--json", path=tmp_path, env={"TRUTHPRUNE_LOAD_PLUGINS": "truthprune-shiny"})
     names = {r["name"] for r in json.loads(out.stdout)}
     assert "shiny" in names and "magnitude" in names  # built-ins always load
-    assert "wanda" not in names and "random" not in names
+    assert "wanda" in names and "owl" not in names and "random" not in names  # wanda is a core built-in
 
 
 def test_unknown_name_suggests_closest():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from truthprune import UserError, compare_dense_pruned, run_probe_protocol
-from truthprune.probing.protocol import assemble, build_topics
-from truthprune.probing.splits import balanced_subsample, group_rows, grouped_split
+from truthprune.truth.probing.protocol import assemble, build_topics
+from truthprune.truth.probing.splits import balanced_subsample, group_rows, grouped_split
 from truthprune.truth.datasets import StatementSet
 
 

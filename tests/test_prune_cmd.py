@@ -115,8 +115,8 @@ def test_torchrun_two_processes_match_one(tiny_dir, tmp_path, capsys, monkeypatc
 
 def test_memory_refusal_names_the_fix_and_writes_nothing(tiny_dir, tiny_llama, tmp_path, capsys, monkeypatch):
     from truthprune.cli.main import main
-    from truthprune.engine import memory as mem
-    from truthprune.engine import offload as off
+    from truthprune.pruning.engine import memory as mem
+    from truthprune.pruning.engine import offload as off
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     est = mem.estimate_memory(mem.ModelShape.from_config(tiny_llama.config), 8, 64, 3)

@@ -62,7 +62,7 @@ def _prune(model, calib, quantizer, store=None):
 
 
 def test_engine_applies_the_dequantized_codes_and_keeps_the_mask(tiny_llama, tiny_calibration):
-    from truthprune.quantization import QuantizedLinears
+    from truthprune.pruning.quantization import QuantizedLinears
 
     q = _Sign()
     store = QuantizedLinears(q)
@@ -83,8 +83,8 @@ def test_engine_refuses_a_quantizer_that_breaks_the_contract(tiny_llama, tiny_ca
 
 
 def test_sidecar_round_trip(tiny_llama, tiny_calibration, tmp_path):
-    from truthprune.quantization import QuantizedLinears
-    from truthprune.saving import save_pruned
+    from truthprune.pruning.quantization import QuantizedLinears
+    from truthprune.run.saving import save_pruned
 
     q = _Sign()
     store = QuantizedLinears(q)
@@ -106,7 +106,7 @@ def test_sidecar_round_trip(tiny_llama, tiny_calibration, tmp_path):
 
 
 def test_describe_line():
-    from truthprune.quantization import describe_line
+    from truthprune.pruning.quantization import describe_line
 
     assert describe_line({"method": "gptq", "bits": 4, "group_size": 128, "symmetric": False, "act_order": True,
                           "layer_weight_change": []}) == "gptq 4-bit, group 128, asymmetric (act_order=True)"
@@ -114,8 +114,8 @@ def test_describe_line():
 
 
 def test_compare_adds_a_quantization_column_only_when_a_run_quantized():
-    from truthprune.compare import Run, summary
-    from truthprune.quantization import short_label
+    from truthprune.reporting.compare import Run, summary
+    from truthprune.pruning.quantization import short_label
 
     def report(quant):
         return {"config": {"sparsity": 0.5, "seed": 0}, "dense": {"ppl": {"ppl": 10.0}}, "pruned": {"ppl": {"ppl": 12.0}},
@@ -130,8 +130,8 @@ def test_compare_adds_a_quantization_column_only_when_a_run_quantized():
 
 
 def test_quantizer_options_without_quantizer_fail_at_plan_time():
-    from truthprune.config import build_config
-    from truthprune.pipeline import plan_quantizer
+    from truthprune.run.config import build_config
+    from truthprune.run.pipeline import plan_quantizer
 
     cfg = build_config(None, {"quantizer_options": {"bits": 4}})
     with pytest.raises(UserError, match="without --quantizer"):

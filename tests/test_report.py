@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from truthprune import UserError
-from truthprune.compare import Run, check_comparable, load_runs, summary
-from truthprune.plots import COMPARE_PNG, DIAGNOSTICS_PNG, PROBE_PNG, SEPARATION_PNG, SPARSITY_PNG, as_series, layer_curve, mean_series
-from truthprune.report import load_report, render_markdown, render_report, rerender_report
+from truthprune.reporting.compare import Run, check_comparable, load_runs, summary
+from truthprune.reporting.plots import COMPARE_PNG, DIAGNOSTICS_PNG, PROBE_PNG, SEPARATION_PNG, SPARSITY_PNG, as_series, layer_curve, mean_series
+from truthprune.reporting.report import load_report, render_markdown, render_report, rerender_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -152,7 +152,7 @@ def test_report_command_rerenders_a_copy(tmp_path):
 
 
 def test_interrupted_rerender_leaves_the_old_report(tmp_path, monkeypatch):
-    import truthprune.plots as plots
+    import truthprune.reporting.plots as plots
 
     run = _write_run(tmp_path / "run", synthetic_report())
     (run / "report.md").write_text("old report")

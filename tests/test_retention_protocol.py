@@ -46,7 +46,7 @@ def test_balanced_rows_caps_and_balances():
 
 
 def test_dense_then_pruned_correctness_and_report(tmp_path):
-    from truthprune.probing.protocol import probe_factory
+    from truthprune.truth.probing.protocol import probe_factory
 
     sets = _sets()
     topics = protocol.topics_of(sets)

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from truthprune import UserError
-from truthprune.config import build_config
-from truthprune.pipeline import plan_run
+from truthprune.run.config import build_config
+from truthprune.run.pipeline import plan_run
 
 
 def plan(tmp_path, **overrides):
@@ -52,7 +52,7 @@ def test_cli_empty_calibration_file_exits_2_fast(tmp_path):
 
 
 def test_offline_pydoc_ppl_is_capped_unless_asked_and_files_are_scored_in_full():
-    from truthprune.run_stages import ppl_windows
+    from truthprune.run.stages import ppl_windows
 
     assert ppl_windows(build_config(None, {})) == 32  # the default ppl_data is pydoc
     assert ppl_windows(build_config(None, {"ppl_max_windows": 200})) == 200

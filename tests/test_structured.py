@@ -1,4 +1,4 @@
-"""Core structured pruning (truthprune.structured) with a fixed-score pruner on the tiny GQA Llama:
+"""Core structured pruning (truthprune.pruning.structured) with a fixed-score pruner on the tiny GQA Llama:
 slicing equals zeroing the removed units, whole KV groups go together, the rewritten config
 reloads with plain transformers, and the width arithmetic is hand-checked."""
 
@@ -32,7 +32,7 @@ def _fresh(tiny_llama):
 
 def _zeroed_reference(dense, pruned_scores, widths):
     """The dense model with every removed unit's output weights zeroed (down columns, o columns)."""
-    from truthprune.structured import top_units
+    from truthprune.pruning.structured import top_units
 
     ref = _fresh(dense)
     for la in structured_layers(ref):
@@ -139,7 +139,7 @@ def test_mlp_ratio_beyond_the_dense_width_is_refused_at_plan_time(tmp_path):
     would grow the MLP names the valid range; a valid one passes; an unreadable size is left to the load."""
     import json
 
-    from truthprune.structured import check_mlp_ratio
+    from truthprune.pruning.structured import check_mlp_ratio
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 576, "intermediate_size": 1536}))
     with pytest.raises(UserError, match=r"mlp_ratio 2.8 keeps 1613 of 1536 channels; choose a ratio in \(0.0017, 2.6667\]"):

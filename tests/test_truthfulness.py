@@ -253,10 +253,10 @@ def test_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, capsys):
 
 
 def test_run_reports_dense_vs_pruned_per_style_and_dimension(tiny_llama, tmp_path):
-    from truthprune.compare import Run, summary
-    from truthprune.config import build_config
+    from truthprune.reporting.compare import Run, summary
+    from truthprune.run.config import build_config
     from truthprune.models.loading import LoadedModel
-    from truthprune.pipeline import execute, plan_run
+    from truthprune.run.pipeline import execute, plan_run
 
     text = tmp_path / "calib.txt"
     text.write_text("\n\n".join(f"Record {i}: the quick brown fox jumps over the lazy dog {i} times." for i in range(40)))
@@ -266,7 +266,7 @@ def test_run_reports_dense_vs_pruned_per_style_and_dimension(tiny_llama, tmp_pat
         "quiet": True, "out": str(tmp_path / "out"),
     })
     loaded = LoadedModel(model=tiny_llama, tokenizer=char_tokenizer(), spec="tiny", path=str(tmp_path), kind="local", device="cpu")
-    out = execute(plan_run(cfg), load=lambda _cfg: loaded)
+    out = execute(plan_run(cfg), load=lambda _cfg: loaded).out
     report = json.loads((out / "report.json").read_text())
     dense, pruned = report["dense"]["truthfulness"], report["pruned"]["truthfulness"]
     assert pruned["probe"]["layer"] == dense["probe"]["best_layer"] == dense["probe"]["layer"]

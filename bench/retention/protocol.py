@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from truthprune import StatementSet, UserError
-from truthprune.probing.protocol import Topic, assemble, build_topics
-from truthprune.probing.splits import grouped_split
+from truthprune.truth.probing.protocol import Topic, assemble, build_topics
+from truthprune.truth.probing.splits import grouped_split
 from truthprune.truth.topics import GENERATED_PREFIX, NEGATED_PREFIX
 
 TEST_FRACTION = 0.2

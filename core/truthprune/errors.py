@@ -23,7 +23,7 @@ class PluginContractError(Exception):
     wrong length, an unknown statistic...): the plugin's fault, not the user's input.
 
     Deliberately not a :class:`UserError`: no flag fixes it. The CLI prints it as one line and
-    exits with code 3 (docs/usage.md); :mod:`truthprune.contracts` builds the message, which
+    exits with code 3 (docs/usage.md); :mod:`truthprune.plugin.contracts` builds the message, which
     names the plugin and its distribution.
     """
 

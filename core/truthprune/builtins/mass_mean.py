@@ -3,7 +3,7 @@ then a 1-D unpenalised logistic regression on the projections to place the thres
 
 from __future__ import annotations
 
-from truthprune.interfaces import Probe, ProbeMeta
+from truthprune.plugin.interfaces import Probe, ProbeMeta
 
 
 class MassMeanProbe(Probe):
@@ -12,7 +12,7 @@ class MassMeanProbe(Probe):
 
     def fit(self, acts, labels, meta: ProbeMeta | None = None):
         import numpy as np
-        from truthprune.probing.linear import logistic_regression
+        from truthprune.truth.probing.linear import logistic_regression
 
         acts = np.asarray(acts, dtype=np.float64)
         labels = np.asarray(labels).astype(int)

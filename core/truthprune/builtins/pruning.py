@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from truthprune.interfaces import LayerInfo, LinearStats, Pruner, PruneResult, SparsityAllocator, SparsityTarget
+from truthprune.plugin.interfaces import LayerInfo, LinearStats, Pruner, PruneResult, SparsityAllocator, SparsityTarget
 
 
 class MagnitudePruner(Pruner):
@@ -10,7 +10,7 @@ class MagnitudePruner(Pruner):
     description = "Prune the smallest |W| per output row (no calibration statistics needed)."
 
     def prune(self, weight, stats: LinearStats, target: SparsityTarget) -> PruneResult:
-        from truthprune.masks import mask_from_scores
+        from truthprune.pruning.masks import mask_from_scores
 
         return PruneResult(mask=mask_from_scores(weight.detach().abs().float(), target))
 

@@ -1,17 +1,28 @@
-"""Built-in calibration source: a local text file (.txt, .jsonl with a text field, .parquet)."""
+"""Built-in calibration sources: ``text`` (a local .txt, .jsonl with a text field, .parquet) and
+``pydoc`` (core's default: the calibration half of Python's reference manual, shipped with CPython,
+so core alone runs ``truthprune run`` offline; docs/architecture.md, "Core runs on its own").
+
+``RecordsConfig`` is the options every record source shares (``format``: concat or single,
+``padding_side``); :func:`truthprune.calibration.windows.formatted_records` applies them.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from truthprune.interfaces import CalibrationSource, PluginConfig
+from truthprune.plugin.interfaces import CalibrationSource, PluginConfig
 
 
-class TextFileConfig(PluginConfig):
+class RecordsConfig(PluginConfig):
+    format: Literal["concat", "single"] = "concat"
+    """concat: random records joined past seqlen, then a random window; single: one record per sample, padded."""
+    padding_side: Literal["left", "right"] = "left"
+    """Where ``single`` pads a record shorter than seqlen."""
+
+
+class TextFileConfig(RecordsConfig):
     path: str | None = None
     field: str = "text"
-    format: Literal["concat", "single"] = "concat"
-    padding_side: Literal["left", "right"] = "left"
 
 
 class TextFileSource(CalibrationSource):
@@ -20,7 +31,7 @@ class TextFileSource(CalibrationSource):
     Config = TextFileConfig
 
     def _records(self) -> list[str]:
-        from truthprune.calibration import read_text_records
+        from truthprune.calibration.windows import read_text_records
         from truthprune.errors import UserError
 
         if not self.config.path:
@@ -34,9 +45,22 @@ class TextFileSource(CalibrationSource):
         self._records()
 
     def samples(self, tokenizer, nsamples, seqlen, seed):
-        from truthprune.calibration import padded_records, record_windows
+        from truthprune.calibration.windows import formatted_records
 
-        records = self._records()
-        if self.config.format == "single":
-            return padded_records(records, tokenizer, nsamples, seqlen, seed, self.config.padding_side, name="text")
-        return record_windows(records, tokenizer, nsamples, seqlen, seed, name="text")
+        cfg = self.config
+        return formatted_records(self._records(), tokenizer, nsamples, seqlen, seed, cfg.format, cfg.padding_side, name="text")
+
+
+class PydocSource(CalibrationSource):
+    name = "pydoc"
+    description = "Python reference-manual prose shipped with CPython (pydoc_data), calibration half of the topics."
+    Config = RecordsConfig
+
+    def samples(self, tokenizer, nsamples, seqlen, seed):
+        from truthprune.calibration.windows import formatted_records
+        from truthprune.eval.perplexity import pydoc_topics
+
+        # The other half ('heldout') is the `pydoc` perplexity text: never calibrate on it.
+        cfg = self.config
+        return formatted_records(pydoc_topics("calibration"), tokenizer, nsamples, seqlen, seed, cfg.format,
+                                 cfg.padding_side, name="pydoc")

@@ -30,7 +30,7 @@ TARGET_KEY = "target_sparsity"
 
 def declared_keys() -> tuple[list[str], list[str]]:
     """(per-layer signal keys, number option keys) that the installed allocators declare."""
-    from ..plugins import get_registry
+    from ..plugin.registry import get_registry
 
     reg = get_registry()
     classes = [reg.get("allocator", n) for n in reg.names("allocator")]
@@ -107,10 +107,10 @@ def allocate_from_stats(
     """Run a registered allocator on file statistics: (sparsities, truth profile, allocator).
 
     ``flags``: values of the allocators' shortcut flags by flag name (``{"tplo-pivot": "auto"}``)."""
-    from ..contracts import check_allocation
-    from ..interfaces import LayerInfo
-    from ..plugins import get_registry
-    from ..separation import truth_profile
+    from ..plugin.contracts import check_allocation
+    from ..plugin.interfaces import LayerInfo
+    from ..plugin.registry import get_registry
+    from ..truth.separation import truth_profile
 
     cls = get_registry().get("allocator", allocator)
     fields = cls.Config.model_fields

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import typer
 
-from ..config import RunConfig
+from ..run.config import RunConfig
 from .main import app
 
 eval_app = typer.Typer(help="Evaluate a model: perplexity, TruthfulQA MC1/MC2, truthfulness under prompt styles.", no_args_is_help=True)
@@ -30,7 +30,7 @@ def _check(model: str, allow_pickle: bool, device: str, **positive: int | None) 
     from ..errors import UserError
     from ..models.formats import check_model_spec
 
-    from ..plan_checks import check_context, check_device
+    from ..run.checks import check_context, check_device
 
     for flag, value in positive.items():
         if value is not None and value < 1:
@@ -70,7 +70,7 @@ def ppl_command(
     bos: str = typer.Option("auto", "--bos", help=_BOS_HELP),
 ) -> None:
     """Perplexity over non-overlapping windows (REFERENCE 11.1 protocol)."""
-    from ..bos import check_setting, resolve_bos
+    from ..models.bos import check_setting, resolve_bos
     from ..eval.perplexity import default_max_windows, encode_eval_text, eval_text, perplexity
 
     check_setting(bos)
@@ -106,7 +106,7 @@ def truthfulqa_command(
     bos: str = typer.Option("auto", "--bos", help=_BOS_HELP),
 ) -> None:
     """TruthfulQA MC1/MC2 on the held-out half of the questions."""
-    from ..bos import check_setting, resolve_bos
+    from ..models.bos import check_setting, resolve_bos
     from ..eval.truthfulqa import evaluate_truthfulqa, load_truthfulqa
 
     check_setting(bos)

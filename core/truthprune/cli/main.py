@@ -40,7 +40,7 @@ def _register_builtin_commands() -> None:
 
 
 def _register_plugin_commands() -> None:
-    from ..plugins import get_registry
+    from ..plugin.registry import get_registry
     from .app import app
 
     get_registry().add_commands(app)
@@ -71,9 +71,9 @@ def _fail(message: str, code: int = 2) -> None:
 def _run(argv: list[str]) -> int:
     import logging
 
-    from ..envcheck import check_environment
+    from .envcheck import check_environment
     from ..errors import PluginContractError, UserError
-    from ..outputs import disk_full, install_interrupt_guard
+    from ..run.outputs import disk_full, install_interrupt_guard
 
     ClickException, UsageError, NoArgsIsHelpError, Abort = _click_exceptions()
     install_interrupt_guard()
@@ -116,13 +116,13 @@ def main(argv: list[str] | None = None) -> None:
         code = _run(args)
     except KeyboardInterrupt:
         code = 130
-    except SystemExit as exc:  # SIGTERM (truthprune.outputs) unwinds as SystemExit(143)
+    except SystemExit as exc:  # SIGTERM (truthprune.run.outputs) unwinds as SystemExit(143)
         if exc.code != 143:
             raise
         code = 143
     finally:
         try:
-            from ..outputs import release_all
+            from ..run.outputs import release_all
 
             release_all()
         except KeyboardInterrupt:

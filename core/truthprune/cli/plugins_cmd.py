@@ -12,7 +12,7 @@ from .main import app
 @app.command("plugins")
 def plugins_command(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List the loaded plugins: kind, name, distribution, version, description."""
-    from ..plugins import get_registry
+    from ..plugin.registry import get_registry
 
     registry = get_registry()
     rows = [r.as_dict() for r in registry.entries()]

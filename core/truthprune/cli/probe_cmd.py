@@ -117,16 +117,16 @@ def probe_command(
     strict: bool = typer.Option(False, "--strict", help="A misaligned X/neg_X pair is an error instead of skipped."),
 ) -> None:
     """Train a truth probe on every decoder layer: held-out and cross-topic accuracy, separation."""
-    from ..config import parse_options
+    from ..run.config import parse_options
     from ..models.formats import check_model_spec
-    from ..outputs import atomic_file, check_writable, prepare_output, resolve_target
-    from ..probing.protocol import probe_factory, run_probe_protocol
-    from ..probing.runner import extract_statement_sets, load_truth_sets
+    from ..run.outputs import atomic_file, check_writable, prepare_output, resolve_target
+    from ..truth.probing.protocol import probe_factory, run_probe_protocol
+    from ..truth.probing.runner import extract_statement_sets, load_truth_sets
 
-    from ..bos import check_setting, resolve_bos
+    from ..models.bos import check_setting, resolve_bos
 
     bos = "never" if no_bos else check_setting(bos)
-    from ..plan_checks import check_device, check_seed
+    from ..run.checks import check_device, check_seed
 
     check_device(device)
     check_seed(seed)
@@ -142,18 +142,18 @@ def probe_command(
         strict=strict or None,
     )
     if out:  # checked and locked now: an unwritable or existing --out fails before the extraction
-        from ..plan_checks import check_inputs_survive
+        from ..run.checks import check_inputs_survive
 
         inputs = [(flag, p) for flag, p in (("--model", model), ("--truth-data", truth_data)) if p and os.path.exists(p)]
         check_inputs_survive(out, "--out", inputs)
         prepare_output(out, overwrite, wait=wait, kind="file", what="--out")
     typer.echo(f"data: {source}: {', '.join(f'{s.name} ({len(s)})' for s in sets)}", err=True)
-    from .. import load_model
-    from ..activations import resolve_layers
+    from ..models.loading import load_model
+    from ..truth.activations import resolve_layers
 
     t0 = time.perf_counter()
     loaded = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    from .. import decoder_layers
+    from ..models.adapter import decoder_layers
 
     layer_idx = resolve_layers(layer_list, len(decoder_layers(loaded.model)))
     acts = extract_statement_sets(
@@ -196,7 +196,7 @@ def probe_command(
             tmp.write_text(json.dumps(result, indent=2))
         typer.echo(f"wrote {out}", err=True)
     if plot:
-        from ..probing.plots import plot_protocol
+        from ..truth.probing.plots import plot_protocol
 
         for p in plot_protocol(result, plot, prefix=f"probe_{probe}"):
             typer.echo(f"wrote {p}", err=True)

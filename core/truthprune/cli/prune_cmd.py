@@ -1,14 +1,14 @@
 """``truthprune prune``: prune a model and save the checkpoint, without any evaluation.
 
-Two modes, both through the one engine (:mod:`truthprune.engine`):
+Two modes, both through the one engine (:mod:`truthprune.pruning.engine`):
 
-* in memory (default): load the model, calibrate, :func:`~truthprune.engine.sequential.prune_model`,
-  save with :func:`~truthprune.saving.save_pruned`;
-* ``--offload``: :func:`~truthprune.engine.offload.prune_checkpoint` keeps the weights on disk,
+* in memory (default): load the model, calibrate, :func:`~truthprune.pruning.engine.sequential.prune_model`,
+  save with :func:`~truthprune.run.saving.save_pruned`;
+* ``--offload``: :func:`~truthprune.pruning.engine.offload.prune_checkpoint` keeps the weights on disk,
   materialises one decoder layer at a time and writes each pruned layer straight to the output.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised
-(:func:`~truthprune.engine.distributed.init_distributed`): every rank computes its share of the
+(:func:`~truthprune.pruning.engine.distributed.init_distributed`): every rank computes its share of the
 calibration batches, the statistics are summed, and only rank 0 writes and prints.
 
 The flags are ``run``'s (same names, same config file, same validation through ``plan_run``)
@@ -40,8 +40,6 @@ _SHARED = (
     "bos", "targets", "ignore",
     "quantizer", "bits", "group_size", "quantizer_opt",
 )
-# evaluation-only settings left out of the saved checkpoint's truthprune.json
-_EVAL_KEYS = ("eval", "ppl_data", "ppl_max_windows", "truthfulqa_data", "truthfulqa_limit", "probe", "probe_options", "out")
 
 
 def _option(name: str, default: Any, annotation: Any) -> inspect.Parameter:
@@ -69,12 +67,12 @@ def _prune_options(func):
 
 def _plan(flags: dict[str, Any]):
     """The validated config and plugins; exits 2 (UserError) on anything the user can fix."""
-    from ..config import build_config
+    from ..run.config import build_config
     from ..errors import UserError
-    from ..pipeline import plan_run
+    from ..run.pipeline import plan_run
 
     config_file = flags.pop("config")
-    overrides = _overrides(probe_opt=None, **flags)
+    overrides = _overrides(**flags)  # prune has no probe or evaluation flags: those stay unset
     overrides["eval"] = []  # nothing is evaluated, whatever a --config file asks for
     overrides["lm_eval_tasks"] = []
     cfg = build_config(config_file, overrides)
@@ -102,9 +100,9 @@ def _check_offload(plan) -> str:
         if src.needs_model:
             raise UserError(f"calibration source {src.name!r} samples text from the loaded model, which --offload never loads; "
                             "choose another --calibration or drop --offload")
-    from ..models.loading import conversion_pending
+    from ..models.loading import needs_conversion
 
-    if conversion_pending(cfg.model):  # first use of a .gguf: timed as its own stage
+    if needs_conversion(cfg.model):  # first use of a .gguf: timed as its own stage
         with plan.stage("convert-gguf", model=cfg.model):
             path, kind = resolve_model_path(cfg.model)
     else:
@@ -112,7 +110,7 @@ def _check_offload(plan) -> str:
     if kind == "hub":
         raise UserError(f"--offload reads a local safetensors checkpoint, and {cfg.model!r} is not a local path; download it "
                         "first (huggingface-cli download ...) and pass its directory, or drop --offload")
-    from ..engine.checkpoint import CheckpointReader  # imports torch: after the cheap checks
+    from ..pruning.engine.checkpoint import CheckpointReader  # imports torch: after the cheap checks
 
     CheckpointReader(path)  # UserError unless model.safetensors or its sharded index is there
     return path
@@ -121,120 +119,17 @@ def _check_offload(plan) -> str:
 # ----------------------------------------------------------------------------- the two modes
 
 
-def _metadata(plan, dp, mode: str, path: str, calib) -> dict[str, Any]:
-    cfg = plan.config
-    return {
-        "command": "prune",
-        "mode": mode,
-        "world_size": dp.world,
-        "config": {k: v for k, v in cfg.model_dump().items() if k not in _EVAL_KEYS and not k.startswith("lm_eval")},
-        "seed": cfg.seed,
-        "model": {"spec": cfg.model, "path": str(path)},
-        "calibration": {"sources": cfg.calibration, "nsamples": cfg.nsamples, "seqlen": cfg.seqlen,
-                        "description": calib.description},
-    }
-
-
-def _report_metadata(plan, report, truth_profile) -> dict[str, Any]:
-    return {
-        "per_layer_sparsity": [layer.achieved for layer in report.layers],
-        "allocation": report.allocation,
-        "overall_sparsity": report.overall,
-        "pruning": {**report.as_dict(), "pruner": plan.pruner.name, "allocator": plan.allocator.name},
-        "truth_profile": truth_profile,
-    }
-
-
-def _truth_profile(plan, loaded, dp) -> list[float]:
-    """Computed on rank 0 and broadcast, so every rank allocates from the same profile."""
-    from ..run_truth import truth_profile_stage
-
-    profile = truth_profile_stage(plan, loaded, loaded.fingerprint, {}) if dp.is_writer else None
-    if dp.active:
-        import torch.distributed as dist
-
-        box = [profile]
-        dist.broadcast_object_list(box, src=0)
-        profile = box[0]
-    return profile
-
-
-def _check_memory_before_load(plan, path: str, device: str, dp, mapped: bool) -> None:
-    """Refuse before loading when weights + activations will not fit (suggests --offload)."""
+def _in_memory(plan, device: str, acts_dir: str | None):
+    """The run's own stages (truthprune.run.pipeline.STAGES) on a plan that evaluates nothing:
+    convert, check-memory, load, truth-profile, calibrate, prune, save."""
     import dataclasses
 
-    from ..engine import memory as mem
-    from ..models.loading import resolve_dtype
+    from ..run.pipeline import execute
 
-    cfg = plan.config
-    if not Path(path).exists():  # a hub id: one quick reachability check instead of transformers' retries
-        from ..models.formats import check_hub_reachable
-
-        check_hub_reachable(cfg.model)
-    try:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-    except (OSError, ValueError):  # a hub id without network etc.: the load reports it properly
-        return
-    nbytes = resolve_dtype(cfg.dtype, device).itemsize
-    est = mem.estimate_memory(mem.ModelShape.from_config(config), cfg.nsamples, cfg.seqlen, cfg.batch_size,
-                              weight_bytes=nbytes, act_bytes=nbytes, world=dp.world)
-    if mapped:
-        est = dataclasses.replace(est, activations=0)
-    log.info("%s", mem.check_memory(est, mem.available_memory(), offload=False))
-
-
-def _resolve_with_conversion_stage(plan) -> str:
-    """The model's local path; a first-use GGUF conversion is timed as its own stage."""
-    from ..models.loading import conversion_pending, resolve_model_path
-
-    cfg = plan.config
-    if conversion_pending(cfg.model):
-        with plan.stage("convert-gguf", model=cfg.model):
-            return resolve_model_path(cfg.model)[0]
-    return resolve_model_path(cfg.model)[0]
-
-
-def _in_memory(plan, dp, device: str, acts_dir: str | None):
-    from .. import run_stages as st
-    from ..engine.sequential import EngineSetup, ResidentLayers, prune_model, run_engine
-    from ..models.adapter import decoder_layers
-    from ..saving import save_pruned
-
-    cfg = plan.config
-    quiet = cfg.quiet or not dp.is_writer
-    path = _resolve_with_conversion_stage(plan)
-    _check_memory_before_load(plan, path, device, dp, mapped=acts_dir is not None)
-    with plan.stage("load", model=cfg.model, device=device, dtype=cfg.dtype):
-        loaded = st.load(cfg.model_copy(update={"device": device}))
-    truth_profile = None
-    if plan.allocator.needs_truth_profile:
-        with plan.stage("truth-profile", data=cfg.truth_data or "generated"):
-            truth_profile = _truth_profile(plan, loaded, dp)
-    with plan.stage("calibrate", sources="+".join(cfg.calibration), nsamples=cfg.nsamples, seqlen=cfg.seqlen, seed=cfg.seed):
-        calib = st.calibrate(plan, loaded)
-    args = (plan.pruner, plan.allocator, cfg.sparsity)
-    kw = {"nm": cfg.nm_tuple, "truth_profile": truth_profile, "quantizer": plan.quantizer, "quant_store": st.quant_store(plan)}
-    selection = st.selection_of(cfg)
-    with plan.stage("prune", pruner=plan.pruner.name, allocator=plan.allocator.name, sparsity=cfg.sparsity):
-        if getattr(plan.pruner, "structured", False):  # whole units removed, config rewritten
-            from ..structured import prune_structured
-
-            report = prune_structured(loaded.model, calib, plan.pruner, cfg.sparsity, batch_size=cfg.batch_size, quiet=quiet)
-        elif acts_dir is None:
-            report = prune_model(loaded.model, calib, *args, batch_size=cfg.batch_size, quiet=quiet, selection=selection, **kw)
-        else:  # prune_model with the layer activations memory-mapped from files
-            setup = EngineSetup(device=next(loaded.model.parameters()).device, batch_size=cfg.batch_size, quiet=quiet,
-                                dp=dp, activations_dir=acts_dir, selection=selection)
-            report = run_engine(loaded.model, ResidentLayers(decoder_layers(loaded.model)), calib, *args, setup, **kw)
-    if dp.is_writer:
-        with plan.stage("save", path=cfg.save):
-            meta = {**_metadata(plan, dp, "memory", loaded.path, calib), **_report_metadata(plan, report, truth_profile)}
-            save_pruned(loaded.model, loaded.tokenizer, cfg.save, meta, overwrite=cfg.overwrite,
-                        quantization=plan.cache.get("quantized"))
-    dp.barrier()
-    return report, f"in memory ({str(loaded.model.dtype).replace('torch.', '')} on {loaded.device})"
+    plan = dataclasses.replace(plan, device=device, activations_dir=acts_dir, check_memory=True)
+    state = execute(plan)
+    loaded = state.loaded
+    return plan, state.pruning, f"in memory ({str(loaded.model.dtype).replace('torch.', '')} on {loaded.device})"
 
 
 def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
@@ -242,10 +137,10 @@ def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
 
     from transformers import AutoConfig, AutoTokenizer
 
-    from ..calibration import attach_auxiliary, load_calibration
-    from ..engine.offload import prune_checkpoint
+    from ..calibration.windows import attach_auxiliary, load_calibration
+    from ..pruning.engine.offload import prune_checkpoint
     from ..models.support import selection_of
-    from ..run_stages import calibration_context
+    from ..run.stages import calibration_context, calibration_summary, prune_metadata, pruning_metadata
     from ..errors import UserError
 
     cfg = plan.config
@@ -254,7 +149,7 @@ def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
         if ctx is not None and cfg.seqlen > ctx:
             raise UserError(f"--seqlen {cfg.seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-        from ..bos import resolve_bos
+        from ..models.bos import resolve_bos
 
         calib = load_calibration(plan.sources, tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed,
                                  bos=resolve_bos(tokenizer, cfg.bos).window_bos)
@@ -263,12 +158,12 @@ def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
         report = prune_checkpoint(
             cfg.model, cfg.save, calib, plan.pruner, plan.allocator, cfg.sparsity, nm=cfg.nm_tuple,
             batch_size=cfg.batch_size, device=device, dtype=cfg.dtype, quiet=cfg.quiet or not dp.is_writer,
-            metadata=_metadata(plan, dp, "offload", path, calib), overwrite=cfg.overwrite,
+            metadata=prune_metadata(cfg, "offload", dp.world, path, calibration_summary(cfg, calib)), overwrite=cfg.overwrite,
             activations_dir=acts_dir, trust_remote_code=cfg.trust_remote_code, selection=selection_of(cfg),
         )
     if dp.is_writer:  # add what only the finished prune knows; one atomic file replace
         meta_path = Path(cfg.save) / "truthprune.json"
-        meta = {**json.loads(meta_path.read_text()), **_report_metadata(plan, report, None)}
+        meta = {**json.loads(meta_path.read_text()), **pruning_metadata(plan, report, None)}
         tmp = meta_path.with_name(f".truthprune.json.tmp{os.getpid()}")
         tmp.write_text(json.dumps(meta, indent=2, default=str))
         os.replace(tmp, meta_path)
@@ -280,7 +175,7 @@ def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
 
 
 def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> list[str]:
-    from ..quantization import describe_line
+    from ..pruning.quantization import describe_line
 
     cfg = plan.config
     save = Path(cfg.save).resolve()
@@ -325,9 +220,9 @@ def prune_command(**flags: Any) -> None:
         raise UserError(f"--activations-dir {acts_dir!r} is not an existing directory; create it first (on a disk with room)")
     path = _check_offload(plan) if offload else None
 
-    from ..engine.distributed import init_distributed
+    from ..pruning.engine.distributed import init_distributed
     from ..models.loading import resolve_device
-    from ..pipeline import seed_everything
+    from ..run.pipeline import seed_everything
 
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun rank 0 speaks for all ranks
         import transformers
@@ -341,11 +236,11 @@ def prune_command(**flags: Any) -> None:
 
         backend = dist.get_backend()
     try:
-        seed_everything(plan.config.seed)
         if offload:
+            seed_everything(plan.config.seed)
             report, mode = _offload(plan, dp, device, path, acts_dir)
         else:
-            report, mode = _in_memory(plan, dp, device, acts_dir)
+            plan, report, mode = _in_memory(plan, device, acts_dir)
         if dp.is_writer:
             for line in _summary(plan, report, mode, dp, backend, time.perf_counter() - t0):
                 typer.echo(line)

@@ -29,7 +29,7 @@ def report_command(
     out: str = typer.Argument(..., help="Output directory of a truthprune run (holding report.json)."),
 ) -> None:
     """Re-render report.md and the plots of a finished run from its report.json."""
-    from ..report import rerender_report
+    from ..reporting.report import rerender_report
 
     run_dir, plots = rerender_report(out)
     typer.echo(f"report written to {run_dir}/report.md" + (f" with {len(plots)} plots: {', '.join(plots)}" if plots else ""))
@@ -42,13 +42,13 @@ def compare_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out directory."),
 ) -> None:
     """Compare finished runs of one model: a summary table and per-layer sparsity/probe accuracy."""
-    from ..compare import run_compare
+    from ..reporting.compare import run_compare
     from ..errors import UserError
 
     if len(runs) < 2:
         raise UserError("compare needs at least two run directories, e.g. truthprune compare runs/a runs/b")
     if out is not None:  # plan time: writable, not one of the runs, locked until written
-        from ..outputs import check_disjoint, prepare_output
+        from ..run.outputs import check_disjoint, prepare_output
 
         for run in runs:
             check_disjoint(out, "--out", run, "run directory")
@@ -81,9 +81,9 @@ def sweep_command(**flags: Any) -> None:
     import logging
     from pathlib import Path
 
-    from ..compare import load_runs, rich_table, summary
+    from ..reporting.compare import load_runs, rich_table, summary
     from ..errors import UserError
-    from ..sweep import parse_sparsities, plan_sweep, run_sweep, split_list
+    from ..run.sweep import parse_sparsities, plan_sweep, run_sweep, split_list
 
     pruners = split_list(flags.pop("pruner"), "--pruner")
     sparsities = parse_sparsities(flags.pop("sparsity"))

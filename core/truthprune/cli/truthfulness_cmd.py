@@ -103,7 +103,7 @@ def truthfulness_command(
     from ..eval.prompt_styles import load_prompts
     from ..eval.truthfulness import cached_truthfulness
     from ..eval.truthfulness_items import check_sources, load_items
-    from ..probing.protocol import probe_factory
+    from ..truth.probing.protocol import probe_factory
 
     check_sources(truth_data, truthfulqa_data, limit)
     if template not in ("auto", "chat", "plain"):

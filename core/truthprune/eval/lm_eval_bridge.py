@@ -202,17 +202,17 @@ def run_task(model, tokenizer, task: str, *, limit: int | None, num_fewshot: int
     return summarize(raw or {})
 
 
-def evaluate(plan, loaded, fingerprint: str, role: str, cached_json) -> dict[str, Any]:
+def evaluate(cfg, skipped: dict[str, str] | None, failed: dict[str, str], loaded, fingerprint: str, role: str,
+             cached_json) -> dict[str, Any]:
     """``{"tasks": {task: summary}, "skipped": {task: reason}, ...}`` for the run's --lm-eval-tasks.
 
     ``cached_json(kind, key, compute)`` caches each task's result by the weights' fingerprint,
     so a sweep measures the dense model once. A task that failed for the dense model is not
-    retried for the pruned one (its reason is recorded again).
+    retried for the pruned one (its reason is recorded again): ``failed`` (task -> reason) is
+    updated in place. ``skipped`` is the plan's reason when no task can run at all.
     """
-    cfg = plan.config
-    if plan.lm_eval_skipped is not None:
-        return dict(plan.lm_eval_skipped)
-    failed: dict[str, str] = plan.cache.setdefault("lm_eval_failed", {})
+    if skipped is not None:
+        return dict(skipped)
     out: dict[str, Any] = {
         "tasks": {}, "skipped": {}, "limit": cfg.lm_eval_limit, "num_fewshot": cfg.lm_eval_fewshot,
         "include": list(cfg.lm_eval_include), "lm_eval_version": lm_eval_version(),

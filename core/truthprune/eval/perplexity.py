@@ -107,13 +107,13 @@ def eval_text(spec: str) -> tuple[str, str]:
 def encode_eval_text(text: str, tokenizer: Any, bos: Any = None):
     """Tokenise the whole text once.
 
-    ``bos`` is a :class:`truthprune.bos.BosRule` (None: the tokenizer's defaults, a BOS at the very
+    ``bos`` is a :class:`truthprune.models.bos.BosRule` (None: the tokenizer's defaults, a BOS at the very
     start where it adds one). When the rule starts windows with BOS, the text's own tokens only
     are returned and :func:`perplexity` (given ``bos_id``) puts a BOS in front of every window.
     """
     import torch
 
-    from ..bos import encode_content
+    from ..models.bos import encode_content
 
     return torch.tensor(encode_content(tokenizer, text, bos), dtype=torch.long)
 

@@ -9,7 +9,7 @@ asked once; one forward pass gives both measurements:
   tokens is scored as the sum of its tokens' log-probabilities (:func:`continuation_logliks`).
 * **internal truthfulness**: the residual-stream state of every decoder layer at the prompt's last
   token (the position that predicts the answer), captured with forward hooks as in
-  :mod:`truthprune.activations`.
+  :mod:`truthprune.truth.activations`.
 
 **Units.** Each item is asked under one rephrasing per style, the same rephrasing index ``k`` in
 every style (``k`` cycles over the five, assigned by a seeded permutation), so a flip compares
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..activations import right_pad
+from ..truth.activations import right_pad
 from ..errors import UserError
 from .prompt_styles import STYLES, PromptSet, load_prompts, render, resolve_template
 from .truthfulness_items import Item
@@ -246,7 +246,7 @@ def cached_truthfulness(loaded: Any, items: dict[str, list[Item]], notes: dict[s
     """:func:`evaluate_truthfulness` of a :class:`LoadedModel`, cached on disk by its weights'
     fingerprint (a sweep or a series of ``eval truthfulness --baseline`` runs asks the dense
     model once). ``batch_size`` is not part of the key: it changes float rounding only."""
-    from ..run_stages import _cached_json
+    from ..run.stages import _cached_json
 
     settings = {"template": template, "all_prompts": all_prompts, "probe": probe, "probe_options": probe_options or {},
                 "seed": seed, "report_layer": report_layer}

@@ -129,7 +129,7 @@ def summarize(logprobs: Mapping[str, np.ndarray], activations: Mapping[str, np.n
               probe_options: Mapping[str, Any] | None = None, seed: int = 0,
               report_layer: int | None = None, n_folds: int = N_FOLDS) -> dict[str, Any]:
     """Every metric of the module docstring as a JSON-able dict."""
-    from ..probing.protocol import probe_factory
+    from ..truth.probing.protocol import probe_factory
 
     labels, dims, prompt_idx = np.asarray(labels), np.asarray(dims), np.asarray(prompt_idx)
     correct = {s: says_first(logprobs[s]) == labels for s in STYLES}

@@ -4,7 +4,7 @@ model (dense, then the compressed one), read at one layer (the dense model's bes
 Each model is projected on the principal axes of its own neutral-style activations, the same axes
 for all three styles, so within a row one sees whether a deceptive prompt moves the points or
 merely relabels them; across rows whether compression kept the true/false geometry.
-Object-oriented matplotlib (no pyplot state), as in :mod:`truthprune.plots`.
+Object-oriented matplotlib (no pyplot state), as in :mod:`truthprune.reporting.plots`.
 """
 
 from __future__ import annotations

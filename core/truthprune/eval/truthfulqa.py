@@ -263,10 +263,10 @@ def score_items(model: Any, tokenizer: Any, items: Sequence[TruthfulQAItem], bat
                 bos: int | None = None) -> list[dict[str, float]]:
     """MC1 and MC2 for each item (all answers of all items scored in one batched pass).
 
-    ``bos``: a token id every scored sequence must start with (``--bos``, :mod:`truthprune.bos`);
+    ``bos``: a token id every scored sequence must start with (``--bos``, :mod:`truthprune.models.bos`);
     None scores the prompt as the tokenizer encodes it.
     """
-    from ..bos import with_bos
+    from ..models.bos import with_bos
 
     pairs: list[tuple[list[int], list[int]]] = []
     slots: list[dict[str, int]] = []

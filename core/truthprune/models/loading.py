@@ -4,7 +4,7 @@ Accepted specs: the embedded aliases ``smollm2-135m`` (the default) and ``gemma3
 :mod:`truthprune.models.embedded`), a ``.gguf`` file, a local model directory, or a Hugging Face
 hub id. GGUF files are slow to load, so the first load converts them once into a safetensors
 checkpoint under the cache directory; later loads read that copy. The conversion is its own
-stage in run/prune summaries (``convert-gguf``, see :func:`conversion_pending`).
+stage in run/prune summaries (``convert-gguf``, see :func:`needs_conversion`).
 
 Why the conversion parses the file once: transformers reads a GGUF's metadata three times (the
 tokenizer, the config, the weights), and gguf-py's reader walks every element of the vocabulary
@@ -57,7 +57,7 @@ def converted_target(gguf: Path) -> Path:
     return cache_root() / "models" / f"{gguf.stem}-{_file_key(gguf)}"
 
 
-def conversion_pending(spec: str) -> bool:
+def needs_conversion(spec: str) -> bool:
     """Whether loading ``spec`` will first reassemble and/or convert a GGUF (a stage of its own)."""
     if spec in CHUNKED:
         gguf = assembled_path(spec)
@@ -143,7 +143,7 @@ def cached_config(spec: str) -> dict | None:
         cfg = p / "config.json"
     elif spec in EMBEDDED_MODELS or spec.endswith(".gguf"):
         try:
-            if conversion_pending(spec):
+            if needs_conversion(spec):
                 return None
             gguf = assembled_path(spec) if spec in CHUNKED else (embedded_gguf(spec) if spec in SINGLE_FILE else p.resolve())
             cfg = converted_target(gguf) / "config.json"

@@ -1,7 +1,7 @@
 """Contract tests a plugin runs against itself: ``check_pruner``, ``check_allocator``,
 ``check_calibration_source``, ``check_probe`` and ``check_plugin`` (by registered name).
 
-Why a kit: core enforces the contracts at run time (:mod:`truthprune.contracts`), but a plugin
+Why a kit: core enforces the contracts at run time (:mod:`truthprune.plugin.contracts`), but a plugin
 author should meet a violation in their own test suite, on a tiny model, before a user meets it
 after an hour of calibration. Each function takes the plugin class (or its registered name),
 exercises it the way core does (directly on fake statistics and through the real engine on
@@ -17,8 +17,8 @@ import subprocess
 import sys
 from typing import Any
 
-from .. import contracts
-from ..interfaces import (
+from ..plugin import contracts
+from ..plugin.interfaces import (
     CalibrationContext,
     CalibrationSamples,
     CalibrationSource,
@@ -48,7 +48,7 @@ def _fail(plugin: Any, problem: str) -> ContractFailure:
 
 def _resolve(kind: str, plugin: type | str) -> type:
     if isinstance(plugin, str):
-        from ..plugins import get_registry
+        from ..plugin.registry import get_registry
 
         return get_registry().get(kind, plugin)
     return plugin
@@ -152,7 +152,7 @@ def check_structured_pruner(pruner: type | str, options: dict[str, Any] | None =
     """Structured pruner: prune_structured on the tiny Llama removes weights and the sliced model runs."""
     import torch
 
-    from ..structured import prune_structured
+    from ..pruning.structured import prune_structured
 
     cls = _resolve("pruner", pruner)
     inst = cls(options or {})
@@ -168,13 +168,13 @@ def check_structured_pruner(pruner: type | str, options: dict[str, Any] | None =
 
 
 def _allocator(name: str) -> SparsityAllocator:
-    from ..plugins import get_registry
+    from ..plugin.registry import get_registry
 
     return get_registry().create("allocator", name)
 
 
 def _prune(model: Any, calib: Any, pruner: Any, allocator: Any, sparsity: float) -> Any:
-    from ..engine.sequential import prune_model
+    from ..pruning.engine.sequential import prune_model
 
     n = model.config.num_hidden_layers
     profile = [(i + 1) / (n * (n + 1) / 2) for i in range(n)] if allocator.needs_truth_profile else None
@@ -319,7 +319,7 @@ def check_quantizer(quantizer: type | str, options: dict[str, Any] | None = None
 
     import torch
 
-    from ..engine.sequential import prune_model
+    from ..pruning.engine.sequential import prune_model
 
     cls = _resolve("quantizer", quantizer)
     done = check_class("quantizer", cls)
@@ -350,7 +350,7 @@ def check_plugin(name: str, kind: str | None = None, options: dict[str, Any] | N
     that has that name), plus the torch-free import of its registration module."""
     from importlib import metadata
 
-    from ..plugins import get_registry
+    from ..plugin.registry import get_registry
 
     reg = get_registry()
     kinds = [kind] if kind else [k for k in CHECKS if name in reg.names(k)]

@@ -68,7 +68,7 @@ def tiny_calibration(nsamples: int = 8, seqlen: int = 64, seed: int = 1) -> Any:
     """Seeded random token windows (all real tokens) for :func:`tiny_llama`."""
     import torch
 
-    from ..interfaces import CalibrationSamples
+    from ..plugin.interfaces import CalibrationSamples
 
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, VOCAB, (nsamples, seqlen), generator=g)
@@ -81,7 +81,7 @@ def fake_linear_stats(in_features: int, n_tokens: int = 256, seed: int = 0, stre
     stream gets its own statistics from another seed."""
     import torch
 
-    from ..interfaces import LinearStats
+    from ..plugin.interfaces import LinearStats
 
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n_tokens, in_features, generator=g, dtype=torch.float64)

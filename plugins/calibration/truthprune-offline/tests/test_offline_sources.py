@@ -1,4 +1,4 @@
-"""pydoc (calibration half of Python's docs) and generated (sampled from the model) sources."""
+"""The generated source (sampled from the model); pydoc is a core built-in (tests/test_builtin_defaults.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import torch
 
-from truthprune import UserError, get_registry, pydoc_topics
+from truthprune import UserError, get_registry
 from truthprune_offline.sampling import (
     PROMPTS,
     banned_token_ids,
@@ -39,33 +39,6 @@ def tiny_llama():
 
 def source(name, **options):
     return get_registry().create("calibration", name, options)
-
-
-# ---------------------------------------------------------------------------- pydoc
-
-
-def test_pydoc_halves_are_disjoint_and_cover_all_topics():
-    from pydoc_data.topics import topics
-
-    calib, held = pydoc_topics("calibration"), pydoc_topics("heldout")
-    assert calib and held and not set(calib) & set(held)
-    assert sorted(calib + held) == sorted(topics.values())
-    assert abs(len(calib) - len(held)) <= len(topics) // 4  # a hash split: roughly half each
-
-
-def test_pydoc_source_windows_come_from_the_calibration_half():
-    src = source("pydoc")
-    a = src.samples(CharTokenizer(), 4, 200, 0)
-    assert a.input_ids.shape == (4, 200) and a.attention_mask.all()
-    assert torch.equal(a.input_ids, src.samples(CharTokenizer(), 4, 200, 0).input_ids)
-    calib = "".join(pydoc_topics("calibration"))
-    held = "".join(pydoc_topics("heldout"))
-    for row in a.input_ids.tolist():
-        piece = "".join(chr(i) for i in row if i > 2)[:60]
-        assert piece in calib.replace("\u2019", "\x7f") or not piece.isascii()
-        assert piece not in held or piece in calib
-    single = source("pydoc", format="single", padding_side="right").samples(CharTokenizer(), 3, 20000, 0)
-    assert (single.attention_mask.sum(1) < 20000).all()
 
 
 # ---------------------------------------------------------------------------- sampling maths

@@ -5,9 +5,8 @@ import json
 import pytest
 import torch
 
-from truthprune import LayerInfo, LinearStats, SparsityTarget, UserError, get_registry
+from truthprune import LayerInfo, LinearStats, SparsityTarget, UserError, WandaPruner, get_registry
 from truthprune_owl import OwlAllocator, OwlPruner
-from truthprune_wanda import WandaPruner
 
 
 def _layer(q: torch.Tensor, q_sq: torch.Tensor):

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matmuls: one thread avoids OpenMP spin-waits on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from truthprune.testing.pytest_fixtures import one_thread  # noqa: F401  (autouse: tiny matmuls on one thread)
 
 
 def make_tiny(seed: int = 0, dtype=torch.float32):

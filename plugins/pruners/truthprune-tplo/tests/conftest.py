@@ -1,28 +1,15 @@
-"""Fixtures for the TPLO plugin tests: reference vectors and REFERENCE.md profiles (skipped when
-absent) and the CLI."""
+"""Fixtures for the TPLO plugin tests: REFERENCE.md's appendix profiles (skipped when absent). The
+reference vectors and the CLI fixture are shared with owl's tests (plugins/pruners/conftest.py)."""
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "core" / "truthprune").is_dir())
-VECTORS = REPO.parent / "shared" / "spec" / "reference_vectors.json"
 REFERENCE_MD = REPO.parent / "shared" / "spec" / "REFERENCE.md"
-
-
-@pytest.fixture(scope="session")
-def reference_vectors() -> dict:
-    """{model: {"inputs": ..., "expected": ...}} from ../shared/spec, or skip."""
-    if not VECTORS.exists():
-        pytest.skip(f"{VECTORS} is absent")
-    data = json.loads(VECTORS.read_text())
-    return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
 @pytest.fixture(scope="session")
@@ -41,11 +28,3 @@ def appendix_ratios() -> dict[str, dict[str, list[float]]]:
         rows = re.findall(r"^- (\w+): ([^\n]+)$", section, flags=re.M)
         models[name] = {ds: [float(x) for x in values.split(",")] for ds, values in rows}
     return models
-
-
-@pytest.fixture
-def cli():
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "truthprune", *args], capture_output=True, text=True, timeout=120)
-
-    return run

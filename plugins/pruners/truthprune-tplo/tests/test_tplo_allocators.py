@@ -5,9 +5,8 @@ import json
 import pytest
 import torch
 
-from truthprune import LayerInfo, LinearStats, UserError, get_registry
+from truthprune import LayerInfo, LinearStats, UserError, WandaPruner, get_registry
 from truthprune_tplo import TploAllocator, TploJointAllocator, TploPruner, swl_sparsities, tplo_sparsities
-from truthprune_wanda import WandaPruner
 
 PROFILE = [0.1, 0.2, 0.3, 0.4]
 OUTLIERS = [3.0, 1.0, 2.0, 2.0]

@@ -21,7 +21,7 @@ def test_pivot_auto_is_the_automatic_rule():
 
 
 def test_report_alternatives_use_the_declared_layer_signals():
-    from truthprune.run_stages import alternative_allocations
+    from truthprune.run.stages import alternative_allocations
 
     plan = SimpleNamespace(allocator=SimpleNamespace(name="owl"), config=SimpleNamespace(allocator_options={"lam": 0.05}, sparsity=0.5))
     report = SimpleNamespace(allocation=[0.45, 0.5, 0.55], layers=[SimpleNamespace(params=100)] * 3,

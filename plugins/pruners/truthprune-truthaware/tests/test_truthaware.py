@@ -121,7 +121,7 @@ def _truth_dir(tmp_path):
 
 def test_pruner_through_engine_is_deterministic_and_uses_streams(tiny_llama, tiny_calibration, tmp_path):
     from truthprune import CalibrationContext
-    from truthprune.calibration import attach_auxiliary
+    from truthprune.calibration.windows import attach_auxiliary
 
     reg = get_registry()
     ctx = CalibrationContext(tokenizer=_Tok(), seed=0, truth_data=str(_truth_dir(tmp_path)))

@@ -28,7 +28,7 @@ class _Recording:
 
 
 def _run(model, calib, pruner="wanda", sparsity=0.5, quantizer="gptq", **qopts):
-    from truthprune.quantization import QuantizedLinears  # core internals: test only
+    from truthprune.pruning.quantization import QuantizedLinears  # core internals: test only
 
     reg = get_registry()
     rec = _Recording(reg.create("pruner", pruner))
@@ -83,7 +83,7 @@ def test_deterministic(tiny_llama, tiny_calibration):
 
 
 def test_sidecar_written_and_read_back(tiny_llama, tiny_calibration, tmp_path):
-    from truthprune.saving import save_pruned
+    from truthprune.run.saving import save_pruned
 
     _, store, _ = _run(tiny_llama, tiny_calibration, bits=4)
 

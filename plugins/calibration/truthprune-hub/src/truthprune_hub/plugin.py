@@ -17,14 +17,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from truthprune import CalibrationSource, PluginConfig, hookimpl
+from truthprune import CalibrationSource, RecordsConfig, hookimpl
 
 
-class HubTextConfig(PluginConfig):
+class HubTextConfig(RecordsConfig):
     path: str | None = None
     """Local copy instead of the hub (C4: .json/.json.gz/.jsonl; WikiText-2: raw .txt)."""
     format: Literal["document", "concat", "single"] = "document"
-    padding_side: Literal["left", "right"] = "left"
 
 
 class C4Config(HubTextConfig):
@@ -33,11 +32,9 @@ class C4Config(HubTextConfig):
 
 def _records_windows(records, tokenizer, nsamples, seqlen, seed, config, name):
     """The concat and single formats, shared by both sources."""
-    from truthprune import padded_records, record_windows
+    from truthprune import formatted_records
 
-    if config.format == "single":
-        return padded_records(records, tokenizer, nsamples, seqlen, seed, config.padding_side, name=name)
-    return record_windows(records, tokenizer, nsamples, seqlen, seed, name=name)
+    return formatted_records(records, tokenizer, nsamples, seqlen, seed, config.format, config.padding_side, name=name)
 
 
 def _check_local_path(name: str, path: str | None) -> None:
@@ -96,9 +93,7 @@ class WikiText2Source(CalibrationSource):
         return self._rows
 
     def samples(self, tokenizer, nsamples, seqlen, seed):
-        import torch
-
-        from truthprune import CalibrationSamples
+        from truthprune import window_samples
 
         from .text import long_text_windows
 
@@ -107,12 +102,8 @@ class WikiText2Source(CalibrationSource):
             records = [r.strip() for r in rows if r.strip()]
             return _records_windows(records, tokenizer, nsamples, seqlen, seed, self.config, "wikitext2")
         ids = list(tokenizer(" ".join(rows))["input_ids"])
-        windows = torch.tensor(long_text_windows(ids, nsamples, seqlen, seed), dtype=torch.long)
-        return CalibrationSamples(
-            input_ids=windows,
-            attention_mask=torch.ones_like(windows),
-            description=f"wikitext2: {nsamples} windows of {seqlen} tokens from {len(ids)} joined tokens, seed {seed}",
-        )
+        return window_samples(long_text_windows(ids, nsamples, seqlen, seed),
+                              f"wikitext2: {nsamples} windows of {seqlen} tokens from {len(ids)} joined tokens, seed {seed}")
 
 
 @hookimpl

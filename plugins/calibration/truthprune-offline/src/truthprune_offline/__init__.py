@@ -1,5 +1,6 @@
-"""Calibration sources that need no network: ``pydoc`` and ``generated``."""
+"""Calibration source that needs no network: ``generated`` (text sampled from the dense model).
+The other offline source, ``pydoc``, is core's default and a core built-in."""
 
-from .plugin import GeneratedSource, PydocSource
+from .plugin import GeneratedSource
 
-__all__ = ["GeneratedSource", "PydocSource"]
+__all__ = ["GeneratedSource"]

@@ -1,4 +1,5 @@
-"""Registration and the thin ``pydoc`` and ``generated`` calibration sources (no network needed)."""
+"""Registration and the thin ``generated`` calibration source (no network needed). The offline
+``pydoc`` source, core's default, is a core built-in (truthprune.builtins)."""
 
 from __future__ import annotations
 
@@ -6,33 +7,12 @@ import hashlib
 import json
 import logging
 import os
-from typing import Literal
 
 from pydantic import Field
 
 from truthprune import CalibrationSource, PluginConfig, hookimpl
 
 log = logging.getLogger(__name__)
-
-
-class PydocConfig(PluginConfig):
-    format: Literal["concat", "single"] = "concat"
-    padding_side: Literal["left", "right"] = "left"
-
-
-class PydocSource(CalibrationSource):
-    name = "pydoc"
-    description = "Python reference-manual prose shipped with CPython (pydoc_data), calibration half of the topics."
-    Config = PydocConfig
-
-    def samples(self, tokenizer, nsamples, seqlen, seed):
-        from truthprune import padded_records, pydoc_topics, record_windows
-
-        # The other half ('heldout') is the `pydoc` perplexity text: never calibrate on it.
-        records = pydoc_topics("calibration")
-        if self.config.format == "single":
-            return padded_records(records, tokenizer, nsamples, seqlen, seed, self.config.padding_side, name="pydoc")
-        return record_windows(records, tokenizer, nsamples, seqlen, seed, name="pydoc")
 
 
 class GeneratedConfig(PluginConfig):
@@ -69,7 +49,7 @@ class GeneratedSource(CalibrationSource):
     def samples(self, tokenizer, nsamples, seqlen, seed):
         import torch
 
-        from truthprune import CalibrationSamples, UserError
+        from truthprune import UserError, window_samples
 
         from .sampling import generate_windows
 
@@ -92,14 +72,9 @@ class GeneratedSource(CalibrationSource):
                 tmp = path.with_suffix(f".tmp{os.getpid()}-{id(self)}")  # unique across parallel processes
                 torch.save(ids, tmp)
                 tmp.replace(path)
-        return CalibrationSamples(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            description=f"generated: {nsamples} sampled sequences of {seqlen} tokens (T={self.config.temperature}), seed {seed}",
-        )
+        return window_samples(ids, f"generated: {nsamples} sampled sequences of {seqlen} tokens (T={self.config.temperature}), seed {seed}")
 
 
 @hookimpl
 def register_calibration_sources(register):
-    register(PydocSource)
     register(GeneratedSource)

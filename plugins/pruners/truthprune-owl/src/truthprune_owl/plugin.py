@@ -6,8 +6,7 @@ No torch at module level: the CLI imports this to list plugins.
 from __future__ import annotations
 
 from pydantic import Field
-from truthprune import LayerInfo, PluginConfig, hookimpl
-from truthprune_wanda import WandaPruner
+from truthprune import LayerInfo, PluginConfig, WandaPruner, hookimpl
 
 from .base import OutlierRatioAllocator, finish, weights_of
 from .maths import owl_sparsities

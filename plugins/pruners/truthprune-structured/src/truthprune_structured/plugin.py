@@ -48,14 +48,18 @@ class StructuredImportancePruner(StructuredPruner):
 
 def _cached(model, calib, layers, opts, heads: bool, compute):
     """Importances on disk under the truthprune cache, keyed by weights, windows and options (a
-    20 % and a 30 % model of the same importance then cost one gradient pass)."""
+    20 % and a 30 % model of the same importance then cost one gradient pass).
+
+    Stored as plain tensors ({layer: {"mlp": ..., "heads": ...}}, read with weights_only=True), not
+    pickled UnitScores objects: a pickle names the class's module, so a cache entry would stop
+    loading when core's modules move (the "v2" in the key skips entries of the pickled format)."""
     import os
 
     import torch
 
-    from truthprune import cache_root, weights_fingerprint
+    from truthprune import UnitScores, cache_root, weights_fingerprint
 
-    h = hashlib.sha256()
+    h = hashlib.sha256(b"v2")
     for part in (weights_fingerprint(model), opts.importance, opts.aggregate, str(heads), str([la.index for la in layers])):
         h.update(part.encode())
     h.update(calib.input_ids.numpy().tobytes())
@@ -63,11 +67,12 @@ def _cached(model, calib, layers, opts, heads: bool, compute):
     path = cache_root() / "results" / "structured-importance" / f"{h.hexdigest()[:24]}.pt"
     if path.is_file():
         log.info("importance %s: using cached scores %s", opts.importance, path)
-        return torch.load(path, weights_only=False)
+        stored = torch.load(path, weights_only=True)
+        return {k: UnitScores(mlp=v["mlp"], heads=v.get("heads")) for k, v in stored.items()}
     scores = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({k: v for k, v in scores.items()}, tmp)
+    torch.save({k: {"mlp": v.mlp, **({"heads": v.heads} if v.heads is not None else {})} for k, v in scores.items()}, tmp)
     os.replace(tmp, path)
     return scores
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 
 from pydantic import Field, field_validator
-from truthprune import LayerInfo, PluginConfig, SparsityAllocator, UserError, hookimpl
+from truthprune import LayerInfo, PluginConfig, SparsityAllocator, UserError, WandaPruner, hookimpl
 from truthprune_owl import OutlierRatioAllocator, check_truth_profile, finish, weights_of
-from truthprune_wanda import WandaPruner
 
 from .maths import choose_pivot, swl_sparsities, tplo_joint_sparsities, tplo_sparsities
 

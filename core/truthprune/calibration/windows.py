@@ -1,0 +1,210 @@
+"""Calibration windowing shared by every calibration source, and mixing of sources.
+
+Three ways to turn text into [n, seqlen] token windows, all seeded with a private
+``random.Random(seed)`` so a source asked for k samples returns the first k of what it would
+return for more (as in the reference loaders):
+
+* :func:`document_windows` (the Wanda/OWL C4 rule): draw documents until one is longer than
+  seqlen tokens, then a random window inside it.
+* :func:`record_windows` (the reference "concat" format): append randomly drawn records until the
+  sequence is longer than seqlen, then cut a random window.
+* :func:`padded_records` (the "single" format): one record per sample, padded to seqlen on the
+  chosen side, with an attention mask that is 0 on the padding.
+
+Text is tokenised with the tokenizer's default special tokens (a BOS where the tokenizer adds one).
+Whether each window then *starts* with a BOS is decided once for all sources by
+:func:`load_calibration` (``bos``, the ``--bos`` rule of :mod:`truthprune.models.bos`), so the windowing
+rules here and in third-party sources stay the reference ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+from ..plugin.interfaces import CalibrationContext, CalibrationSamples
+
+log = logging.getLogger(__name__)
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text)["input_ids"])
+
+
+def window_samples(windows: Any, description: str, masks: Any = None) -> CalibrationSamples:
+    """CalibrationSamples from token windows (rows of equal length, a list or a tensor); without
+    ``masks`` every token is real (attention mask of ones)."""
+    ids = torch.as_tensor(windows, dtype=torch.long)
+    mask = torch.ones_like(ids) if masks is None else torch.as_tensor(masks, dtype=torch.long)
+    return CalibrationSamples(input_ids=ids, attention_mask=mask, description=description)
+
+
+def formatted_records(records: list[str], tokenizer: Any, nsamples: int, seqlen: int, seed: int, fmt: str,
+                      padding_side: str = "left", name: str = "text") -> CalibrationSamples:
+    """A record source's ``concat`` (:func:`record_windows`) or ``single`` (:func:`padded_records`)
+    format: the two windowings every text source offers (its Config: ``RecordsConfig``)."""
+    if fmt == "single":
+        return padded_records(records, tokenizer, nsamples, seqlen, seed, padding_side, name=name)
+    return record_windows(records, tokenizer, nsamples, seqlen, seed, name=name)
+
+
+def document_windows(
+    documents: Sequence[str], tokenizer: Any, nsamples: int, seqlen: int, seed: int, name: str = "documents"
+) -> CalibrationSamples:
+    """Random windows of seqlen tokens from random documents longer than seqlen tokens."""
+    if not documents:
+        raise UserError(f"calibration source {name!r} has no documents")
+    rng = random.Random(seed)
+    lengths: dict[int, int] = {}
+    windows = []
+    max_tries = max(1000, 20 * len(documents))
+    for _ in range(nsamples):
+        for _attempt in range(max_tries):
+            i = rng.randint(0, len(documents) - 1)
+            ids = _encode(tokenizer, documents[i])
+            lengths[i] = len(ids)
+            if len(ids) > seqlen:
+                break
+        else:
+            longest = max(lengths.values(), default=0)
+            raise UserError(
+                f"calibration source {name!r}: no document longer than {seqlen} tokens "
+                f"(longest seen: {longest}); lower --seqlen or use a source with longer texts"
+            )
+        start = rng.randint(0, len(ids) - seqlen - 1)
+        windows.append(ids[start : start + seqlen])
+    return window_samples(windows, f"{name}: {nsamples} document windows of {seqlen} tokens, seed {seed}")
+
+
+def record_windows(
+    records: Sequence[str], tokenizer: Any, nsamples: int, seqlen: int, seed: int, name: str = "records"
+) -> CalibrationSamples:
+    """Concatenate randomly drawn records past seqlen tokens, then cut a random window."""
+    if not records:
+        raise UserError(f"calibration source {name!r} has no records (is the file empty?)")
+    cache: dict[int, list[int]] = {}
+
+    def enc(i: int) -> list[int]:
+        if i not in cache:
+            cache[i] = _encode(tokenizer, records[i])
+        return cache[i]
+
+    if len(records) <= 64:
+        total = sum(len(enc(i)) for i in range(len(records)))
+        if total == 0:
+            raise UserError(f"calibration source {name!r} contains no tokens")
+    rng = random.Random(seed)
+    windows = []
+    for _ in range(nsamples):
+        seq: list[int] = []
+        while len(seq) <= seqlen:
+            seq.extend(enc(rng.randint(0, len(records) - 1)))
+        start = rng.randint(0, len(seq) - seqlen - 1)
+        windows.append(seq[start : start + seqlen])
+    return window_samples(windows, f"{name}: {nsamples} concatenated windows of {seqlen} tokens, seed {seed}")
+
+
+def padded_records(
+    records: Sequence[str],
+    tokenizer: Any,
+    nsamples: int,
+    seqlen: int,
+    seed: int,
+    padding_side: str = "left",
+    name: str = "records",
+) -> CalibrationSamples:
+    """One random record per sample, truncated to seqlen and padded on ``padding_side``."""
+    if not records:
+        raise UserError(f"calibration source {name!r} has no records (is the file empty?)")
+    if padding_side not in ("left", "right"):
+        raise UserError(f"padding side {padding_side!r} must be 'left' or 'right'")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise UserError("the tokenizer has neither a pad nor an eos token; use --format concat")
+    rng = random.Random(seed)
+    windows, masks = [], []
+    for _ in range(nsamples):
+        ids = _encode(tokenizer, records[rng.randint(0, len(records) - 1)])[:seqlen]
+        fill = seqlen - len(ids)
+        if padding_side == "left":
+            windows.append([pad] * fill + ids)
+            masks.append([0] * fill + [1] * len(ids))
+        else:
+            windows.append(ids + [pad] * fill)
+            masks.append([1] * len(ids) + [0] * fill)
+    return window_samples(windows, f"{name}: {nsamples} single records padded {padding_side} to {seqlen}, seed {seed}", masks)
+
+
+def read_text_records(path: str | Path, field: str = "text") -> list[str]:
+    """Records from a local file: .txt (blank-line separated), .jsonl (``field``), .parquet.
+
+    Read through :mod:`truthprune.textio` (encodings, binary files, non-string records); text too
+    poor to calibrate on (fewer than two distinct words) is refused, little text is warned about."""
+    from ..textio import check_calibration_text, jsonl_records, parquet_records, read_text_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"calibration file {str(p)!r} does not exist; pass an existing .txt, .jsonl or .parquet file")
+    suffix = p.suffix.lower()
+    if suffix == ".jsonl":
+        records = jsonl_records(p, field)
+    elif suffix == ".parquet":
+        records = parquet_records(p, field)
+    else:
+        text = read_text_file(p, "calibration file", "pass an existing .txt, .jsonl or .parquet file")
+        records = [" ".join(line.strip() for line in block.splitlines() if line.strip()) for block in text.split("\n\n")]
+    records = [r for r in records if r.strip()]
+    if not records:
+        raise UserError(f"calibration file {str(p)!r} is empty; it needs some text")
+    check_calibration_text(records, repr(str(p)))
+    return records
+
+
+def load_calibration(
+    sources: Sequence[Any], tokenizer: Any, nsamples: int, seqlen: int, seed: int, bos: int | None = None
+) -> CalibrationSamples:
+    """Mix sources: each of K sources gives nsamples / K windows, concatenated in order.
+
+    ``bos`` (a token id, see :mod:`truthprune.models.bos`): every window of every source is made to start
+    with it; None leaves the windows exactly as the sources cut them.
+    """
+    from ..models.bos import start_windows_with_bos
+
+    if not sources:
+        raise UserError("no calibration source given; pass e.g. --calibration generated")
+    k = len(sources)
+    if nsamples % k:
+        raise UserError(f"--nsamples {nsamples} is not divisible by the {k} calibration sources; use a multiple of {k}")
+    parts = [start_windows_with_bos(src.samples(tokenizer, nsamples // k, seqlen, seed), bos) for src in sources]
+    for src, part in zip(sources, parts):
+        if tuple(part.input_ids.shape) != (nsamples // k, seqlen):
+            raise RuntimeError(f"calibration source {src.name!r} returned {tuple(part.input_ids.shape)}")
+    return CalibrationSamples(
+        input_ids=torch.cat([p.input_ids for p in parts]),
+        attention_mask=torch.cat([p.attention_mask for p in parts]),
+        description="; ".join(p.description for p in parts),
+    )
+
+
+def attach_auxiliary(calib: CalibrationSamples, pruner: Any, context: CalibrationContext) -> CalibrationSamples:
+    """Add the pruner's auxiliary calibration streams (if any) to ``calib`` and describe them.
+
+    Why here: every mode (in memory, offload, torchrun) builds its calibration through this
+    module, so a pruner's extra streams reach the engine the same way in all of them.
+    """
+    streams = pruner.auxiliary_calibration(context) or {}
+    for key, s in streams.items():
+        if not isinstance(s, CalibrationSamples) or s.input_ids.shape != s.attention_mask.shape:
+            raise RuntimeError(f"pruner {pruner.name!r} returned a malformed auxiliary stream {key!r}")
+        log.info("auxiliary calibration stream %r: %d sequences (%s)", key, len(s), s.description)
+    calib.auxiliary = dict(streams)
+    if streams:
+        calib.description += "; auxiliary: " + ", ".join(f"{k} ({len(s)})" for k, s in streams.items())
+    return calib

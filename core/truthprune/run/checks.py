@@ -1,0 +1,139 @@
+"""Plan-time checks of a ``run``/``prune``/``sweep`` configuration that plugins cannot make.
+
+Why a module of its own: each of these used to fail only after the work (a misaligned negated
+twin after ten minutes of extraction, ``--out existing_file/sub`` after the evaluation) or with
+a traceback (``[calibration_options] text = 5``, a corrupt checkpoint). :func:`check_run_config`
+runs first in :func:`truthprune.run.pipeline.plan_run`; :func:`claim_run_outputs` runs last, so
+nothing is locked or created for a plan that fails.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+
+
+def check_calibration_options(config: Any) -> None:
+    """``[calibration_options.<source>]`` must be a table for every source named."""
+    opts = config.calibration_options
+    for name in config.calibration:
+        if name in opts and not isinstance(opts[name], dict):
+            raise UserError(
+                f"calibration_options.{name} = {opts[name]!r}: options of the source {name!r} must be a table, "
+                f"e.g. [calibration_options.{name}] path = \"FILE\" (or --calibration-opt {name}.path=FILE)"
+            )
+
+
+def check_run_config(config: Any) -> None:
+    """Config-shape and model checks; nothing is loaded, locked or created."""
+    from ..cli.envcheck import check_distributed
+    from ..models.formats import check_model_spec
+
+    check_calibration_options(config)
+    check_distributed()
+    check_seed(config.seed)
+    check_device(config.device)
+    check_model_spec(config.model, allow_pickle=bool(getattr(config, "allow_pickle", False)))
+    check_context(config.model, config.seqlen)
+    check_eval_data(config)
+
+
+def check_seed(seed: int) -> None:
+    """numpy and torch seeds are unsigned 32-bit: a larger or negative one failed after the plan."""
+    if not 0 <= int(seed) < 2**32:
+        raise UserError(f"--seed {seed} must be between 0 and {2**32 - 1}")
+
+
+def check_device(device: str) -> None:
+    """The form of --device now (whether CUDA is there is known only once torch is imported)."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(device)):
+        raise UserError(f"--device {device!r} is not one of auto, cpu, cuda, cuda:N")
+
+
+def check_context(model: str, seqlen: int) -> None:
+    """--seqlen against a local model's context, from its config.json, before it loads."""
+    from ..models.formats import model_context
+
+    ctx = model_context(model)
+    if ctx is not None and seqlen > ctx:
+        raise UserError(f"--seqlen {seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
+
+
+def check_eval_data(config: Any) -> None:
+    """Read the user's evaluation files now (perplexity text, TruthfulQA.csv), not after the prune."""
+    if "ppl" in config.eval and config.ppl_data not in ("pydoc", "wikitext2"):
+        from ..eval.perplexity import eval_text
+
+        eval_text(config.ppl_data)
+    if "truthfulqa" in config.eval and config.truthfulqa_data not in (None, "hub"):
+        from ..eval.truthfulqa import read_truthfulqa_csv
+
+        read_truthfulqa_csv(config.truthfulqa_data)
+
+
+def check_truth_sets(config: Any, allocator: Any) -> Any | None:
+    """Load the statement sets a run will use, so their errors (and skipped pairs) show now; the
+    plan keeps them (:class:`truthprune.run.state.TruthSets`), so the run does not load them again."""
+    if "probe" not in config.eval and not getattr(allocator, "needs_truth_profile", False):
+        return None
+    from ..truth.probing.runner import load_truth_sets
+    from .state import TruthSets
+
+    return TruthSets(*load_truth_sets(config.truth_data, config.truth_datasets, seed=config.seed))
+
+
+def run_inputs(config: Any) -> list[tuple[str, str]]:
+    """(flag, path) of every local input of a run: model, calibration files, evaluation data, config."""
+    found = [("--model", config.model), ("--ppl-data", config.ppl_data), ("--truthfulqa-data", config.truthfulqa_data),
+             ("--truth-data", config.truth_data)]
+    for key, value in config.calibration_options.items():
+        for k, v in (value.items() if isinstance(value, dict) else [(key, value)]):
+            if isinstance(v, str):
+                found.append((f"--calibration-opt {k}", v))
+    return [(flag, str(p)) for flag, p in found if isinstance(p, str) and p and os.path.exists(p)]
+
+
+def check_inputs_survive(target: Any, flag: str, inputs: list[tuple[str, str]]) -> None:
+    """An output may not be, or contain, one of the run's inputs: writing it (with --overwrite) would
+    delete the model or the data the run is reading, e.g. --save pointing at the --model directory."""
+    out = Path(os.path.abspath(os.path.expanduser(str(target))))
+    for in_flag, path in inputs:
+        p = Path(os.path.abspath(path))
+        if p == out or out in p.parents:
+            raise UserError(f"{flag} {str(out)!r} would replace {in_flag} {str(p)!r}, an input of this run; write the "
+                            "output somewhere else")
+
+
+def _rank() -> int:
+    try:
+        return int(os.environ.get("RANK", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def claim_run_outputs(config: Any, report: bool = True) -> list[Path]:
+    """--out/--save: disjoint, writable, locked (rank 0 only under torchrun)."""
+    from .outputs import check_disjoint, check_target, prepare_output
+
+    wait = bool(getattr(config, "wait", False))
+    targets = []
+    if report:
+        check_disjoint(config.out, "--out", config.save, "--save")
+        targets.append((config.out, "--out"))
+    if config.save:
+        targets.append((config.save, "--save"))
+    for target, flag in targets:
+        check_inputs_survive(target, flag, run_inputs(config))
+    if _rank() > 0:  # only rank 0 writes; the others check and move on
+        for target, flag in targets:
+            check_target(target, config.overwrite, what=flag)
+        return []
+    claimed: list[Path] = []
+    for target, flag in targets:
+        claimed.append(prepare_output(target, config.overwrite, wait=wait, what=flag))
+    return claimed

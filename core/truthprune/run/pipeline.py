@@ -1,0 +1,212 @@
+"""A run: :func:`plan_run` (everything checked, nothing loaded), then :func:`execute` the stages.
+
+:data:`STAGES` is the one place that orders them; each is a function RunState -> RunState
+(:mod:`truthprune.run.state`). ``truthprune run``, ``truthprune prune`` (in memory) and
+``truthprune sweep`` all execute this list; a stage that does not apply to a plan (no --save, a
+``prune`` plan that evaluates nothing, an allocator without a truth profile) is skipped.
+
+Each stage logs what it used and how long it took, and records it in the report. Everything a
+user can get wrong (names, options, paths) is checked before the model is loaded, so a typo fails
+in a second rather than after minutes of work.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from ..errors import UserError
+from .checks import check_run_config, check_truth_sets, claim_run_outputs
+from .state import RunState, TruthSets
+from ..plugin.registry import get_registry
+
+log = logging.getLogger("truthprune.run")
+
+
+@dataclass
+class RunPlan:
+    """The validated plugins of a run, created before anything heavy happens."""
+
+    config: RunConfig
+    pruner: Any
+    allocator: Any
+    sources: list[Any]
+    writes_report: bool = True  # run: evaluate and write --out; prune: neither (only --save)
+    truth_sets: TruthSets | None = None  # loaded at plan time when the probe or the allocator needs them
+    lm_eval_skipped: dict[str, str] | None = None  # {"skipped": reason} when --lm-eval-tasks cannot run at all
+    quantizer: Any | None = None  # applied by the engine right after the pruner, per linear
+    device: str | None = None  # prune: the device resolved before loading (torchrun: one per rank)
+    activations_dir: str | None = None  # prune --activations-dir: layer activations memory-mapped from files
+    check_memory: bool = False  # prune: refuse before loading when the model + activations will not fit
+    timings: dict[str, float] = field(default_factory=dict)  # the stage log: seconds per stage
+    stages: list[dict[str, Any]] = field(default_factory=list)  # the stage log: what each stage used
+
+    @contextmanager
+    def stage(self, name: str, **used: Any):
+        log.info("stage %s: %s", name, ", ".join(f"{k}={v}" for k, v in used.items()) or "-")
+        t0 = time.perf_counter()
+        yield
+        dt = time.perf_counter() - t0
+        self.timings[name] = round(dt, 3)
+        self.stages.append({"stage": name, "seconds": round(dt, 3), **{k: str(v) for k, v in used.items()}})
+        log.info("stage %s done in %.1f s", name, dt)
+
+
+def _source_options(config: RunConfig, name: str) -> dict[str, Any]:
+    opts = config.calibration_options
+    shared = {k: v for k, v in opts.items() if not isinstance(v, dict)}
+    return {**shared, **opts.get(name, {})}
+
+
+def plan_run(config: RunConfig, report: bool = True) -> RunPlan:
+    """Resolve and validate every plugin and option; no model is loaded. The outputs (--out unless
+    ``report`` is False, --save) are checked and locked last (:mod:`truthprune.run.checks`)."""
+    check_run_config(config)
+    reg = get_registry()
+    pruner = reg.create("pruner", config.pruner, config.pruner_options)
+    if getattr(pruner, "structured", False):  # whole units, one width: no allocator, N:M or per-layer saving
+        from ..pruning.structured import check_structured_plan
+
+        check_structured_plan(config, pruner)
+    allocator_name = config.allocator or pruner.default_allocator
+    allocator = reg.create("allocator", allocator_name, config.allocator_options)
+    sources = [reg.create("calibration", name, _source_options(config, name)) for name in config.calibration]
+    for src in sources:
+        src.check()
+    if "probe" in config.eval:  # the name and options fail now; the protocol creates its probes per fit
+        reg.create("probe", config.probe, config.probe_options)
+    if config.nsamples % len(sources):
+        raise UserError(f"--nsamples {config.nsamples} is not divisible by the {len(sources)} calibration sources")
+    if config.nm_tuple and allocator.name != "uniform":
+        raise UserError(f"--nm gives every layer the same N:M pattern; it cannot be combined with allocator {allocator.name!r}")
+    if config.truth_data is not None and not Path(config.truth_data).is_dir():
+        raise UserError(f"--truth-data {config.truth_data!r} is not a directory of true/false statement CSVs")
+    if "truthfulness" in config.eval:
+        from .truthfulness_stage import check as check_truthfulness
+
+        check_truthfulness(config)
+    from ..plugin.interfaces import CalibrationContext
+
+    pruner.check(CalibrationContext(tokenizer=None, seed=config.seed, truth_data=config.truth_data, chat_template=config.chat_template))
+    from ..models.support import plan_check
+
+    plan_check(config)  # --targets/--ignore, and a local model's architecture (meta device, no weights)
+    truth_sets = check_truth_sets(config, allocator)
+    claim_run_outputs(config, report=report)
+    lm_eval_skipped = None
+    if config.lm_eval_tasks:
+        from ..eval.lm_eval_bridge import check
+
+        lm_eval_skipped = check(config)
+    return RunPlan(config=config, pruner=pruner, allocator=allocator, sources=sources, writes_report=report,
+                   truth_sets=truth_sets, lm_eval_skipped=lm_eval_skipped, quantizer=plan_quantizer(config, pruner))
+
+
+def plan_quantizer(config: RunConfig, pruner: Any) -> Any | None:
+    """The quantizer of a run (None without --quantizer); its options are checked here, before any load."""
+    if config.quantizer is None:
+        if config.quantizer_options:
+            keys = ", ".join(sorted(config.quantizer_options))
+            raise UserError(f"quantizer options ({keys}) were given without --quantizer; add e.g. --quantizer gptq (or rtn)")
+        return None
+    quantizer = get_registry().create("quantizer", config.quantizer, config.quantizer_options)
+    if getattr(pruner, "structured", False):
+        raise UserError(f"structured pruner {pruner.name!r} does not run through the quantizing engine; save its model, "
+                        f"then quantize it: truthprune prune --model DIR --pruner magnitude --sparsity 0 --quantizer {quantizer.name}")
+    return quantizer
+
+
+def _evals(cfg: RunConfig) -> str:
+    return ",".join([*cfg.eval, *(f"lm-eval:{t}" for t in cfg.lm_eval_tasks)])
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a run: ``run(state) -> state``, done when ``applies(state)``; ``used(state)`` is
+    what the stage log records (timed stages only)."""
+
+    name: str
+    run: Callable[[RunState], RunState]
+    applies: Callable[[RunState], bool] = lambda state: True
+    used: Callable[[RunState], dict[str, Any]] = lambda state: {}
+    timed: bool = True
+
+
+def _stages() -> tuple[Stage, ...]:
+    from . import stages as st
+    from . import truth_stages as truth
+    from ..models.loading import needs_conversion
+
+    def cfg(state: RunState) -> RunConfig:
+        return state.plan.config
+
+    def calibrating(state: RunState) -> dict[str, Any]:
+        c = cfg(state)
+        return {"sources": "+".join(c.calibration), "nsamples": c.nsamples, "seqlen": c.seqlen, "seed": c.seed}
+
+    def pruning(state: RunState) -> dict[str, Any]:
+        p = state.plan
+        return {"pruner": p.pruner.name, "allocator": p.allocator.name, "sparsity": cfg(state).sparsity,
+                **({"quantizer": p.quantizer.name} if p.quantizer else {})}
+
+    probing = lambda state: state.plan.writes_report and "probe" in cfg(state).eval  # noqa: E731
+    return (
+        Stage("convert-gguf", st.convert, lambda s: s.load is None and needs_conversion(cfg(s).model),
+              lambda s: {"model": cfg(s).model}),
+        Stage("check-memory", st.check_memory, lambda s: s.plan.check_memory, timed=False),
+        Stage("load", st.load_stage, used=lambda s: {"model": cfg(s).model, "device": s.plan.device or cfg(s).device,
+                                                     "dtype": cfg(s).dtype}),
+        Stage("dense-eval", st.dense_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(cfg(s))}),
+        Stage("dense-truth", truth.dense_truth, probing, lambda s: {"data": cfg(s).truth_data or "generated"}),
+        Stage("truth-profile", truth.truth_profile, lambda s: s.plan.allocator.needs_truth_profile,
+              lambda s: {"data": cfg(s).truth_data or "generated"}),
+        Stage("calibrate", st.calibrate, used=calibrating),
+        Stage("prune", st.prune, used=pruning),
+        Stage("pruned-eval", st.pruned_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(cfg(s))}),
+        Stage("truth-compare", truth.truth_compare, probing, lambda s: {"probe": cfg(s).probe}),
+        Stage("report", st.build_report, lambda s: s.plan.writes_report, timed=False),
+        Stage("save", st.save, lambda s: bool(cfg(s).save), lambda s: {"path": cfg(s).save}),
+        Stage("write-report", st.write_report, lambda s: s.plan.writes_report, timed=False),
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "STAGES":  # built on first use: the stage modules import numpy
+        return _stages()
+    raise AttributeError(name)
+
+
+def execute(plan: RunPlan, load: Callable[[RunConfig], Any] | None = None) -> RunState:
+    """Run every stage of :data:`STAGES` that applies to ``plan``, in order; return the final state
+    (``state.out``: the report directory of a run; ``state.pruning``: what was pruned).
+
+    ``load(config) -> LoadedModel`` replaces the load stage; a sweep passes one that loads the
+    model once and restores the dense weights for every later run.
+    """
+    seed_everything(plan.config.seed)
+    state = RunState(plan=plan, load=load)
+    for stage in _stages():
+        if not stage.applies(state):
+            continue
+        if stage.timed:
+            with plan.stage(stage.name, **stage.used(state)):
+                state = stage.run(state)
+        else:
+            state = stage.run(state)
+    return state

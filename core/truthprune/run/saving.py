@@ -1,0 +1,42 @@
+"""Save a pruned model as a standard ``save_pretrained`` safetensors checkpoint.
+
+Same config and vocabulary as the input (zeros stay in place; nothing is resized), plus
+``truthprune.json`` with the run config, versions, per-layer sparsities and seed. Written through
+:func:`truthprune.run.outputs.atomic_dir`, so an interrupted save leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .outputs import atomic_dir
+
+
+def environment_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in ("truthprune", "torch", "transformers", "datasets", "scikit-learn", "pydantic"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def save_pruned(model: Any, tokenizer: Any, out_dir: str | Path, metadata: dict[str, Any], overwrite: bool = False,
+                quantization: Any = None) -> Path:
+    """Write model + tokenizer + truthprune.json to ``out_dir`` atomically; return the path.
+
+    ``quantization`` (a :class:`truthprune.pruning.quantization.QuantizedLinears`) adds the sidecar
+    ``quantization.safetensors`` (codes, scales, zero-points), referenced from truthprune.json."""
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        meta = {"versions": environment_versions(), **metadata}
+        if quantization is not None:
+            meta["quantization"] = quantization.write(tmp, model)
+        (tmp / "truthprune.json").write_text(json.dumps(meta, indent=2, default=str))
+    return Path(out_dir)

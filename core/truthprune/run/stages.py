@@ -1,0 +1,381 @@
+"""The stages of a run, each a function RunState -> RunState (their order: :data:`truthprune.run.pipeline.STAGES`;
+the truth-feature stages are in :mod:`truthprune.run.truth_stages`).
+
+Dense-model results (perplexity, truth activations) are cached on disk keyed by the weights'
+fingerprint and the evaluation settings, so a sweep computes the dense baselines once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from .state import RunState
+from ..models.loading import LoadedModel, cache_root
+from ..models.support import selection_of
+
+log = logging.getLogger("truthprune.run")
+
+
+def _cached_json(kind: str, key: dict[str, Any], compute):
+    """Return the cached result for ``key`` or compute, store and return it."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    path = cache_root() / "results" / kind / f"{digest}.json"
+    if path.is_file():
+        log.info("%s: using cached result %s", kind, path)
+        return json.loads(path.read_text())
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # per process: parallel runs share the cache
+    tmp.write_text(json.dumps(value, default=str))
+    tmp.replace(path)
+    return value
+
+
+def load(cfg: RunConfig) -> LoadedModel:
+    from ..models.loading import load_model
+
+    loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+    ctx = loaded.max_context
+    if ctx is not None and cfg.seqlen > ctx:
+        from ..errors import UserError
+
+        raise UserError(f"--seqlen {cfg.seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
+    from ..models.bos import resolve_bos
+    from ..models.support import check_loaded
+
+    check_loaded(loaded.model, cfg)  # a .gguf / hub model's architecture and targets, before any work
+    resolve_bos(loaded.tokenizer, cfg.bos)  # --bos always without a BOS token fails here
+    return loaded
+
+
+def bos_rule(cfg: RunConfig, tokenizer):
+    """The run's resolved ``--bos`` rule (see :mod:`truthprune.models.bos`)."""
+    from ..models.bos import resolve_bos
+
+    return resolve_bos(tokenizer, cfg.bos)
+
+
+def calibration_context(cfg: RunConfig, tokenizer):
+    """What a pruner's auxiliary calibration streams may depend on (see Pruner.auxiliary_calibration)."""
+    from ..plugin.interfaces import CalibrationContext
+
+    return CalibrationContext(tokenizer=tokenizer, seed=cfg.seed, truth_data=cfg.truth_data, chat_template=cfg.chat_template)
+
+
+def convert(state: RunState) -> RunState:
+    """Stage ``convert-gguf``: first use of a .gguf / embedded model converts it once (cached)."""
+    from ..models.loading import resolve_model_path
+
+    resolve_model_path(state.plan.config.model)
+    return state
+
+
+def check_memory(state: RunState) -> RunState:
+    """Stage ``check-memory`` (``prune``): refuse before loading when weights + activations will not
+    fit (the error suggests --offload)."""
+    import dataclasses
+
+    from ..models.loading import resolve_dtype, resolve_model_path
+    from ..pruning.engine import memory as mem
+    from ..pruning.engine.distributed import data_parallel
+
+    plan = state.plan
+    cfg = plan.config
+    path = resolve_model_path(cfg.model)[0]
+    if not Path(path).exists():  # a hub id: one quick reachability check instead of transformers' retries
+        from ..models.formats import check_hub_reachable
+
+        check_hub_reachable(cfg.model)
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError):  # a hub id without network etc.: the load reports it properly
+        return state
+    nbytes = resolve_dtype(cfg.dtype, plan.device).itemsize
+    est = mem.estimate_memory(mem.ModelShape.from_config(config), cfg.nsamples, cfg.seqlen, cfg.batch_size,
+                              weight_bytes=nbytes, act_bytes=nbytes, world=data_parallel().world)
+    if plan.activations_dir is not None:
+        est = dataclasses.replace(est, activations=0)
+    log.info("%s", mem.check_memory(est, mem.available_memory(), offload=False))
+    return state
+
+
+def load_stage(state: RunState) -> RunState:
+    """Stage ``load``: the model and tokenizer (``state.load`` instead, e.g. a sweep's shared model)."""
+    cfg = state.plan.config
+    if state.plan.device is not None:  # prune resolves the device first (torchrun: one per rank)
+        cfg = cfg.model_copy(update={"device": state.plan.device})
+    return state.but(loaded=(state.load or load)(cfg))
+
+
+def calibrate(state: RunState) -> RunState:
+    """Stage ``calibrate``: nsamples windows from the sources, plus a pruner's auxiliary streams."""
+    from ..calibration.windows import attach_auxiliary, load_calibration
+
+    plan, loaded = state.plan, state.loaded
+    cfg = plan.config
+    for src in plan.sources:
+        if src.needs_model:
+            src.model = loaded.model
+    calib = load_calibration(plan.sources, loaded.tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed,
+                             bos=bos_rule(cfg, loaded.tokenizer).window_bos)
+    calib = attach_auxiliary(calib, plan.pruner, calibration_context(cfg, loaded.tokenizer))
+    log.info("calibration: %s", calib.description)
+    return state.but(calibration=calib)
+
+
+def prune(state: RunState) -> RunState:
+    """Stage ``prune``: the engine (or structured pruning) on the loaded model, in place."""
+    from ..pruning.engine.distributed import data_parallel
+    from ..pruning.engine.sequential import EngineSetup, ResidentLayers, prune_model, run_engine
+
+    plan, model = state.plan, state.loaded.model
+    cfg = plan.config
+    dp = data_parallel()
+    quiet = cfg.quiet or not dp.is_writer
+    quantized = None
+    if plan.quantizer is not None:  # where the engine leaves the codes (saved as the sidecar by --save)
+        from ..pruning.quantization import QuantizedLinears
+
+        quantized = QuantizedLinears(plan.quantizer)
+    if getattr(plan.pruner, "structured", False):  # whole units removed, config rewritten
+        from ..pruning.structured import prune_structured
+
+        report = prune_structured(model, state.calibration, plan.pruner, cfg.sparsity, batch_size=cfg.batch_size, quiet=quiet)
+    else:
+        args = (state.calibration, plan.pruner, plan.allocator, cfg.sparsity)
+        kw = {"nm": cfg.nm_tuple, "truth_profile": state.profile_values, "quantizer": plan.quantizer, "quant_store": quantized}
+        if plan.activations_dir is None:
+            report = prune_model(model, *args, batch_size=cfg.batch_size, quiet=quiet, selection=selection_of(cfg), **kw)
+        else:  # the layer activations memory-mapped from files
+            from ..models.adapter import decoder_layers
+
+            setup = EngineSetup(device=next(model.parameters()).device, batch_size=cfg.batch_size, quiet=quiet, dp=dp,
+                                activations_dir=plan.activations_dir, selection=selection_of(cfg))
+            report = run_engine(model, ResidentLayers(decoder_layers(model)), *args, setup, **kw)
+    state.loaded.invalidate_fingerprint()
+    return state.but(pruning=report, quantized=quantized)
+
+
+# ------------------------------------------------------------------------- evaluation
+
+
+def ppl_windows(cfg: RunConfig) -> int | None:
+    from ..eval.perplexity import default_max_windows
+
+    return default_max_windows(cfg.ppl_data, cfg.ppl_max_windows)
+
+
+def eval_ppl(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str, Any]:
+    from ..eval.perplexity import load_eval_text, perplexity
+
+    max_windows = ppl_windows(cfg)
+    rule = bos_rule(cfg, loaded.tokenizer)
+    key = {"fp": fingerprint, "data": cfg.ppl_data, "seqlen": cfg.seqlen, "max_windows": max_windows, "bos": rule.window_bos}
+
+    def compute():
+        ids = load_eval_text(cfg.ppl_data, loaded.tokenizer, rule)
+        return perplexity(loaded.model, ids, cfg.seqlen, batch_size=cfg.batch_size, max_windows=max_windows,
+                          bos_id=rule.window_bos)
+
+    return _cached_json("ppl", key, compute)
+
+
+def eval_truthfulqa(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str, Any]:
+    from ..eval.truthfulqa import evaluate_truthfulqa
+
+    bos = bos_rule(cfg, loaded.tokenizer).window_bos
+    key = {"fp": fingerprint, "data": cfg.truthfulqa_data, "limit": cfg.truthfulqa_limit, "seed": cfg.seed, "bos": bos}
+    return _cached_json(
+        "truthfulqa",
+        key,
+        lambda: evaluate_truthfulqa(loaded.model, loaded.tokenizer, data=cfg.truthfulqa_data, limit=cfg.truthfulqa_limit,
+                                    batch_size=cfg.batch_size, bos=bos),
+    )
+
+
+def _evaluate(state: RunState, role: str) -> tuple[dict[str, Any], RunState]:
+    """Perplexity, TruthfulQA, truthfulness and lm-eval of the loaded model (the probe protocol has
+    its own stages: :mod:`truthprune.run.truth_stages`)."""
+    cfg, loaded = state.plan.config, state.loaded
+    fingerprint = loaded.fingerprint
+    out: dict[str, Any] = {}
+    if "ppl" in cfg.eval:
+        out["ppl"] = eval_ppl(cfg, loaded, fingerprint)
+        log.info("%s perplexity: %.3f", role, out["ppl"]["ppl"])
+    if "truthfulqa" in cfg.eval:
+        out["truthfulqa"] = eval_truthfulqa(cfg, loaded, fingerprint)
+        log.info("%s TruthfulQA MC1 %.3f MC2 %.3f", role, out["truthfulqa"]["mc1"], out["truthfulqa"]["mc2"])
+    if "truthfulness" in cfg.eval:
+        from .truthfulness_stage import truthfulness
+
+        out["truthfulness"], state = truthfulness(state, role)
+    if cfg.lm_eval_tasks:
+        from ..eval.lm_eval_bridge import evaluate as lm_eval_evaluate
+
+        failed = dict(state.lm_eval_failed)
+        out["lm_eval"] = lm_eval_evaluate(cfg, state.plan.lm_eval_skipped, failed, loaded, fingerprint, role, _cached_json)
+        state = state.but(lm_eval_failed=failed)
+    return out, state
+
+
+def dense_eval(state: RunState) -> RunState:
+    """Stage ``dense-eval``: the dense model's metrics (cached on disk by its weights' fingerprint)."""
+    results, state = _evaluate(state, "dense")
+    return state.but(dense=results)
+
+
+def pruned_eval(state: RunState) -> RunState:
+    """Stage ``pruned-eval``: the same metrics on the pruned model."""
+    results, state = _evaluate(state, "pruned")
+    return state.but(pruned=results)
+
+
+# ------------------------------------------------------------------------- report and save
+
+
+def alternative_allocations(plan, prune_report, truth_profile) -> dict[str, list[float]]:
+    """What every installed allocator would have chosen from this run's statistics (for the
+    report's allocation plot); only those whose inputs the run measured: the truth profile, and
+    for a dense-pass allocator the per-layer signals it declares (``layer_signals``) among the
+    pruning diagnostics (e.g. OWL's outlier ratios when the run used an outlier allocator)."""
+    from ..plugin.contracts import check_allocation
+    from ..errors import PluginContractError, UserError
+    from ..plugin.interfaces import LayerInfo
+    from ..plugin.registry import get_registry
+
+    reg = get_registry()
+    n = len(prune_report.allocation)
+    signals = {k: v for k, v in prune_report.diagnostics.items() if isinstance(v, list) and len(v) == n}
+    info = LayerInfo(num_layers=n, params_per_layer=[layer.params for layer in prune_report.layers],
+                     truth_profile=truth_profile, extras=signals)
+    out = {plan.allocator.name: prune_report.allocation}
+    for name in reg.names("allocator"):
+        if name in out:
+            continue
+        cls = reg.get("allocator", name)
+        measured = not cls.needs_dense_pass or (cls.layer_signals and all(k in signals for k in cls.layer_signals))
+        if not measured or (cls.needs_truth_profile and truth_profile is None):
+            continue
+        fields = getattr(cls.Config, "model_fields", {})
+        opts = {k: v for k, v in plan.config.allocator_options.items() if k in fields}
+        try:
+            inst = cls(opts)
+            out[name] = check_allocation(inst, inst.allocate(plan.config.sparsity, info), n)
+        except (UserError, PluginContractError) as err:  # only a plot line: the run itself is fine
+            log.info("allocation %s not shown: %s", name, err)
+    return out
+
+
+def build_report(state: RunState) -> RunState:
+    """Stage ``report``: report.json's content (rendered and written by ``write-report``)."""
+    from .saving import environment_versions
+
+    plan, loaded, prune_report = state.plan, state.loaded, state.pruning
+    cfg = plan.config
+    profile = state.profile_values
+    report = {
+        "allocations": alternative_allocations(plan, prune_report, profile) if not (cfg.nm or getattr(prune_report, "structure", None)) else {},
+        "truth_profile_sets": None if state.truth_profile is None else state.truth_profile.sets,
+        "truthprune_report": 1,
+        "config": cfg.model_dump(),
+        "model": {"spec": cfg.model, "path": loaded.path, "kind": loaded.kind, "device": loaded.device,
+                  "layers": len(prune_report.allocation), "dtype": str(loaded.model.dtype).replace("torch.", "")},
+        "versions": environment_versions(),
+        "seed": cfg.seed,
+        "bos": bos_rule(cfg, loaded.tokenizer).as_dict(),
+        "calibration": calibration_summary(cfg, state.calibration),
+        "pruning": {**prune_report.as_dict(), "pruner": plan.pruner.name, "allocator": plan.allocator.name},
+        "truth_profile": profile,
+        "dense": state.dense,
+        "pruned": state.pruned,
+        "stages": plan.stages,  # the plan's stage log: later stages (save) still land in it
+        "timings": plan.timings,
+    }
+    return state.but(report=report)
+
+
+def calibration_summary(cfg: RunConfig, calib) -> dict[str, Any]:
+    """The report's and truthprune.json's "calibration": sources, sizes and what was drawn."""
+    return {"sources": cfg.calibration, "nsamples": cfg.nsamples, "seqlen": cfg.seqlen, "description": calib.description}
+
+
+def checkpoint_metadata(state: RunState) -> dict[str, Any]:
+    """truthprune.json of a checkpoint saved by ``run`` (the whole config) or ``prune`` (no evaluation settings)."""
+    from ..pruning.engine.distributed import data_parallel
+
+    plan, loaded = state.plan, state.loaded
+    cfg = plan.config
+    bos = bos_rule(cfg, loaded.tokenizer).as_dict()
+    if plan.writes_report:
+        meta = {"config": cfg.model_dump(), "seed": cfg.seed, "calibration": calibration_summary(cfg, state.calibration), "bos": bos}
+        return {**meta, **pruning_metadata(plan, state.pruning, None, full=False)}
+    meta = prune_metadata(cfg, "memory", data_parallel().world, loaded.path, calibration_summary(cfg, state.calibration))
+    return {**meta, "bos": bos, **pruning_metadata(plan, state.pruning, state.profile_values)}
+
+
+def prune_metadata(cfg: RunConfig, mode: str, world: int, path: Any, calibration: dict[str, Any]) -> dict[str, Any]:
+    """How ``prune`` made a checkpoint (in memory or --offload): its settings without the evaluation ones."""
+    return {
+        "command": "prune",
+        "mode": mode,
+        "world_size": world,
+        "config": {k: v for k, v in cfg.model_dump().items() if k not in EVAL_KEYS and not k.startswith("lm_eval")},
+        "seed": cfg.seed,
+        "model": {"spec": cfg.model, "path": str(path)},
+        "calibration": calibration,
+    }
+
+
+def pruning_metadata(plan, report, truth_profile: list[float] | None, full: bool = True) -> dict[str, Any]:
+    """What only the finished prune knows: per-layer sparsities, the allocation (and with ``full``
+    the whole pruning report and the truth profile)."""
+    out: dict[str, Any] = {
+        "per_layer_sparsity": [layer.achieved for layer in report.layers],
+        "allocation": report.allocation,
+        "overall_sparsity": report.overall,
+    }
+    if full:
+        out["pruning"] = {**report.as_dict(), "pruner": plan.pruner.name, "allocator": plan.allocator.name}
+        out["truth_profile"] = truth_profile
+    return out
+
+
+# evaluation-only settings left out of a ``prune`` checkpoint's truthprune.json
+EVAL_KEYS = ("eval", "ppl_data", "ppl_max_windows", "truthfulqa_data", "truthfulqa_limit", "probe", "probe_options", "out")
+
+
+def save(state: RunState) -> RunState:
+    """Stage ``save``: the pruned model + tokenizer + truthprune.json (+ quantization sidecar), atomically;
+    under torchrun rank 0 writes and every rank waits for it."""
+    from ..pruning.engine.distributed import data_parallel
+    from .saving import save_pruned
+
+    cfg = state.plan.config
+    dp = data_parallel()
+    if dp.is_writer:
+        save_pruned(state.loaded.model, state.loaded.tokenizer, cfg.save, checkpoint_metadata(state),
+                    overwrite=cfg.overwrite, quantization=state.quantized)
+    dp.barrier()
+    if state.report is None:
+        return state
+    return state.but(report={**state.report, "saved_model": str(Path(cfg.save).resolve())})
+
+
+def write_report(state: RunState) -> RunState:
+    """Stage ``write-report``: report.json, report.md and the plots, into a temporary directory renamed to --out."""
+    from ..reporting.report import render_report
+    from .outputs import atomic_dir
+
+    cfg = state.plan.config
+    with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+        (tmp / "report.json").write_text(json.dumps(state.report, indent=2, default=str))
+        render_report(state.report, tmp)
+    return state.but(out=Path(cfg.out))

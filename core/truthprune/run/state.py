@@ -1,0 +1,70 @@
+"""What a run has computed so far: :class:`RunState`, the one value every stage reads and returns.
+
+Why a typed state instead of a dict on the plan: each field says which stage fills it and which
+stages read it, so following a run means reading :data:`truthprune.run.pipeline.STAGES` top to
+bottom; nothing is left as a placeholder to be filled in by a later stage. The state is frozen:
+a stage returns a new state (``state.but(field=value)``) instead of mutating the one it got.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch-heavy types: only for annotations
+    import numpy as np
+
+    from ..models.loading import LoadedModel
+    from ..plugin.interfaces import CalibrationSamples
+    from ..pruning.engine.sequential import PruneReport
+    from ..pruning.quantization import QuantizedLinears
+    from ..truth.datasets import StatementSet
+    from .pipeline import RunPlan
+
+
+@dataclass(frozen=True)
+class TruthSets:
+    """The true/false statement sets of a run (loaded or generated once) and where they came from."""
+
+    sets: list[StatementSet]
+    description: str
+
+
+@dataclass(frozen=True)
+class TruthProfile:
+    """The dense model's normalised per-layer truth separation (for allocators that ask for it)."""
+
+    values: list[float]
+    sets: list[str]  # the statement sets it was computed on
+
+
+@dataclass(frozen=True)
+class RunState:
+    """Everything a run has produced so far. Stages fill fields in this order (pipeline.STAGES)."""
+
+    plan: RunPlan
+    load: Callable[[Any], LoadedModel] | None = None  # replaces the load stage (a sweep's shared model)
+    loaded: LoadedModel | None = None  # load
+    dense: dict[str, Any] = field(default_factory=dict)  # dense-eval (+ dense-vs-pruned: "probe")
+    truth_sets: TruthSets | None = None  # dense-truth / truth-profile, whichever runs first
+    dense_acts: dict[str, np.ndarray] | None = None  # dense-truth: activations per statement set
+    truth_profile: TruthProfile | None = None  # truth-profile
+    calibration: CalibrationSamples | None = None  # calibrate
+    pruning: PruneReport | None = None  # prune
+    quantized: QuantizedLinears | None = None  # prune, with --quantizer: the codes --save writes
+    pruned: dict[str, Any] = field(default_factory=dict)  # pruned-eval (+ dense-vs-pruned: "probe")
+    truthfulness_items: tuple[Any, Any] | None = None  # --eval truthfulness: (items, notes), loaded once
+    lm_eval_failed: dict[str, str] = field(default_factory=dict)  # task -> reason; not retried after the dense model
+    report: dict[str, Any] | None = None  # report (+ save: "saved_model")
+    out: Path | None = None  # write-report: the report directory
+
+    def but(self, **changes: Any) -> RunState:
+        """A copy with ``changes`` applied (the state itself is never mutated)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def profile_values(self) -> list[float] | None:
+        return None if self.truth_profile is None else self.truth_profile.values

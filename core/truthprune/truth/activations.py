@@ -1,0 +1,246 @@
+"""Last-token residual-stream activations of every decoder layer (reference 10.1), batched and cached.
+
+What is captured: the output hidden state of decoder layer l (the residual stream after the
+block) at the statement's last real token, via forward hooks on the decoder layers. Not
+``output_hidden_states``: its last element has the final norm applied, which the probes and the
+separation profile must not see.
+
+Input: each statement encoded alone (no system prompt), with a BOS token prepended when the
+tokenizer does not add one itself (``add_bos``; SmolLM2's tokenizer adds none, and the reference
+always feeds a BOS). Why BOS by default: the first position of a decoder acts as an attention
+sink with huge activations; with a BOS that role goes to a fixed token instead of the statement's
+first word, so the statement's own tokens are processed as in normal use. ``chat_template=True``
+instead wraps each statement as a user turn of the tokenizer's chat template (trailing whitespace
+removed, so the last token is the end-of-turn marker).
+
+Batching: statements are sorted by length, RIGHT-padded and run with an attention mask. With
+right padding the real tokens keep positions 0..len-1 and never attend to padding (causal
+mask), so the gathered last-token vectors equal the batch-size-1 ones up to float rounding
+(tested to 1e-4 relative). Layers past the deepest requested one are not run.
+
+Cache: ``extract_last_token(..., fingerprint=...)`` stores the result under the cache directory,
+keyed by the model fingerprint, the statements' hash, the layers and the options, so the dense
+baseline of a dataset is computed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..models.bos import tokenizer_adds_bos  # one BOS rule for the whole package (re-exported here)
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+
+
+class _StopForward(Exception):
+    """Raised by the hook of the deepest requested layer: the rest of the model is not needed."""
+
+
+def default_cache_dir() -> Path:
+    """``<truthprune cache root>/activations`` (``$TRUTHPRUNE_CACHE`` or ``~/.cache/truthprune``)."""
+    from ..models.loading import cache_root
+
+    return cache_root() / "activations"
+
+
+def resolve_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
+    """Normalise layer indices (negative counts from the end); None means all layers."""
+    if layers is None:
+        return list(range(n_layers))
+    out = []
+    for layer in layers:
+        idx = layer + n_layers if layer < 0 else layer
+        if not 0 <= idx < n_layers:
+            raise UserError(f"layer {layer} does not exist; the model has decoder layers 0..{n_layers - 1}")
+        out.append(idx)
+    if len(set(out)) != len(out):
+        raise UserError(f"layers {list(layers)} name a layer twice")
+    return out
+
+
+def encode_statements(
+    tokenizer: Any, statements: Sequence[str], chat_template: bool = False, add_bos: bool = True
+) -> list[list[int]]:
+    """Token ids of each statement alone, as :func:`extract_last_token` feeds them."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if add_bos and bos is None:
+        log.warning("the tokenizer has no BOS token; statements are encoded without one")
+    encoded = []
+    for s in statements:
+        if chat_template:
+            if not getattr(tokenizer, "chat_template", None):
+                raise UserError("--chat-template was given but the tokenizer has no chat template; drop the flag")
+            text = tokenizer.apply_chat_template([{"role": "user", "content": s}], tokenize=False).rstrip()
+            ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        else:
+            ids = list(tokenizer(s)["input_ids"])
+        if add_bos and bos is not None and (not ids or ids[0] != bos):
+            ids = [bos, *ids]
+        if not ids:
+            raise UserError(f"statement {s!r} encodes to no tokens")
+        encoded.append(ids)
+    return encoded
+
+
+def _decoder_layers(model: Any):
+    from ..models.adapter import decoder_layers
+
+    return decoder_layers(model)
+
+
+def cache_key(fingerprint: str, content_hash: str, layers: Sequence[int], chat_template: bool, add_bos: bool, dtype: str) -> str:
+    payload = {
+        "format": CACHE_FORMAT,
+        "model": fingerprint,
+        "data": content_hash,
+        "layers": list(layers),
+        "chat_template": bool(chat_template),
+        "add_bos": bool(add_bos),
+        "dtype": dtype,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:40]
+
+
+def right_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
+    """Token-id lists right-padded into (ids, attention mask) LongTensors [len(seqs), longest].
+
+    Why: every batched last-token read (statements here, TruthfulQA prompts in
+    :mod:`truthprune.eval.truthfulness`) pads the same way, so row r's last real token is
+    ``mask[r].sum() - 1``."""
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, : len(s)] = torch.tensor(s)
+        mask[r, : len(s)] = 1
+    return ids, mask
+
+
+def _run_batches(model, layer_modules, layer_idx, encoded, batch_size, device, pad_id, quiet) -> np.ndarray:
+    import torch
+
+    n = len(encoded)
+    order = sorted(range(n), key=lambda i: (len(encoded[i]), i))
+    out: np.ndarray | None = None
+    captured: dict[int, Any] = {}
+    last_pos: list[Any] = [None]
+    deepest = max(layer_idx)
+
+    def make_hook(slot: int, layer: int):
+        def hook(_module, _inputs, output):
+            hidden = output[0] if isinstance(output, (tuple, list)) else output
+            rows = torch.arange(hidden.shape[0], device=hidden.device)
+            captured[slot] = hidden[rows, last_pos[0]].detach().float().cpu().numpy()
+            if layer == deepest:
+                raise _StopForward
+
+        return hook
+
+    handles = [layer_modules[layer].register_forward_hook(make_hook(k, layer)) for k, layer in enumerate(layer_idx)]
+    progress = None
+    try:
+        if not quiet:
+            from rich.progress import Progress
+
+            progress = Progress(transient=True)
+            progress.start()
+            task = progress.add_task("extracting activations", total=n)
+        with torch.inference_mode():
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                ids, mask = right_pad([encoded[i] for i in idx], pad_id)
+                last_pos[0] = (mask.sum(1) - 1).to(device)
+                captured.clear()
+                try:
+                    model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
+                except _StopForward:
+                    pass
+                if out is None:
+                    d = captured[0].shape[-1]
+                    out = np.empty((len(layer_idx), n, d), dtype=np.float32)
+                for k in range(len(layer_idx)):
+                    out[k, idx] = captured[k]
+                if progress is not None:
+                    progress.update(task, advance=len(idx))
+    finally:
+        for h in handles:
+            h.remove()
+        if progress is not None:
+            progress.stop()
+    assert out is not None
+    return out
+
+
+def extract_last_token(
+    model: Any,
+    tokenizer: Any,
+    statements: Sequence[str],
+    layers: Sequence[int] | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
+    chat_template: bool = False,
+    add_bos: bool = True,
+    fingerprint: str | None = None,
+    cache_dir: str | Path | None = None,
+    quiet: bool = True,
+) -> np.ndarray:
+    """Activations [n_layers, n, d] float32 of each requested decoder layer at the last token.
+
+    ``layers`` (None = all, negative = from the end) are returned in the order given.
+    ``fingerprint`` (e.g. ``LoadedModel.fingerprint``) enables the disk cache in ``cache_dir``
+    (default :func:`default_cache_dir`); without it nothing is cached.
+    """
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    statements = list(statements)
+    if not statements:
+        raise UserError("no statements to extract activations for")
+    modules = _decoder_layers(model)
+    layer_idx = resolve_layers(layers, len(modules))
+    dtype = str(next(model.parameters()).dtype)
+    path = None
+    if fingerprint is not None:
+        from .datasets import statements_hash
+
+        key = cache_key(fingerprint, statements_hash(statements), layer_idx, chat_template, add_bos, dtype)
+        path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        path = path / f"{key}.npy"
+        if path.is_file():
+            arr = np.load(path)
+            if arr.shape[:2] == (len(layer_idx), len(statements)):
+                log.info("activations from cache %s", path)
+                return arr
+            log.warning("ignoring cache file %s with unexpected shape %s", path, arr.shape)
+    dev = device or str(next(model.parameters()).device)
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    if pad_id is None:
+        pad_id = getattr(tokenizer, "eos_token_id", None) or 0
+    encoded = encode_statements(tokenizer, statements, chat_template=chat_template, add_bos=add_bos)
+    was_training = model.training
+    model.eval()
+    try:
+        acts = _run_batches(model, modules, layer_idx, encoded, batch_size, dev, pad_id, quiet)
+    finally:
+        model.train(was_training)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(tmp, acts)
+        os.replace(tmp, path)
+    return acts
+
+
+__all__ = ["extract_last_token", "encode_statements", "tokenizer_adds_bos", "resolve_layers", "default_cache_dir"]

@@ -1,1 +1,0 @@
-"""Logistic-regression truth probe for truthprune (registered as probe ``logreg``)."""
