@@ -1,7 +1,8 @@
 # truthprune developer commands. `make run` and `make test` are the README's first two commands.
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
-PLUGINS := $(wildcard plugins/pruners/truthprune-* plugins/probes/truthprune-* plugins/calibration/truthprune-* plugins/quantizers/truthprune-*)
+# every plugin distribution (a folder with a pyproject.toml; leftovers of removed ones, e.g. egg-info, are not)
+PLUGINS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/truthprune-*/pyproject.toml))
 STAMP := .setup.stamp
 
 .PHONY: setup setup-gemma run test test-fast clean-cache
