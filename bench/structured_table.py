@@ -71,7 +71,7 @@ def main() -> None:
             tag = f"{imp}-{pct}"
             for suffix, label in (("", f"{imp} {pct} %"), ("-lora", f"{imp} {pct} % + LoRA")):
                 rows.append(row(label, out / f"{tag}{suffix}", checkpoint_params(models / f"{tag}{suffix}")))
-    head = ["model", "parameters", "ppl (16 windows)", "probe acc, best layer (cities)", "TruthfulQA MC1 / MC2 (150 q)"]
+    head = ["model", "parameters", "ppl (16 windows)", "probe acc, best layer (cities + neg_cities)", "TruthfulQA MC1 / MC2 (150 q)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows if r]
     print("\n".join(lines))
