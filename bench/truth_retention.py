@@ -176,7 +176,7 @@ def dense_stage(args, sets, topics, identity) -> tuple[dict, dict]:
     dense = S.load_matching(out / "dense.json", identity)
     if dense is not None and (out / "dense_probes.pkl").is_file():
         probes = S.read_pickle(out / "dense_probes.pkl")
-        if probes.get("identity_hash") == dense["identity_hash"]:
+        if probes is not None and probes.get("identity_hash") == dense["identity_hash"]:
             say("dense: reusing dense.json")
             return dense, probes["probes"]
     import truthprune

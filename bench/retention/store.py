@@ -40,8 +40,13 @@ def write_pickle(path: str | Path, obj: Any) -> None:
 
 
 def read_pickle(path: str | Path) -> Any:
-    with open(path, "rb") as fh:
-        return pickle.load(fh)
+    """The pickled object, or None when it cannot be read back (a pickle names the modules of its
+    classes, so one written before a module moved no longer loads): the caller recomputes it."""
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    except (OSError, EOFError, pickle.UnpicklingError, ImportError, AttributeError):
+        return None
 
 
 def load_matching(path: str | Path, identity: Any) -> dict | None:
