@@ -45,6 +45,18 @@ def _dir(rel: str, files: dict[str, str] | None = None):
     return setup
 
 
+def _marked(rel: str, kind: str = "prune", files: dict[str, str] | None = None):
+    """setup: a previous truthprune output (a directory with its output marker) at {C}/REL."""
+
+    def setup(ctx):
+        from truthprune.run.markers import write_marker
+
+        _dir(rel, files)(ctx)
+        write_marker(ctx.case / rel, kind)
+
+    return setup
+
+
 def _file(rel: str, text: str = "previous file"):
     def setup(ctx):
         (ctx.case / rel).write_text(text)
@@ -256,17 +268,17 @@ def interrupt_rows() -> list[Case]:
              patch=_patch("truthprune.reporting.plots.report_plots", _swallowed)),
         Case("interrupt/report-sigterm", ["report", "{C}/r"], setup=_copy_run("r"), code=143, keep=["r"],
              patch=_patch("truthprune.reporting.plots.report_plots", _terminated)),
-        Case("interrupt/run-sigterm-overwrite-save", [*RUN, *OUT, "--save", "{C}/s", "--overwrite"], setup=_dir("s"),
+        Case("interrupt/run-sigterm-overwrite-save", [*RUN, *OUT, "--save", "{C}/s", "--overwrite"], setup=_marked("s"),
              code=143, keep=["s"], absent=["out"], plan_time=False,
              patch=_patch("truthprune.run.saving.environment_versions", _terminated)),
         Case("interrupt/report-swallowed-interrupt", ["report", "{C}/r"], setup=_copy_run("r"), code=130, keep=["r"],
              patch=_patch("truthprune.reporting.plots.report_plots", _swallowed)),
         Case("interrupt/compare-overwrite", ["compare", "{C}/r", "{D}/run_good", "--out", "{C}/x", "--overwrite"],
-             setup=_both(_copy_run("r"), _dir("x")), code=130, keep=["x"],
+             setup=_both(_copy_run("r"), _marked("x", "compare")), code=130, keep=["x"],
              patch=_patch("truthprune.reporting.compare.compare_markdown", _raise_interrupt)),
         Case("interrupt/run-overwrite-report", [*RUN, "--out", "{C}/r", "--overwrite"], setup=_copy_run("r"), code=130,
              keep=["r"], plan_time=False, patch=_patch("truthprune.reporting.report.render_report", _raise_interrupt)),
-        Case("interrupt/run-overwrite-save", [*RUN, *OUT, "--save", "{C}/s", "--overwrite"], setup=_dir("s"), code=130,
+        Case("interrupt/run-overwrite-save", [*RUN, *OUT, "--save", "{C}/s", "--overwrite"], setup=_marked("s"), code=130,
              keep=["s"], absent=["out"], plan_time=False, patch=_patch("truthprune.run.saving.environment_versions", _raise_interrupt)),
     ]
 

@@ -79,6 +79,18 @@ _EXPORTS: dict[str, str] = {
     "prune_structured": "pruning.structured",
     # writing checkpoints: refuse an existing target at plan time, save model + tokenizer + metadata atomically
     "check_target": "run.outputs",
+    # every output carries a marker of its kind; --overwrite replaces only marked outputs (docs/reliability.md)
+    "atomic_dir": "run.outputs",
+    "write_marker": "run.outputs",
+    "json_marker": "run.outputs",
+    "png_metadata": "run.outputs",
+    "write_json_atomic": "run.outputs",
+    # the inputs of the running command: no output may be or contain one of them
+    "declare_inputs": "run.outputs",
+    "check_work_dir": "run.outputs",  # a scratch directory of a command (finetune --checkpoint-dir)
+    "read_marker": "run.outputs",
+    "OUTPUT_MARKER": "run.markers",
+    "model_input_paths": "models.loading",
     "save_pruned": "run.saving",
     "PruneReport": "pruning.engine.sequential",
     "BlockContext": "pruning.engine.block",  # what a block-aware pruner (uses_block) sees per decoder layer

@@ -119,7 +119,7 @@ def probe_command(
     """Train a truth probe on every decoder layer: held-out and cross-topic accuracy, separation."""
     from ..run.config import parse_options
     from ..models.formats import check_model_spec
-    from ..run.outputs import atomic_file, check_writable, prepare_output, resolve_target
+    from ..run.outputs import atomic_file, check_writable, prepare_output, resolve_target, write_json_atomic
     from ..truth.probing.protocol import probe_factory, run_probe_protocol
     from ..truth.probing.runner import extract_statement_sets, load_truth_sets
 
@@ -131,22 +131,32 @@ def probe_command(
     check_device(device)
     check_seed(seed)
     check_model_spec(model, allow_pickle=allow_pickle)
+    if not 0.0 < test_fraction < 1.0:
+        raise UserError(f"--test-fraction {test_fraction} must lie strictly between 0 and 1, e.g. 0.2")
+    from ..models.loading import model_input_paths
+    from ..run.outputs import declare_inputs
+
+    declare_inputs([*model_input_paths(model), ("--truth-data", truth_data)])  # no output may replace them
     if plot:
         check_writable(resolve_target(plot, "--plot"), "--plot")
     options = parse_options(probe_opt, "--probe-opt")
     probe_factory(probe, options)  # unknown probe / bad option: fail before loading the model
     layer_list = parse_layers(layers)
     gen_layers = _gen_layers(generalization_layers)
+    from ..models.support import check_layer_indices
+
+    check_layer_indices(model, layer_list, "--layers")
+    if isinstance(gen_layers, list):
+        check_layer_indices(model, gen_layers, "--generalization-layers")
     sets, source = load_truth_sets(
         truth_data, _split_names(datasets), seed=seed, duplicates="keep" if allow_duplicates else "consistent",
         strict=strict or None,
     )
     if out:  # checked and locked now: an unwritable or existing --out fails before the extraction
-        from ..run.checks import check_inputs_survive
-
-        inputs = [(flag, p) for flag, p in (("--model", model), ("--truth-data", truth_data)) if p and os.path.exists(p)]
-        check_inputs_survive(out, "--out", inputs)
         prepare_output(out, overwrite, wait=wait, kind="file", what="--out")
+    plot_files = [os.path.join(plot, f"probe_{probe}_{n}.png") for n in ("accuracy", "separation")] if plot else []
+    for f in plot_files:  # each plot is an output of its own: same rule as --out
+        prepare_output(f, overwrite, wait=wait, kind="file", what="--plot")
     typer.echo(f"data: {source}: {', '.join(f'{s.name} ({len(s)})' for s in sets)}", err=True)
     from ..models.loading import load_model
     from ..truth.activations import resolve_layers
@@ -192,11 +202,20 @@ def probe_command(
     )
     _print_table(result, source)
     if out:
-        with atomic_file(out, overwrite=overwrite, what="--out") as tmp:
-            tmp.write_text(json.dumps(result, indent=2))
+        write_json_atomic(out, result, "probe", overwrite=overwrite, what="--out", wait=wait)
         typer.echo(f"wrote {out}", err=True)
     if plot:
+        import shutil
+        import tempfile
+
         from ..truth.probing.plots import plot_protocol
 
-        for p in plot_protocol(result, plot, prefix=f"probe_{probe}"):
-            typer.echo(f"wrote {p}", err=True)
+        scratch = tempfile.mkdtemp(prefix=".truthprune-plots-")
+        try:
+            drawn = plot_protocol(result, scratch, prefix=f"probe_{probe}")
+            for src, dst in zip(drawn, plot_files):
+                with atomic_file(dst, overwrite=overwrite, wait=wait, what="--plot") as tmp:
+                    shutil.copyfile(src, tmp)
+                typer.echo(f"wrote {dst}", err=True)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)

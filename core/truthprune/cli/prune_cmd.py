@@ -71,7 +71,10 @@ def _plan(flags: dict[str, Any]):
     from ..errors import UserError
     from ..run.pipeline import plan_run
 
+    from ..run.outputs import declare_inputs
+
     config_file = flags.pop("config")
+    declare_inputs([("--config", config_file)])  # no output of this command may replace it
     overrides = _overrides(**flags)  # prune has no probe or evaluation flags: those stay unset
     overrides["eval"] = []  # nothing is evaluated, whatever a --config file asks for
     overrides["lm_eval_tasks"] = []
@@ -217,7 +220,15 @@ def prune_command(**flags: Any) -> None:
         raise UserError(f"structured pruner {plan.pruner.name!r} needs the whole model in memory (gradients through all "
                         "layers); drop --offload/--activations-dir")
     if acts_dir is not None and not Path(acts_dir).is_dir():
-        raise UserError(f"--activations-dir {acts_dir!r} is not an existing directory; create it first (on a disk with room)")
+        from ..run.markers import describe
+
+        raise UserError(f"--activations-dir {acts_dir!r} {describe(acts_dir)}; give an existing directory (on a disk with room)")
+    if acts_dir is not None:
+        from ..run.targets import contains
+
+        if contains(plan.config.save, acts_dir) or contains(acts_dir, plan.config.save):
+            raise UserError(f"--activations-dir {acts_dir!r} and --save {plan.config.save!r} overlap; the activation files "
+                            "would be written into the checkpoint (or the reverse): give them separate directories")
     path = _check_offload(plan) if offload else None
 
     from ..pruning.engine.distributed import init_distributed

@@ -48,8 +48,9 @@ def compare_command(
     if len(runs) < 2:
         raise UserError("compare needs at least two run directories, e.g. truthprune compare runs/a runs/b")
     if out is not None:  # plan time: writable, not one of the runs, locked until written
-        from ..run.outputs import check_disjoint, prepare_output
+        from ..run.outputs import check_disjoint, declare_inputs, prepare_output
 
+        declare_inputs([("run directory", run) for run in runs])
         for run in runs:
             check_disjoint(out, "--out", run, "run directory")
         prepare_output(out, overwrite, what="--out")
@@ -83,7 +84,7 @@ def sweep_command(**flags: Any) -> None:
 
     from ..reporting.compare import load_runs, rich_table, summary
     from ..errors import UserError
-    from ..run.sweep import parse_sparsities, plan_sweep, run_sweep, split_list
+    from ..run.sweep import mark_sweep, parse_sparsities, plan_sweep, run_sweep, split_list
 
     pruners = split_list(flags.pop("pruner"), "--pruner")
     sparsities = parse_sparsities(flags.pop("sparsity"))
@@ -104,6 +105,7 @@ def sweep_command(**flags: Any) -> None:
         logger = logging.getLogger("truthprune")
         logger.setLevel(min(logger.level or logging.INFO, logging.INFO))
     compare_dir = run_sweep(points, Path(out) / "compare")
+    mark_sweep(out)
     runs = load_runs([p.out for p in points])
     header, rows, _ = summary(runs)
     _console().print(rich_table(header, rows, f"truthprune sweep: {len(runs)} runs in {out}"))

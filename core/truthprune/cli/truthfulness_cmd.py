@@ -20,18 +20,18 @@ from .eval_cmd import _DEFAULTS, _MODEL_HELP, _load, eval_app
 _LIMIT_HELP = "Items per dimension (balanced true/false, seeded sample; default 200)."
 
 
-def _check_output(path: Optional[str], suffix: str, flag: str) -> None:
+def _check_output(path: Optional[str], suffix: str, flag: str, overwrite: bool) -> None:
+    """A file output: its suffix, then the rule every output follows (truthprune.run.outputs):
+    refused when it exists without --overwrite, is an input, or is not a file truthprune wrote."""
     from ..errors import UserError
+    from ..run.outputs import prepare_output
 
     if path is None:
         return
     p = Path(path)
     if p.suffix.lower() != suffix:
         raise UserError(f"{flag} {path!r} must end in {suffix}")
-    if not p.parent.is_dir():
-        raise UserError(f"{flag} {path!r}: the directory {str(p.parent)!r} does not exist; create it first")
-    if p.is_dir():
-        raise UserError(f"{flag} {path!r} is a directory; give a file name")
+    prepare_output(path, overwrite, kind="file", what=flag)
 
 
 def _fmt(x: Any) -> str:
@@ -97,6 +97,7 @@ def truthfulness_command(
     out: Optional[str] = typer.Option(None, "--out", help="Write the result as JSON to this .json file."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Write the PCA figure (baseline and model rows) to this .png file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out/--plot file that truthprune wrote."),
 ) -> None:
     """Output accuracy, flip rate, probe accuracy and "knows but says false" per prompt style x dimension."""
     from ..errors import UserError
@@ -110,8 +111,13 @@ def truthfulness_command(
         raise UserError(f"--template {template!r} is not one of auto, chat, plain")
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size} must be at least 1")
-    _check_output(out, ".json", "--out")
-    _check_output(plot, ".png", "--plot")
+    from ..models.loading import model_input_paths
+    from ..run.outputs import declare_inputs
+
+    declare_inputs([*model_input_paths(model), *(model_input_paths(baseline) if baseline else []),
+                    ("--truth-data", truth_data), ("--truthfulqa-data", truthfulqa_data)])
+    _check_output(out, ".json", "--out", overwrite)
+    _check_output(plot, ".png", "--plot", overwrite)
     probe_factory(probe)  # an unknown probe name fails now, not after the model ran
     load_prompts()
     items, notes = load_items(truth_data, truthfulqa_data, limit, seed)
@@ -132,15 +138,16 @@ def truthfulness_command(
     result["wall_seconds"] = round(time.perf_counter() - t0, 2)
     if plot is not None:
         from ..eval.truthfulness_plots import pca_figure
+        from ..run.outputs import atomic_file
 
         panels = ([(f"baseline {baseline}", base)] if base else []) + [(model, result)]
-        pca_figure(panels, plot)
+        with atomic_file(plot, overwrite=overwrite, what="--plot") as tmp:
+            pca_figure(panels, tmp)
     text = json.dumps(result, indent=2)
     if out is not None:
-        p = Path(out)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(p)
+        from ..run.outputs import write_json_atomic
+
+        write_json_atomic(out, result, "truthfulness", overwrite=overwrite, what="--out")
     if as_json:
         typer.echo(text)
     else:

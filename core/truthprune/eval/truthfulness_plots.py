@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..run.markers import png_metadata
 from .prompt_styles import STYLES
 
 PCA_PNG = "truthfulness_pca.png"
@@ -53,7 +54,7 @@ def pca_figure(panels: Sequence[tuple[str, Mapping[str, Any]]], path: str | Path
     fig.suptitle(f"last-token activations at layer {layer}, statement items (PCA of the neutral style)", fontsize=10)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, format="png", metadata=png_metadata("truthfulness-plot"))
     return str(out)
 
 

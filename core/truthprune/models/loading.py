@@ -73,6 +73,29 @@ def needs_conversion(spec: str) -> bool:
     return False
 
 
+def model_input_paths(spec: str) -> list[tuple[str, str]]:
+    """("--model", path) of every local file a ``--model`` spec reads, without converting anything:
+    a directory; a .gguf file and its converted copy in the cache; an embedded model's file (in its
+    wheel, or reassembled in the cache) and its converted copy. No output may replace them."""
+    if not isinstance(spec, str) or not spec:
+        return []
+    out: list[Path] = []
+    try:
+        if spec in CHUNKED:
+            out.append(assembled_path(spec))
+        elif spec in SINGLE_FILE:
+            out.append(embedded_gguf(spec))
+        elif spec.endswith(".gguf") and Path(spec).expanduser().is_file():
+            out.append(Path(spec).expanduser().resolve())
+        elif Path(spec).expanduser().exists():
+            return [("--model", str(Path(spec).expanduser()))]
+        if out and out[0].is_file():
+            out.append(converted_target(out[0]))
+    except (UserError, OSError):
+        pass  # a missing wheel or file is reported by the checks of --model
+    return [("--model", str(p)) for p in out]
+
+
 @contextmanager
 def _shared_gguf_reader():
     """Let transformers' three reads of one GGUF (tokenizer, config, weights) share one parse."""

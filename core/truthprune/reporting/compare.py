@@ -240,7 +240,7 @@ def write_comparison(runs: Sequence[Run], out_dir: str | Path, overwrite: bool =
     from .plots import compare_plot
 
     header, rows, records = summary(runs)
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, what="--out", kind="compare") as tmp:
         try:
             plot = compare_plot([(run.label, run.report) for run in runs], tmp)
         except ImportError:  # matplotlib missing: tables only

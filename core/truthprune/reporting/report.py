@@ -226,23 +226,28 @@ def load_report(path: str | Path) -> dict[str, Any]:
 def rerender_report(out: str | Path) -> tuple[Path, list[str]]:
     """Re-render report.md and plots of a finished run from its report.json, atomically.
 
-    The directory is rebuilt in a temp sibling (every other file copied, stale plots dropped)
-    and swapped in with one rename, so an interruption leaves the old report as it was.
+    A run directory that holds only what truthprune wrote is rebuilt in a temp sibling (every
+    other file copied, stale plots dropped) and swapped in with one rename, so an interruption
+    leaves the old report as it was. The working directory (``report .``) or a directory that
+    also holds other files is never swapped: there only report.md and the plots are replaced,
+    file by file (:func:`truthprune.run.outputs.replace_files`).
     """
     import shutil
 
+    from ..run.markers import replace_refusal
     from ..run.outputs import atomic_dir, holds_working_directory, replace_files
+    from ..run.targets import special
     from .plots import REPORT_PLOT_FILES
 
     p = Path(os.path.abspath(out))  # 'report .' must name the directory, not an empty basename
     run_dir = p.parent if p.is_file() else p
     report = load_report(p)
     skip = {"report.md", *REPORT_PLOT_FILES}
-    if holds_working_directory(run_dir):  # 'report .': swapping the directory would strand the shell in it
-        with replace_files(run_dir, remove=frozenset(skip)) as tmp:
+    if holds_working_directory(run_dir) or special(run_dir) is not None or replace_refusal(run_dir) is not None:
+        with replace_files(run_dir, remove=frozenset(skip), kind="run", known=frozenset({"report.json", *skip})) as tmp:
             render_report(report, tmp)
         return run_dir, report["plots"]
-    with atomic_dir(run_dir, overwrite=True) as tmp:
+    with atomic_dir(run_dir, overwrite=True, what="run directory", kind="run") as tmp:
         for item in run_dir.iterdir():
             if item.name in skip:
                 continue

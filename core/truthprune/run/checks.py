@@ -88,25 +88,33 @@ def check_truth_sets(config: Any, allocator: Any) -> Any | None:
 
 
 def run_inputs(config: Any) -> list[tuple[str, str]]:
-    """(flag, path) of every local input of a run: model, calibration files, evaluation data, config."""
-    found = [("--model", config.model), ("--ppl-data", config.ppl_data), ("--truthfulqa-data", config.truthfulqa_data),
-             ("--truth-data", config.truth_data)]
+    """(flag, path) of every local input of a run: the model (for an embedded or .gguf model also
+    its converted copy in the cache), calibration files, evaluation data, truth statements."""
+    from ..models.loading import model_input_paths
+
+    found = [*model_input_paths(config.model), ("--ppl-data", config.ppl_data),
+             ("--truthfulqa-data", config.truthfulqa_data), ("--truth-data", config.truth_data)]
     for key, value in config.calibration_options.items():
         for k, v in (value.items() if isinstance(value, dict) else [(key, value)]):
             if isinstance(v, str):
                 found.append((f"--calibration-opt {k}", v))
-    return [(flag, str(p)) for flag, p in found if isinstance(p, str) and p and os.path.exists(p)]
+    return [(flag, str(p)) for flag, p in found if isinstance(p, str) and p and os.path.lexists(p)]
 
 
 def check_inputs_survive(target: Any, flag: str, inputs: list[tuple[str, str]]) -> None:
     """An output may not be, or contain, one of the run's inputs: writing it (with --overwrite) would
-    delete the model or the data the run is reading, e.g. --save pointing at the --model directory."""
-    out = Path(os.path.abspath(os.path.expanduser(str(target))))
+    delete the model or the data the run is reading, e.g. --save pointing at the --model directory.
+    Paths are compared resolved and by inode (:func:`truthprune.run.targets.contains`)."""
+    from .outputs import declare_inputs, resolve_target
+    from .targets import contains
+
+    declare_inputs(inputs)
+    out = resolve_target(target, flag)
     for in_flag, path in inputs:
-        p = Path(os.path.abspath(path))
-        if p == out or out in p.parents:
-            raise UserError(f"{flag} {str(out)!r} would replace {in_flag} {str(p)!r}, an input of this run; write the "
-                            "output somewhere else")
+        if contains(out, path):
+            inside = "" if contains(path, out) else " (it lies inside)"
+            raise UserError(f"{flag} {str(out)!r} would replace {in_flag} {path!r}{inside}, an input of this command; "
+                            "write the output somewhere else")
 
 
 def _rank() -> int:

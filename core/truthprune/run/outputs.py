@@ -34,7 +34,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import locks
+from . import locks, targets
+from .markers import MARKER, describe, json_marker, png_metadata, read_marker, replace_refusal, write_marker  # noqa: F401 (public)
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
@@ -46,34 +47,84 @@ _CREATED_PARENTS: dict[Path, list[Path]] = {}  # target -> parent dirs prepare_o
 # ----------------------------------------------------------------------------- interrupts
 
 
-def _on_sigint(signum, frame):  # noqa: ARG001
-    global _INTERRUPTED
-    _INTERRUPTED = True
-    raise KeyboardInterrupt
-
-
 TERMINATED_EXIT = 143  # 128 + SIGTERM
+# signals that end a command by unwinding (temporaries removed, locks released): SIGINT raises
+# KeyboardInterrupt (exit 130); the others exit 128 + signal number. SIGHUP and SIGQUIT come from
+# a closed terminal or ssh connection: left at their default they killed the process mid-write.
+_UNWIND = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, n))
+_SIGNAL: int | None = None  # the last signal received (what a swallowed interrupt re-raises)
+_DEFER = 0  # depth of :func:`deferred_signals` sections
+_PENDING: int | None = None  # a signal that arrived inside one
 
 
-def _on_sigterm(signum, frame):  # noqa: ARG001
-    global _INTERRUPTED
-    _INTERRUPTED = True
-    raise SystemExit(TERMINATED_EXIT)  # unwinds like Ctrl-C: temporaries removed, locks released
+def signal_exit(signum: int) -> BaseException:
+    """The exception a signal unwinds with: KeyboardInterrupt for SIGINT, else SystemExit(128 + n)."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else SystemExit(128 + int(signum))
+
+
+def _on_signal(signum, frame):  # noqa: ARG001
+    global _INTERRUPTED, _SIGNAL, _PENDING
+    _INTERRUPTED, _SIGNAL = True, signum
+    if _DEFER:  # inside a swap: finish it first (see deferred_signals)
+        _PENDING = _PENDING or signum
+        return
+    raise signal_exit(signum)
+
+
+def _is_default(signum: int) -> bool:
+    handler = signal.getsignal(signum)
+    return handler is signal.default_int_handler if signum == signal.SIGINT else handler == signal.SIG_DFL
 
 
 def install_interrupt_guard() -> None:
     """Record every SIGINT (then raise KeyboardInterrupt as Python does) so a swallowed interrupt
-    still stops the final swap; SIGTERM (a batch system's time limit) unwinds the same way instead
-    of killing the process mid-write. Main thread only; a no-op elsewhere. Each command starts clean."""
-    global _INTERRUPTED
-    _INTERRUPTED = False
+    still stops the final swap; SIGTERM (a batch system's time limit), SIGHUP and SIGQUIT unwind
+    the same way instead of killing the process mid-write (a signal set to be ignored, as nohup
+    does, stays ignored). Main thread only; a no-op elsewhere. Each command starts clean."""
+    global _INTERRUPTED, _SIGNAL, _PENDING, _DEFER
+    _INTERRUPTED, _SIGNAL, _PENDING, _DEFER = False, None, None, 0
     try:
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            signal.signal(signal.SIGINT, _on_sigint)
-        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _on_sigterm)
+        for signum in _UNWIND:
+            if _is_default(signum):
+                signal.signal(signum, _on_signal)
     except ValueError:  # not the main thread
         pass
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """A section no signal interrupts: one that arrives is acted on when the section ends.
+
+    Why not ``pthread_sigmask``: a signal blocked in the main thread is delivered to another
+    thread instead (a BLAS, tokenizer or plotting thread), and a Python signal handler running
+    there aborted the process ("Fatal Python error: PyThreadState_Get") in about one SIGINT in
+    five during the report write. Here the main thread keeps receiving signals; the handler only
+    records them while a swap is in progress."""
+    global _DEFER, _PENDING
+    installed = []
+    try:
+        for signum in _UNWIND:
+            if _is_default(signum):  # library use without the CLI's guard: guard this section
+                signal.signal(signum, _on_signal)
+                installed.append(signum)
+    except ValueError:  # not the main thread: signals are handled by the main thread anyway
+        pass
+    _DEFER += 1
+    try:
+        yield
+    finally:
+        _DEFER -= 1
+        for signum in installed:
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+        if not _DEFER and _PENDING is not None:
+            pending, _PENDING = _PENDING, None
+            raise signal_exit(pending)
+
+
+def _raise_if_interrupted() -> None:
+    """A swallowed interrupt still stops a swap (the handler recorded it)."""
+    if _INTERRUPTED:
+        raise signal_exit(_SIGNAL if _SIGNAL is not None else signal.SIGINT)
 
 
 def was_interrupted() -> bool:
@@ -91,10 +142,10 @@ def resolve_target(target: str | Path, flag: str = "--out") -> Path:
     if "\x00" in text:
         raise UserError(f"{flag} contains a NUL character; give a normal path")
     path = Path(os.path.abspath(os.path.expanduser(text)))
-    if path.parent == path:
+    if path.parent == path or Path(os.path.realpath(path)).parent == Path(os.path.realpath(path)):
         raise UserError(f"{flag} {text!r} is the filesystem root; give a directory below it")
-    too_long = [part for part in path.parts if len(part.encode()) > 255]
-    if too_long or len(str(path).encode()) > 4000:
+    too_long = [part for part in path.parts if len(os.fsencode(part)) > 255]
+    if too_long or len(os.fsencode(str(path))) > 4000:
         raise UserError(f"{flag} {text[:60]!r}...: a name is longer than this filesystem allows (255 bytes per name, "
                         "4000 per path); choose a shorter name")
     return path
@@ -121,7 +172,7 @@ def check_writable(path: Path, flag: str = "--out") -> None:
                         "choose another path")
     limit = _name_max(ancestor)
     # the longest name we create is the hidden temporary: ".NAME.tmp-PID-XXXXXXXX"
-    longest = max(len(m.encode()) for m in missing[1:] + [path.name + ".tmp-4194304-xxxxxxxx.."] if m)
+    longest = max(len(os.fsencode(m)) for m in missing[1:] + [path.name + ".tmp-4194304-xxxxxxxx.."] if m)
     if longest > limit:
         raise UserError(f"{flag} {str(path)!r}: a name is longer than this filesystem allows ({limit} bytes, "
                         "with room for the temporary); choose a shorter name")
@@ -135,16 +186,30 @@ def check_writable(path: Path, flag: str = "--out") -> None:
 
 
 def check_target(target: str | Path, overwrite: bool, flag: str = "--overwrite", kind: str = "dir",
-                 what: str = "output") -> Path:
-    """Plan-time check of one output; returns its absolute path. ``kind``: 'dir' or 'file'."""
+                 what: str = "output", whole: bool = True) -> Path:
+    """Plan-time check of one output; returns its absolute path. ``kind``: 'dir' or 'file'.
+
+    An existing target is replaced only with ``flag`` and only when :mod:`truthprune.run.targets`
+    allows it: never an input of the command, the working directory, home or the cache (or a
+    parent of them), a mount point, a device, FIFO, socket or link, or anything truthprune did
+    not write (:mod:`truthprune.run.markers`). ``whole=False``: the directory itself is kept and
+    only files in it are replaced (:func:`replace_files`, which checks those files itself)."""
     path = resolve_target(target, what)
     clean_stale(path)  # first: it may restore a previous output a crash left parked
-    if path.exists() and not overwrite:
+    exists = os.path.lexists(path)
+    if exists and not overwrite:
         raise UserError(f"{what} {str(path)!r} already exists; pass {flag} to replace it or choose another path")
-    if path.exists() and kind == "dir" and not path.is_dir():
-        raise UserError(f"{what} {str(path)!r} exists and is not a directory; choose another path")
-    if path.exists() and kind == "file" and path.is_dir():
-        raise UserError(f"{what} {str(path)!r} is a directory, but a file is written there; give a file name")
+    problem = targets.refusal(path, what, exists=False) if whole else None  # special paths and inputs first
+    if problem is not None:
+        raise UserError(problem)
+    if exists and not os.path.islink(path):
+        if kind == "dir" and not path.is_dir():
+            raise UserError(f"{what} {str(path)!r} exists and is not a directory ({describe(path)[3:]}); choose another path")
+        if kind == "file" and path.is_dir():
+            raise UserError(f"{what} {str(path)!r} is a directory, but a file is written there; give a file name")
+    problem = targets.refusal(path, what, exists) if whole and exists else None
+    if problem is not None:
+        raise UserError(problem)
     check_writable(path, what)
     return path
 
@@ -154,17 +219,17 @@ def check_disjoint(a: str | Path | None, a_flag: str, b: str | Path | None, b_fl
     if a is None or b is None:
         return
     pa, pb = resolve_target(a, a_flag), resolve_target(b, b_flag)
-    if pa == pb or pa in pb.parents or pb in pa.parents:
-        relation = "the same path" if pa == pb else "nested inside each other"
+    if targets.contains(pa, pb) or targets.contains(pb, pa):
+        relation = "the same path" if targets.contains(pa, pb) and targets.contains(pb, pa) else "nested inside each other"
         raise UserError(f"{a_flag} {str(pa)!r} and {b_flag} {str(pb)!r} are {relation}; writing one would "
                         "replace the other: give them separate directories")
 
 
 def prepare_output(target: str | Path, overwrite: bool, wait: bool = False, kind: str = "dir",
-                   what: str = "output", flag: str = "--overwrite") -> Path:
+                   what: str = "output", flag: str = "--overwrite", whole: bool = True) -> Path:
     """:func:`check_target`, create the missing parents, and take the target's lock (held until
     :func:`release_output` or process end). Call it at plan time, before the expensive work."""
-    path = check_target(target, overwrite, flag=flag, kind=kind, what=what)
+    path = check_target(target, overwrite, flag=flag, kind=kind, what=what, whole=whole)
     made: list[Path] = []
     parent = path.parent
     while not parent.exists():
@@ -182,7 +247,7 @@ def prepare_output(target: str | Path, overwrite: bool, wait: bool = False, kind
     lock = locks.acquire(path, wait=wait, what=what)
     if wait:  # we may have queued behind another writer: re-check what it left
         try:
-            check_target(path, overwrite, flag=flag, kind=kind, what=what)
+            check_target(path, overwrite, flag=flag, kind=kind, what=what, whole=whole)
         except UserError:
             locks.release(lock)
             raise
@@ -211,6 +276,7 @@ def release_all() -> None:
             locks.release(lock)
         release_output(path)
     locks.release_all()
+    targets.clear_inputs()
 
 
 # ----------------------------------------------------------------------------- stale temporaries
@@ -265,14 +331,18 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def _swap_in(tmp: Path, path: Path) -> None:
-    """Make ``tmp`` the new ``path``; the old content ends up deleted. Signals blocked meanwhile."""
-    if _INTERRUPTED:
-        raise KeyboardInterrupt
-    can_block = hasattr(signal, "pthread_sigmask")
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if can_block else None
-    try:
-        if not path.exists() and not path.is_symlink():
+def _swap_in(tmp: Path, path: Path, what: str = "output") -> None:
+    """Make ``tmp`` the new ``path``; the old content ends up deleted. Signals deferred meanwhile.
+
+    The target is checked once more right before (:func:`truthprune.run.targets.refusal`):
+    something may have been put into it since the plan."""
+    _raise_if_interrupted()
+    if os.path.lexists(path):
+        problem = targets.refusal(path, what, True)
+        if problem is not None:
+            raise UserError(problem)
+    with deferred_signals():
+        if not os.path.lexists(path):
             os.rename(tmp, path)
             return
         if _exchange(tmp, path):
@@ -285,26 +355,37 @@ def _swap_in(tmp: Path, path: Path) -> None:
             except BaseException:
                 os.rename(discard, path)
                 raise
-    finally:
-        if can_block:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-    shutil.rmtree(discard, ignore_errors=True) if discard.is_dir() and not discard.is_symlink() else discard.unlink(missing_ok=True)
+        shutil.rmtree(discard, ignore_errors=True) if discard.is_dir() and not discard.is_symlink() else discard.unlink(missing_ok=True)
+
+
+_FULL = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded", errno.EFBIG: "File too large"}
+
+
+def _full_errno(exc: BaseException | None) -> int | None:
+    """ENOSPC, EDQUOT or EFBIG (``ulimit -f``) behind ``exc``, also when a library (safetensors,
+    torch) re-raised it as another type; None otherwise."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            return exc.errno
+        for code, text in _FULL.items():
+            if text in str(exc):
+                return code
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
 
 
 def disk_full(exc: BaseException) -> bool:
-    """ENOSPC/EDQUOT, also when a library (safetensors, torch) re-raised it as another type."""
-    seen = 0
-    while exc is not None and seen < 8:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return False
+    """ENOSPC/EDQUOT, or the file-size limit (EFBIG, ``ulimit -f``), behind ``exc``."""
+    return _full_errno(exc) is not None
 
 
-def disk_full_error(path: Path) -> UserError:
+def disk_full_error(path: Path, exc: BaseException | None = None) -> UserError:
+    if _full_errno(exc) == errno.EFBIG:
+        return UserError(f"the file-size limit of this shell (ulimit -f) was reached while writing {str(path)!r}; nothing "
+                         "partial was kept and any previous output there is unchanged: raise the limit (ulimit -f "
+                         "unlimited) or write to another place")
     return UserError(f"no space left on the device while writing {str(path)!r}; nothing partial was kept and any "
                      "previous output there is unchanged: free some space or choose another path")
 
@@ -314,7 +395,8 @@ def _new_temp(path: Path) -> Path:
 
 
 @contextmanager
-def _atomic(target: str | Path, overwrite: bool, wait: bool, kind: str, what: str) -> Iterator[tuple[Path, Path]]:
+def _atomic(target: str | Path, overwrite: bool, wait: bool, kind: str, what: str,
+            marker: str | None) -> Iterator[tuple[Path, Path]]:
     path = prepare_output(target, overwrite, wait=wait, kind=kind, what=what)
     tmp = _new_temp(path)
     try:
@@ -322,80 +404,101 @@ def _atomic(target: str | Path, overwrite: bool, wait: bool, kind: str, what: st
             if kind == "dir":
                 os.mkdir(tmp, 0o777)  # the umask gives a finished output normal permissions
             yield tmp, path
-            _swap_in(tmp, path)
+            if kind == "dir" and marker is not None:
+                write_marker(tmp, marker)
+            elif kind == "file" and os.path.lexists(tmp) and replace_refusal(tmp) is not None:
+                raise RuntimeError(f"{str(path)!r} was written without the truthprune output marker "
+                                   "(truthprune.run.markers); a later --overwrite could not replace it")
+            if kind == "dir" or os.path.lexists(tmp):  # a file output may decide to write nothing
+                _swap_in(tmp, path, what)
         except BaseException as exc:
             if tmp.is_dir() and not tmp.is_symlink():
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink(missing_ok=True)
             if disk_full(exc):
-                raise disk_full_error(path) from None
+                raise disk_full_error(path, exc) from None
             raise
     finally:
         release_output(path)
 
 
 @contextmanager
-def atomic_dir(target: str | Path, overwrite: bool = False, wait: bool = False, what: str = "output") -> Iterator[Path]:
-    """Yield a temporary directory; on success it replaces ``target`` in one swap."""
-    with _atomic(target, overwrite, wait, "dir", what) as (tmp, _):
+def atomic_dir(target: str | Path, overwrite: bool = False, wait: bool = False, what: str = "output",
+               kind: str = "output") -> Iterator[Path]:
+    """Yield a temporary directory; on success the output marker of ``kind`` (run, prune, compare,
+    finetune, export, ...) is written into it (:func:`write_marker`) and it replaces ``target``
+    in one swap."""
+    with _atomic(target, overwrite, wait, "dir", what, kind) as (tmp, _):
         yield tmp
 
 
 @contextmanager
 def atomic_file(target: str | Path, overwrite: bool = False, wait: bool = False, what: str = "--out") -> Iterator[Path]:
-    """Yield a temporary file path (not created); on success it replaces ``target``."""
-    with _atomic(target, overwrite, wait, "file", what) as (tmp, _):
+    """Yield a temporary file path (not created); on success it replaces ``target``. The file must
+    carry the output marker: a JSON object with :func:`json_marker`, a PNG saved with
+    :func:`png_metadata` (see :func:`write_json_atomic`)."""
+    with _atomic(target, overwrite, wait, "file", what, None) as (tmp, _):
         yield tmp
 
 
-def write_text_atomic(target: str | Path, text: str, overwrite: bool = False, what: str = "--out") -> Path:
-    with atomic_file(target, overwrite=overwrite, what=what) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+def write_json_atomic(target: str | Path, data: dict, kind: str, overwrite: bool = False, what: str = "--out",
+                      wait: bool = False) -> Path:
+    """``data`` as a JSON file marked as an output of ``kind``, written atomically."""
+    import json
+
+    with atomic_file(target, overwrite=overwrite, wait=wait, what=what) as tmp:
+        tmp.write_text(json.dumps({**json_marker(kind), **data}, indent=2, default=str), encoding="utf-8")
     return resolve_target(target, what)
 
 
 def _holds_cwd(path: Path) -> bool:
     try:
-        cwd = Path.cwd().resolve()
+        cwd = Path.cwd()
     except OSError:
         return False
-    target = path.resolve()
-    return cwd == target or target in cwd.parents
+    return targets.contains(path, cwd)
 
 
 @contextmanager
-def replace_files(target: str | Path, remove: frozenset[str] = frozenset()) -> Iterator[Path]:
+def replace_files(target: str | Path, remove: frozenset[str] = frozenset(), kind: str = "run",
+                  known: frozenset[str] = frozenset()) -> Iterator[Path]:
     """Yield a temporary directory; on success each file in it replaces the file of the same name in
     the existing directory ``target`` (and the names in ``remove`` that were not rebuilt are deleted).
 
-    For re-rendering a directory that is somebody's working directory (``truthprune report .``):
-    swapping the directory itself would leave that shell in a deleted directory. Each file is
-    replaced atomically and SIGINT/SIGTERM are blocked for the whole replacement, so an interrupt
-    gives the old files or the new ones, never a half-written file.
+    For re-rendering a directory that must not be swapped as a whole: somebody's working
+    directory (``truthprune report .``: the shell would be left in a deleted directory), or one
+    that also holds files truthprune did not write. Only files truthprune wrote are replaced or
+    removed: those the directory's marker lists, or (no marker: an older output) the names in
+    ``known``; the marker is then updated. Each file is replaced atomically and signals are
+    deferred for the whole replacement, so an interrupt gives the old files or the new ones.
     """
-    path = prepare_output(target, True, kind="dir")
+    path = prepare_output(target, True, kind="dir", whole=False)
     tmp = _new_temp(path)
+    marker = read_marker(path)
+    ours = set(marker["files"]) if marker is not None else {n for n in known if (path / n).is_file()}
     try:
         try:
             os.mkdir(tmp, 0o777)
             yield tmp
-            if _INTERRUPTED:
-                raise KeyboardInterrupt
-            can_block = hasattr(signal, "pthread_sigmask")
-            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if can_block else None
-            try:
-                built = {f.name for f in tmp.iterdir()}
+            _raise_if_interrupted()
+            built = {f.name for f in tmp.iterdir()}
+            foreign = sorted(n for n in built if os.path.lexists(path / n) and n not in ours and n not in known)
+            if foreign:
+                raise UserError(f"{str(path / foreign[0])!r} exists and truthprune did not write it; remove or rename it, "
+                                "then rerun")
+            with deferred_signals():
                 for name in sorted(built):
                     os.replace(tmp / name, path / name)
-                for name in sorted(remove - built):
+                for name in sorted((remove & ours) - built):
                     (path / name).unlink(missing_ok=True)
-            finally:
-                if can_block:
-                    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+                files = sorted((ours - (remove - built)) | built)
+                marker_tmp = tmp / MARKER
+                write_marker(tmp, kind, files)
+                os.replace(marker_tmp, path / MARKER)
         except BaseException as exc:
             if disk_full(exc):
-                raise disk_full_error(path) from None
+                raise disk_full_error(path, exc) from None
             raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -406,3 +509,27 @@ def replace_files(target: str | Path, remove: frozenset[str] = frozenset()) -> I
 def holds_working_directory(target: str | Path) -> bool:
     """True when ``target`` is (or contains) this process's working directory."""
     return _holds_cwd(Path(os.path.abspath(str(target))))
+
+
+def check_work_dir(path: str | Path, flag: str, outputs: list[tuple[str, str | Path | None]] = ()) -> Path:
+    """A directory a command writes its own files into and removes them from afterwards (e.g.
+    finetune's --checkpoint-dir): not a special directory, not an input of the command or inside
+    one, not overlapping one of its ``outputs`` (flag, path), and writable. Returns it, absolute."""
+    p = resolve_target(path, flag)
+    why = targets.special(p)
+    if why is not None:
+        raise UserError(f"{flag} {str(p)!r} {why}; choose a directory of its own")
+    for other_flag, other in [*targets.declared_inputs(), *outputs]:
+        if other is not None and (targets.contains(p, other) or targets.contains(other, p)):
+            raise UserError(f"{flag} {str(p)!r} overlaps {other_flag} {str(other)!r}; files written to one would land in "
+                            "the other: give it a directory of its own")
+    if os.path.lexists(p) and not p.is_dir():
+        raise UserError(f"{flag} {str(p)!r} exists and {describe(p)}, not a directory; choose another path")
+    check_writable(p, flag)
+    return p
+
+
+def declare_inputs(pairs: list[tuple[str, str | Path | None]]) -> None:
+    """The inputs of the running command, as (flag, path): no output of this process may be or
+    contain one of them (:mod:`truthprune.run.targets`). Forgotten when the command ends."""
+    targets.declare_inputs(pairs)

@@ -26,13 +26,35 @@ def environment_versions() -> dict[str, str]:
     return out
 
 
+def first_non_finite(model: Any) -> str | None:
+    """The name of the first floating-point parameter or buffer holding NaN or Inf (None: all finite)."""
+    import torch
+
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.is_floating_point() and t.device.type != "meta" and not bool(torch.isfinite(t).all()):
+                return name
+    return None
+
+
+def check_finite_weights(model: Any, out_dir: str | Path) -> None:
+    """Refuse to save NaN/Inf weights: a checkpoint that evaluates to NaN is no result."""
+    from ..errors import UserError
+
+    bad = first_non_finite(model)
+    if bad is not None:
+        raise UserError(f"the model to be saved to {str(out_dir)!r} has non-finite weights (NaN or Inf, first in {bad}); "
+                        "nothing was saved")
+
+
 def save_pruned(model: Any, tokenizer: Any, out_dir: str | Path, metadata: dict[str, Any], overwrite: bool = False,
-                quantization: Any = None) -> Path:
+                quantization: Any = None, kind: str = "prune", what: str = "--save") -> Path:
     """Write model + tokenizer + truthprune.json to ``out_dir`` atomically; return the path.
 
     ``quantization`` (a :class:`truthprune.pruning.quantization.QuantizedLinears`) adds the sidecar
     ``quantization.safetensors`` (codes, scales, zero-points), referenced from truthprune.json."""
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    check_finite_weights(model, out_dir)
+    with atomic_dir(out_dir, overwrite=overwrite, what=what, kind=kind) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         meta = {"versions": environment_versions(), **metadata}

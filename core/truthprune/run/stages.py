@@ -375,7 +375,7 @@ def write_report(state: RunState) -> RunState:
     from .outputs import atomic_dir
 
     cfg = state.plan.config
-    with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+    with atomic_dir(cfg.out, overwrite=cfg.overwrite, what="--out", kind="run") as tmp:
         (tmp / "report.json").write_text(json.dumps(state.report, indent=2, default=str))
         render_report(state.report, tmp)
     return state.but(out=Path(cfg.out))

@@ -161,3 +161,15 @@ def run_sweep(points: list[GridPoint], compare_out: str | Path) -> Path:
         execute(point.plan, load=shared)
     runs = load_runs([p.out for p in points])
     return write_comparison(runs, compare_out, overwrite=True)
+
+
+def mark_sweep(out: str | Path) -> None:
+    """Mark the sweep directory as a truthprune output (kind ``sweep``) when everything in it is one
+    (its runs and its comparison): a directory that also holds other files stays unmarked, so
+    ``--overwrite`` elsewhere can never replace those."""
+    from .markers import MARKER, read_marker, replace_refusal, write_marker
+
+    d = Path(out)
+    entries = [e for e in d.iterdir() if e.name != MARKER]
+    if read_marker(d) is None and all(e.is_dir() and not e.is_symlink() and replace_refusal(e) is None for e in entries):
+        write_marker(d, "sweep", files=[])

@@ -192,7 +192,7 @@ def prune_checkpoint(
     path, kind = resolve_model_path(model)
     if kind == "hub":
         raise UserError(f"offload mode reads a local checkpoint; download {model!r} first (e.g. huggingface-cli download) and pass its directory")
-    check_target(out_dir, overwrite)
+    check_target(out_dir, overwrite, what="--save")
     reader = CheckpointReader(path)
     skeleton = _skeleton(path, compute_dtype, trust_remote_code)
     dp = data_parallel()
@@ -226,7 +226,7 @@ def prune_checkpoint(
         report = run(None)
         dp.barrier()
         return report
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, what="--save", kind="prune") as tmp:
         writer = ShardWriter(tmp, len(groups) + len(layer_heads))
         report = run(writer)
         writer.finish()

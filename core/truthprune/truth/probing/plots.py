@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ...run.markers import png_metadata
+
 
 def _pyplot():
     import matplotlib
@@ -35,7 +37,7 @@ def plot_protocol(result: Mapping[str, Any], out_dir: str | Path, prefix: str = 
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     paths.append(out / f"{prefix}_accuracy.png")
-    fig.savefig(paths[-1], dpi=120)
+    fig.savefig(paths[-1], dpi=120, metadata=png_metadata("probe-plot"))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -48,7 +50,7 @@ def plot_protocol(result: Mapping[str, Any], out_dir: str | Path, prefix: str = 
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     paths.append(out / f"{prefix}_separation.png")
-    fig.savefig(paths[-1], dpi=120)
+    fig.savefig(paths[-1], dpi=120, metadata=png_metadata("probe-plot"))
     plt.close(fig)
     return paths
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -22,12 +21,12 @@ from .lora import ALL_LINEARS
 log = logging.getLogger("truthprune.finetune")
 
 
-def _plan(save, overwrite, calibration, calibration_opt, checkpoint_dir, resume, eval_data, target_modules):
-    from truthprune import UserError, check_target, get_registry
+def _plan(model, save, overwrite, calibration, calibration_opt, checkpoint_dir, resume, eval_data, target_modules):
+    from truthprune import UserError, check_target, declare_inputs, get_registry, model_input_paths
 
     if not save:
         raise UserError("truthprune finetune needs --save DIR (where the merged checkpoint is written)")
-    check_target(save, overwrite)
+    declare_inputs(model_input_paths(model))  # --save may not replace the model (a link to it included)
     opts: dict = {}
     for pair in calibration_opt or []:
         if "=" not in pair:
@@ -37,6 +36,10 @@ def _plan(save, overwrite, calibration, calibration_opt, checkpoint_dir, resume,
             opts[k.strip()] = json.loads(v)
         except json.JSONDecodeError:
             opts[k.strip()] = v
+    declare_inputs([(f"--calibration-opt {k}", v) for k, v in opts.items() if isinstance(v, str)])
+    if eval_data not in (None, "wikitext2", "pydoc"):
+        declare_inputs([("--eval-data", eval_data)])
+    check_target(save, overwrite, what="--save")
     names = [x.strip() for item in calibration for x in item.split(",") if x.strip()]
     reg = get_registry()
     sources = [reg.create("calibration", name, opts) for name in names]
@@ -48,6 +51,9 @@ def _plan(save, overwrite, calibration, calibration_opt, checkpoint_dir, resume,
     if not modules:
         raise UserError("--target-modules is empty; pass e.g. q_proj,v_proj or the default list")
     ckpt = Path(checkpoint_dir) if checkpoint_dir else Path(f"{str(save).rstrip('/')}.lora-resume")
+    from .lora import check_checkpoint_dir
+
+    check_checkpoint_dir(ckpt, save)
     if (ckpt / "state.pt").is_file() and not resume:
         raise UserError(f"{ckpt} holds the checkpoint of an interrupted finetune; pass --resume to continue it, or remove it")
     if eval_data and eval_data not in ("wikitext2", "pydoc") and not Path(eval_data).is_file():
@@ -93,7 +99,15 @@ def add_finetune_command(app) -> None:
     ) -> None:
         """LoRA recovery (peft): train adapters on local text, merge them, save a standard checkpoint; resumable."""
         t0 = time.perf_counter()
-        sources, modules, ckpt = _plan(save, overwrite, calibration, calibration_opt, checkpoint_dir, resume, eval_data, target_modules)
+        import math
+
+        from truthprune import UserError
+
+        for flag, value in (("--lr", lr), ("--alpha", alpha), ("--dropout", dropout)):
+            if not math.isfinite(value):
+                raise UserError(f"{flag} {value} is not a finite number; give e.g. --lr 2e-4 --alpha 16")
+        sources, modules, ckpt = _plan(model, save, overwrite, calibration, calibration_opt, checkpoint_dir, resume, eval_data,
+                                       target_modules)
 
         import torch
 
@@ -118,9 +132,10 @@ def add_finetune_command(app) -> None:
             result["ppl_after"] = _ppl(merged, loaded.tokenizer, eval_data, eval_seqlen, eval_max_windows, 8)
             typer.echo(f"perplexity after:  {result['ppl_after']['ppl']:.3f}")
         meta = {"command": "finetune", "model": {"spec": model, "path": loaded.path}, "seed": seed, "finetune": result}
-        save_pruned(merged, loaded.tokenizer, save, meta, overwrite=overwrite)
-        if ckpt.is_dir():
-            shutil.rmtree(ckpt)
+        save_pruned(merged, loaded.tokenizer, save, meta, overwrite=overwrite, kind="finetune")
+        from .lora import remove_checkpoint
+
+        remove_checkpoint(ckpt)  # only what finetune wrote there; the directory only if then empty
         n_params = sum(p.numel() for p in merged.parameters())
         typer.echo(f"LoRA r={rank} alpha={alpha} on {','.join(modules)}: {steps} steps, loss {state.losses[0]:.4f} -> "
                    f"{state.losses[-1]:.4f} (mean of last 10: {sum(state.losses[-10:]) / len(state.losses[-10:]):.4f})")

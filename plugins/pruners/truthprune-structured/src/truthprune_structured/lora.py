@@ -80,10 +80,41 @@ def _trainable(model) -> list[tuple[str, Any]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
+_STATE = "state.pt"
+_CKPT_KIND = "finetune-checkpoint"
+
+
+def check_checkpoint_dir(path: Path, save: str) -> None:
+    """--checkpoint-dir may not be, contain or lie in an input, --save or a special directory:
+    finetune writes state.pt there and removes what it wrote at the end."""
+    from truthprune import check_work_dir
+
+    check_work_dir(path, "--checkpoint-dir", outputs=[("--save", save)])
+
+
+def remove_checkpoint(path: Path) -> None:
+    """After a finished finetune: remove state.pt, and the directory when finetune created it
+    (its marker says so) and nothing else is in it. Never anything finetune did not write."""
+    from truthprune import OUTPUT_MARKER, read_marker
+
+    (path / _STATE).unlink(missing_ok=True)
+    marker = read_marker(path) if path.is_dir() else None
+    if marker is not None and marker.get("kind") == _CKPT_KIND:
+        (path / OUTPUT_MARKER).unlink(missing_ok=True)
+        try:
+            path.rmdir()
+        except OSError:
+            pass  # something else is in it: kept
+
+
 def save_state(path: Path, model, optimizer, state: TrainState, s: LoraSettings) -> None:
     import torch
 
-    path.mkdir(parents=True, exist_ok=True)
+    from truthprune import write_marker
+
+    if not path.exists():
+        path.mkdir(parents=True)
+        write_marker(path, _CKPT_KIND, files=[_STATE])  # created here: removed again at the end
     blob = {
         "settings_key": s.key(),
         "settings": asdict(s),
@@ -162,6 +193,11 @@ def train_lora(model, windows, s: LoraSettings, checkpoint_dir: Path | None = No
                 group["lr"] = lr_at(state.step, s)
             with autocast:
                 loss = peft_model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss
+            if not math.isfinite(float(loss.detach())):  # diverged (e.g. --lr too large): save nothing
+                from truthprune import UserError
+
+                raise UserError(f"training diverged: the loss is {float(loss.detach())} at step {state.step + 1}; nothing was "
+                                "saved: lower --lr (or --alpha) and rerun")
             loss.backward()
             if s.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, s.grad_clip, foreach=False)
