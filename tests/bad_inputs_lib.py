@@ -171,7 +171,7 @@ def judge(case: Case, result: Result, changed: list[str], left: list[str], prese
         return "silent", f"exit {result.code}, expected {case.code}; stderr: {result.err[-1500:]}"
     if case.code != 0:
         signal_lines = [ln for ln in result.err.splitlines() if re.match(r"(interrupted|terminated)", ln)]
-        lines = signal_lines if case.code in (130, 143) else result.error_lines
+        lines = signal_lines if case.code in (129, 130, 131, 143) else result.error_lines
         if len(lines) != 1:
             return "silent", f"expected one error line, got {lines!r}; stderr: {result.err[-1500:]}"
         if case.msg and not re.search(case.msg, lines[0], flags=re.IGNORECASE):

@@ -77,7 +77,9 @@ def test_engine_applies_the_dequantized_codes_and_keeps_the_mask(tiny_llama, tin
 
 @pytest.mark.parametrize("bad,message", [(_Reviving, r"pruned \(zero\) weights a non-zero value"), (_BadDtype, "codes must be uint8")])
 def test_engine_refuses_a_quantizer_that_breaks_the_contract(tiny_llama, tiny_calibration, bad, message):
-    with pytest.raises(RuntimeError, match=message) as exc:
+    from truthprune import PluginContractError
+
+    with pytest.raises(PluginContractError, match=message) as exc:
         _prune(tiny_llama, tiny_calibration, bad())
     assert bad.name in str(exc.value)
 

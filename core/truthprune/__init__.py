@@ -43,6 +43,9 @@ _EXPORTS: dict[str, str] = {
     "read_text_file": "textio",
     "decode_text": "textio",
     "csv_dict_rows": "textio",
+    "parse_json": "textio",
+    "require_file": "textio",  # a regular file, else one line saying what it is (a directory, a FIFO, ...)  # json.loads whose every failure (nesting, 5000-digit numbers) is one UserError line
+    "option_value": "textio",  # a key=value option's value: JSON when it parses, else the text
     "hookimpl": "plugin.hookspecs",
     "get_registry": "plugin.registry",
     "load_plugins": "plugin.registry",
@@ -111,8 +114,10 @@ _EXPORTS: dict[str, str] = {
     "load_truthfulqa": "eval.truthfulqa",
     "TruthfulQAItem": "eval.truthfulqa",
     "load_hub_dataset": "eval.hub",
+    "hub_reachable": "eval.hub",
     "weights_fingerprint": "models.loading",
     "cache_root": "models.loading",
+    "read_cache_entry": "cachefiles",  # a cache entry that does not read back is discarded (warning) and recomputed
     # truth statements, activations and the probing protocol (owner: probes engineer)
     "StatementSet": "truth.datasets",
     "TopicPair": "truth.datasets",

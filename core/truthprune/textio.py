@@ -18,7 +18,9 @@ import csv
 import io
 import json
 import logging
-import math
+import os
+import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,13 +38,50 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (code
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
-def _existing_file(path: str | Path, what: str, fix: str) -> Path:
+def kind_of_file(st: os.stat_result) -> str:
+    """What a path is, in words (for messages: "is a FIFO", not "does not exist")."""
+    mode = st.st_mode
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a file"), (stat.S_ISLNK, "a symbolic link"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def describe(path: str | Path) -> str:
+    """``does not exist`` / ``is a directory`` / ``is a FIFO (named pipe)`` ... of ``path``."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "does not exist"
+    except NotADirectoryError:
+        return "does not exist (a part of its path is a file)"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if stat.S_ISLNK(st.st_mode) and not os.path.exists(path):
+        return "is a symbolic link to nothing"
+    try:
+        st = os.stat(path)
+    except OSError:
+        pass
+    return f"is {kind_of_file(st)}"
+
+
+def require_file(path: str | Path, what: str, fix: str) -> Path:
+    """``path`` as a regular file (a link to one is fine), else one UserError saying what it is: a
+    directory, a FIFO (opening one would block forever), a device... or that it does not exist."""
     p = Path(path).expanduser()
-    if not p.exists():
-        raise UserError(f"{what} {str(p)!r} does not exist; {fix}")
-    if not p.is_file():
-        raise UserError(f"{what} {str(p)!r} is not a file; {fix}")
+    try:
+        st = os.stat(p)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        raise UserError(f"{what} {str(p)!r} {describe(p)}; {fix}")
     return p
+
+
+_existing_file = require_file
 
 
 def decode_text(raw: bytes, where: str, what: str = "file") -> str:
@@ -77,14 +116,33 @@ def read_text_file(path: str | Path, what: str = "file", fix: str = "pass an exi
     return decode_text(raw, repr(str(p)), what)
 
 
-def read_json_file(path: str | Path, what: str = "JSON file") -> Any:
-    text = read_text_file(path, what)
+def parse_json(text: str, where: str, what: str = "JSON file") -> Any:
+    """``json.loads`` whose every failure is one UserError: invalid JSON, absurd nesting (a
+    RecursionError) and integers longer than Python converts (a ValueError, 4300 digits)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise UserError(f"{what} {str(path)!r} is not valid JSON ({err.msg} at line {err.lineno}); fix or regenerate it") from None
+        raise UserError(f"{what} {where} is not valid JSON ({err.msg} at line {err.lineno}); fix or regenerate it") from None
     except RecursionError:
-        raise UserError(f"{what} {str(path)!r} is nested too deeply to be a real {what}") from None
+        raise UserError(f"{what} {where} is nested too deeply to be a real {what}") from None
+    except ValueError as err:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        raise UserError(f"{what} {where} holds a number too long to read ({str(err).split(';')[0]}); "
+                        "fix or regenerate it") from None
+
+
+def option_value(raw: str, where: str = "option") -> Any:
+    """A ``key=value`` option's value: JSON when it parses (numbers, booleans, lists), else the text."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+    except (RecursionError, ValueError):  # absurd nesting, or an integer longer than Python converts
+        raise UserError(f"{where} value {raw[:40]!r}... is nested too deeply or holds a number too long; "
+                        "give a plain value") from None
+
+
+def read_json_file(path: str | Path, what: str = "JSON file") -> Any:
+    return parse_json(read_text_file(path, what), repr(str(path)), what)
 
 
 def csv_dict_rows(path: str | Path, what: str, fix: str = "pass an existing UTF-8 CSV file") -> tuple[list[str], Iterator[dict[str, str]]]:
@@ -96,6 +154,9 @@ def csv_dict_rows(path: str | Path, what: str, fix: str = "pass an existing UTF-
         header = [c.strip() if isinstance(c, str) else "" for c in (reader.fieldnames or [])]
     except csv.Error as err:
         raise UserError(f"{what} {str(path)!r} is not a readable CSV file ({err})") from None
+    twice = sorted({c for c in header if c and header.count(c) > 1})
+    if twice:  # csv.DictReader would silently keep the last of them
+        raise UserError(f"{what} {str(path)!r} has {header.count(twice[0])} columns named {twice[0]!r}; keep one of them")
     reader.fieldnames = header
 
     def rows() -> Iterator[dict[str, str]]:
@@ -110,15 +171,16 @@ def csv_dict_rows(path: str | Path, what: str, fix: str = "pass an existing UTF-
     return header, rows()
 
 
+_LABEL = re.compile(r"[+]?([01])(\.0*)?")
+
+
 def finite_label(raw: str, where: str) -> int:
-    """A 0/1 label from a CSV cell ('1', '0', '1.0'); inf, nan and anything else -> UserError."""
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value != int(value):
-        raise UserError(f"{where}: label {raw!r} is not 0 or 1 (1 = true, 0 = false)")
-    return int(value)
+    """A 0/1 label from a CSV cell: '1', '0', '1.0', '0.00'. Anything else is refused, including
+    inf, nan, 2, yes and '0.99999999999999999' (a float parse would round it to 1)."""
+    m = _LABEL.fullmatch(raw.strip())
+    if m is None:
+        raise UserError(f"{where}: label {raw[:40]!r} is not 0 or 1 (1 = true, 0 = false)")
+    return int(m.group(1))
 
 
 # ----------------------------------------------------------------------------- record files
@@ -134,6 +196,9 @@ def jsonl_records(path: Path, field: str) -> list[str]:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
             raise UserError(f"{path}:{lineno}: not valid JSON ({err.msg}); each line must be an object") from None
+        except (RecursionError, ValueError):  # absurd nesting; integers longer than Python converts
+            raise UserError(f"{path}:{lineno}: not a readable JSON record (nested too deeply or a number too long); "
+                            "each line must be an object with a text field") from None
         if not isinstance(obj, dict) or field not in obj:
             raise UserError(f"{path}:{lineno}: no {field!r} field; each line must be an object with a {field!r} string")
         value = obj[field]

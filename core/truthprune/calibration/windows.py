@@ -149,9 +149,9 @@ def read_text_records(path: str | Path, field: str = "text") -> list[str]:
     poor to calibrate on (fewer than two distinct words) is refused, little text is warned about."""
     from ..textio import check_calibration_text, jsonl_records, parquet_records, read_text_file
 
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"calibration file {str(p)!r} does not exist; pass an existing .txt, .jsonl or .parquet file")
+    from ..textio import require_file
+
+    p = require_file(path, "calibration file", "pass an existing .txt, .jsonl or .parquet file")
     suffix = p.suffix.lower()
     if suffix == ".jsonl":
         records = jsonl_records(p, field)
@@ -182,15 +182,56 @@ def load_calibration(
     k = len(sources)
     if nsamples % k:
         raise UserError(f"--nsamples {nsamples} is not divisible by the {k} calibration sources; use a multiple of {k}")
-    parts = [start_windows_with_bos(src.samples(tokenizer, nsamples // k, seqlen, seed), bos) for src in sources]
-    for src, part in zip(sources, parts):
-        if tuple(part.input_ids.shape) != (nsamples // k, seqlen):
-            raise RuntimeError(f"calibration source {src.name!r} returned {tuple(part.input_ids.shape)}")
+    parts = [start_windows_with_bos(_checked_samples(src, tokenizer, nsamples // k, seqlen, seed), bos) for src in sources]
     return CalibrationSamples(
         input_ids=torch.cat([p.input_ids for p in parts]),
         attention_mask=torch.cat([p.attention_mask for p in parts]),
         description="; ".join(p.description for p in parts),
     )
+
+
+def _vocab_bound(tokenizer: Any) -> int | None:
+    """One past the largest token id of ``tokenizer`` (None when it cannot say)."""
+    try:
+        return max(tokenizer.get_vocab().values()) + 1
+    except Exception:  # noqa: BLE001 - a test double or an exotic tokenizer
+        try:
+            return len(tokenizer)
+        except TypeError:
+            return None
+
+
+def _checked_samples(src: Any, tokenizer: Any, n: int, seqlen: int, seed: int) -> CalibrationSamples:
+    """``src.samples(...)``, checked: CalibrationSamples of integer token ids, [n, seqlen], each id in
+    the tokenizer's vocabulary, a matching attention mask. Anything else (and an exception that is
+    not a UserError) is the plugin's fault: a PluginContractError naming it (exit code 3)."""
+    from ..errors import UserError
+    from ..plugin.contracts import violation
+
+    try:
+        part = src.samples(tokenizer, n, seqlen, seed)
+    except (UserError, KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - a bug inside the plugin
+        first = (str(err).splitlines() or [""])[0][:160]
+        raise violation(src, f"samples() raised {type(err).__name__}: {first}", kind="calibration source") from None
+    ids, mask = getattr(part, "input_ids", None), getattr(part, "attention_mask", None)
+    if not isinstance(part, CalibrationSamples) or not isinstance(ids, torch.Tensor) or not isinstance(mask, torch.Tensor):
+        raise violation(src, f"samples() must return CalibrationSamples of tensors, got {type(part).__name__}",
+                        kind="calibration source")
+    if ids.is_floating_point() or ids.dtype == torch.bool or ids.is_complex():
+        raise violation(src, f"samples() returned token ids of dtype {ids.dtype}; token ids are integers",
+                        kind="calibration source")
+    if tuple(ids.shape) != (n, seqlen) or tuple(mask.shape) != tuple(ids.shape):
+        raise violation(src, f"samples() returned token ids {list(ids.shape)} and mask {list(mask.shape)} for {n} "
+                        f"windows of {seqlen} tokens; it must return exactly [{n}, {seqlen}] (short windows included)",
+                        kind="calibration source")
+    bound = _vocab_bound(tokenizer)
+    if ids.numel() and (int(ids.min()) < 0 or (bound is not None and int(ids.max()) >= bound)):
+        bad = int(ids.min()) if int(ids.min()) < 0 else int(ids.max())
+        raise violation(src, f"samples() returned the token id {bad}, outside the tokenizer's vocabulary 0..{(bound or 1) - 1}",
+                        kind="calibration source")
+    return part
 
 
 def attach_auxiliary(calib: CalibrationSamples, pruner: Any, context: CalibrationContext) -> CalibrationSamples:
@@ -202,7 +243,10 @@ def attach_auxiliary(calib: CalibrationSamples, pruner: Any, context: Calibratio
     streams = pruner.auxiliary_calibration(context) or {}
     for key, s in streams.items():
         if not isinstance(s, CalibrationSamples) or s.input_ids.shape != s.attention_mask.shape:
-            raise RuntimeError(f"pruner {pruner.name!r} returned a malformed auxiliary stream {key!r}")
+            from ..plugin.contracts import violation
+
+            raise violation(pruner, f"auxiliary_calibration() returned a malformed stream {key!r} (CalibrationSamples "
+                                    "with an attention mask of the token ids' shape are due)")
         log.info("auxiliary calibration stream %r: %d sequences (%s)", key, len(s), s.description)
     calib.auxiliary = dict(streams)
     if streams:

@@ -51,15 +51,10 @@ def _number_list(path: Path, key: str, value: Any) -> list[float]:
 
 def read_stats_file(path: Path) -> dict[str, Any]:
     """Load and type-check the statistics file; every problem is a one-line UserError."""
-    from ..textio import read_text_file
+    from ..textio import parse_json, read_text_file
 
     text = read_text_file(path, "stats file", "pass --stats FILE.json", max_bytes=100_000_000)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise UserError(f"stats file {path} is not valid JSON ({err.msg} at line {err.lineno})") from None
-    except RecursionError:
-        raise UserError(f"stats file {path} is nested too deeply to be a statistics file") from None
+    data = parse_json(text, str(path), "stats file")
     signals, numbers = declared_keys()
     layer_keys = " or ".join(repr(k) for k in [*signals, SEPARATION_KEY])
     if not isinstance(data, dict):
@@ -90,11 +85,9 @@ def _parse_option(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise UserError(f"--option {text!r} must look like KEY=VALUE, e.g. --option outlier_weight=0.3")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
+    from ..textio import option_value
+
+    return key.strip(), option_value(raw, f"--option {key.strip()}")
 
 
 def allocate_from_stats(

@@ -59,13 +59,34 @@ def _click_exceptions() -> tuple[type, type, type, type]:
     return ClickException, UsageError, NoArgsIsHelpError, Abort
 
 
+MAX_ERROR_CHARS = 1500  # a longer message (a 100 KB statement or path inside it) is cut in the middle
+
+
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    line = " ".join(str(text).split())
+    if len(line) > MAX_ERROR_CHARS:
+        cut = len(line) - MAX_ERROR_CHARS
+        line = f"{line[:1000]} [... {cut} characters cut ...] {line[-(MAX_ERROR_CHARS - 1000):]}"
+    return line
 
 
 def _fail(message: str, code: int = 2) -> None:
     print(f"error: {_one_line(message)}", file=sys.stderr)
     sys.exit(code)
+
+
+def _check_argv(argv: list[str]) -> None:
+    """Arguments must be text: bytes that are not UTF-8 (a Latin-1 file name) reach Python as lone
+    surrogates and failed later, in a message, a report or a JSON file, with a traceback."""
+    from ..errors import UserError
+
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError as err:
+            shown = arg.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+            raise UserError(f"the argument {shown[:200]!r} contains bytes that are not UTF-8 (at position {err.start}); "
+                            "rename the file or directory to a UTF-8 name and pass that") from None
 
 
 def _run(argv: list[str]) -> int:
@@ -79,6 +100,7 @@ def _run(argv: list[str]) -> int:
     install_interrupt_guard()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        _check_argv(argv)
         check_environment(_command_word(argv))
         _register_builtin_commands()
         _register_plugin_commands()
@@ -109,6 +131,10 @@ def _run(argv: list[str]) -> int:
     return 0
 
 
+# exit code -> how the signal that ended the command is named (truthprune.run.outputs unwinds with these)
+_SIGNAL_EXITS = {129: "SIGHUP: the terminal or connection closed", 131: "SIGQUIT", 143: "SIGTERM"}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; always ends with SystemExit."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -116,19 +142,19 @@ def main(argv: list[str] | None = None) -> None:
         code = _run(args)
     except KeyboardInterrupt:
         code = 130
-    except SystemExit as exc:  # SIGTERM (truthprune.run.outputs) unwinds as SystemExit(143)
-        if exc.code != 143:
+    except SystemExit as exc:  # SIGTERM, SIGHUP, SIGQUIT (truthprune.run.outputs) unwind as SystemExit(128 + n)
+        if exc.code not in _SIGNAL_EXITS:
             raise
-        code = 143
+        code = exc.code
     finally:
         try:
             from ..run.outputs import release_all
 
             release_all()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):
             pass
     if code == 130:  # typer turns Ctrl-C inside a command into exit code 130
         print(_INTERRUPTED, file=sys.stderr)
-    elif code == 143:
-        print("terminated (SIGTERM); no output was left half-written", file=sys.stderr)
+    elif code in _SIGNAL_EXITS:
+        print(f"terminated ({_SIGNAL_EXITS[code]}); no output was left half-written", file=sys.stderr)
     sys.exit(code)

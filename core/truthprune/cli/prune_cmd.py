@@ -226,9 +226,9 @@ def prune_command(**flags: Any) -> None:
     if acts_dir is not None:
         from ..run.targets import contains
 
-        if contains(plan.config.save, acts_dir) or contains(acts_dir, plan.config.save):
-            raise UserError(f"--activations-dir {acts_dir!r} and --save {plan.config.save!r} overlap; the activation files "
-                            "would be written into the checkpoint (or the reverse): give them separate directories")
+        if contains(plan.config.save, acts_dir):
+            raise UserError(f"--activations-dir {acts_dir!r} lies inside --save {plan.config.save!r}, which is replaced "
+                            "when the checkpoint is written: give the activations a directory outside it")
     path = _check_offload(plan) if offload else None
 
     from ..pruning.engine.distributed import init_distributed

@@ -45,10 +45,9 @@ def allocator_flag_params() -> list:
 
 def flag_value(raw: str) -> Any:
     """A shortcut flag's value as --allocator-opt parses it: JSON when possible, else the string."""
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
+    from ..textio import option_value
+
+    return option_value(raw, "flag")
 
 
 def _flag(name: str) -> str:

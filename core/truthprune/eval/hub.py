@@ -41,6 +41,16 @@ def _offline_unless_reachable() -> Iterator[None]:
             setattr(m, a, v)
 
 
+def hub_reachable() -> bool:
+    """Whether hub data can be downloaded now: False when the hub is switched off
+    (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE) or one connection attempt (3 s at most) fails.
+    Sources check it at plan time and, when False, read their (cached) data at once, so "no
+    network and no cached copy" fails before the model loads."""
+    from ..models.formats import _hub_offline, _hub_reachable
+
+    return not _hub_offline() and _hub_reachable()
+
+
 def load_hub_dataset(
     name: str,
     config: str | None = None,

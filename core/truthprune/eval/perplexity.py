@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,8 +99,11 @@ def eval_text(spec: str) -> tuple[str, str]:
         if not raw.strip():
             raise UserError(f"evaluation file {spec!r} is empty; pass a file with some text")
         return "\n\n".join(wikitext_rows(raw)), f"{p.name}: rows joined with blank lines"
+    from ..textio import describe
+
+    state = f" ({describe(p)[3:] if describe(p).startswith('is ') else describe(p)})" if os.path.lexists(p) else ""
     raise UserError(
-        f"evaluation data {spec!r} is neither a known text ({', '.join(EVAL_TEXTS)}) nor an existing file; "
+        f"evaluation data {spec!r}{state} is neither a known text ({', '.join(EVAL_TEXTS)}) nor an existing file; "
         "pass --data wikitext2, --data pydoc or --data PATH/TO/FILE.txt"
     )
 

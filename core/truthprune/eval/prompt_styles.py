@@ -128,12 +128,14 @@ def resolve_template(tokenizer: Any, template: str) -> str:
 
 
 def _chat_text(tokenizer: Any, instruction: str, body: str) -> str:
+    from ..models.bos import apply_chat_template
+
     messages = [{"role": "system", "content": instruction}, {"role": "user", "content": body}]
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     except Exception:  # noqa: BLE001  (templates without a system role raise their own error types)
         merged = [{"role": "user", "content": f"{instruction}\n\n{body}"}]
-        return tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
+        return apply_chat_template(tokenizer, merged, add_generation_prompt=True)
 
 
 def _encode(tokenizer: Any, text: str, chat: bool) -> list[int]:

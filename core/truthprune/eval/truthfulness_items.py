@@ -183,10 +183,12 @@ def check_sources(truth_data: str | None, truthfulqa_data: str | None, limit: in
     """Plan-time checks (before any model is loaded)."""
     if limit < 2:
         raise UserError(f"--limit {limit} must be at least 2 (one true and one false item per dimension)")
+    from ..textio import describe, require_file
+
     if truth_data is not None and not Path(truth_data).is_dir():
-        raise UserError(f"--truth-data {truth_data!r} is not a directory of true/false statement CSVs")
-    if truthfulqa_data not in (None, "hub") and not Path(truthfulqa_data).is_file():
-        raise UserError(f"--truthfulqa-data {truthfulqa_data!r} does not exist; pass the original TruthfulQA.csv or 'hub'")
+        raise UserError(f"--truth-data {truth_data!r} {describe(truth_data)}; pass a directory of true/false statement CSVs")
+    if truthfulqa_data not in (None, "hub"):
+        require_file(truthfulqa_data, "--truthfulqa-data", "pass the original TruthfulQA.csv or 'hub'")
 
 
 def load_items(truth_data: str | None, truthfulqa_data: str | None, limit: int = DEFAULT_LIMIT,

@@ -104,9 +104,9 @@ def _item(question: str, best: str, correct: Sequence[str], incorrect: Sequence[
 
 def read_truthfulqa_csv(path: str | Path) -> list[TruthfulQAItem]:
     """Rows of the original TruthfulQA.csv (Type, Category, Question, Best Answer, ...)."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise UserError(f"TruthfulQA file {str(p)!r} does not exist; pass the original TruthfulQA.csv")
+    from ..textio import require_file
+
+    p = require_file(path, "TruthfulQA file", "pass the original TruthfulQA.csv")
     from ..textio import csv_dict_rows
 
     header, reader = csv_dict_rows(p, "TruthfulQA file", "pass the original TruthfulQA.csv")

@@ -179,3 +179,20 @@ def start_windows_with_bos(samples: Any, bos: int | None) -> Any:
 
     return replace(samples, input_ids=ids, attention_mask=mask,
                    description=f"{samples.description}; every window starts with BOS (id {bos})")
+
+
+def apply_chat_template(tokenizer: Any, messages: list[dict[str, str]], **kwargs: Any) -> str:
+    """``tokenizer.apply_chat_template(..., tokenize=False)``; a broken or raising template (a Jinja
+    syntax error, ``raise_exception(...)``, a template that returns no text) is one UserError line."""
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
+    except (KeyboardInterrupt, SystemExit, MemoryError, UserError):
+        raise
+    except Exception as err:  # noqa: BLE001 - jinja2.TemplateError and whatever a template raises
+        first = (str(err).splitlines() or [""])[0][:160]
+        raise UserError(f"the tokenizer's chat template fails ({type(err).__name__}: {first}); fix chat_template in the "
+                        "model's tokenizer files, or run without the chat template") from None
+    if not isinstance(text, str):
+        raise UserError(f"the tokenizer's chat template returned {type(text).__name__}, not text; fix chat_template in "
+                        "the model's tokenizer files, or run without the chat template")
+    return text

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..textio import describe, require_file
 
 # model families that are encoders (masked LM) or encoder-decoders: not prunable as decoder-only
 ENCODER_TYPES = frozenset({
@@ -68,6 +69,18 @@ def check_config(config: Any, where: str) -> None:
         value = sizes.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise UserError(f"{where}: {key} = {value!r} is not a positive integer; the config was edited or is damaged")
+    check_attention(sizes, where)
+
+
+def check_attention(sizes: dict, where: str) -> None:
+    """Head counts that divide: otherwise the model builds with wrong shapes and fails deep inside."""
+    hidden, heads, kv = sizes.get("hidden_size"), sizes.get("num_attention_heads"), sizes.get("num_key_value_heads")
+    if isinstance(hidden, int) and isinstance(heads, int) and sizes.get("head_dim") is None and hidden % heads:
+        raise UserError(f"{where}: hidden_size {hidden} is not divisible by num_attention_heads {heads} (and no head_dim "
+                        "is given); the config was edited or is damaged")
+    if isinstance(heads, int) and isinstance(kv, int) and heads % kv:
+        raise UserError(f"{where}: num_attention_heads {heads} is not divisible by num_key_value_heads {kv}; the config "
+                        "was edited or is damaged")
 
 
 def check_json_files(directory: Path) -> None:
@@ -75,6 +88,22 @@ def check_json_files(directory: Path) -> None:
     for f in sorted(directory.glob("*.json")):
         if f.name != "config.json" and f.stat().st_size < 200_000_000:
             _read_json(f, "checkpoint file")
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "tokenizer_config.json")
+
+
+def check_tokenizer_files(directory: Path) -> None:
+    """A model directory needs its tokenizer: without one the load failed with a traceback."""
+    found = [n for n in _TOKENIZER_FILES if os.path.lexists(directory / n)]
+    if not found:
+        raise UserError(f"model directory {str(directory)!r} has no tokenizer (tokenizer.json, tokenizer.model or vocab.json); "
+                        "save the tokenizer with the model (tokenizer.save_pretrained(DIR))")
+    for name in found:
+        f = directory / name
+        require_file(f, "tokenizer file", "save the tokenizer again")
+        if f.stat().st_size == 0:
+            raise UserError(f"tokenizer file {str(f)!r} is empty; save the tokenizer again (tokenizer.save_pretrained(DIR))")
 
 
 def model_context(spec: str) -> int | None:
@@ -91,8 +120,38 @@ def model_context(spec: str) -> int | None:
 # ----------------------------------------------------------------------------- weight files
 
 
-def check_safetensors(path: Path) -> None:
-    """Header length, JSON header and every tensor's byte range inside the file; no tensor is read."""
+# bits per element of every safetensors dtype (the format's own list)
+SAFETENSORS_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,
+                    "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64, "I64": 64, "U64": 64,
+                    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+Tensors = dict[str, tuple[str, list[int]]]  # name -> (dtype, shape), from safetensors headers
+
+
+def _header_problem(name: str, info: Any) -> str | None:
+    """What is wrong with one tensor entry of a safetensors header (None: nothing)."""
+    if not isinstance(info, dict):
+        return "is not an object"
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if dtype not in SAFETENSORS_BITS:
+        return f"has the unknown dtype {str(dtype)[:20]!r}"
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        return "has no valid shape"
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) and not isinstance(o, bool)
+                                                                      for o in offsets) or not 0 <= offsets[0] <= offsets[1]):
+        return "has no valid data_offsets"
+    n = 1
+    for d in shape:
+        n *= d
+    if -(-n * SAFETENSORS_BITS[dtype] // 8) != offsets[1] - offsets[0]:
+        return f"claims {dtype} {shape} ({n} values) but spans {offsets[1] - offsets[0]} bytes"
+    return None
+
+
+def check_safetensors(path: Path) -> Tensors:
+    """Validate a safetensors header as the format does, before any tensor is read: a plausible
+    header length, a JSON object, every tensor's dtype known, its shape x dtype equal to its byte
+    span, the spans contiguous from 0 and ending exactly at the end of the file. Returns the tensors."""
+    require_file(path, "weight file", "re-save the checkpoint")
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
@@ -101,24 +160,61 @@ def check_safetensors(path: Path) -> None:
             if n <= 1 or n > min(_HEADER_LIMIT, size - 8):
                 raise ValueError("the header length is impossible")
             header = json.loads(fh.read(n).decode("utf-8"))
+    except RecursionError:
+        raise UserError(f"{str(path)!r} is not a valid safetensors file (its header is nested too deeply); it is corrupt: "
+                        "re-download or re-save the checkpoint") from None
     except (ValueError, UnicodeDecodeError) as err:
-        raise UserError(f"{str(path)!r} is not a valid safetensors file ({err}); it is corrupt or truncated: "
+        raise UserError(f"{str(path)!r} is not a valid safetensors file ({str(err)[:120]}); it is corrupt or truncated: "
                         "re-download or re-save the checkpoint") from None
     except OSError as err:
         raise UserError(f"cannot read {str(path)!r}: {err.strerror or err}") from None
     if not isinstance(header, dict):
         raise UserError(f"{str(path)!r} is not a valid safetensors file (its header is not an object); re-save it")
     data = size - 8 - n
+    tensors: Tensors = {}
+    spans = []
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)
-                or not 0 <= offsets[0] <= offsets[1]):
-            raise UserError(f"{str(path)!r}: tensor {name!r} has no valid data_offsets; the file is corrupt, re-save it")
-        if offsets[1] > data:
-            raise UserError(f"{str(path)!r} is truncated: tensor {name!r} ends at byte {offsets[1]} of a {data}-byte "
+        problem = _header_problem(name, info)
+        if problem is not None:
+            raise UserError(f"{str(path)!r}: tensor {name[:80]!r} {problem}; the file is corrupt, re-save the checkpoint")
+        begin, end = info["data_offsets"]
+        if end > data:
+            raise UserError(f"{str(path)!r} is truncated: tensor {name[:80]!r} ends at byte {end} of a {data}-byte "
                             "data section; re-download or re-save the checkpoint")
+        spans.append((begin, end, name))
+        tensors[name] = (info["dtype"], list(info["shape"]))
+    at = 0
+    for begin, end, name in sorted(spans):
+        if begin != at:
+            raise UserError(f"{str(path)!r}: tensor {name[:80]!r} starts at byte {begin}, not {at} (the data overlap or "
+                            "leave a gap); the file is corrupt, re-save the checkpoint")
+        at = end
+    if at != data:
+        raise UserError(f"{str(path)!r} has {data - at} bytes after its last tensor; it is corrupt, re-save the checkpoint")
+    return tensors
+
+
+def check_layer_count(config: dict, tensors: Tensors, where: str) -> None:
+    """config.json's num_hidden_layers against the decoder layers the weights hold, from names
+    only: a config that says 1 layer over 2 layers of weights silently dropped one, and one that
+    says 1,000,000 built a model for minutes before anything failed."""
+    sizes = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    n = sizes.get("num_hidden_layers")
+    if not isinstance(n, int) or isinstance(n, bool) or not tensors:
+        return
+    stacks: dict[str, set[int]] = {}
+    for name in tensors:
+        m = re.match(r"(.+?)\.(\d+)\.", name)
+        if m:
+            stacks.setdefault(m.group(1), set()).add(int(m.group(2)))
+    if not stacks or any(found == set(range(n)) for found in stacks.values()):
+        return
+    prefix, found = max(stacks.items(), key=lambda kv: sum(name.startswith(kv[0] + ".") for name in tensors))
+    held = f"0..{max(found)}" if found == set(range(max(found) + 1)) else ", ".join(map(str, sorted(found)[:8]))
+    raise UserError(f"{where} says num_hidden_layers = {n}, but the weights hold the decoder layers {held} under "
+                    f"{prefix!r}; the config does not belong to these weights: re-save the checkpoint")
 
 
 def check_safetensors_index(index: Path) -> list[Path]:
@@ -166,21 +262,22 @@ def check_gguf(path: Path) -> None:
             raise UserError(f"{str(path)!r} holds a {name!r} model, an encoder; truthprune prunes decoder-only causal LMs")
 
 
-def check_weights(directory: Path, allow_pickle: bool) -> None:
-    """safetensors (single or sharded) are checked; pickle-only checkpoints need --allow-pickle."""
+def check_weights(directory: Path, allow_pickle: bool) -> Tensors:
+    """safetensors (single or sharded) are checked and their tensors returned; pickle-only
+    checkpoints need --allow-pickle (and return no tensors: their names are unknown unread)."""
     index, single = directory / "model.safetensors.index.json", directory / "model.safetensors"
-    if index.is_file():
+    tensors: Tensors = {}
+    if os.path.lexists(index):
         for shard in check_safetensors_index(index):
-            check_safetensors(shard)
-        return
-    if single.is_file():
-        check_safetensors(single)
-        return
+            tensors.update(check_safetensors(shard))
+        return tensors
+    if os.path.lexists(single):
+        return check_safetensors(single)
     shards = sorted(directory.glob("*.safetensors"))
     if shards:
         for shard in shards:
-            check_safetensors(shard)
-        return
+            tensors.update(check_safetensors(shard))
+        return tensors
     pickles = sorted(p.name for p in directory.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")
                      or p.name == "pytorch_model.bin.index.json")
     if pickles and not allow_pickle:
@@ -189,6 +286,7 @@ def check_weights(directory: Path, allow_pickle: bool) -> None:
                         "if you trust the file")
     if not pickles:
         raise UserError(f"model directory {str(directory)!r} has no weights (model.safetensors); {_FIX_DIR}")
+    return tensors
 
 
 # ----------------------------------------------------------------------------- hub ids
@@ -259,7 +357,7 @@ def check_model_spec(spec: str, allow_pickle: bool = False) -> str:
     p = Path(spec).expanduser()
     if spec.endswith(".gguf"):
         if not p.is_file():
-            raise UserError(f"GGUF file {spec!r} does not exist")
+            raise UserError(f"GGUF file {spec!r} {describe(p)}; pass an existing .gguf file")
         from .loading import _file_key, cache_root
 
         converted = cache_root() / "models" / f"{p.stem}-{_file_key(p.resolve())}" / "config.json"
@@ -268,14 +366,21 @@ def check_model_spec(spec: str, allow_pickle: bool = False) -> str:
         return "gguf"
     if p.is_dir():
         cfg = p / "config.json"
-        if not cfg.is_file():
+        if not os.path.lexists(cfg):
             raise UserError(f"model directory {spec!r} has no config.json; {_FIX_DIR}")
-        check_config(_read_json(cfg, "model config"), f"{str(cfg)!r}")
-        check_weights(p, allow_pickle)
+        config = _read_json(cfg, "model config")
+        check_config(config, f"{str(cfg)!r}")
+        tensors = check_weights(p, allow_pickle)
+        check_layer_count(config, tensors, str(cfg))
         check_json_files(p)
+        check_tokenizer_files(p)
+        from .support import check_checkpoint  # transformers: the architecture against the tensors
+
+        check_checkpoint(p, config, tensors)
         return "local"
-    if p.exists():
-        raise UserError(f"--model {spec!r} is a file but not a .gguf; pass a model directory, a .gguf file or a hub id")
+    if os.path.lexists(p):
+        raise UserError(f"--model {spec!r} {describe(p)}, not a model directory or a .gguf file; pass a model directory, "
+                        "a .gguf file or a hub id")
     if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
         raise UserError(f"--model {spec!r} does not exist; pass an existing model directory, a .gguf file or a hub id")
     check_hub_id(spec)
@@ -306,6 +411,12 @@ def load_causal_lm(auto_cls: Any, path: str, spec: str, **kwargs: Any) -> Any:
     if tied:  # the output head shares the embedding's tensor: absent from the file by design
         missing = [k for k in missing if "lm_head" not in k]
     mismatched = list(info.get("mismatched_keys") or [])
+    params = dict(model.state_dict()) if (info.get("unexpected_keys") or []) else {}
+    unexpected = sorted(k for k in (info.get("unexpected_keys") or []) if not k.endswith("inv_freq") and k not in params)
+    if unexpected:  # transformers drops them with only a printed table: a layer beyond the config's count, say
+        raise UserError(f"the checkpoint {spec!r} holds {len(unexpected)} tensor(s) its architecture has no place for "
+                        f"(first: {unexpected[0]}); they would be dropped: the config does not belong to these weights, "
+                        "re-save the checkpoint")
     if missing or mismatched:
         first = missing[0] if missing else mismatched[0][0] if isinstance(mismatched[0], tuple) else mismatched[0]
         count = len(missing) + len(mismatched)

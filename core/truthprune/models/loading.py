@@ -118,7 +118,7 @@ def _shared_gguf_reader():
         readers.clear()
 
 
-def converted_gguf_dir(gguf: Path) -> Path:
+def converted_gguf_dir(gguf: Path, quiet: bool = False) -> Path:
     """Convert a GGUF file to a safetensors checkpoint once; return the cached directory."""
     target = converted_target(gguf)
     if (target / "config.json").is_file():
@@ -128,9 +128,16 @@ def converted_gguf_dir(gguf: Path) -> Path:
 
     log.info("converting %s to safetensors under %s (first load only)", gguf.name, target)
     t0 = time.perf_counter()
-    with _shared_gguf_reader():
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    try:
+        with _shared_gguf_reader(), quiet_transformers(progress=not quiet):
+            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    except (KeyboardInterrupt, SystemExit, MemoryError, UserError):
+        raise
+    except Exception as err:  # noqa: BLE001 - missing metadata, an unsupported architecture: the file's fault
+        first = (str(err).splitlines() or [""])[0][:160]
+        raise UserError(f"{str(gguf)!r} cannot be converted ({type(err).__name__}: {first}); the GGUF file is incomplete or "
+                        "of an architecture transformers cannot read: re-download it or pass a safetensors directory") from None
     # save_pretrained refuses a model that carries a GGUF quantization config: the weights are
     # already dequantised to float32, so rebuild a plain model from the config and copy them in.
     config = model.config
@@ -176,20 +183,20 @@ def cached_config(spec: str) -> dict | None:
         return None
     try:
         data = json.loads(cfg.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None  # the load stage reports an unreadable config with its own message
     return data if isinstance(data, dict) else None
 
 
-def resolve_model_path(spec: str) -> tuple[str, str]:
+def resolve_model_path(spec: str, quiet: bool = False) -> tuple[str, str]:
     """Return (path or hub id to load, kind) for a ``--model`` spec."""
     if spec in EMBEDDED_MODELS:
-        return str(converted_gguf_dir(embedded_gguf(spec))), "embedded"
+        return str(converted_gguf_dir(embedded_gguf(spec), quiet)), "embedded"
     p = Path(spec).expanduser()
     if spec.endswith(".gguf"):
         if not p.is_file():
             raise UserError(f"GGUF file {spec!r} does not exist")
-        return str(converted_gguf_dir(p.resolve())), "gguf"
+        return str(converted_gguf_dir(p.resolve(), quiet)), "gguf"
     if p.is_dir():
         if not (p / "config.json").is_file():
             raise UserError(f"model directory {spec!r} has no config.json; point --model at a saved Hugging Face model")
@@ -263,25 +270,49 @@ def weights_fingerprint(model: Any) -> str:
     return h.hexdigest()
 
 
+@contextmanager
+def quiet_transformers(progress: bool = True):
+    """transformers' own output during a load: its load-report tables (missing / unexpected keys,
+    6 to 35 lines with terminal colours) are replaced by truthprune's one-line refusals, so they
+    are silenced; its "Loading weights" bar only with ``progress=False`` (``-q``)."""
+    from transformers.utils import logging as tlog
+
+    level = tlog.get_verbosity()
+    bars = tlog.is_progress_bar_enabled()
+    tlog.set_verbosity_error()
+    if not progress:
+        tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(level)
+        if bars:
+            tlog.enable_progress_bar()
+
+
 def load_model(
-    spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False
+    spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
+    quiet: bool = False,
 ) -> LoadedModel:
-    """Load model and tokenizer for ``spec`` on ``device`` in ``dtype``; KV cache disabled."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Load model and tokenizer for ``spec`` on ``device`` in ``dtype``; KV cache disabled.
+    ``quiet``: no progress bar (``-q``). Refuses (UserError) a tokenizer that does not load or
+    whose token ids exceed the embedding, and NaN/Inf weights."""
+    from transformers import AutoModelForCausalLM
 
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
-    path, kind = resolve_model_path(spec)
+    path, kind = resolve_model_path(spec, quiet=quiet)
     if kind == "hub":  # fail fast and quietly without a network (truthprune.models.formats)
         from .formats import check_hub_reachable
 
         check_hub_reachable(spec)
     t0 = time.perf_counter()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        from .formats import load_causal_lm  # refuses missing or mismatched weights instead of random ones
+        with quiet_transformers(progress=not quiet):
+            tokenizer = _load_tokenizer(path, spec, trust_remote_code)
+            from .formats import load_causal_lm  # refuses missing or mismatched weights instead of random ones
 
-        model = load_causal_lm(AutoModelForCausalLM, path, spec, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+            model = load_causal_lm(AutoModelForCausalLM, path, spec, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except OSError as err:
         if kind == "hub":
             raise UserError(
@@ -295,6 +326,47 @@ def load_model(
         raise
     model.eval()
     model.config.use_cache = False
+    check_loaded_weights(model, tokenizer, spec)
     model.to(dev)
     log.info("loaded %s (%s) on %s in %.1f s", spec, kind, dev, time.perf_counter() - t0)
     return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, path=path, kind=kind, device=dev)
+
+
+def _load_tokenizer(path: str, spec: str, trust_remote_code: bool):
+    """AutoTokenizer, with every way a broken or missing tokenizer fails turned into one line."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, ImportError) as err:
+        if isinstance(err, ValueError) and "trust_remote_code" in str(err):
+            raise
+        if isinstance(err, OSError) and not Path(path).exists():
+            raise  # a hub id: load_model words it
+        first = (str(err).splitlines() or [""])[0][:160]
+        raise UserError(f"the tokenizer of {spec!r} does not load ({type(err).__name__}: {first}); save the tokenizer "
+                        "with the model again (tokenizer.save_pretrained(DIR))") from None
+    if tokenizer is None or not callable(getattr(tokenizer, "__call__", None)) or not len(tokenizer):
+        raise UserError(f"the tokenizer of {spec!r} is empty (no vocabulary); save the tokenizer with the model again")
+    return tokenizer
+
+
+def check_loaded_weights(model: Any, tokenizer: Any, spec: str) -> None:
+    """After loading: token ids fit the embedding, and every weight is finite (a NaN/Inf weight
+    made every number NaN, and a prune of it was saved with exit 0)."""
+    import torch
+
+    emb = model.get_input_embeddings()
+    rows = getattr(emb, "num_embeddings", None)
+    try:
+        top = max(tokenizer.get_vocab().values(), default=-1)
+    except Exception:  # noqa: BLE001 - a tokenizer without get_vocab: its length stands in
+        top = len(tokenizer) - 1
+    if isinstance(rows, int) and top >= rows:
+        raise UserError(f"the tokenizer of {spec!r} has token ids up to {top}, but the model's embedding has {rows} rows; "
+                        "the tokenizer belongs to another model: save the matching tokenizer with it")
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise UserError(f"the weights of {spec!r} hold NaN or Inf (first in {name}); every result would be NaN: "
+                                "use an intact checkpoint")

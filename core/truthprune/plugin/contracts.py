@@ -120,6 +120,8 @@ def check_updated_weight(pruner: Any, linear: str, weight: Any, new: Any) -> Non
                                 f"{getattr(new, 'dtype', type(new).__name__)}")
     if tuple(new.shape) != tuple(weight.shape):
         raise violation(pruner, f"the updated weight for {linear!r} has shape {_shape(new)} but the weight is {_shape(weight)}")
+    if not bool(torch.isfinite(new).all()):
+        raise violation(pruner, f"the updated weight for {linear!r} holds NaN or Inf; pruned weights must stay finite")
 
 
 def check_block_weights(pruner: Any, new: Any, linears: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ Policy: a plugin that raises while loading produces one warning line and is skip
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -157,7 +158,8 @@ class Registry:
         """Let plugins add CLI commands (register_commands hook)."""
         for impl in self.pm.hook.register_commands.get_hookimpls():
             try:
-                impl.function(app=app)
+                with _stdout_to_stderr():
+                    impl.function(app=app)
             except BaseException as exc:  # a broken command plugin must not kill the CLI
                 _reraise_real_interrupt(exc)
                 _fail(self, impl.plugin_name, exc)
@@ -184,6 +186,14 @@ def _reraise_real_interrupt(exc: BaseException) -> None:
         raise exc
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """What a plugin prints while it loads goes to stderr: stdout carries machine output
+    (``--json``), which a print at import used to corrupt."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
 def _wanted(only: set[str] | None, ep: metadata.EntryPoint, dist: str) -> bool:
     return only is None or dist == CORE_DIST or ep.name in only or dist in only
 
@@ -193,24 +203,34 @@ def load_plugins() -> Registry:
     registry = Registry()
     only_env = os.environ.get("TRUTHPRUNE_LOAD_PLUGINS")
     only = {x.strip() for x in only_env.split(",") if x.strip()} if only_env is not None else None
-    seen: set[str] = set()
-    eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.dist.name != CORE_DIST if e.dist else True, e.name))
+    seen: dict[str, str] = {}  # entry-point name -> the distribution whose entry point was loaded under it
+    eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP),
+                 key=lambda e: (e.dist.name != CORE_DIST if e.dist else True, e.name, e.dist.name if e.dist else ""))
     for ep in eps:
         dist = ep.dist.name if ep.dist else "unknown"
         version = ep.dist.version if ep.dist else "?"
-        if ep.name in seen or not _wanted(only, ep, dist):
+        if not _wanted(only, ep, dist) or seen.get(ep.name) == dist:  # the same distribution found twice on the path
             continue
-        seen.add(ep.name)
+        plugin_name = ep.name
+        if ep.name in seen:  # another distribution uses the name: load it too, under its own name, and say so
+            plugin_name = f"{ep.name} ({dist})"
+            print(f"warning: entry point {ep.name!r} is declared by distribution {seen[ep.name]!r} and by distribution "
+                  f"{dist!r}; both are loaded, and a plugin name both register is refused when used: uninstall one of them",
+                  file=sys.stderr)
+        else:
+            seen[ep.name] = dist
         try:
-            module = ep.load()
-            registry.add_plugin(module, ep.name, dist, version)
+            with _stdout_to_stderr():
+                module = ep.load()
+                registry.add_plugin(module, plugin_name, dist, version)
         except BaseException as exc:  # SystemExit/KeyboardInterrupt raised by a plugin's import too
             _reraise_real_interrupt(exc)
-            if ep.name in registry._dist_of_plugin:
-                registry.pm.unregister(name=ep.name)
+            if plugin_name in registry._dist_of_plugin:
+                if registry.pm.get_plugin(plugin_name) is not None:
+                    registry.pm.unregister(name=plugin_name)
                 for kind in KINDS:
-                    registry._items[kind] = {k: v for k, v in registry._items[kind].items() if v.plugin != ep.name}
-            _fail(registry, ep.name, exc)
+                    registry._items[kind] = {k: v for k, v in registry._items[kind].items() if v.plugin != plugin_name}
+            _fail(registry, plugin_name, exc)
     return registry
 
 

@@ -36,13 +36,26 @@ def dequantize(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, g
     return (codes.float() - zeros.float()[:, idx]) * scales.float()[:, idx]
 
 
-def check_result(result: QuantResult, weight: torch.Tensor, mask: torch.Tensor, owner: str) -> torch.Tensor:
+def check_result(result: QuantResult, weight: torch.Tensor, mask: torch.Tensor, owner: Any) -> torch.Tensor:
     """Validate a quantizer's answer against the contract; return the dequantized weights.
 
-    A violation is a bug in the plugin, not a user error: RuntimeError naming the quantizer.
+    A violation is a bug in the plugin, not a user error: a PluginContractError naming the
+    quantizer ``owner`` (the plugin, or its name), exit code 3 in the CLI.
     """
     import torch
 
+    from ..plugin.contracts import violation
+
+    def broke(problem: str) -> Exception:
+        if isinstance(owner, str):
+            from ..errors import PluginContractError
+
+            return PluginContractError(f"quantizer {owner!r} broke the QuantResult contract: {problem}")
+        return violation(owner, f"it broke the QuantResult contract: {problem}", kind="quantizer")
+
+    if not isinstance(result, QuantResult) or not all(isinstance(getattr(result, a, None), torch.Tensor)
+                                                      for a in ("codes", "scales", "zeros", "g_idx")):
+        raise broke(f"quantize() must return a QuantResult of tensors, got {type(result).__name__}")
     out, cols = weight.shape
     r = result
     problems = []
@@ -60,15 +73,15 @@ def check_result(result: QuantResult, weight: torch.Tensor, mask: torch.Tensor, 
         problems.append(f"bits must be in 1..8, got {r.bits}")
     elif not problems and int(r.codes.max().item()) >= 2 ** r.bits:
         problems.append(f"codes exceed {r.bits} bits")
+    if not problems and r.scales.is_floating_point() and not bool(torch.isfinite(r.scales).all()):
+        problems.append("scales hold NaN or Inf")
     if problems:
-        raise RuntimeError(f"quantizer {owner!r} broke the QuantResult contract: " + "; ".join(problems))
+        raise broke("; ".join(problems))
     deq = dequantize(r.codes, r.scales, r.zeros, r.g_idx)
     revived = int((deq[mask.to(deq.device)] != 0).sum().item())
     if revived:
-        raise RuntimeError(
-            f"quantizer {owner!r} gave {revived} pruned (zero) weights a non-zero value; a masked weight must get "
-            "its group's zero-point as code"
-        )
+        raise broke(f"it gave {revived} pruned (zero) weights a non-zero value; a masked weight must get its group's "
+                    "zero-point as code")
     return deq
 
 
@@ -87,7 +100,7 @@ def quantize_linears(linears: dict[str, Any], stats: dict[str, LinearStats], qua
         w = lin.weight.data
         mask = w == 0
         result = quantizer.quantize(w, stats.get(name) or LinearStats(n_tokens=0), mask)
-        deq = check_result(result, w, mask, quantizer.name)
+        deq = check_result(result, w, mask, quantizer)
         before = w.float()
         change[name] = float((deq.to(w.device) - before).norm() / before.norm().clamp_min(1e-12))
         w.copy_(deq.to(w.dtype))

@@ -202,7 +202,10 @@ def load_report(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     f = p / "report.json" if p.is_dir() else p
     if not f.is_file():
-        raise UserError(f"no report.json in {str(p)!r}; pass the output directory of a truthprune run")
+        from ..textio import describe
+
+        what = f"no report.json in {str(p)!r}" if not os.path.lexists(f) else f"{str(f)!r} {describe(f)}, not a report"
+        raise UserError(f"{what}; pass the output directory of a truthprune run")
     from ..textio import read_text_file
 
     text = read_text_file(f, "report", "pass the output directory of a truthprune run", max_bytes=500_000_000)
@@ -212,6 +215,9 @@ def load_report(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{str(f)!r} is nested too deeply to be a truthprune report") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{str(f)!r} is not valid JSON ({err.msg}); rerun the truthprune run that wrote it") from None
+    except ValueError as err:  # an integer longer than Python converts
+        raise UserError(f"{str(f)!r} holds a number too long to read ({str(err).split(';')[0]}); rerun the truthprune "
+                        "run that wrote it") from None
     if not isinstance(report, dict) or report.get("truthprune_report") != 1:
         raise UserError(f"{str(f)!r} is not a truthprune report")
     for section, keys in _REQUIRED.items():

@@ -66,7 +66,12 @@ def check_context(model: str, seqlen: int) -> None:
 
 def check_eval_data(config: Any) -> None:
     """Read the user's evaluation files now (perplexity text, TruthfulQA.csv), not after the prune."""
-    if "ppl" in config.eval and config.ppl_data not in ("pydoc", "wikitext2"):
+    from ..eval.hub import hub_reachable
+
+    hub_data = ("ppl" in config.eval and config.ppl_data == "wikitext2") or (
+        "truthfulqa" in config.eval and config.truthfulqa_data in (None, "hub"))
+    offline = hub_data and not hub_reachable()  # then the (cached) hub data is read now, or fails now
+    if "ppl" in config.eval and (config.ppl_data not in ("pydoc", "wikitext2") or (offline and config.ppl_data == "wikitext2")):
         from ..eval.perplexity import eval_text
 
         eval_text(config.ppl_data)
@@ -74,6 +79,10 @@ def check_eval_data(config: Any) -> None:
         from ..eval.truthfulqa import read_truthfulqa_csv
 
         read_truthfulqa_csv(config.truthfulqa_data)
+    elif "truthfulqa" in config.eval and offline:
+        from ..eval.truthfulqa import load_truthfulqa
+
+        load_truthfulqa("hub")
 
 
 def check_truth_sets(config: Any, allocator: Any) -> Any | None:

@@ -35,9 +35,10 @@ class RunConfig(BaseModel):
     ``truthprune run`` (and of ``prune``/``sweep``/``config show``) are generated from these fields
     (truthprune.cli.run_cmd), so a setting is declared once."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: a TOML "0.4", "8" or "yes", or nsamples = true, is a type error, not silently converted
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    model: str = Field("smollm2-135m", description="smollm2-135m (default, embedded), a model dir, a .gguf file or a hub id.")
+    model: str = Field("smollm2-135m", min_length=1, description="smollm2-135m (default, embedded), a model dir, a .gguf file or a hub id.")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto | float32 | bfloat16 | float16")
     trust_remote_code: bool = Field(False, description="Allow custom model code from the hub.")
@@ -57,7 +58,7 @@ class RunConfig(BaseModel):
     quantizer_options: dict[str, Any] = Field(default_factory=dict, description="Quantizer option key=value (repeatable).",
                                               json_schema_extra=OPTIONS("quantizer-opt"))  # --bits/--group-size land here
 
-    calibration: list[str] = Field(default_factory=lambda: ["pydoc"], json_schema_extra=SPLIT,
+    calibration: list[str] = Field(default_factory=lambda: ["pydoc"], json_schema_extra=SPLIT, min_length=1,
                                    description="Calibration source(s), comma-separated or repeated; nsamples split evenly.")
     # key=value for all sources, or {source: {key: value}}
     calibration_options: dict[str, Any] = Field(default_factory=dict, json_schema_extra=OPTIONS("calibration-opt"),
@@ -107,6 +108,13 @@ class RunConfig(BaseModel):
     allow_pickle: bool = Field(False, description="Accept a pickle-only (.bin) checkpoint; pickles can run code, so only for "
                                                   "files you trust.")
     quiet: bool = Field(False, description="No progress bars.", json_schema_extra={"cli_short": "-q"})
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("is empty; name smollm2-135m, a model directory, a .gguf file or a hub id")
+        return v
 
     @field_validator("nm")
     @classmethod
@@ -177,6 +185,9 @@ def _format(err: ValidationError) -> str:
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "config"
         msg = "unknown setting" if e["type"] == "extra_forbidden" else e["msg"]
+        given = e.get("input")
+        if e["type"] != "extra_forbidden" and isinstance(given, (str, int, float, bool)):  # no silent conversion
+            msg += f", got {given!r:.60}" + (f" ({type(given).__name__})" if not isinstance(given, str) else " (text)")
         parts.append(f"{loc}: {msg}")
     return "invalid run config: " + "; ".join(parts)
 
@@ -189,12 +200,14 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     from ..textio import read_text_file
 
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"config file {str(p)!r} does not exist")
+    text = read_text_file(p, "config file", "pass an existing UTF-8 TOML file", max_bytes=10_000_000)
     try:
-        return tomllib.loads(read_text_file(p, "config file", "pass an existing UTF-8 TOML file", max_bytes=10_000_000))
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"config file {str(p)!r} is not valid TOML: {err}") from None
+    except (RecursionError, ValueError) as err:  # absurd nesting; an integer longer than Python converts
+        raise UserError(f"config file {str(p)!r} cannot be read as a run config ({type(err).__name__}: "
+                        f"{str(err).split(';')[0][:120]})") from None
 
 
 def build_config(config_file: str | None, overrides: dict[str, Any]) -> RunConfig:
@@ -218,15 +231,12 @@ def build_config(config_file: str | None, overrides: dict[str, Any]) -> RunConfi
 
 def parse_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
     """``key=value`` pairs; values parsed as JSON when possible (numbers, booleans), else strings."""
-    import json
+    from ..textio import option_value
 
     out: dict[str, Any] = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise UserError(f"{flag} {pair!r} must look like key=value")
         key, raw = pair.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
+        out[key.strip()] = option_value(raw, f"{flag} {key.strip()}")
     return out

@@ -26,6 +26,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from ..textio import describe, kind_of_file  # noqa: F401 (what a path is, in words)
+
 MARKER = ".truthprune-output"
 OUTPUT_MARKER = MARKER  # its public name (truthprune.OUTPUT_MARKER)
 JSON_KEY = "truthprune_output"
@@ -41,34 +43,6 @@ _CHECKPOINT = re.compile(r"config\.json|generation_config\.json|model(-\d{5}-of-
                          r"model\.safetensors\.index\.json|tokenizer(_config)?\.json|tokenizer\.model|"
                          r"special_tokens_map\.json|added_tokens\.json|vocab\.json|merges\.txt|chat_template\.(jinja|json)|"
                          r"quantization\.safetensors|truthprune\.json")
-
-
-def kind_of_file(st: os.stat_result) -> str:
-    """What a path is, in words (for messages: "is a FIFO", not "does not exist")."""
-    mode = st.st_mode
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a file"), (stat.S_ISLNK, "a symbolic link"),
-                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return name
-    return "a special file"
-
-
-def describe(path: str | Path) -> str:
-    """``does not exist`` / ``is a directory`` / ``is a FIFO (named pipe)`` ... of ``path``."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return "does not exist"
-    except OSError as err:
-        return f"cannot be read ({err.strerror or err})"
-    if stat.S_ISLNK(st.st_mode) and not os.path.exists(path):
-        return "is a symbolic link to nothing"
-    try:
-        st = os.stat(path)
-    except OSError:
-        pass
-    return f"is {kind_of_file(st)}"
 
 
 # ----------------------------------------------------------------------------- writing markers

@@ -26,9 +26,12 @@ def _cached_json(kind: str, key: dict[str, Any], compute):
     """Return the cached result for ``key`` or compute, store and return it."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = cache_root() / "results" / kind / f"{digest}.json"
-    if path.is_file():
+    from ..cachefiles import read_cache_entry, read_json_entry
+
+    cached = read_cache_entry(path, read_json_entry, f"cached {kind} result")
+    if cached is not None:
         log.info("%s: using cached result %s", kind, path)
-        return json.loads(path.read_text())
+        return cached
     value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # per process: parallel runs share the cache
@@ -40,7 +43,8 @@ def _cached_json(kind: str, key: dict[str, Any], compute):
 def load(cfg: RunConfig) -> LoadedModel:
     from ..models.loading import load_model
 
-    loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+    loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
+                        quiet=cfg.quiet)
     ctx = loaded.max_context
     if ctx is not None and cfg.seqlen > ctx:
         from ..errors import UserError
@@ -72,7 +76,7 @@ def convert(state: RunState) -> RunState:
     """Stage ``convert-gguf``: first use of a .gguf / embedded model converts it once (cached)."""
     from ..models.loading import resolve_model_path
 
-    resolve_model_path(state.plan.config.model)
+    resolve_model_path(state.plan.config.model, quiet=state.plan.config.quiet)
     return state
 
 
@@ -103,7 +107,7 @@ def check_memory(state: RunState) -> RunState:
                               weight_bytes=nbytes, act_bytes=nbytes, world=data_parallel().world)
     if plan.activations_dir is not None:
         est = dataclasses.replace(est, activations=0)
-    log.info("%s", mem.check_memory(est, mem.available_memory(), offload=False))
+    log.info("%s", mem.check_memory(est, mem.available_memory(), offload=False, can_offload=not plan.writes_report))
     return state
 
 

@@ -81,7 +81,9 @@ def encode_statements(
         if chat_template:
             if not getattr(tokenizer, "chat_template", None):
                 raise UserError("--chat-template was given but the tokenizer has no chat template; drop the flag")
-            text = tokenizer.apply_chat_template([{"role": "user", "content": s}], tokenize=False).rstrip()
+            from ..models.bos import apply_chat_template
+
+            text = apply_chat_template(tokenizer, [{"role": "user", "content": s}]).rstrip()
             ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
         else:
             ids = list(tokenizer(s)["input_ids"])
@@ -218,8 +220,10 @@ def extract_last_token(
         key = cache_key(fingerprint, statements_hash(statements), layer_idx, chat_template, add_bos, dtype)
         path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         path = path / f"{key}.npy"
-        if path.is_file():
-            arr = np.load(path)
+        from ..cachefiles import read_cache_entry
+
+        arr = read_cache_entry(path, np.load, "cached activations")
+        if arr is not None:
             if arr.shape[:2] == (len(layer_idx), len(statements)):
                 log.info("activations from cache %s", path)
                 return arr

@@ -135,8 +135,9 @@ def load_statement_csv(
     from ..textio import csv_dict_rows, finite_label
 
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"statement file {str(p)!r} does not exist")
+    from ..textio import require_file
+
+    require_file(p, "statement file", "pass a UTF-8 CSV with the header 'statement,label'")
     columns, reader = csv_dict_rows(p, "statement file", "pass a UTF-8 CSV with the header 'statement,label'")
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
@@ -175,7 +176,9 @@ def load_statement_dir(
     """Load ``names`` (file stems) from ``directory``, or every ``*.csv`` there when None, in order."""
     d = Path(directory)
     if not d.is_dir():
-        raise UserError(f"truth data directory {str(d)!r} does not exist; pass --truth-data DIR with TiU CSV files")
+        from ..textio import describe
+
+        raise UserError(f"truth data directory {str(d)!r} {describe(d)}; pass --truth-data DIR with TiU CSV files")
     available = sorted(p.stem for p in d.glob("*.csv"))
     if names is None:
         names = available

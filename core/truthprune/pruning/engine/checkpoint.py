@@ -66,6 +66,14 @@ class CheckpointReader:
         return sum(self.nbytes(k) for k in self.files)
 
     def get(self, key: str) -> torch.Tensor:
+        """One tensor; a floating-point one holding NaN or Inf is refused (UserError), as a load does."""
+        t = self._read(key)
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UserError(f"the checkpoint {str(self.directory)!r} holds NaN or Inf in {key}; every result would be NaN: "
+                            "use an intact checkpoint")
+        return t
+
+    def _read(self, key: str) -> torch.Tensor:
         """Read one tensor with plain file reads straight into its own buffer.
 
         Why not ``safe_open(...).get_tensor``: that memory-maps the shard, and the mapped pages

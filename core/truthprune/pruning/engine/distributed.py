@@ -71,6 +71,74 @@ def data_parallel() -> DataParallel:
     return DataParallel()
 
 
+DEFAULT_RENDEZVOUS_S = 120.0  # TRUTHPRUNE_DIST_TIMEOUT: how long a rank waits for the others to appear
+
+
+def rendezvous_timeout() -> float:
+    raw = os.environ.get("TRUTHPRUNE_DIST_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_RENDEZVOUS_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1e6:
+        raise UserError(f"environment variable TRUTHPRUNE_DIST_TIMEOUT={raw!r} must be a number of seconds > 0")
+    return value
+
+
+def rendezvous(world: int):
+    """The TCP store every rank meets at (MASTER_ADDR:MASTER_PORT), with a stated timeout.
+
+    Why not torch's own: a rank whose rank 0 never started waited 30 minutes inside one C++ call,
+    deaf to SIGTERM. Here rank 0 serves the store and the others connect in one-second attempts,
+    so a signal is handled between them, and after :func:`rendezvous_timeout` seconds the command
+    ends with one line saying which rank is missing."""
+    import time
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    rank = int(os.environ.get("RANK", "0"))
+    limit = rendezvous_timeout()
+    deadline = time.monotonic() + limit
+    serve = rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"  # torchrun's agent serves it
+    while True:
+        try:
+            if serve:
+                store = dist.TCPStore(host, port, world, is_master=True, timeout=timedelta(seconds=limit),
+                                      wait_for_workers=False, multi_tenant=True)
+            else:
+                store = dist.TCPStore(host, port, world, is_master=False, timeout=timedelta(seconds=1))
+                store.set_timeout(timedelta(seconds=max(limit, 300)))
+            break
+        except (RuntimeError, OSError) as err:  # DistStoreError (a RuntimeError), or the port in use
+            if serve or time.monotonic() > deadline:
+                who = "could not serve the rendezvous" if rank == 0 else "found no rank 0"
+                raise UserError(f"rank {rank} of {world} {who} at MASTER_ADDR:MASTER_PORT = {host}:{port} within "
+                                f"{limit:g} s ({type(err).__name__}); start every rank (torchrun --nproc-per-node {world} ...) "
+                                "or set TRUTHPRUNE_DIST_TIMEOUT") from None
+            time.sleep(0.2)
+    _wait_for_ranks(store, rank, world, deadline, limit)
+    return store
+
+
+def _wait_for_ranks(store, rank: int, world: int, deadline: float, limit: float) -> None:
+    """Every rank checks in; each waits (in short steps) until all have, or names the missing ones."""
+    import time
+
+    store.set(f"truthprune/rank{rank}", "1")
+    while True:
+        missing = [r for r in range(world) if not store.check([f"truthprune/rank{r}"])]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise UserError(f"rank {rank} of {world}: rank(s) {', '.join(map(str, missing))} did not start within {limit:g} s; "
+                            f"start every rank (torchrun --nproc-per-node {world} ...) or set TRUTHPRUNE_DIST_TIMEOUT")
+        time.sleep(0.2)
+
+
 def init_distributed(device: str = "cpu") -> tuple[DataParallel, str]:
     """Join the process group torchrun describes in the environment; return it and the device.
 
@@ -96,7 +164,8 @@ def init_distributed(device: str = "cpu") -> tuple[DataParallel, str]:
         backend = "nccl"
     else:
         backend = "gloo"
-    dist.init_process_group(backend=backend)
+    store = rendezvous(world)
+    dist.init_process_group(backend=backend, store=store, rank=int(os.environ["RANK"]), world_size=world)
     dp = data_parallel()
     log.info("data parallel: rank %d of %d (%s)", dp.rank, dp.world, backend)
     return dp, device

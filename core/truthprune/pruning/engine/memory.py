@@ -106,11 +106,13 @@ def available_memory() -> int | None:
         return None
 
 
-def check_memory(est: MemoryEstimate, available: int | None, offload: bool, weights_resident: bool = False) -> str:
+def check_memory(est: MemoryEstimate, available: int | None, offload: bool, weights_resident: bool = False,
+                 can_offload: bool = True) -> str:
     """Return the one-line estimate, or raise UserError naming the fix when it does not fit.
 
     ``weights_resident``: the model is already loaded (its weights are in use, not in
-    ``available``), so only activations and working memory must still fit.
+    ``available``), so only activations and working memory must still fit. ``can_offload``:
+    the command has --offload (prune), so it is the fix when only the weights do not fit.
     """
     need = est.activations + est.working + (0 if weights_resident else est.weights)
     line = (
@@ -121,7 +123,7 @@ def check_memory(est: MemoryEstimate, available: int | None, offload: bool, weig
     if available is None or need <= available:
         return line
     have = f"only {available / GB:.2f} GB is available"
-    if not offload and not weights_resident and est.activations + est.working + est.offload_weights <= available:
+    if can_offload and not offload and not weights_resident and est.activations + est.working + est.offload_weights <= available:
         raise UserError(f"{line}, but {have}; pass --offload to keep the weights on disk and load one layer at a time")
     raise UserError(f"{line}, but {have}; lower --nsamples or --seqlen (activations grow with both), or --batch-size for working memory")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from truthprune import CalibrationSource, RecordsConfig, hookimpl
+from truthprune import CalibrationSource, RecordsConfig, hookimpl, hub_reachable
 
 
 class HubTextConfig(RecordsConfig):
@@ -55,7 +55,7 @@ class C4Source(CalibrationSource):
     def check(self) -> None:
         """A local copy is read now (and kept for samples): a bad file fails before the model loads."""
         _check_local_path(self.name, self.config.path)
-        if self.config.path is not None:
+        if self.config.path is not None or not hub_reachable():  # offline: a cached copy or one line, now
             self._documents()
 
     def _documents(self) -> list[str]:
@@ -82,7 +82,7 @@ class WikiText2Source(CalibrationSource):
     def check(self) -> None:
         """A local copy is read now (and kept for samples): a bad file fails before the model loads."""
         _check_local_path(self.name, self.config.path)
-        if self.config.path is not None:
+        if self.config.path is not None or not hub_reachable():  # offline: a cached copy or one line, now
             self._train_rows()
 
     def _train_rows(self) -> list[str]:

@@ -56,15 +56,14 @@ def read_json_records(path: str | Path, field: str = "text") -> list[str]:
     The C4 shards are JSON lines despite their ``.json.gz`` name, so every suffix is read as JSON
     lines unless the file starts with ``[`` (a JSON array of objects).
     """
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise UserError(f"calibration file {str(p)!r} does not exist; pass an existing .json, .json.gz or .jsonl file")
+    from truthprune import require_file
+
+    p = require_file(path, "calibration file", "pass an existing .json, .json.gz or .jsonl file")
     text = _read_text(p)
     if text.lstrip().startswith("["):
-        try:
-            rows: list[Any] = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{p}: not valid JSON ({err.msg} at line {err.lineno})") from None
+        from truthprune import parse_json
+
+        rows: list[Any] = parse_json(text, str(p), "calibration file")
         numbered = list(enumerate(rows, 1))
     else:
         numbered = []
@@ -74,6 +73,9 @@ def read_json_records(path: str | Path, field: str = "text") -> list[str]:
                     numbered.append((lineno, json.loads(line)))
                 except json.JSONDecodeError as err:
                     raise UserError(f"{p}:{lineno}: not valid JSON ({err.msg}); each line must be an object") from None
+                except (RecursionError, ValueError):  # absurd nesting; integers longer than Python converts
+                    raise UserError(f"{p}:{lineno}: not a readable JSON record (nested too deeply or a number too "
+                                    "long); each line must be an object") from None
     records = []
     for where, obj in numbered:
         if not isinstance(obj, dict) or field not in obj:
@@ -125,9 +127,9 @@ def wikitext_train_rows(path: str | None) -> list[str]:
     from truthprune import wikitext_rows
 
     if path:
-        p = Path(path).expanduser()
-        if not p.is_file():
-            raise UserError(f"calibration file {str(p)!r} does not exist; pass an existing WikiText .txt file")
+        from truthprune import require_file
+
+        p = require_file(path, "calibration file", "pass an existing WikiText .txt file")
         rows = wikitext_rows(_read_text(p))
     else:
         from truthprune import load_hub_dataset

@@ -49,7 +49,7 @@ class GeneratedSource(CalibrationSource):
     def samples(self, tokenizer, nsamples, seqlen, seed):
         import torch
 
-        from truthprune import UserError, window_samples
+        from truthprune import UserError, read_cache_entry, window_samples
 
         from .sampling import generate_windows
 
@@ -57,9 +57,10 @@ class GeneratedSource(CalibrationSource):
             raise UserError("calibration source 'generated' needs the model; use it through `truthprune run`")
         path = self._cache_path(tokenizer, nsamples, seqlen, seed) if self.config.cache else None
         ids = None
-        if path is not None and path.is_file():
-            ids = torch.load(path, weights_only=True)
-            if tuple(ids.shape) != (nsamples, seqlen):
+        if path is not None:
+            ids = read_cache_entry(path, lambda p: torch.load(p, weights_only=True), "cached generated calibration")
+        if ids is not None:
+            if not isinstance(ids, torch.Tensor) or tuple(ids.shape) != (nsamples, seqlen):
                 ids = None
             else:
                 log.info("generated calibration text: using cached %s", path)

@@ -65,7 +65,8 @@ def statement_files(directory: str | Path, datasets: Sequence[str] | None) -> li
     """The CSVs to read: the named data sets (file stems) or every *.csv in the directory, sorted."""
     d = Path(directory).expanduser()
     if not d.is_dir():
-        raise UserError(f"truth-statement directory {str(d)!r} does not exist; pass --calibration-opt path=DIR with the CSVs")
+        state = "is not a directory" if d.exists() else "does not exist"
+        raise UserError(f"truth-statement directory {str(d)!r} {state}; pass --calibration-opt path=DIR with the CSVs")
     available = sorted(p.stem for p in d.glob("*.csv"))
     if not available:
         raise UserError(f"{d} contains no .csv files; pass a directory of statement,label CSVs")

@@ -8,7 +8,6 @@ missing file, a leftover checkpoint without ``--resume``) fails before the model
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ log = logging.getLogger("truthprune.finetune")
 
 
 def _plan(model, save, overwrite, calibration, calibration_opt, checkpoint_dir, resume, eval_data, target_modules):
-    from truthprune import UserError, check_target, declare_inputs, get_registry, model_input_paths
+    from truthprune import UserError, check_target, declare_inputs, get_registry, model_input_paths, option_value
 
     if not save:
         raise UserError("truthprune finetune needs --save DIR (where the merged checkpoint is written)")
@@ -32,10 +31,7 @@ def _plan(model, save, overwrite, calibration, calibration_opt, checkpoint_dir, 
         if "=" not in pair:
             raise UserError(f"--calibration-opt {pair!r} must look like key=value")
         k, v = pair.split("=", 1)
-        try:
-            opts[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            opts[k.strip()] = v
+        opts[k.strip()] = option_value(v, f"--calibration-opt {k.strip()}")
     declare_inputs([(f"--calibration-opt {k}", v) for k, v in opts.items() if isinstance(v, str)])
     if eval_data not in (None, "wikitext2", "pydoc"):
         declare_inputs([("--eval-data", eval_data)])
@@ -116,7 +112,7 @@ def add_finetune_command(app) -> None:
         from .lora import LoraSettings, train_lora
 
         torch.manual_seed(seed)
-        loaded = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        loaded = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, quiet=quiet)
         windows = load_calibration(sources, loaded.tokenizer, nsamples, seqlen, seed)
         base = weights_fingerprint(loaded.model) + hashlib.sha256(windows.input_ids.numpy().tobytes()).hexdigest()[:16]
         settings = LoraSettings(steps=steps, lr=lr, rank=rank, alpha=alpha, dropout=dropout, batch_size=batch_size, warmup=warmup,

@@ -57,7 +57,7 @@ def _cached(model, calib, layers, opts, heads: bool, compute):
 
     import torch
 
-    from truthprune import UnitScores, cache_root, weights_fingerprint
+    from truthprune import UnitScores, cache_root, read_cache_entry, weights_fingerprint
 
     h = hashlib.sha256(b"v2")
     for part in (weights_fingerprint(model), opts.importance, opts.aggregate, str(heads), str([la.index for la in layers])):
@@ -65,9 +65,9 @@ def _cached(model, calib, layers, opts, heads: bool, compute):
     h.update(calib.input_ids.numpy().tobytes())
     h.update(calib.attention_mask.numpy().tobytes())
     path = cache_root() / "results" / "structured-importance" / f"{h.hexdigest()[:24]}.pt"
-    if path.is_file():
+    stored = read_cache_entry(path, lambda p: torch.load(p, weights_only=True), "cached importance scores")
+    if stored is not None:
         log.info("importance %s: using cached scores %s", opts.importance, path)
-        stored = torch.load(path, weights_only=True)
         return {k: UnitScores(mlp=v["mlp"], heads=v.get("heads")) for k, v in stored.items()}
     scores = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
