@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+MAX_LINE = 1600  # an error line longer than this was not capped (truthprune.cli.main caps at 1500 + "error: ")
 LEFTOVER = re.compile(r"(\.tmp-\d+-[0-9a-f]{8}$|\.old-\d+-[0-9a-f]{8}$|\.lock$|^\.truthprune-probe-|\.stale-\d+$)")
 
 
@@ -157,6 +158,8 @@ class Case:
     post: Callable[[Any], str | None] | None = None  # extra filesystem check: an explanation when it fails
     patch: Callable[[Any, Any], None] | None = None  # patch(monkeypatch, ctx): simulate a fault inside the work
     plugins: list[str] = field(default_factory=list)  # fake third-party distributions (bad_inputs_data.PLUGIN_SOURCES)
+    no: str | None = None  # regex that must NOT appear in stderr (a load-report table, a progress bar)
+    out_check: Callable[[str], str | None] | None = None  # check of stdout (e.g. it parses as JSON): explanation or None
 
     def __str__(self) -> str:
         return self.id
@@ -180,6 +183,15 @@ def judge(case: Case, result: Result, changed: list[str], left: list[str], prese
         return "silent", f"output does not match {case.msg!r}: {text[-1500:]}"
     if case.warn and not re.search(case.warn, result.err, flags=re.IGNORECASE):
         return "silent", f"no warning matching {case.warn!r}: {result.err[-1500:]}"
+    if case.no and re.search(case.no, result.err):
+        return "silent", f"stderr shows {case.no!r}: {result.err[-1500:]}"
+    long = [ln for ln in result.error_lines if len(ln) > MAX_LINE]
+    if long:
+        return "silent", f"an error line of {len(long[0])} characters (the cap is {MAX_LINE})"
+    if case.out_check is not None:
+        problem = case.out_check(result.out)
+        if problem:
+            return "silent", f"stdout: {problem}"
     if changed or left or present:
         return "lost", f"changed {changed}, left behind {left}, should be absent {present}"
     return "clean", ""

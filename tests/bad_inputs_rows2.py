@@ -320,7 +320,7 @@ def plugin_rows() -> list[Case]:
 def allocate_rows() -> list[Case]:
     stats = {"latin1": "not UTF-8", "binary": "binary|not UTF-8", "nul": "binary", "invalid": "not valid JSON",
              "list": "JSON object", "nokeys": "neither", "strings": "finite numbers", "nan": "finite numbers",
-             "deep": "nested too deeply", "adir": "not a file", "missing": "does not exist"}
+             "deep": "nested too deeply", "adir": "is a directory", "missing": "does not exist"}
     rows = [Case(f"allocate/stats-{n}", ["allocate", "--allocator", "owl", "--stats", f"{{D}}/stats/{n}.json"], msg=m)
             for n, m in stats.items()]
     rows.append(Case("allocate/unknown-allocator", ["allocate", "--allocator", "nosuch", "--stats", "{D}/stats/ok.json"],

@@ -10,7 +10,6 @@ permitted). tests/conftest.py prints the tally: ``N cases: N clean, 0 traceback,
 
 from __future__ import annotations
 
-import importlib
 import shutil
 import subprocess
 import sys
@@ -24,102 +23,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=import
 import bad_inputs_data as data  # noqa: E402
 import bad_inputs_rows as rows1  # noqa: E402
 import bad_inputs_rows2 as rows2  # noqa: E402
-from bad_inputs_lib import TALLY, Case, invoke, judge, leftovers, snapshot  # noqa: E402
+import bad_inputs_rows3 as rows3  # noqa: E402
+import bad_inputs_rows4 as rows4  # noqa: E402
+from bad_inputs_lib import TALLY, Case, leftovers  # noqa: E402
+from bad_inputs_runner import _one_thread, base, run_case  # noqa: E402,F401  (fixtures)
 
 ROWS: list[Case] = [
     *rows1.usage_rows(), *rows1.config_rows(), *rows1.env_rows(), *rows1.model_rows(), *rows1.text_rows(),
     *rows1.truth_rows(), *rows1.tqa_rows(), *rows2.report_rows(), *rows2.output_rows(), *rows2.stale_rows(),
     *rows2.interrupt_rows(), *rows2.plugin_rows(), *rows2.allocate_rows(), *rows2.sweep_rows(),
+    *rows3.all_rows(), *rows4.all_rows(),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matmuls: one thread avoids OpenMP spin-waits on a busy 2-core machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    """The shared inputs, plus one finished run (``run_good``) made by the CLI itself."""
-    root = data.build(tmp_path_factory.mktemp("bad_inputs"))
-    result = invoke([*(a.replace("{D}", str(root)) for a in rows1.RUN), "--out", str(root / "run_good")], cwd=root)
-    assert result.code == 0 and result.exc is None, result.exc or result.err[-3000:]
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return SimpleNamespace(root=root, dead_pid=proc.pid)  # dead_pid: a process that has exited
-
-
-def _fmt(text: str, ctx) -> str:
-    return text.replace("{D}", str(ctx.base)).replace("{C}", str(ctx.case))
-
-
-def _no_model_load(monkeypatch) -> None:
-    """Rows that must fail at plan time: loading the model is a failure of the row."""
-    import truthprune
-    import truthprune.models.loading as loading
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the model was loaded, but this input must be refused before any work")
-
-    monkeypatch.setattr(truthprune, "load_model", refuse)  # first: reading it caches the real one in the facade
-    monkeypatch.setattr(loading, "load_model", refuse)
-
-
-def _with_plugins(keys: list[str], base: Path):
-    """Put fake third-party distributions on sys.path for one case; returns the undo function."""
-    from truthprune.plugin.registry import reset_registry
-
-    paths = [str(base / f"plug_{k}") for k in keys]
-    sys.path[:0] = paths
-    importlib.invalidate_caches()
-    reset_registry()
-
-    def undo():
-        for p in paths:
-            sys.path.remove(p)
-        for name in [m for m in sys.modules if m.startswith("tpbad_")]:
-            del sys.modules[name]
-        importlib.invalidate_caches()
-        reset_registry()
-
-    return undo
-
-
-def run_case(case: Case, ctx, monkeypatch) -> tuple[str, str]:
-    """Set up, run and judge one row; returns (category, explanation) and counts it."""
-    if case.setup is not None:
-        case.setup(ctx)
-    keep = [Path(_fmt(k, ctx)) if k.startswith("{") else ctx.case / k for k in case.keep]
-    before = snapshot(keep)
-    if case.plan_time:
-        _no_model_load(monkeypatch)
-    if case.patch is not None:
-        case.patch(monkeypatch, ctx)
-    undo = _with_plugins(case.plugins, ctx.base) if case.plugins else None
-    try:
-        env = {k: (None if v is None else _fmt(v, ctx)) for k, v in case.env.items()}
-        result = invoke([_fmt(a, ctx) for a in case.argv], env=env, cwd=ctx.case / (case.cwd or ""))
-    finally:
-        if undo is not None:
-            undo()
-    after = snapshot(keep)
-    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-    planted = [str(ctx.case / p) for p in case.planted]
-    left = [p for p in leftovers([ctx.case, ctx.base]) if not any(p == q or p.startswith(q + "/") for q in planted)]
-    present = [a for a in case.absent if (ctx.case / a).exists()]
-    if case.post is not None:
-        problem = case.post(ctx)
-        if problem:
-            changed.append(f"post-check: {problem}")
-    category, why = judge(case, result, changed, left, present)
-    TALLY.add(category)
-    return category, why
 
 
 @pytest.mark.parametrize("case", ROWS, ids=str)
@@ -232,6 +146,7 @@ def test_unwritable_target(case: Case, base, read_only_fs, tmp_path, monkeypatch
 
 # the child restores Python's SIGINT handler: a parent that ignores SIGINT (nohup, CI) must not make these no-ops
 CHILD = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+         "[signal.signal(s, signal.SIG_DFL) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)];"
          "from truthprune.cli.main import main; main(sys.argv[1:])")
 
 
@@ -265,10 +180,12 @@ def _judge_proc(code: int, err: str, expected: int, line_regex: str, roots: list
 
 
 @pytest.mark.parametrize("how", ["external-sigint-while-a-plugin-imports", "plugin-import-sends-sigint",
-                                 "external-sigterm-while-a-plugin-imports"])
+                                 "external-sigterm-while-a-plugin-imports", "external-sighup-while-a-plugin-imports",
+                                 "external-sigquit-while-a-plugin-imports"])
 def test_sigint_during_startup_imports(how, base, tmp_path):
     """Ctrl-C while the CLI is still importing (plugins load at start-up): one line, exit 130;
-    SIGTERM (a batch system's time limit): one line, exit 143."""
+    SIGTERM (a batch system's time limit): one line, exit 143; SIGHUP and SIGQUIT (a closed
+    terminal or ssh connection) unwind the same way: exit 129 and 131."""
     import signal
     import time
 
@@ -282,12 +199,14 @@ def test_sigint_during_startup_imports(how, base, tmp_path):
     deadline = time.monotonic() + 120
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    term = "sigterm" in how
+    sig = {"sigterm": signal.SIGTERM, "sighup": signal.SIGHUP, "sigquit": signal.SIGQUIT}.get(how.split("-")[1], signal.SIGINT)
     if how.startswith("external"):
         time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM if term else signal.SIGINT)
+        proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    _count(*_judge_proc(proc.returncode, err, 143 if term else 130, "terminated" if term else "interrupted", [tmp_path]))
+    expected = 130 if sig == signal.SIGINT else 128 + int(sig)
+    _count(*_judge_proc(proc.returncode, err, expected, "interrupted" if sig == signal.SIGINT else r"terminated \(SIG",
+                        [tmp_path]))
 
 
 def test_two_concurrent_compares_into_one_out(base, tmp_path):

@@ -252,6 +252,10 @@ def check_gguf(path: Path) -> None:
                         "re-download it") from None
     if not reader.tensors or end > path.stat().st_size:
         raise UserError(f"{str(path)!r} is a truncated GGUF file (its tensors end past the file); re-download it")
+    missing = [k for k in ("general.architecture", "tokenizer.ggml.model", "tokenizer.ggml.tokens") if k not in reader.fields]
+    if missing:
+        raise UserError(f"{str(path)!r} is an incomplete GGUF file (no {missing[0]}); it cannot be loaded as a model with "
+                        "its tokenizer: re-download it")
     arch = reader.fields.get("general.architecture")
     if arch is not None:
         try:

@@ -338,7 +338,9 @@ def _load_tokenizer(path: str, spec: str, trust_remote_code: bool):
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, ImportError) as err:
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - tokenizers raises bare Exceptions on a malformed tokenizer.json
         if isinstance(err, ValueError) and "trust_remote_code" in str(err):
             raise
         if isinstance(err, OSError) and not Path(path).exists():

@@ -102,7 +102,9 @@ def check_memory(state: RunState) -> RunState:
         config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError):  # a hub id without network etc.: the load reports it properly
         return state
-    nbytes = resolve_dtype(cfg.dtype, plan.device).itemsize
+    from ..models.loading import resolve_device
+
+    nbytes = resolve_dtype(cfg.dtype, plan.device or resolve_device(cfg.device)).itemsize
     est = mem.estimate_memory(mem.ModelShape.from_config(config), cfg.nsamples, cfg.seqlen, cfg.batch_size,
                               weight_bytes=nbytes, act_bytes=nbytes, world=data_parallel().world)
     if plan.activations_dir is not None:

@@ -95,6 +95,9 @@ def plan_sweep(make_config: Callable[[dict[str, Any]], RunConfig], pruners: list
     """Build and validate every grid point (no model is loaded). ``make_config(overrides)`` builds a RunConfig."""
     from .pipeline import plan_run
 
+    from .outputs import check_target
+
+    check_target(Path(out) / "compare", True, what="--out")  # rewritten at the end: a foreign compare/ fails now
     names = [point_name(p, s) for p in pruners for s in sparsities]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
