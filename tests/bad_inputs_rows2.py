@@ -235,24 +235,25 @@ def _raise_interrupt(*args, **kwargs):
 
 
 def _terminated(*args, **kwargs):
-    import truthprune.run.outputs as outputs
+    import truthprune.run.interrupts as interrupts
 
-    outputs._INTERRUPTED = True  # what the SIGTERM handler records before it unwinds
-    raise SystemExit(outputs.TERMINATED_EXIT)
+    interrupts._INTERRUPTED = True  # what the SIGTERM handler records before it unwinds
+    raise SystemExit(interrupts.TERMINATED_EXIT)
 
 
 def _swallowed(*args, **kwargs):
-    import truthprune.run.outputs as outputs
+    import truthprune.run.interrupts as interrupts
 
-    outputs._INTERRUPTED = True  # what the SIGINT handler records; the code below "swallowed" the exception
+    interrupts._INTERRUPTED = True  # what the SIGINT handler records; the code below "swallowed" the exception
     return []
 
 
 def _patch(target: str, replacement):
     def patch(mp, ctx):
-        import truthprune.run.outputs as outputs
+        import truthprune.run.interrupts as interrupts
 
-        mp.setattr(outputs, "_INTERRUPTED", False)
+        mp.setattr(interrupts, "_INTERRUPTED", False)
+        mp.setattr(interrupts, "_SIGNAL", None)
         mp.setattr(target, replacement)
 
     return patch

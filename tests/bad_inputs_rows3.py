@@ -494,6 +494,8 @@ def finetune_rows() -> list[Case]:
         Case("finetune/lr-nan", [*FINETUNE, "--lr", "nan"], msg="--lr"),
         Case("finetune/alpha-inf", [*FINETUNE, "--alpha", "inf"], msg="--alpha inf is not a finite number"),
         Case("finetune/dropout-nan", [*FINETUNE, "--dropout", "nan"], msg="--dropout nan|invalid value"),
+        Case("finetune/loss-diverges", [*_with(FINETUNE, "--steps", "4"), "--lr", "1e30"], plan_time=False,
+             msg="training diverged: the loss is .* nothing was saved", absent=["ft", "ft.lora-resume"]),
     ]
 
 

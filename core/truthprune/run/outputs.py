@@ -3,19 +3,23 @@
 Guarantees (docs/reliability.md):
 
 * **Plan time.** :func:`prepare_output` refuses, before any work, a target that exists without
-  ``--overwrite``, a directory where a file goes (or the reverse), a path under an existing file,
-  a name longer than the filesystem allows and an unwritable parent. Writability is checked by
-  trying: a probe entry is created and removed in the nearest existing ancestor. It then takes
-  the target's exclusive lock (:mod:`truthprune.run.locks`) and holds it until the final rename.
+  ``--overwrite``, one that ``--overwrite`` may not replace (:mod:`truthprune.run.targets`: an
+  input of the command, the working directory, home, the cache, a device, FIFO, socket or link,
+  anything without truthprune's output marker, :mod:`truthprune.run.markers`), a directory where
+  a file goes (or the reverse), a path under an existing file, a name longer than the filesystem
+  allows and an unwritable parent. Writability is checked by trying: a probe entry is created
+  and removed in the nearest existing ancestor. It then takes the target's exclusive lock
+  (:mod:`truthprune.run.locks`) and holds it until the final rename.
 * **Atomic.** :func:`atomic_dir` / :func:`atomic_file` build the output in a hidden temporary
-  ``.NAME.tmp-PID-XXXXXXXX`` beside the target and swap it in at the end: with one
-  ``renameat2(RENAME_EXCHANGE)`` on Linux (the target never disappears), else two renames with a
-  roll-back. SIGINT/SIGTERM are blocked during the swap.
+  ``.NAME.tmp-PID-XXXXXXXX`` beside the target, write the output marker, check the target once
+  more and swap it in: with one ``renameat2(RENAME_EXCHANGE)`` on Linux (the target never
+  disappears), else two renames with a roll-back. Signals are deferred during the swap
+  (:mod:`truthprune.run.interrupts`).
 * **Interrupts.** An interrupt anywhere before the swap discards the temporary. If a library
   swallowed the KeyboardInterrupt and the code went on, the swap still refuses
   (:func:`was_interrupted`), so a previous output is never replaced by a partial one.
-* **Full disk.** ENOSPC/EDQUOT while building becomes one :class:`UserError` line; the
-  temporary is removed and the previous output is untouched.
+* **Full disk.** ENOSPC/EDQUOT, or the file-size limit (EFBIG, ``ulimit -f``), while building
+  becomes one :class:`UserError` line; the temporary is removed and the previous output is untouched.
 * **Crashes.** Temporaries carry the writer's PID; the next writer of the same target removes
   those of dead processes (and restores a previous output a crash left parked as ``.NAME.old-*``).
 """
@@ -29,106 +33,18 @@ import os
 import re
 import secrets
 import shutil
-import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from . import locks, targets
+from .interrupts import TERMINATED_EXIT, deferred_signals, install_interrupt_guard, raise_if_interrupted, was_interrupted  # noqa: F401
 from .markers import MARKER, describe, json_marker, png_metadata, read_marker, replace_refusal, write_marker  # noqa: F401 (public)
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
 
-_INTERRUPTED = False
 _CREATED_PARENTS: dict[Path, list[Path]] = {}  # target -> parent dirs prepare_output made (removed if left empty)
-
-
-# ----------------------------------------------------------------------------- interrupts
-
-
-TERMINATED_EXIT = 143  # 128 + SIGTERM
-# signals that end a command by unwinding (temporaries removed, locks released): SIGINT raises
-# KeyboardInterrupt (exit 130); the others exit 128 + signal number. SIGHUP and SIGQUIT come from
-# a closed terminal or ssh connection: left at their default they killed the process mid-write.
-_UNWIND = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, n))
-_SIGNAL: int | None = None  # the last signal received (what a swallowed interrupt re-raises)
-_DEFER = 0  # depth of :func:`deferred_signals` sections
-_PENDING: int | None = None  # a signal that arrived inside one
-
-
-def signal_exit(signum: int) -> BaseException:
-    """The exception a signal unwinds with: KeyboardInterrupt for SIGINT, else SystemExit(128 + n)."""
-    return KeyboardInterrupt() if signum == signal.SIGINT else SystemExit(128 + int(signum))
-
-
-def _on_signal(signum, frame):  # noqa: ARG001
-    global _INTERRUPTED, _SIGNAL, _PENDING
-    _INTERRUPTED, _SIGNAL = True, signum
-    if _DEFER:  # inside a swap: finish it first (see deferred_signals)
-        _PENDING = _PENDING or signum
-        return
-    raise signal_exit(signum)
-
-
-def _is_default(signum: int) -> bool:
-    handler = signal.getsignal(signum)
-    return handler is signal.default_int_handler if signum == signal.SIGINT else handler == signal.SIG_DFL
-
-
-def install_interrupt_guard() -> None:
-    """Record every SIGINT (then raise KeyboardInterrupt as Python does) so a swallowed interrupt
-    still stops the final swap; SIGTERM (a batch system's time limit), SIGHUP and SIGQUIT unwind
-    the same way instead of killing the process mid-write (a signal set to be ignored, as nohup
-    does, stays ignored). Main thread only; a no-op elsewhere. Each command starts clean."""
-    global _INTERRUPTED, _SIGNAL, _PENDING, _DEFER
-    _INTERRUPTED, _SIGNAL, _PENDING, _DEFER = False, None, None, 0
-    try:
-        for signum in _UNWIND:
-            if _is_default(signum):
-                signal.signal(signum, _on_signal)
-    except ValueError:  # not the main thread
-        pass
-
-
-@contextmanager
-def deferred_signals() -> Iterator[None]:
-    """A section no signal interrupts: one that arrives is acted on when the section ends.
-
-    Why not ``pthread_sigmask``: a signal blocked in the main thread is delivered to another
-    thread instead (a BLAS, tokenizer or plotting thread), and a Python signal handler running
-    there aborted the process ("Fatal Python error: PyThreadState_Get") in about one SIGINT in
-    five during the report write. Here the main thread keeps receiving signals; the handler only
-    records them while a swap is in progress."""
-    global _DEFER, _PENDING
-    installed = []
-    try:
-        for signum in _UNWIND:
-            if _is_default(signum):  # library use without the CLI's guard: guard this section
-                signal.signal(signum, _on_signal)
-                installed.append(signum)
-    except ValueError:  # not the main thread: signals are handled by the main thread anyway
-        pass
-    _DEFER += 1
-    try:
-        yield
-    finally:
-        _DEFER -= 1
-        for signum in installed:
-            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
-        if not _DEFER and _PENDING is not None:
-            pending, _PENDING = _PENDING, None
-            raise signal_exit(pending)
-
-
-def _raise_if_interrupted() -> None:
-    """A swallowed interrupt still stops a swap (the handler recorded it)."""
-    if _INTERRUPTED:
-        raise signal_exit(_SIGNAL if _SIGNAL is not None else signal.SIGINT)
-
-
-def was_interrupted() -> bool:
-    return _INTERRUPTED
 
 
 # ----------------------------------------------------------------------------- plan-time checks
@@ -336,7 +252,7 @@ def _swap_in(tmp: Path, path: Path, what: str = "output") -> None:
 
     The target is checked once more right before (:func:`truthprune.run.targets.refusal`):
     something may have been put into it since the plan."""
-    _raise_if_interrupted()
+    raise_if_interrupted()
     if os.path.lexists(path):
         problem = targets.refusal(path, what, True)
         if problem is not None:
@@ -481,7 +397,7 @@ def replace_files(target: str | Path, remove: frozenset[str] = frozenset(), kind
         try:
             os.mkdir(tmp, 0o777)
             yield tmp
-            _raise_if_interrupted()
+            raise_if_interrupted()
             built = {f.name for f in tmp.iterdir()}
             foreign = sorted(n for n in built if os.path.lexists(path / n) and n not in ours and n not in known)
             if foreign:
