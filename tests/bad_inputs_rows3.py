@@ -494,6 +494,18 @@ def finetune_rows() -> list[Case]:
         Case("finetune/lr-nan", [*FINETUNE, "--lr", "nan"], msg="--lr"),
         Case("finetune/alpha-inf", [*FINETUNE, "--alpha", "inf"], msg="--alpha inf is not a finite number"),
         Case("finetune/dropout-nan", [*FINETUNE, "--dropout", "nan"], msg="--dropout nan|invalid value"),
+        Case("finetune/checkpoint-dir-foreign-files", [*FINETUNE, "--checkpoint-dir", "{C}/exp"],
+             setup=_file("exp/notes.txt", "mine\n"), msg="holds files finetune did not write", keep=["exp"]),
+        Case("finetune/checkpoint-dir-foreign-state-pt", [*FINETUNE, "--checkpoint-dir", "{C}/exp", "--resume"],
+             setup=_both(_file("exp/state.pt", b"my own state"), _file("exp/train.py", "x")),
+             msg="holds files finetune did not write", keep=["exp"]),
+        Case("finetune/resume-damaged-checkpoint", [*FINETUNE, "--checkpoint-dir", "{C}/ck", "--resume"],
+             setup=_file("ck/state.pt", b"cut short"), plan_time=False, msg="does not read back", keep=["ck"], absent=["ft"]),
+        Case("finetune/existing-empty-checkpoint-dir-kept", [*_with(FINETUNE, "--steps", "2"), "--checkpoint-dir", "{C}/e",
+                                                             "--checkpoint-every", "1"],
+             setup=lambda ctx: (ctx.case / "e").mkdir(), code=0, plan_time=False, msg="merged model",
+             post=lambda ctx: None if (ctx.case / "e").is_dir() and not any((ctx.case / "e").iterdir()) else
+             "the existing --checkpoint-dir was removed or left with files"),
         Case("finetune/loss-diverges", [*_with(FINETUNE, "--steps", "4"), "--lr", "1e30"], plan_time=False,
              msg="training diverged: the loss is .* nothing was saved", absent=["ft", "ft.lora-resume"]),
     ]

@@ -179,7 +179,8 @@ def finite_label(raw: str, where: str) -> int:
     inf, nan, 2, yes and '0.99999999999999999' (a float parse would round it to 1)."""
     m = _LABEL.fullmatch(raw.strip())
     if m is None:
-        raise UserError(f"{where}: label {raw[:40]!r} is not 0 or 1 (1 = true, 0 = false)")
+        shown = raw.strip() if re.fullmatch(r"-?\d{1,20}", raw.strip()) else repr(raw[:40])
+        raise UserError(f"{where}: label {shown} is not 0 or 1 (1 = true, 0 = false)")
     return int(m.group(1))
 
 

@@ -81,26 +81,45 @@ def _trainable(model) -> list[tuple[str, Any]]:
 
 
 _STATE = "state.pt"
-_CKPT_KIND = "finetune-checkpoint"
+_CKPT_KIND = "finetune-checkpoint"  # a --checkpoint-dir finetune created (removed again at the end)
+_KEPT_KIND = "finetune-checkpoint-in-existing-dir"  # one that existed, empty: only finetune's files go
+
+
+def _checkpoint_kind(path: Path) -> str | None:
+    """Which of finetune's checkpoint directories ``path`` is (None: not one of them). One holding
+    only state.pt was written by a finetune of an older truthprune, which created it."""
+    from truthprune import read_marker
+
+    if not path.is_dir():
+        return None
+    marker = read_marker(path)
+    if marker is not None and marker.get("kind") in (_CKPT_KIND, _KEPT_KIND):
+        return marker["kind"]
+    return _CKPT_KIND if {p.name for p in path.iterdir()} == {_STATE} else None
 
 
 def check_checkpoint_dir(path: Path, save: str) -> None:
     """--checkpoint-dir may not be, contain or lie in an input, --save or a special directory:
     finetune writes state.pt there and removes what it wrote at the end."""
-    from truthprune import check_work_dir
+    from truthprune import UserError, check_work_dir
 
     check_work_dir(path, "--checkpoint-dir", outputs=[("--save", save)])
+    if path.is_dir() and any(path.iterdir()) and _checkpoint_kind(path) is None:
+        raise UserError(f"--checkpoint-dir {str(path)!r} holds files finetune did not write; its state.pt would be "
+                        "replaced and removed: give a new or empty directory")
 
 
 def remove_checkpoint(path: Path) -> None:
     """After a finished finetune: remove state.pt, and the directory when finetune created it
     (its marker says so) and nothing else is in it. Never anything finetune did not write."""
-    from truthprune import OUTPUT_MARKER, read_marker
+    from truthprune import OUTPUT_MARKER
 
+    kind = _checkpoint_kind(path)
+    if kind is None:
+        return  # not finetune's (a directory given without a checkpoint ever written): nothing to remove
     (path / _STATE).unlink(missing_ok=True)
-    marker = read_marker(path) if path.is_dir() else None
-    if marker is not None and marker.get("kind") == _CKPT_KIND:
-        (path / OUTPUT_MARKER).unlink(missing_ok=True)
+    (path / OUTPUT_MARKER).unlink(missing_ok=True)
+    if kind == _CKPT_KIND:
         try:
             path.rmdir()
         except OSError:
@@ -115,6 +134,8 @@ def save_state(path: Path, model, optimizer, state: TrainState, s: LoraSettings)
     if not path.exists():
         path.mkdir(parents=True)
         write_marker(path, _CKPT_KIND, files=[_STATE])  # created here: removed again at the end
+    elif not any(path.iterdir()):
+        write_marker(path, _KEPT_KIND, files=[_STATE])  # an empty directory given: kept at the end
     blob = {
         "settings_key": s.key(),
         "settings": asdict(s),
@@ -134,7 +155,14 @@ def load_state(path: Path, model, optimizer, s: LoraSettings) -> TrainState:
 
     from truthprune import UserError
 
-    blob = torch.load(path / "state.pt", weights_only=False)
+    try:
+        blob = torch.load(path / "state.pt", weights_only=False)
+        blob["settings_key"], blob["settings"], blob["adapter"], blob["optimizer"], blob["rng"], blob["step"]
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:  # noqa: BLE001 - cut short, or not a finetune checkpoint at all
+        raise UserError(f"the checkpoint {str(path / 'state.pt')!r} does not read back ({type(err).__name__}); remove it to "
+                        "start afresh") from None
     if blob["settings_key"] != s.key():
         diff = {k: (v, asdict(s)[k]) for k, v in blob["settings"].items() if asdict(s).get(k) != v}
         raise UserError(f"the checkpoint in {path} was made with other settings ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in diff.items())}); "
