@@ -226,19 +226,29 @@ def test_sigint_during_report_writes_never_aborts(base, tmp_path):
     _count("clean", "")
 
 
-def test_sigterm_while_waiting_for_rank0(base, tmp_path):
-    """A rank whose rank 0 never starts used to wait 30 minutes, deaf to SIGTERM: now it is
-    terminated at once (exit 143, one line) while it waits."""
+def test_sigterm_while_waiting_for_other_ranks(base, tmp_path):
+    """A rank waiting for the others used to wait 30 minutes inside one call, deaf to SIGTERM: now
+    it is terminated at once (exit 143, one line) while it waits (rank 0 here, which announces the
+    wait; a lone rank 1 is the in-process row dist/prune-rank1-without-rank0)."""
+    import threading
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = [a.replace("{D}", str(base.root)) for a in PRUNE] + ["--save", str(tmp_path / "s")]
-    env = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+    env = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
            "TRUTHPRUNE_DIST_TIMEOUT": "600"}
     proc = _spawn(args, tmp_path, **env)
-    time.sleep(8)  # past the plan: waiting in the rendezvous
+    guard = threading.Timer(180, proc.kill)  # never hang the suite
+    guard.daemon = True
+    guard.start()
+    seen = []
+    for line in proc.stderr:  # until it waits in the rendezvous
+        seen.append(line)
+        if "meeting the other ranks" in line:
+            break
+    time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     try:
         _, err = proc.communicate(timeout=30)
@@ -246,4 +256,6 @@ def test_sigterm_while_waiting_for_rank0(base, tmp_path):
         proc.kill()
         _count("silent", "SIGTERM was ignored while waiting for rank 0")
         return
+    guard.cancel()
+    err = "".join(seen) + err
     _count(*_judge(proc.returncode, err, 143, r"^terminated \(SIGTERM", [tmp_path]))

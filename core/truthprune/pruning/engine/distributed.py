@@ -104,14 +104,15 @@ def rendezvous(world: int):
     limit = rendezvous_timeout()
     deadline = time.monotonic() + limit
     serve = rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"  # torchrun's agent serves it
+    log.info("rank %d of %d: meeting the other ranks at %s:%d (waiting at most %g s)", rank, world, host, port, limit)
     while True:
         try:
             if serve:
                 store = dist.TCPStore(host, port, world, is_master=True, timeout=timedelta(seconds=limit),
                                       wait_for_workers=False, multi_tenant=True)
             else:
-                store = dist.TCPStore(host, port, world, is_master=False, timeout=timedelta(seconds=1))
-                store.set_timeout(timedelta(seconds=max(limit, 300)))
+                _wait_until_listening(host, port, deadline)  # plain sockets: no c10d retry noise, signals handled
+                store = dist.TCPStore(host, port, world, is_master=False, timeout=timedelta(seconds=max(limit, 300)))
             break
         except (RuntimeError, OSError) as err:  # DistStoreError (a RuntimeError), or the port in use
             if serve or time.monotonic() > deadline:
@@ -122,6 +123,22 @@ def rendezvous(world: int):
             time.sleep(0.2)
     _wait_for_ranks(store, rank, world, deadline, limit)
     return store
+
+
+def _wait_until_listening(host: str, port: int, deadline: float) -> None:
+    """Poll until something accepts connections at host:port (one short attempt every 0.2 s);
+    OSError once the deadline has passed."""
+    import socket
+    import time
+
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _wait_for_ranks(store, rank: int, world: int, deadline: float, limit: float) -> None:
