@@ -40,10 +40,21 @@ def _register_builtin_commands() -> None:
 
 
 def _register_plugin_commands() -> None:
+    """Plugin commands, added once per loaded registry: every call of :func:`main` in one process
+    (tests, embedding) used to append them again, so the app grew and each call got slower."""
     from ..plugin.registry import get_registry
     from .app import app
 
-    get_registry().add_commands(app)
+    registry = get_registry()
+    if getattr(app, "_truthprune_registry", None) is registry:
+        return
+    builtin = getattr(app, "_truthprune_builtin", None)
+    if builtin is None:
+        builtin = app._truthprune_builtin = (len(app.registered_commands), len(app.registered_groups))
+    del app.registered_commands[builtin[0]:]  # those of a previous registry (reset_registry)
+    del app.registered_groups[builtin[1]:]
+    registry.add_commands(app)
+    app._truthprune_registry = registry
 
 
 def _command_word(argv: list[str]) -> str | None:

@@ -383,7 +383,7 @@ def check_model_spec(spec: str, allow_pickle: bool = False) -> str:
         check_checkpoint(p, config, tensors)
         return "local"
     if os.path.lexists(p):
-        raise UserError(f"--model {spec!r} {describe(p)}, not a model directory or a .gguf file; pass a model directory, "
+        raise UserError(f"--model {spec!r} {describe(p)}, not a .gguf file or a model directory; pass a model directory, "
                         "a .gguf file or a hub id")
     if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
         raise UserError(f"--model {spec!r} does not exist; pass an existing model directory, a .gguf file or a hub id")
