@@ -102,6 +102,8 @@ def test_stat_mask_restricts_statistics_to_marked_tokens(tiny_llama):
 
 
 def test_malformed_stream_is_the_plugins_fault(tiny_calibration):
+    from truthprune import PluginContractError
+
     bad = RecordingPruner({"x": "not samples"})
-    with pytest.raises(RuntimeError, match="recording"):
+    with pytest.raises(PluginContractError, match="recording"):
         attach_auxiliary(copy.copy(tiny_calibration), bad, CalibrationContext(tokenizer=None))
