@@ -231,7 +231,9 @@ def test_cli_prints_and_writes_json(tiny_llama, tmp_path, capsys):
                           "--json", "--out", str(out_file), "--plot", str(plot))
     assert code == 0, err[-2000:]
     result = json.loads(out)
-    assert result == json.loads(out_file.read_text()) and plot.is_file()
+    written = json.loads(out_file.read_text())
+    assert written.pop("truthprune_output") == {"kind": "truthfulness"}  # the output marker (docs/reliability.md)
+    assert result == written and plot.is_file()
     for section in (result["accuracy"], result["flip"], result["probe"]["accuracy"], result["knows_but_says_false"]):
         assert "deceptive" in section
     assert set(result["accuracy"]["honest"]) == {"logical", "common_sense", "all"}
@@ -243,7 +245,8 @@ def test_cli_prints_and_writes_json(tiny_llama, tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--limit", "1"], "--limit 1 must be at least 2"),
-    (["--out", "/nonexistent-dir/x.json"], "does not exist; create it first"),
+    (["--out", "/proc/nonexistent-dir/x.json"], "is not writable"),
+    (["--out", "x.txt"], "must end in .json"),
     (["--truthfulqa-data", "/nonexistent.csv"], "--truthfulqa-data '/nonexistent.csv' does not exist"),
     (["--probe", "nope"], "nope"),
 ])

@@ -120,6 +120,10 @@ def truthfulness_command(
     _check_output(plot, ".png", "--plot", overwrite)
     probe_factory(probe)  # an unknown probe name fails now, not after the model ran
     load_prompts()
+    from ..models.formats import check_model_spec
+
+    for spec in (model, *([baseline] if baseline else [])):
+        check_model_spec(spec)
     items, notes = load_items(truth_data, truthfulqa_data, limit, seed)
     opts = dict(template=template, all_prompts=all_prompts, probe=probe, seed=seed, batch_size=batch_size, quiet=as_json)
     t0 = time.perf_counter()

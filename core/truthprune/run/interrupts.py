@@ -23,7 +23,7 @@ TERMINATED_EXIT = 143  # 128 + SIGTERM
 _UNWIND = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, n))
 _SIGNAL: int | None = None  # the last signal received (what a swallowed interrupt re-raises)
 _DEFER = 0  # depth of :func:`deferred_signals` sections
-_PENDING: int | None = None  # a signal that arrived inside one
+_HELD_BACK: int | None = None  # a signal that arrived inside one
 
 
 def signal_exit(signum: int) -> BaseException:
@@ -32,10 +32,10 @@ def signal_exit(signum: int) -> BaseException:
 
 
 def _on_signal(signum, frame):  # noqa: ARG001
-    global _INTERRUPTED, _SIGNAL, _PENDING
+    global _INTERRUPTED, _SIGNAL, _HELD_BACK
     _INTERRUPTED, _SIGNAL = True, signum
     if _DEFER:  # inside a swap: finish it first (see deferred_signals)
-        _PENDING = _PENDING or signum
+        _HELD_BACK = _HELD_BACK or signum
         return
     raise signal_exit(signum)
 
@@ -50,8 +50,8 @@ def install_interrupt_guard() -> None:
     still stops the final swap; SIGTERM (a batch system's time limit), SIGHUP and SIGQUIT unwind
     the same way instead of killing the process mid-write (a signal set to be ignored, as nohup
     does, stays ignored). Main thread only; a no-op elsewhere. Each command starts clean."""
-    global _INTERRUPTED, _SIGNAL, _PENDING, _DEFER
-    _INTERRUPTED, _SIGNAL, _PENDING, _DEFER = False, None, None, 0
+    global _INTERRUPTED, _SIGNAL, _HELD_BACK, _DEFER
+    _INTERRUPTED, _SIGNAL, _HELD_BACK, _DEFER = False, None, None, 0
     try:
         for signum in _UNWIND:
             if _is_default(signum):
@@ -69,7 +69,7 @@ def deferred_signals() -> Iterator[None]:
     there aborted the process ("Fatal Python error: PyThreadState_Get") in about one SIGINT in
     five during the report write. Here the main thread keeps receiving signals; the handler only
     records them while a swap is in progress."""
-    global _DEFER, _PENDING
+    global _DEFER, _HELD_BACK
     installed = []
     try:
         for signum in _UNWIND:
@@ -85,9 +85,9 @@ def deferred_signals() -> Iterator[None]:
         _DEFER -= 1
         for signum in installed:
             signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
-        if not _DEFER and _PENDING is not None:
-            pending, _PENDING = _PENDING, None
-            raise signal_exit(pending)
+        if not _DEFER and _HELD_BACK is not None:
+            held_back, _HELD_BACK = _HELD_BACK, None
+            raise signal_exit(held_back)
 
 
 def raise_if_interrupted() -> None:

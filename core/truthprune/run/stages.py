@@ -93,9 +93,13 @@ def check_memory(state: RunState) -> RunState:
     cfg = plan.config
     path = resolve_model_path(cfg.model)[0]
     if not Path(path).exists():  # a hub id: one quick reachability check instead of transformers' retries
+        from ..errors import UserError
         from ..models.formats import check_hub_reachable
 
-        check_hub_reachable(cfg.model)
+        try:
+            check_hub_reachable(cfg.model)
+        except UserError:
+            return state  # no estimate without the config; the load says what is wrong
     try:
         from transformers import AutoConfig
 
