@@ -9,7 +9,7 @@ import shutil
 from bad_inputs_data3 import DEEP, HUGE_INT
 from bad_inputs_lib import Case
 from bad_inputs_rows import ALLOC, EXISTS, OUT, PPL, PROBE, PRUNE, RUN, SAVE, SWEEP, TQA, _copy_run, _with
-from bad_inputs_rows3 import _fifo, _kept
+from bad_inputs_rows3 import _fifo, _kept, _socket
 
 ALREADY = "already exists"
 BAD_UTF8 = "{C}/caf\udce9"  # the bytes b"caf\xe9" (Latin-1) as Python passes them on
@@ -93,6 +93,18 @@ def _fifo_in(rel_dir: str, src: str, name: str):
     return setup
 
 
+def _link_to_fifo(src: str, rel_dir: str, name: str):
+    """setup: copy {D}/SRC to {C}/REL_DIR with NAME a symbolic link to the FIFO {C}/p."""
+
+    def setup(ctx):
+        shutil.copytree(ctx.base / src, ctx.case / rel_dir)
+        (ctx.case / rel_dir / name).unlink()
+        _fifo("p")(ctx)
+        (ctx.case / rel_dir / name).symlink_to(ctx.case / "p")
+
+    return setup
+
+
 def fifo_rows() -> list[Case]:
     """A FIFO where a file is read blocked forever; now one line saying it is a FIFO."""
     f = "FIFO"
@@ -124,6 +136,16 @@ def fifo_rows() -> list[Case]:
         Case("fifo/ppl-eval-text", _with(PPL, "--data", "{C}/f"), setup=_fifo("f"), msg=f, post=_kept("f")),
         Case("fifo/tqa-csv", _with(TQA, "--data", "{C}/f.csv"), setup=_fifo("f.csv"), msg=f, post=_kept("f.csv")),
         Case("fifo/run-ppl-data", [*_with(RUN, "--ppl-data", "{C}/f"), *OUT], setup=_fifo("f"), msg=f, post=_kept("f")),
+        Case("fifo/run-out-under-fifo", [*RUN, "--out", "{C}/f/sub"], setup=_fifo("f"), msg=f"{f}.*nothing can be created",
+             post=_kept("f")),
+        Case("fifo/prune-activations-dir", [*PRUNE, *SAVE, "--activations-dir", "{C}/f"], setup=_fifo("f"), msg=f,
+             post=_kept("f")),
+        Case("fifo/report-json-link-to-fifo", ["report", "{C}/r"], setup=_link_to_fifo("run_good", "r", "report.json"), msg=f,
+             post=_kept("p")),
+        Case("fifo/ppl-weights-link-to-fifo", _with(PPL, "--model", "{C}/m"),
+             setup=_link_to_fifo("tiny", "m", "model.safetensors"), msg=f, post=_kept("p")),
+        Case("fifo/run-calibration-socket", [*_with(RUN, "--calibration-opt", "path={C}/s"), *OUT],
+             setup=_socket("s"), msg="socket"),
     ]
     return rows
 

@@ -84,7 +84,8 @@ def check_writable(path: Path, flag: str = "--out") -> None:
         missing.append(ancestor.name)
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise UserError(f"{flag} {str(path)!r}: {str(ancestor)!r} is a file, so nothing can be created under it; "
+        kind = describe(ancestor) if not ancestor.is_file() else "is a file"
+        raise UserError(f"{flag} {str(path)!r}: {str(ancestor)!r} {kind}, so nothing can be created under it; "
                         "choose another path")
     limit = _name_max(ancestor)
     # the longest name we create is the hidden temporary: ".NAME.tmp-PID-XXXXXXXX"
