@@ -214,8 +214,11 @@ def test_sigint_during_report_writes_never_aborts(base, tmp_path):
     run = tmp_path / "r"
     shutil.copytree(base.root / "run_good", run)
     report = (run / "report.json").read_bytes()
-    for delay in (1.5, 3.0, 4.5):
-        proc = _spawn(["report", str(run)], tmp_path)
+    ready = CHILD.replace("from truthprune", "print('ready', flush=True); from truthprune")  # signals handled from here
+    for delay in (0.5, 1.5, 3.0):
+        proc = subprocess.Popen([sys.executable, "-c", ready, "report", str(run)], cwd=tmp_path, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdout.readline()
         time.sleep(delay)
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -223,7 +226,7 @@ def test_sigint_during_report_writes_never_aborts(base, tmp_path):
         bad = ("Fatal Python error" in err or "Traceback" in err, proc.returncode not in (0, 130),
                (run / "report.json").read_bytes() != report, not (run / "report.md").is_file(), bool(leftovers([tmp_path])))
         if any(bad):
-            _count("lost" if any(bad[2:]) else "traceback" if bad[0] else "silent", f"after {delay} s: {bad} {err[-2000:]}")
+            _count("lost" if any(bad[2:]) else "traceback" if bad[0] else "silent", f"after {delay} s: exit {proc.returncode}, {bad} {err[-2000:]}")
             return
     _count("clean", "")
 
