@@ -210,7 +210,8 @@ def test_hangup_during_a_run_unwinds_like_sigterm(sig, base, tmp_path):
 
 def test_sigint_during_report_writes_never_aborts(base, tmp_path):
     """SIGINT at spread-out moments of ``truthprune report`` (rendering and the final swap): never
-    "Fatal Python error", exit 0 or 130, and report.json byte-identical."""
+    "Fatal Python error", exit 0 or 130 (or killed by the signal once the command has finished),
+    report.json byte-identical, report.md present."""
     run = tmp_path / "r"
     shutil.copytree(base.root / "run_good", run)
     report = (run / "report.json").read_bytes()
@@ -223,7 +224,9 @@ def test_sigint_during_report_writes_never_aborts(base, tmp_path):
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
-        bad = ("Fatal Python error" in err or "Traceback" in err, proc.returncode not in (0, 130),
+        # -2: the signal came while the interpreter was shutting down after a finished command
+        # (Python has then restored the default action); the shell reports 130 as well
+        bad = ("Fatal Python error" in err or "Traceback" in err, proc.returncode not in (0, 130, -2),
                (run / "report.json").read_bytes() != report, not (run / "report.md").is_file(), bool(leftovers([tmp_path])))
         if any(bad):
             _count("lost" if any(bad[2:]) else "traceback" if bad[0] else "silent", f"after {delay} s: exit {proc.returncode}, {bad} {err[-2000:]}")
