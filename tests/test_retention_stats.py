@@ -95,15 +95,42 @@ def test_draws_do_not_depend_on_the_number_of_methods():
     assert same["point"] == 0 and same["ci"] == [0.0, 0.0]  # identical methods: the paired difference is exactly 0
 
 
-def test_prune_seed_level_is_unbiased_for_few_seeds():
-    """With K seeds the resampled mean's variance is scaled to the unbiased s^2 / K."""
-    k = 3
-    v = np.array([[0.6, 0.7, 0.9]])
-    draws = stats.Draws(np.random.default_rng(0).multinomial(k, [1 / k] * k, size=200_000).astype(float),
-                        np.ones((1, 1)), {})
-    out = stats.over_prune_seeds(np.repeat(v, 200_000, axis=0), [0, 1, 2], draws)
-    assert out.mean() == pytest.approx(v.mean(), abs=2e-3)
-    assert out.var() == pytest.approx(v.var(ddof=1) / k, rel=0.02)
+def test_seed_effects_take_out_the_items():
+    """v = item effect + seed shift: the seed effects are the shifts (centred), whatever the items."""
+    rng = np.random.default_rng(3)
+    a, g = rng.normal(size=12), np.array([0.1, -0.2, 0.05, 0.3])
+    tests = [np.sort(rng.choice(12, 6, replace=False)) for _ in g]
+    vals = [np.array([a[t] + g[r], a[t] + 2 * g[r]]) for r, t in enumerate(tests)]  # two units
+    s = stats.SetData("x", "f", np.arange(12), tests, {"acc": vals})
+    eff = stats.seed_effects(s, "acc")
+    assert eff.shape == (4, 2)
+    full = stats.SetData("x", "f", np.arange(12), [np.arange(12)] * 4,
+                         {"acc": [np.array([a + g[r], a + 2 * g[r]]) for r in range(4)]})
+    np.testing.assert_allclose(stats.seed_effects(full, "acc")[:, 0], g - g.mean(), atol=1e-12)
+    np.testing.assert_allclose(stats.seed_effects(full, "acc")[:, 1], 2 * (g - g.mean()), atol=1e-12)
+
+
+def test_combine_without_and_with_prune_seed_variance():
+    from scipy.stats import t
+
+    rng = np.random.default_rng(0)
+    boot = 0.5 + 0.02 * rng.standard_normal(4000)
+    # every prune seed gives the same estimate: the plain percentile interval, infinite df
+    same = stats.combine(0.5, boot, np.full(3, 0.5), np.repeat(boot[None], 3, axis=0))
+    assert same["ci"] == pytest.approx(list(stats.percentile_interval(boot)), abs=1e-12) and same["df"] == math.inf
+    assert same["mde"] == pytest.approx(stats.mde(boot.std(ddof=1)), rel=1e-6)
+    # the seeds disagree far beyond what the statement draws explain: the t interval with K-1 df
+    seeds = np.array([0.3, 0.5, 0.7])
+    tiny = 0.5 + 1e-4 * rng.standard_normal(4000)
+    wide = stats.combine(0.5, tiny, seeds, np.repeat(tiny[None], 3, axis=0) + (seeds - 0.5)[:, None])
+    half = t.ppf(0.975, 2) * seeds.std(ddof=1) / math.sqrt(3)
+    assert wide["df"] == pytest.approx(2, rel=1e-3)
+    assert wide["ci"] == pytest.approx([0.5 - half, 0.5 + half], abs=0.004)  # up to the percentiles of the tiny part
+    assert wide["sd_prune"] == pytest.approx(seeds.std(ddof=1) / math.sqrt(3), rel=1e-3)
+    # seed spread that the statement draws fully explain adds nothing
+    noisy = stats.combine(0.5, boot, np.array([0.49, 0.5, 0.51]),
+                          np.stack([boot - 0.01 + 0.02 * rng.standard_normal(4000) for _ in range(3)]))
+    assert noisy["sd_prune"] == 0.0
 
 
 def _family(dense, refs, lo=None):

@@ -147,7 +147,8 @@ def experiment(params: Params, rng: np.random.Generator) -> tuple[list[SetData],
     return sets, Design(dense=0, methods=methods, references=[pruned[0]])
 
 
-def coverage(params: Params, n_experiments: int, n_boot: int = 400, seed: int = 0, level: float = 0.95) -> dict:
+def coverage(params: Params, n_experiments: int, n_boot: int = 400, seed: int = 0, level: float = 0.95,
+             split_mode: str = "centred", prune_mode: str = "components") -> dict:
     """Share of experiments whose intervals contain the truth: per family R of every method, the
     pooled R of every method, and the pooled paired difference of each method against the first."""
     rng = np.random.default_rng(seed)
@@ -166,7 +167,7 @@ def coverage(params: Params, n_experiments: int, n_boot: int = 400, seed: int = 
 
     for e in range(n_experiments):
         sets, design = experiment(params, rng)
-        res = analyse(sets, design, ["acc"], {"acc": fams}, n_boot=n_boot, seed=e, level=level)["acc"]
+        res = analyse(sets, design, ["acc"], {"acc": fams}, n_boot=n_boot, seed=e, level=level, split_mode=split_mode, prune_mode=prune_mode)["acc"]
         for m in models:
             for i, f in enumerate(fams):
                 score(f"R {f} {m}", res["families"][f]["methods"][m]["R"]["ci"], true_r[m][i])

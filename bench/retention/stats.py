@@ -13,24 +13,26 @@ R_f = (P_f - 0.5) / (D_f - 0.5) with P, D the pruned and dense family values; th
 D_f - P_f; pooled numbers are means over the families that pass the pre-registered rules
 (``rules``), each family once.
 
-Intervals: a three-level bootstrap, every level shared by all units so that differences between
-methods are paired.
+Intervals cover three sources of variance, each shared by all units so that differences between
+methods stay paired:
 
-1. prune seeds: K draws with replacement from the K calibration draws (the same draw for every
-   method: seed k is the same calibration sample for all of them). With so few seeds the plain
-   bootstrap variance of a mean is (K-1)/K of the unbiased one, so the drawn mean's deviation
-   from the K-seed mean is scaled by sqrt(K/(K-1)).
-2. split seeds: S draws with replacement.
-3. statements: entity clusters of each family drawn with replacement (multinomial weights), the
+1. statements: each family's entity clusters drawn with replacement (multinomial weights), the
    same weights for every set of the family (a set, its negated twin and any set that names the
    same entities move together) and for every split seed (the seeds re-split the *same*
-   statements, so an item drawn twice counts twice in every seed that tests it).
+   statements, so a statement drawn twice counts twice in every seed that tests it);
+2. split seeds: each seed's own shift (``seed_effects``: what is left of its mean once the item
+   effects of its held-out statements are taken out) resampled over the S seeds, scaled by
+   sqrt(S/(S-1)). Resampling whole seeds instead would count the statement variance twice (a
+   seed's mean varies with which statements it holds out, which level 1 already draws);
+3. prune seeds (calibration draws, the same K draws for every method): a variance component
+   with K - 1 degrees of freedom (``combine``), because a resample of K = 3 seeds has ten
+   distinct means and no tails.
 
-A replicate recomputes every value, R, drop and difference from the stored item values; the
-percentile interval is the central 95 %. The draws depend only on the bootstrap seed, K, S and
-the families' cluster counts, never on the number of methods, so scoring a method later does
-not change the others' intervals. Coverage of this scheme is measured, not assumed: see
-``simulate`` and tests/test_retention_stats.py.
+A replicate of levels 1-2 recomputes every value, R, drop and difference from the stored item
+values; ``combine`` turns the replicates and the K one-seed estimates into the interval. The
+draws depend only on the bootstrap seed, S and the families' cluster counts, never on the
+methods, so scoring a method later does not change the others' intervals. Coverage is measured,
+not assumed: ``simulate``, tests/test_retention_stats.py and bench/README.md.
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ class Draws:
     prune: np.ndarray
     split: np.ndarray
     clusters: dict[str, np.ndarray]
-    inflate: bool = True
+    split_mode: str = "centred"
 
     @property
     def n(self) -> int:
@@ -117,13 +119,14 @@ def n_clusters(sets: Sequence[SetData]) -> dict[str, int]:
 
 
 def identity_draws(sets: Sequence[SetData], n_prune: int, n_split: int) -> Draws:
-    return Draws(np.ones((1, n_prune)), np.ones((1, n_split)),
-                 {f: np.ones((1, c)) for f, c in n_clusters(sets).items()}, inflate=False)
+    return Draws(np.ones((1, n_prune)), np.ones((1, n_split)), {f: np.ones((1, c)) for f, c in n_clusters(sets).items()})
 
 
-def bootstrap_draws(sets: Sequence[SetData], n_prune: int, n_split: int, n_boot: int, seed: int = 0) -> Draws:
-    """Multinomial counts for every level; each family's cluster draw from its own stream, so a
-    family's weights do not depend on which other families are scored."""
+def bootstrap_draws(sets: Sequence[SetData], n_prune: int, n_split: int, n_boot: int, seed: int = 0,
+                    split_mode: str = "centred") -> Draws:
+    """Multinomial counts for the prune seeds (used only by ``prune_mode='resample'``) and the split
+    seeds, and per family its cluster weights, each family from its own stream (a family's weights
+    do not depend on which other families are scored)."""
     import zlib
 
     rng = np.random.default_rng([seed, 1])
@@ -133,16 +136,34 @@ def bootstrap_draws(sets: Sequence[SetData], n_prune: int, n_split: int, n_boot:
     for f, c in sorted(n_clusters(sets).items()):
         frng = np.random.default_rng([seed, 2, zlib.crc32(f.encode())])
         clusters[f] = frng.multinomial(c, np.full(c, 1 / c), size=n_boot).astype(np.float32)
-    return Draws(prune, split, clusters)
+    return Draws(prune, split, clusters, split_mode=split_mode)
+
+
+def seed_effects(s: SetData, measure: str) -> np.ndarray:
+    """[S, units]: each split seed's mean over its held-out items of (item value - that item's mean
+    over the seeds that hold it out). The item effects cancel, what is left is the seed's own
+    shift (the probe it trained), which the cluster draws do not vary."""
+    per_seed = s.values[measure]
+    n_rows = len(s.clusters)
+    n_units = per_seed[0].shape[0]
+    total, count = np.zeros((n_units, n_rows)), np.zeros(n_rows)
+    for r, v in enumerate(per_seed):
+        total[:, s.test_rows[r]] += v
+        count[s.test_rows[r]] += 1
+    item_mean = total / np.maximum(count, 1)
+    return np.array([(v - item_mean[:, s.test_rows[r]]).mean(axis=1) for r, v in enumerate(per_seed)])
 
 
 def set_values(s: SetData, measure: str, draws: Draws) -> np.ndarray:
-    """[B, units]: the weighted mean over held-out items per split seed, then the count-weighted
-    mean over split seeds."""
+    """[B, units]: per split seed the cluster-weighted mean over held-out items, averaged over the
+    seeds; plus the split-seed level (``draws.split_mode``): 'centred' adds the resampled mean of
+    the seeds' own shifts (``seed_effects``), 'resample' weighs the seeds by their drawn counts
+    instead, 'none' leaves the seeds fixed."""
     per_seed = s.values[measure]
     n_split = draws.split.shape[1]
     if len(per_seed) != n_split or len(s.test_rows) != n_split:
         raise ValueError(f"set {s.name!r}: {len(per_seed)} seeds of values, {len(s.test_rows)} of rows, draws {n_split}")
+    counts = draws.split if draws.split_mode == "resample" else np.ones_like(draws.split)
     w_all = draws.clusters[s.family]
     total = None
     for r, v in enumerate(per_seed):
@@ -152,11 +173,16 @@ def set_values(s: SetData, measure: str, draws: Draws) -> np.ndarray:
         den = w.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             m = (w @ v.T.astype(np.float32)).astype(np.float64) / den  # [B, units]; NaN if no item drawn
-        c = draws.split[:, r : r + 1]
+        c = counts[:, r : r + 1]
         term = np.where(c > 0, c * np.nan_to_num(m, nan=0.0), 0.0)
         term = np.where((c > 0) & ~np.isfinite(m), np.nan, term)
         total = term if total is None else total + term
-    return total / n_split
+    out = total / n_split
+    if draws.split_mode == "centred" and n_split > 1:
+        g = seed_effects(s, measure)  # [S, units]
+        shift = (draws.split @ g) / n_split - g.mean(axis=0)
+        out = out + math.sqrt(n_split / (n_split - 1)) * shift
+    return out
 
 
 def family_values(sets: Sequence[SetData], measure: str, draws: Draws) -> dict[str, np.ndarray]:
@@ -168,17 +194,13 @@ def family_values(sets: Sequence[SetData], measure: str, draws: Draws) -> dict[s
     return {f: np.mean(v, axis=0) for f, v in acc.items()}
 
 
-def over_prune_seeds(values: np.ndarray, units: Sequence[int], draws: Draws) -> np.ndarray:
-    """[B]: a method's value as the mean over its prune-seed units under the drawn seed counts."""
+def over_prune_seeds(values: np.ndarray, units: Sequence[int], weights: np.ndarray) -> np.ndarray:
+    """[B]: a method's value from its prune-seed units under ``weights`` ([K] or [B, K], rows
+    summing to 1: the mean, one seed alone, or resampled counts / K)."""
     v = values[:, list(units)]
-    k = v.shape[1]
-    if draws.prune.shape[1] != k:
-        raise ValueError(f"{k} prune-seed units but draws for {draws.prune.shape[1]} seeds")
-    mean = v.mean(axis=1)
-    drawn = (draws.prune * v).sum(axis=1) / k
-    if draws.inflate and k > 1:
-        drawn = mean + math.sqrt(k / (k - 1)) * (drawn - mean)
-    return drawn
+    if np.shape(weights)[-1] != v.shape[1]:
+        raise ValueError(f"{v.shape[1]} prune-seed units but weights for {np.shape(weights)[-1]} seeds")
+    return (v * weights).sum(axis=1)
 
 
 @dataclass
@@ -190,23 +212,97 @@ class Design:
     methods: dict[str, list[int]]
     references: list[str]
 
-
-def method_table(sets: Sequence[SetData], design: Design, measure: str, draws: Draws) -> dict[str, dict[str, np.ndarray]]:
-    """family -> {"dense": [B], method: [B]} values of one measure."""
-    out = {}
-    for f, v in family_values(sets, measure, draws).items():
-        row = {"dense": v[:, design.dense]}
-        for m, units in design.methods.items():
-            row[m] = over_prune_seeds(v, units, draws)
-        out[f] = row
-    return out
+    @property
+    def n_prune(self) -> int:
+        return len(next(iter(self.methods.values()))) if self.methods else 1
 
 
-def _ci(point: float, boot: np.ndarray, level: float) -> dict:
+def _tables(fam_values: Mapping[str, np.ndarray], design: Design, weights: np.ndarray) -> dict:
+    return {f: {"dense": v[:, design.dense], **{m: over_prune_seeds(v, u, weights) for m, u in design.methods.items()}}
+            for f, v in fam_values.items()}
+
+
+def quantities(table: Mapping[str, Mapping[str, np.ndarray]], design: Design, chosen: Sequence[str]) -> dict[tuple, np.ndarray]:
+    """Every reported number as an array over replicates, keyed ('family', f, ...) or ('pooled', ...):
+    the dense value; per method its value, R, drop, and against each reference the paired ΔR and
+    Δdrop (method's drop - reference's drop); pooled R and drop over ``chosen`` and their differences."""
+    q: dict[tuple, np.ndarray] = {}
+    refs = [r for r in design.references if r in design.methods]
+    for f, row in table.items():
+        d = row["dense"]
+        q[("family", f, "dense")] = d
+        for m in design.methods:
+            q[("family", f, m, "value")] = row[m]
+            q[("family", f, m, "R")] = retention(row[m], d)
+            q[("family", f, m, "drop")] = d - row[m]
+        for m in design.methods:
+            for r in refs:
+                if r != m:
+                    q[("family", f, m, "dR", r)] = q[("family", f, m, "R")] - q[("family", f, r, "R")]
+                    q[("family", f, m, "ddrop", r)] = q[("family", f, m, "drop")] - q[("family", f, r, "drop")]
+    if chosen:
+        for m in design.methods:
+            for what in ("R", "drop"):
+                q[("pooled", m, what)] = np.mean([q[("family", f, m, what)] for f in chosen], axis=0)
+        for m in design.methods:
+            for r in refs:
+                if r != m:
+                    q[("pooled", m, "dR", r)] = q[("pooled", m, "R")] - q[("pooled", r, "R")]
+                    q[("pooled", m, "ddrop", r)] = q[("pooled", m, "drop")] - q[("pooled", r, "drop")]
+    return q
+
+
+def combine(point: float, boot: np.ndarray, seed_points: np.ndarray | None, seed_boot: np.ndarray | None,
+            level: float = 0.95) -> dict:
+    """The interval of one number from (a) replicates over split seeds and statements with every
+    prune seed in place and (b) the spread over prune seeds.
+
+    Prune seeds enter as a variance component, not by resampling: with K = 3 seeds a resample has
+    ten distinct means and no tails, and the simulation shows it under-covers when calibration
+    draws matter. The spread s^2 of the K one-seed estimates, minus the part the statement draws
+    already explain (their replicates of each one-seed estimate around the K-seed mean), estimates
+    the seed variance sigma_p^2; the total variance is V = V_a + sigma_p^2 / K with Welch-
+    Satterthwaite degrees of freedom nu = V^2 / ((sigma_p^2 / K)^2 / (K - 1)), and the percentile
+    interval of (a) is widened about the point by t_nu / z * sqrt(V / V_a). With no seed variance
+    it is the plain percentile interval; when the seed variance dominates it tends to the t
+    interval with K - 1 degrees of freedom.
+
+    Returns {"point", "ci", "sd", "sd_statements", "sd_prune", "df", "mde"}."""
+    from scipy.stats import norm, t
+
+    x = np.asarray(boot, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if not math.isfinite(point) or x.size < 2:
+        return {"point": float(point), "ci": [float("nan")] * 2, "sd": float("nan"), "sd_statements": float("nan"),
+                "sd_prune": float("nan"), "df": float("nan"), "mde": float("nan")}
+    lo, hi = percentile_interval(x, level)
+    v_a = float(x.var(ddof=1))
+    v_p = 0.0
+    k = 0 if seed_points is None else len(seed_points)
+    if k > 1 and np.all(np.isfinite(seed_points)):
+        s2 = float(np.var(seed_points, ddof=1))
+        dev = np.asarray(seed_boot, dtype=np.float64) - np.asarray(boot, dtype=np.float64)[None, :]
+        dev = dev[:, np.all(np.isfinite(dev), axis=0)]
+        explained = float(dev.var(axis=1, ddof=1).sum()) / (k - 1) if dev.shape[1] > 1 else 0.0
+        v_p = max(0.0, s2 - explained) / k
+    v = v_a + v_p
+    df = v * v / (v_p * v_p / (k - 1)) if v_p > 0 else math.inf
+    a = (1 - level) / 2
+    z = norm.ppf(1 - a)
+    q = (t.ppf(1 - a, df) if math.isfinite(df) else z)
+    widen = q / z * math.sqrt(v / v_a) if v_a > 0 else 1.0
+    ci = [point - widen * max(point - lo, 0.0), point + widen * max(hi - point, 0.0)]
+    power = (t.ppf(1 - a, df) + t.ppf(0.8, df)) if math.isfinite(df) else (Z_975 + Z_80)
+    return {"point": float(point), "ci": [float(ci[0]), float(ci[1])], "sd": math.sqrt(v), "sd_statements": math.sqrt(v_a),
+            "sd_prune": math.sqrt(v_p), "df": float(df), "mde": float(power * math.sqrt(v))}
+
+
+def _percentile_only(point: float, boot: np.ndarray, level: float) -> dict:
     lo, hi = percentile_interval(boot, level)
-    finite = boot[np.isfinite(boot)]
-    sd = float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
-    return {"point": float(point), "ci": [lo, hi], "sd": sd}
+    x = np.asarray(boot, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    sd = float(x.std(ddof=1)) if x.size > 1 else float("nan")
+    return {"point": float(point), "ci": [lo, hi], "sd": sd, "mde": mde(sd)}
 
 
 def analyse(
@@ -217,60 +313,69 @@ def analyse(
     n_boot: int = 2000,
     seed: int = 0,
     level: float = 0.95,
-    draws: Draws | None = None,
+    split_mode: str = "centred",
+    prune_mode: str = "components",
 ) -> dict:
     """Per measure: per family the dense value, and per method its value, R, drop (dense - pruned)
     and paired differences of R and of the drop against each reference; pooled R and drop over
     the families ``pool(measure, families)`` returns (or ``pool[measure]``), with the same
-    differences and their MDE. Each family's entry gets the ``status`` the pool gave it.
+    differences. Each family's entry gets the ``status`` the pool gave it.
 
-    Every number is ``{"point", "ci": [lo, hi], "sd"}`` (sd = bootstrap standard deviation).
-    """
-    n_prune = len(next(iter(design.methods.values()))) if design.methods else 1
+    Every number is a ``combine`` dict (``prune_mode='components'``), or a plain percentile
+    interval over replicates that also resample the prune seeds (``'resample'``, kept to measure
+    its coverage)."""
+    k = design.n_prune
     n_split = len(sets[0].test_rows)
-    point_d = identity_draws(sets, n_prune, n_split)
-    boot_d = draws or bootstrap_draws(sets, n_prune, n_split, n_boot, seed)
+    point_d = identity_draws(sets, k, n_split)
+    boot_d = bootstrap_draws(sets, k, n_split, n_boot, seed, split_mode)
+    mean_w = np.full(k, 1 / k)
+    if prune_mode == "resample":
+        counts = boot_d.prune
+        boot_w = mean_w + math.sqrt(k / (k - 1)) * (counts / k - mean_w) if k > 1 else counts / k
+    else:
+        boot_w = mean_w
     out: dict = {}
     for measure in measures:
-        pt, bt = method_table(sets, design, measure, point_d), method_table(sets, design, measure, boot_d)
+        fam_pt, fam_bt = family_values(sets, measure, point_d), family_values(sets, measure, boot_d)
+        t_pt, t_bt = _tables(fam_pt, design, mean_w), _tables(fam_bt, design, boot_w)
+        q_pt, q_bt = quantities(t_pt, design, []), quantities(t_bt, design, [])
+        seeds_pt = seeds_bt = None
+        if prune_mode != "resample" and k > 1:
+            one = np.eye(k)
+            seeds_pt = [quantities(_tables(fam_pt, design, one[j]), design, []) for j in range(k)]
+            seeds_bt = [quantities(_tables(fam_bt, design, one[j]), design, []) for j in range(k)]
+
+        def number(key, q_pt=q_pt, q_bt=q_bt, seeds_pt=seeds_pt, seeds_bt=seeds_bt):
+            point = float(q_pt[key][0])
+            if prune_mode == "resample":
+                return _percentile_only(point, q_bt[key], level)
+            sp = None if seeds_pt is None else np.array([float(s[key][0]) for s in seeds_pt])
+            sb = None if seeds_bt is None else np.array([s[key] for s in seeds_bt])
+            return combine(point, q_bt[key], sp, sb, level)
+
         fams: dict = {}
-        r_pt: dict = {}
-        r_bt: dict = {}
-        for f in pt:
-            d_pt, d_bt = pt[f]["dense"][0], bt[f]["dense"]
-            fam = {"dense": _ci(d_pt, d_bt, level), "methods": {}}
+        for f in t_pt:
+            fams[f] = {"dense": number(("family", f, "dense")), "methods": {}}
             for m in design.methods:
-                r_pt[(f, m)], r_bt[(f, m)] = retention(pt[f][m][0], d_pt), retention(bt[f][m], d_bt)
-                fam["methods"][m] = {
-                    "value": _ci(pt[f][m][0], bt[f][m], level),
-                    "R": _ci(r_pt[(f, m)], r_bt[(f, m)], level),
-                    "drop": _ci(d_pt - pt[f][m][0], d_bt - bt[f][m], level),
-                }
-            fams[f] = fam
-        for f in pt:
-            for m in design.methods:
-                fams[f]["methods"][m]["diff"] = {
-                    ref: {"R": _ci(r_pt[(f, m)] - r_pt[(f, ref)], r_bt[(f, m)] - r_bt[(f, ref)], level),
-                          "drop": _ci(pt[f][ref][0] - pt[f][m][0], bt[f][ref] - bt[f][m], level)}
-                    for ref in design.references if ref in design.methods and ref != m
-                }
+                e = {what: number(("family", f, m, what)) for what in ("value", "R", "drop")}
+                e["diff"] = {r: {"R": number(("family", f, m, "dR", r)), "drop": number(("family", f, m, "ddrop", r))}
+                             for r in design.references if r in design.methods and r != m}
+                fams[f]["methods"][m] = e
         picked = pool(measure, fams) if callable(pool) else pool.get(measure, [])
-        chosen = [f for f in picked if f in pt]
+        chosen = [f for f in picked if f in t_pt]
         pooled: dict = {"families": chosen, "methods": {}}
         if chosen:
-            def pooled_r(table, key):
-                return np.mean([table[(f, key)] for f in chosen], axis=0)
-
-            drop_pt = {m: np.mean([pt[f]["dense"][0] - pt[f][m][0] for f in chosen]) for m in design.methods}
-            drop_bt = {m: np.mean([bt[f]["dense"] - bt[f][m] for f in chosen], axis=0) for m in design.methods}
+            q_pt, q_bt = quantities(t_pt, design, chosen), quantities(t_bt, design, chosen)
+            if seeds_pt is not None:
+                seeds_pt = [quantities(_tables(fam_pt, design, np.eye(k)[j]), design, chosen) for j in range(k)]
+                seeds_bt = [quantities(_tables(fam_bt, design, np.eye(k)[j]), design, chosen) for j in range(k)]
             for m in design.methods:
-                entry = {"R": _ci(pooled_r(r_pt, m), pooled_r(r_bt, m), level), "drop": _ci(drop_pt[m], drop_bt[m], level), "diff": {}}
-                for ref in design.references:
-                    if ref in design.methods and ref != m:
-                        dr = _ci(pooled_r(r_pt, m) - pooled_r(r_pt, ref), pooled_r(r_bt, m) - pooled_r(r_bt, ref), level)
-                        dr["mde"] = mde(dr["sd"])
-                        dd = _ci(drop_pt[m] - drop_pt[ref], drop_bt[m] - drop_bt[ref], level)
-                        entry["diff"][ref] = {"R": dr, "drop": dd}
+                entry = {"R": number(("pooled", m, "R"), q_pt, q_bt, seeds_pt, seeds_bt),
+                         "drop": number(("pooled", m, "drop"), q_pt, q_bt, seeds_pt, seeds_bt), "diff": {}}
+                for r in design.references:
+                    if r in design.methods and r != m:
+                        entry["diff"][r] = {"R": number(("pooled", m, "dR", r), q_pt, q_bt, seeds_pt, seeds_bt),
+                                            "drop": number(("pooled", m, "ddrop", r), q_pt, q_bt, seeds_pt, seeds_bt)}
                 pooled["methods"][m] = entry
         out[measure] = {"families": fams, "pooled": pooled}
     return out
@@ -287,9 +392,11 @@ __all__ = [
     "mde",
     "identity_draws",
     "bootstrap_draws",
+    "seed_effects",
     "set_values",
     "family_values",
     "over_prune_seeds",
-    "method_table",
+    "quantities",
+    "combine",
     "analyse",
 ]
