@@ -12,8 +12,10 @@ safetensors file next to the point).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -29,6 +31,34 @@ from . import protocol as P
 from . import store as S
 
 FORMAT = 2
+
+
+class Clock:
+    """Wall and CPU seconds per named stage (CPU: this process's threads plus finished children,
+    so a prune subprocess counts; on a shared machine CPU seconds are the honest cost)."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @staticmethod
+    def _cpu() -> float:
+        import resource
+
+        child = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + child.ru_utime + child.ru_stime
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        w, c = time.perf_counter(), self._cpu()
+        try:
+            yield
+        finally:
+            self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - w
+            self.cpu[name] = self.cpu.get(name, 0.0) + self._cpu() - c
+
+    def record(self) -> dict:
+        return {"seconds": dict(self.wall), "cpu_seconds": dict(self.cpu)}
 
 
 @dataclass
@@ -78,25 +108,23 @@ def extract(loaded, statements, layers, batch_size: int) -> np.ndarray:
     return truthprune.extract_last_token(loaded.model, loaded.tokenizer, statements, layers=layers, batch_size=batch_size)
 
 
-def model_metrics(loaded, args, say) -> dict:
+def model_metrics(loaded, args, say, clock: Clock) -> dict:
     """Perplexity on the first windows of the test text (BOS per the tokenizer's rule), and
     TruthfulQA MC1/MC2 when asked for."""
     import truthprune
 
-    out: dict = {"seconds": {}}
+    out: dict = {}
     if args.ppl_max_windows > 0:
-        t = time.perf_counter()
-        rule = truthprune.resolve_bos(loaded.tokenizer, "auto")
-        ids = truthprune.load_eval_text(args.ppl_data, loaded.tokenizer, rule)
-        out["ppl"] = truthprune.perplexity(loaded.model, ids, args.seqlen, batch_size=4, max_windows=args.ppl_max_windows,
-                                           bos_id=rule.window_bos)
-        out["seconds"]["ppl"] = time.perf_counter() - t
-        say(f"  perplexity {out['ppl']['ppl']:.2f} ({out['seconds']['ppl']:.0f}s)")
+        with clock("ppl"):
+            rule = truthprune.resolve_bos(loaded.tokenizer, "auto")
+            ids = truthprune.load_eval_text(args.ppl_data, loaded.tokenizer, rule)
+            out["ppl"] = truthprune.perplexity(loaded.model, ids, args.seqlen, batch_size=4,
+                                               max_windows=args.ppl_max_windows, bos_id=rule.window_bos)
+        say(f"  perplexity {out['ppl']['ppl']:.2f} ({clock.wall['ppl']:.0f}s)")
     if args.truthfulqa != "none":
-        t = time.perf_counter()
-        out["truthfulqa"] = truthprune.evaluate_truthfulqa(loaded.model, loaded.tokenizer, data=args.truthfulqa,
-                                                           limit=args.truthfulqa_limit, batch_size=8, seed=0)
-        out["seconds"]["truthfulqa"] = time.perf_counter() - t
+        with clock("truthfulqa"):
+            out["truthfulqa"] = truthprune.evaluate_truthfulqa(loaded.model, loaded.tokenizer, data=args.truthfulqa,
+                                                               limit=args.truthfulqa_limit, batch_size=8, seed=0)
         say(f"  TruthfulQA MC1 {out['truthfulqa']['mc1']:.3f} MC2 {out['truthfulqa']['mc2']:.3f}")
     return out
 
@@ -115,17 +143,17 @@ def dense_stage(work: Work, identity: dict) -> None:
 
     args = work.args
     work.say(f"dense: loading {args.model}")
-    loaded = truthprune.load_model(args.model, device=args.device)
-    metrics = model_metrics(loaded, args, work.say)
+    clock = Clock()
+    with clock("load"):
+        loaded = truthprune.load_model(args.model, device=args.device)
+    metrics = model_metrics(loaded, args, work.say, clock)
     sets_doc: dict = {}
     acts: dict[str, np.ndarray] = {}
-    t_ext = t_probe = 0.0
     for topic in work.topics:
-        t = time.perf_counter()
-        full = {m.name: extract(loaded, m.statements, None, args.batch_size) for m in topic.members}
-        t_ext += time.perf_counter() - t
-        t = time.perf_counter()
-        choice = P.choose_layers(topic, full, work.make_probe, args.seeds, args.top_fraction)
+        with clock("extract"):
+            full = {m.name: extract(loaded, m.statements, None, args.batch_size) for m in topic.members}
+        with clock("layer_choice"):
+            choice = P.choose_layers(topic, full, work.make_probe, args.seeds, args.top_fraction)
         per_seed = [c["layers"] for c in choice]
         stored = sorted(set().union(*per_seed))
         for m in topic.members:
@@ -138,19 +166,19 @@ def dense_stage(work: Work, identity: dict) -> None:
             }
         work.dense = {"sets": sets_doc}
         work.dense_acts = acts
-        for m in topic.members:
-            if m.name not in work.reserved:
-                scores = P.item_scores(m, topic, work.layer_acts(m.name), per_seed, work.make_probe, work.dense_probe(m, topic))
-                sets_doc[m.name]["values"] = P.dense_measures(scores)
-        t_probe += time.perf_counter() - t
+        with clock("probes"):
+            for m in topic.members:
+                if m.name not in work.reserved:
+                    scores = P.item_scores(m, topic, work.layer_acts(m.name), per_seed, work.make_probe,
+                                           work.dense_probe(m, topic))
+                    sets_doc[m.name]["values"] = P.dense_measures(scores)
         work.say(f"  {topic.name}: {sum(len(m) for m in topic.members)} statements, layers "
                  f"{stored} (chosen per seed on validation rows)")
     del loaded
     gc.collect()
     doc = {"identity": identity, "identity_hash": S.identity_hash(identity), "model": args.model, **metrics,
-           "sets": sets_doc}
-    doc["seconds"].update({"extract": t_ext, "probes": t_probe})
-    work.say(f"dense: extraction {t_ext:.0f}s, layer choice and probes {t_probe:.0f}s")
+           **clock.record(), "sets": sets_doc}
+    work.say("dense: " + ", ".join(f"{k} {v:.0f}s wall / {clock.cpu[k]:.0f}s CPU" for k, v in clock.wall.items()))
     S.write_tensors(out / "dense_acts.safetensors", acts, {"identity_hash": doc["identity_hash"]})
     S.write_json(out / "dense.json", doc)
     work.dense, work.dense_acts = doc, acts
@@ -172,28 +200,33 @@ def load_point(work: Work, name: str, identity: dict) -> dict | None:
     return doc
 
 
-def prune(work: Work, method, setting: dict, prune_seed: int, common: list[str], name: str, identity: dict):
-    """(checkpoint dir, prune seconds) via ``truthprune prune``; None when the prune failed."""
+def prune(work: Work, method, setting: dict, prune_seed: int, common: list[str], name: str, identity: dict,
+          clock: Clock):
+    """The checkpoint dir via ``truthprune prune`` (None when the prune failed); its wall and CPU
+    seconds go to ``clock`` (or are read back from the marker of a reused checkpoint)."""
     args = work.args
     ckpt = Path(args.work_dir or work.out / "work") / name
     marker = ckpt / "bench_identity.json"
     reused = S.load_matching(marker, identity)
     if reused is not None:
         work.say(f"{name}: reusing the pruned checkpoint in {ckpt}")
-        return ckpt, reused["prune_seconds"]
+        clock.wall["prune"], clock.cpu["prune"] = reused["prune_seconds"], reused.get("prune_cpu_seconds", float("nan"))
+        return ckpt
     cmd = M.prune_command(method, args.model, setting, str(ckpt), [*common, "--seed", str(prune_seed)])
     work.say(f"{name}: truthprune {' '.join(cmd[3:])}")
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - t
+    n = str(args.threads)
+    env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
+    with clock("prune"):
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         work.say(f"WARNING {name}: truthprune prune exited {proc.returncode}, skipped: {' | '.join(tail)}")
         return None
-    S.write_json(marker, {"identity_hash": S.identity_hash(identity), "prune_seconds": seconds})
-    work.say(f"{name}: pruned in {seconds:.0f}s")
-    return ckpt, seconds
+    S.write_json(marker, {"identity_hash": S.identity_hash(identity), "prune_seconds": clock.wall["prune"],
+                          "prune_cpu_seconds": clock.cpu["prune"]})
+    work.say(f"{name}: pruned in {clock.wall['prune']:.0f}s ({clock.cpu['prune']:.0f}s CPU)")
+    return ckpt
 
 
 def point_stage(work: Work, method, setting: dict, prune_seed: int, common: list[str]) -> dict | None:
@@ -206,33 +239,31 @@ def point_stage(work: Work, method, setting: dict, prune_seed: int, common: list
     if done is not None:
         work.say(f"{name}: reusing points/{name}.json")
         return done
-    pruned = prune(work, method, setting, prune_seed, common, name, identity)
-    if pruned is None:
+    clock = Clock()
+    ckpt = prune(work, method, setting, prune_seed, common, name, identity, clock)
+    if ckpt is None:
         return None
-    ckpt, prune_s = pruned
     meta = json.loads((ckpt / "truthprune.json").read_text())
-    loaded = truthprune.load_model(str(ckpt), device=work.args.device)
-    metrics = model_metrics(loaded, work.args, work.say)
+    with clock("load"):
+        loaded = truthprune.load_model(str(ckpt), device=work.args.device)
+    metrics = model_metrics(loaded, work.args, work.say, clock)
     values, reserved = {}, {}
-    t_ext = t_probe = 0.0
     for topic in work.topics:
         for m in topic.members:
             info = work.dense["sets"][m.name]
-            t = time.perf_counter()
-            x = extract(loaded, m.statements, info["stored_layers"], work.args.batch_size)
-            t_ext += time.perf_counter() - t
+            with clock("extract"):
+                x = extract(loaded, m.statements, info["stored_layers"], work.args.batch_size)
             if m.name in work.reserved:
                 reserved[m.name] = x
                 continue
-            t = time.perf_counter()
             by_layer = {k: x[i] for i, k in enumerate(info["stored_layers"])}
-            values[m.name] = P.item_scores(m, topic, work.layer_acts(m.name), info["layers"], work.make_probe,
-                                           work.dense_probe(m, topic), pruned=by_layer)
-            t_probe += time.perf_counter() - t
+            with clock("dense_probes" if not any(k[0] == m.name for k in work.probes) else "probes"):
+                values[m.name] = P.item_scores(m, topic, work.layer_acts(m.name), info["layers"], work.make_probe,
+                                               work.dense_probe(m, topic), pruned=by_layer)
     del loaded
     gc.collect()
-    metrics["seconds"].update({"prune": prune_s, "extract": t_ext, "probes": t_probe})
-    work.say(f"  extraction {t_ext:.0f}s, probes {t_probe:.0f}s")
+    metrics.update(clock.record())
+    work.say("  " + ", ".join(f"{k} {v:.0f}s wall / {clock.cpu[k]:.0f}s CPU" for k, v in clock.wall.items()))
     doc = {"identity": identity, "identity_hash": S.identity_hash(identity), "label": method.label,
            "flags": list(method.flags), "setting": setting, "setting_tag": setting["nm"] or f"{setting['sparsity']:g}",
            "prune_seed": prune_seed, "achieved_sparsity": meta.get("overall_sparsity"), **metrics, "sets": values}
