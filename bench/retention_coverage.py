@@ -25,9 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from retention import simulate as sim  # noqa: E402
 
 REGIMES = {
-    "realistic": sim.Params(),
+    "retrained": sim.Params(),
+    "transfer": replace(sim.Params(), sd_model_item=1.0, share_pruned_item=0.3,
+                        accuracy={"dense": 0.82, "ref": 0.62, "m": 0.66}),
     "split": replace(sim.Params(), sd_split=0.3, share_split=0.3),
     "prune": replace(sim.Params(), sd_prune=0.2, sd_prune_family=0.1),
+    "no-prune": replace(sim.Params(), sd_prune=0.0, sd_prune_family=0.0),
 }
 
 

@@ -283,19 +283,30 @@ def main(argv=None) -> int:
 
 
 def _models_table(dense: dict, points: list) -> dict:
+    """Per method: perplexity (mean and per prune seed), achieved sparsity, mean prune and
+    evaluation seconds (wall, and CPU of this process and the prune subprocess)."""
+    def mean(xs):
+        xs = [x for x in xs if x is not None]
+        return sum(xs) / len(xs) if xs else float("nan")
+
     out = {}
     by: dict[str, list] = {}
     for p in points:
         by.setdefault(p["label"], []).append(p)
     for m, ps in by.items():
-        ppl = [p["ppl"]["ppl"] for p in sorted(ps, key=lambda p: p["prune_seed"]) if p.get("ppl")]
-        out[m] = {"ppl_value": sum(ppl) / len(ppl) if ppl else None,
-                  "ppl": f"{sum(ppl) / len(ppl):.2f}" if ppl else "–", "ppl_seeds": ", ".join(f"{x:.2f}" for x in ppl) or "–",
+        ps = sorted(ps, key=lambda p: p["prune_seed"])
+        ppl = [p["ppl"]["ppl"] for p in ps if p.get("ppl")]
+        cpu = [p.get("cpu_seconds", {}) for p in ps]
+        out[m] = {"ppl_value": mean(ppl) if ppl else None,
+                  "ppl": f"{mean(ppl):.2f}" if ppl else "–", "ppl_seeds": ", ".join(f"{x:.2f}" for x in ppl) or "–",
                   "sparsity": f"{ps[0].get('achieved_sparsity') or float('nan'):.4f}",
-                  "prune_s": f"{sum(p['seconds']['prune'] for p in ps) / len(ps):.0f}"}
+                  "prune_s": f"{mean([p['seconds'].get('prune') for p in ps]):.0f} / {mean([c.get('prune') for c in cpu]):.0f}",
+                  "eval_s": f"{mean([sum(v for k, v in p['seconds'].items() if k != 'prune') for p in ps]):.0f} / "
+                            f"{mean([sum(v for k, v in c.items() if k != 'prune') for c in cpu]):.0f}"}
     dppl = (dense.get("ppl") or {}).get("ppl")
-    out = {"dense": {"ppl_value": dppl, "ppl": f"{dppl:.2f}" if dppl else "–", "ppl_seeds": "–", "sparsity": "0", "prune_s": "–"}} | out
-    return out
+    dense_row = {"ppl_value": dppl, "ppl": f"{dppl:.2f}" if dppl else "–", "ppl_seeds": "–", "sparsity": "0", "prune_s": "–",
+                 "eval_s": f"{sum((dense.get('seconds') or {}).values()):.0f} / {sum((dense.get('cpu_seconds') or {}).values()):.0f}"}
+    return {"dense": dense_row} | out
 
 
 def write_report(args, work, points, unseen, seen, reserved, refs, settings) -> None:

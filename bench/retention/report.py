@@ -65,9 +65,10 @@ def _ci(x: Mapping | None, signed: bool = False, scale: float = 1.0, digits: int
 def markdown(result: Mapping[str, Any], tag: str, refs: Sequence[str], models: Mapping[str, Mapping]) -> str:
     """The tables of one setting: per measure the pooled numbers and per family R, drop and ΔR."""
     lines = [f"### Setting {tag}", ""]
-    lines += ["| method | ppl (mean over prune seeds) | ppl per seed | achieved sparsity | prune s (mean) |", "|---|---|---|---|---|"]
+    lines += ["| method | ppl (mean over prune seeds) | ppl per seed | achieved sparsity | prune s, wall / CPU | "
+              "evaluation s, wall / CPU |", "|---|---|---|---|---|---|"]
     for m, info in models.items():
-        lines.append(f"| {m} | {info['ppl']} | {info['ppl_seeds']} | {info['sparsity']} | {info['prune_s']} |")
+        lines.append(f"| {m} | {info['ppl']} | {info['ppl_seeds']} | {info['sparsity']} | {info['prune_s']} | {info.get('eval_s', '–')} |")
     for measure, res in result.items():
         pooled = res["pooled"]
         fams = list(res["families"])
