@@ -68,6 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--seqlen", type=int, default=512)
     ap.add_argument("--ppl-data", default="../shared/data/wikitext-2/test.txt")
     ap.add_argument("--ppl-max-windows", type=int, default=16, help="perplexity windows (0: no perplexity)")
+    ap.add_argument("--ppl-prune-seeds", type=int, default=1, help="perplexity (and TruthfulQA) of the first N prune "
+                    "seeds only: not part of the retention statistics, and a third of Gemma's evaluation time")
     ap.add_argument("--batch-size", type=int, default=32, help="statements per extraction batch")
     ap.add_argument("--top-fraction", type=float, default=1 / 3, help="share of layers averaged (best on dense validation rows)")
     ap.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates")

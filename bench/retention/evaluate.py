@@ -108,12 +108,15 @@ def extract(loaded, statements, layers, batch_size: int) -> np.ndarray:
     return truthprune.extract_last_token(loaded.model, loaded.tokenizer, statements, layers=layers, batch_size=batch_size)
 
 
-def model_metrics(loaded, args, say, clock: Clock) -> dict:
-    """Perplexity on the first windows of the test text (BOS per the tokenizer's rule), and
-    TruthfulQA MC1/MC2 when asked for."""
+def model_metrics(loaded, args, say, clock: Clock, prune_seed: int | None = None) -> dict:
+    """Perplexity on the first windows of the test text (BOS per the tokenizer's rule) for the
+    dense model and the first ``--ppl-prune-seeds`` prune seeds, and TruthfulQA MC1/MC2 when
+    asked for (same seeds)."""
     import truthprune
 
     out: dict = {}
+    if prune_seed is not None and prune_seed >= args.ppl_prune_seeds:
+        return out
     if args.ppl_max_windows > 0:
         with clock("ppl"):
             rule = truthprune.resolve_bos(loaded.tokenizer, "auto")
@@ -195,6 +198,9 @@ def load_point(work: Work, name: str, identity: dict) -> dict | None:
     doc = S.load_matching(out / f"{name}.json", identity)
     if doc is None:
         return None
+    args = work.args
+    if doc["prune_seed"] < args.ppl_prune_seeds and args.ppl_max_windows > 0 and "ppl" not in doc:
+        return None  # asked for a perplexity this point was not scored with
     if work.reserved and S.tensor_meta(out / f"{name}.reserved.safetensors").get("identity_hash") != doc["identity_hash"]:
         return None
     return doc
@@ -246,7 +252,7 @@ def point_stage(work: Work, method, setting: dict, prune_seed: int, common: list
     meta = json.loads((ckpt / "truthprune.json").read_text())
     with clock("load"):
         loaded = truthprune.load_model(str(ckpt), device=work.args.device)
-    metrics = model_metrics(loaded, work.args, work.say, clock)
+    metrics = model_metrics(loaded, work.args, work.say, clock, prune_seed)
     values, reserved = {}, {}
     for topic in work.topics:
         for m in topic.members:
