@@ -31,8 +31,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from truthprune.eval.perplexity import eval_text
-    from truthprune.models.loading import resolve_model_path
+    from truthprune import eval_text, resolve_model_path
 
     path, _ = resolve_model_path(args.model)
     tok = AutoTokenizer.from_pretrained(path)

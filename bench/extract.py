@@ -26,7 +26,7 @@ def main() -> None:
     import torch
 
     import truthprune
-    from truthprune.truth.generate import generate_statement_sets
+    from truthprune import generate_statement_sets
 
     statements = generate_statement_sets(seed=0, topics=["cities"])[0].statements[: args.n]
     loaded = truthprune.load_model(args.model, device=args.device)

@@ -91,11 +91,11 @@ def measure(model: str, mode: str, nsamples: int, seqlen: int, batch_size: int) 
     import transformers  # noqa: F401
 
     import truthprune
-    from truthprune.models.loading import resolve_model_path
+    from truthprune import resolve_model_path
 
     floor = rss_bytes()
     path, _ = resolve_model_path(model)
-    from truthprune.pruning.engine.checkpoint import CheckpointReader
+    from truthprune import CheckpointReader
 
     reader = CheckpointReader(path)
     weight_bytes = reader.total_bytes()
@@ -120,7 +120,7 @@ def measure(model: str, mode: str, nsamples: int, seqlen: int, batch_size: int) 
             for _, lin in sorted(truthprune.prunable_linears(layer).items()):
                 _digest_update(h, lin.weight.detach())
     else:
-        from truthprune.pruning.engine.offload import prune_checkpoint
+        from truthprune import prune_checkpoint
 
         with tempfile.TemporaryDirectory(dir=os.environ.get("TP_BENCH_TMP")) as tmp:
             prune_checkpoint(model, Path(tmp) / "out", calib, pruner, allocator, 0.5, batch_size=batch_size, quiet=True,

@@ -49,7 +49,7 @@ def reference_wanda(model, calib, sparsity: float) -> None:
     """Reference-style Wanda (batch size 1 everywhere), pruning ``model`` in place."""
     import torch
 
-    from truthprune.models.adapter import decoder_layers, prunable_linears
+    from truthprune import decoder_layers, prunable_linears
 
     layers = decoder_layers(model)
     n = len(calib)
@@ -107,7 +107,7 @@ def reference_wanda(model, calib, sparsity: float) -> None:
 
 
 def masks(model):
-    from truthprune.models.adapter import decoder_layers, prunable_linears
+    from truthprune import decoder_layers, prunable_linears
 
     return [lin.weight.detach() == 0 for layer in decoder_layers(model) for lin in prunable_linears(layer).values()]
 

@@ -6,9 +6,10 @@ reconstruction error relative to Wanda, and prune time as a ratio to Wanda's.
         [--error-samples 8] [--ppl-windows 64] [--json out.json]
 
 Same protocol as docs/results.md (calibration: WikiText-2 valid, 32 x 512; perplexity: first 64
-windows of WikiText-2 test), through the same pipeline stages as ``truthprune run --eval ppl``
-(plan, load, calibrate, prune, evaluate), so the perplexities equal the CLI's. The model is
-loaded once; its dense weights are restored before every method.
+windows of WikiText-2 test), through the same pipeline as ``truthprune run --eval ppl`` (``truthprune.plan_run`` and
+``truthprune.execute``), so the perplexities equal the CLI's. The model is loaded once
+(``truthprune.SharedModel``, as ``truthprune sweep`` does); its dense weights are restored
+before every method.
 
 Reconstruction error: before pruning, one dense forward pass over the first --error-samples
 (default 8) calibration windows accumulates X^T X (float64) of every prunable linear's *dense-model* input. For a pruned weight
@@ -44,8 +45,7 @@ def method_options(specs: list[str]) -> dict[str, dict[str, str]]:
 
 
 def make_plan(args, method: str, out: str, options: dict[str, str] | None = None):
-    from truthprune.run.config import build_config
-    from truthprune.run.pipeline import plan_run
+    from truthprune import build_config, plan_run
 
     overrides = {
         "pruner_options": options or {},
@@ -89,25 +89,24 @@ def dense_grams(model, calib, n: int, batch_size: int = 8) -> dict[str, "torch.T
     return grams
 
 
-def linear_errors(model, dense: dict, grams: dict) -> dict[str, float]:
+def linear_weights(model) -> dict[str, "torch.Tensor"]:
+    """{"<layer>.<linear>": a copy of its weight} of every prunable linear."""
     from truthprune import decoder_layers, prunable_linears
 
+    return {f"{i}.{n}": lin.weight.detach().clone()
+            for i, layer in enumerate(decoder_layers(model)) for n, lin in prunable_linears(layer).items()}
+
+
+def linear_errors(pruned: dict, dense: dict, grams: dict) -> dict[str, float]:
     out = {}
-    for i, layer in enumerate(decoder_layers(model)):
-        for name, lin in prunable_linears(layer).items():
-            key = f"{i}.{name}"
-            d = dense[key].double() - lin.weight.detach().double()
-            out[key] = float(((d @ grams[key]) * d).sum().clamp(min=0).sqrt())
+    for key, w in pruned.items():
+        d = dense[key].double() - w.double()
+        out[key] = float(((d @ grams[key]) * d).sum().clamp(min=0).sqrt())
     return out
 
 
 def main() -> None:
-    import torch
-
-    from truthprune import decoder_layers, prunable_linears
-    from truthprune.run import stages as st
-    from truthprune.run.pipeline import seed_everything
-    from truthprune.run.state import RunState
+    from truthprune import SharedModel, execute
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
@@ -126,24 +125,21 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="recent-")
     opts = method_options(args.opt)
     plans = {m: make_plan(args, m, f"{tmp}/{m}", opts.get(m)) for m in methods}  # every name and option checked first
-    first = plans["wanda"]
-    loaded = st.load(first.config)
-    calib = st.calibrate(RunState(plan=first, loaded=loaded)).calibration
-    model = loaded.model
-    dense = {f"{i}.{n}": lin.weight.detach().clone()
-             for i, layer in enumerate(decoder_layers(model)) for n, lin in prunable_linears(layer).items()}
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    t = time.perf_counter()
-    grams = dense_grams(model, calib, args.error_samples)
-    print(f"dense grams: {time.perf_counter() - t:.1f} s", flush=True)
+    shared = SharedModel()  # loads once; restores the dense weights before every later run
     results: dict = {"sparsity": args.sparsity, "nm": args.nm, "ppl_windows": args.ppl_windows, "allocator": args.allocator, "options": opts, "methods": {}}
+    dense = grams = None
+    pruned_weights: dict[str, dict] = {}
     for m in methods:
-        model.load_state_dict(state)
-        loaded.invalidate_fingerprint()
-        seed_everything(plans[m].config.seed)
-        pruned = st.pruned_eval(st.prune(RunState(plan=plans[m], loaded=loaded, calibration=calib)))  # prune: fingerprint reset
-        report, ppl = pruned.pruning, pruned.pruned["ppl"]["ppl"]
-        errs = linear_errors(model, dense, grams)
+        state = execute(plans[m], load=shared)  # seeds, loads (or restores), calibrates, prunes, evaluates
+        pruned_weights[m] = linear_weights(state.loaded.model)
+        if grams is None:  # the calibration windows are the same for every method (same seed and source)
+            model = shared(plans[m].config).model  # the dense weights again
+            dense = linear_weights(model)
+            t = time.perf_counter()
+            grams = dense_grams(model, state.calibration, args.error_samples)
+            print(f"dense grams: {time.perf_counter() - t:.1f} s", flush=True)
+        report, ppl = state.pruning, state.pruned["ppl"]["ppl"]
+        errs = linear_errors(pruned_weights.pop(m), dense, grams)
         results["methods"][m] = {"ppl": ppl, "prune_s": report.prune_pass_s + report.dense_pass_s,
                                  "overall": report.overall, "errors": errs}
         print(f"{m}: ppl {ppl:.3f}, prune {results['methods'][m]['prune_s']:.1f} s, sparsity {report.overall:.4f}", flush=True)

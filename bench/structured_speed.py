@@ -72,7 +72,7 @@ def load_models(args):
         import torch
         from transformers import AutoConfig
 
-        from truthprune.models.loading import resolve_model_path
+        from truthprune import resolve_model_path
 
         config = AutoConfig.from_pretrained(resolve_model_path(args.model)[0])
 

@@ -1,38 +1,36 @@
-"""Truth-feature retention benchmark: methods x sparsities through one protocol, with error bars.
+"""Truth-feature retention benchmark (v2): methods x settings x prune seeds, four measures, paired intervals.
 
-    flock /tmp/truthprune-heavy.lock python bench/truth_retention.py [--methods wanda,ours] \
-        [--sparsity 0.5[,0.6]] [--nm 2:4] [--seeds 5] [--max-per-set 600] [--out runs/retention]
+    python bench/truth_retention.py --methods wanda,tplo,sparsegpt,ours --sparsity 0.5 --nm 2:4 \\
+        --prune-seeds 3 [--model gemma3-270m] [--out runs/retention/smollm2-135m] [--final]
 
-Each method is pruned by ``truthprune prune`` in a subprocess (the user's path; calibration per
-docs/results.md, truth statements from the build topics only), then evaluated here on the saved
-checkpoint: last-token activations of the scored statement sets, a ``logreg`` probe per layer on
-entity-grouped splits for every split seed, accuracy over the dense model's top third of layers,
-retention R = (pruned - 0.5)/(dense - 0.5) per set group, two-level bootstrap intervals and paired
-differences against wanda and tplo; plus dense-probe transfer, perplexity and TruthfulQA MC1/MC2.
-Scored topics never overlap the build topics (``truthprune.DEFAULT_BUILD_SETS``); the build topics
-are reported apart as "seen". Results are written per point to --out and reused by a rerun
-(resumable); see bench/README.md for the protocol.
+Every method is pruned by ``truthprune prune`` (the user's path) from each of K calibration draws
+(prune seeds, shared by all methods), then scored on unseen statement families with four
+measures: (a) a probe retrained on the pruned model, (b) the dense model's probe transferred,
+(c) its threshold-free AUROC, (d) its accuracy after unsupervised re-centring. R, the accuracy
+drop and paired differences against the references come with three-level bootstrap intervals
+(prune seeds, split seeds, entity clusters) and the minimum detectable effect. The reserved
+final-test family is scored only with ``--final``. Resumable: every finished unit is stored and
+reused. Protocol, pre-registered rules and cost: bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from retention import evaluate as E  # noqa: E402
 from retention import methods as M  # noqa: E402
 from retention import protocol as P  # noqa: E402
 from retention import report as R  # noqa: E402
+from retention import stats as ST  # noqa: E402
 from retention import store as S  # noqa: E402
 
-FORMAT = 1
 T0 = time.perf_counter()
+DEFAULT_CAPS = {"numbers": 200, "element_symb": 300, "common_claim": 1500, "cities": 150, "sp_en_trans": 150, "counterfact": 600}
 
 
 def say(msg: str) -> None:
@@ -44,15 +42,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--methods", help=f"comma list of method labels (default: all of {', '.join(M.DEFAULT_METHODS)} and --method ones)")
     ap.add_argument("--method", action="append", default=[], metavar="LABEL=FLAGS",
                     help="add a method: 'label=--pruner X [--allocator Y] [--pruner-opt k=v ...]' (repeatable)")
+    ap.add_argument("--references", default="wanda,tplo", help="methods every other is compared with (paired)")
     ap.add_argument("--sparsity", help="comma list of unstructured sparsities (default 0.5 unless only --nm is given)")
     ap.add_argument("--nm", help="comma list of N:M patterns, e.g. 2:4")
-    ap.add_argument("--seeds", type=int, default=5, help="split seeds (>= 5 for reported numbers)")
-    ap.add_argument("--max-per-set", type=int, default=600, help="statements per set (seeded class-balanced sample); 0 = all")
+    ap.add_argument("--prune-seeds", type=int, default=3, help="calibration draws per method (the outer bootstrap level)")
+    ap.add_argument("--seeds", type=int, default=10, help="split seeds (>= 10 for reported numbers)")
+    ap.add_argument("--max-per-set", type=int, default=0, help="default statement cap per topic (0 = all rows)")
+    ap.add_argument("--cap", action="append", default=[], metavar="FAMILY=N",
+                    help=f"statement cap per topic of a family (default {DEFAULT_CAPS}; N=0: all)")
+    ap.add_argument("--sets", help="comma list of unseen scored sets (default: truthprune.DEFAULT_SCORED_GROUPS); families by topic")
+    ap.add_argument("--seen-sets", help="comma list of build-topic sets reported apart (default: DEFAULT_SEEN_GROUPS; 'none')")
+    ap.add_argument("--reserved-sets", default=",".join(P.RESERVED_SETS), help="the final-test sets ('none' to skip)")
+    ap.add_argument("--final", action="store_true", help="also score the reserved final-test family (the confirmation run)")
     ap.add_argument("--truth-data", default="../shared/data/truth_statements")
-    ap.add_argument("--truthfulqa", default="../shared/data/truthfulqa/TruthfulQA.csv", help="TruthfulQA.csv, or 'none' to skip")
-    ap.add_argument("--truthfulqa-limit", type=int, default=None, help="first N held-out questions only (quick runs)")
-    ap.add_argument("--out", default="runs/retention")
-    ap.add_argument("--work-dir", default=None, help="where pruned checkpoints live until evaluated (default OUT/work)")
+    ap.add_argument("--truthfulqa", default="none", help="TruthfulQA.csv to also score MC1/MC2 (default: none)")
+    ap.add_argument("--truthfulqa-limit", type=int, default=None, help="first N held-out questions only")
+    ap.add_argument("--out", default=None, help="result store (default runs/retention/MODEL)")
+    ap.add_argument("--work-dir", default=None, help="where pruned checkpoints live until scored (default OUT/work)")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--calibration", default="wikitext2")
@@ -60,16 +66,20 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="default: path=../shared/data/wikitext-2/valid.txt")
     ap.add_argument("--nsamples", type=int, default=32)
     ap.add_argument("--seqlen", type=int, default=512)
-    ap.add_argument("--prune-seed", type=int, default=0, help="seed of calibration sampling in truthprune prune")
     ap.add_argument("--ppl-data", default="../shared/data/wikitext-2/test.txt")
-    ap.add_argument("--ppl-max-windows", type=int, default=64)
+    ap.add_argument("--ppl-max-windows", type=int, default=16, help="perplexity windows (0: no perplexity)")
+    ap.add_argument("--ppl-prune-seeds", type=int, default=1, help="perplexity (and TruthfulQA) of the first N prune "
+                    "seeds only: not part of the retention statistics, and a third of Gemma's evaluation time")
     ap.add_argument("--batch-size", type=int, default=32, help="statements per extraction batch")
-    ap.add_argument("--top-fraction", type=float, default=1 / 3, help="share of layers (best dense) averaged")
+    ap.add_argument("--top-fraction", type=float, default=1 / 3, help="share of layers averaged (best on dense validation rows)")
     ap.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates")
-    ap.add_argument("--groups", default="default", help="'default' (truthprune.DEFAULT_SCORED_GROUPS) or "
-                    "'g1=set_a+set_b;g2=set_c' for other unseen groups (checked against the build topics)")
-    ap.add_argument("--report-only", action="store_true", help="only rebuild the table/plot from finished points")
-    return ap.parse_args(argv)
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads for this process and each prune (1: on a shared "
+                    "machine two threads spin-wait; measured 6x more CPU per extracted statement)")
+    ap.add_argument("--report-only", action="store_true", help="only rebuild the tables from finished points")
+    args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = f"runs/retention/{Path(args.model).name}"
+    return args
 
 
 # ----------------------------------------------------------------------------- plan (cheap checks first)
@@ -100,169 +110,110 @@ def _settings(args) -> list[dict]:
     return out
 
 
-def _groups(spec: str) -> dict[str, tuple[str, ...]]:
-    from truthprune import DEFAULT_SCORED_GROUPS, UserError
+def _names(spec: str | None, default: dict) -> list[str]:
+    if spec is None:
+        return [s for names in default.values() for s in names]
+    return [] if spec.strip() == "none" else [s.strip() for s in spec.split(",") if s.strip()]
 
-    if spec == "default":
-        return dict(DEFAULT_SCORED_GROUPS)
-    out = {}
-    for part in filter(None, (p.strip() for p in spec.split(";"))):
-        name, sep, sets = part.partition("=")
-        if not sep or not name.strip() or not sets.strip():
-            raise UserError(f"--groups part {part!r} must look like 'group=set_a+set_b'")
-        out[name.strip()] = tuple(s.strip() for s in sets.split("+") if s.strip())
-    return out
+
+def _families(names: list[str]) -> dict[str, tuple[str, ...]]:
+    from truthprune import topic_of
+
+    out: dict[str, list[str]] = {}
+    for n in names:
+        out.setdefault(topic_of(n), []).append(n)
+    return {f: tuple(v) for f, v in out.items()}
+
+
+def _caps(args) -> dict[str, int | None]:
+    from truthprune import UserError
+
+    caps = {**DEFAULT_CAPS}
+    for item in args.cap:
+        fam, sep, n = item.partition("=")
+        if not sep or not n.strip().isdigit():
+            raise UserError(f"--cap {item!r} must look like FAMILY=N, e.g. --cap numbers=600")
+        caps[fam.strip()] = int(n)
+    default = args.max_per_set or None
+    return {k: (v or None) for k, v in caps.items()} | {"*": default}
 
 
 def plan(args):
-    from truthprune import DEFAULT_BUILD_SETS, DEFAULT_SEEN_GROUPS, UserError, shared_topics
+    """(unseen families, seen families, reserved families, common prune flags, settings, methods):
+    every check that needs no model, before any work."""
+    from truthprune import DEFAULT_BUILD_SETS, DEFAULT_SCORED_GROUPS, DEFAULT_SEEN_GROUPS, UserError, shared_topics
 
     for flag, path in (("--truth-data", args.truth_data), ("--ppl-data", args.ppl_data)):
         if not Path(path).exists():
             raise UserError(f"{flag} {path!r} does not exist; pass the path to the shared data (see ../shared/data/README.md)")
     if args.truthfulqa != "none" and not Path(args.truthfulqa).is_file():
-        raise UserError(f"--truthfulqa {args.truthfulqa!r} is not a file; pass TruthfulQA.csv or --truthfulqa none")
+        raise UserError(f"--truthfulqa {args.truthfulqa!r} is not a file; pass TruthfulQA.csv or leave it out")
     if args.seeds < 2:
-        raise UserError(f"--seeds {args.seeds}: the bootstrap over seeds needs at least 2 (5 for reported numbers)")
+        raise UserError(f"--seeds {args.seeds}: the bootstrap over split seeds needs at least 2 (10 for reported numbers)")
+    if args.prune_seeds < 1:
+        raise UserError(f"--prune-seeds {args.prune_seeds} must be at least 1 (3 for reported numbers)")
     if args.max_per_set < 0 or 0 < args.max_per_set < 40:
-        raise UserError(f"--max-per-set {args.max_per_set} is too small for a held-out split; use 40 or more (0 = all)")
+        raise UserError(f"--max-per-set {args.max_per_set} is too small for three splits; use 40 or more (0 = all)")
     if not 0 < args.top_fraction <= 1:
         raise UserError(f"--top-fraction {args.top_fraction} must lie in (0, 1]")
-    unseen = _groups(args.groups)
-    seen = dict(DEFAULT_SEEN_GROUPS)
-    leak = shared_topics(DEFAULT_BUILD_SETS, [s for names in unseen.values() for s in names])
+    if args.threads < 1:
+        raise UserError(f"--threads {args.threads} must be at least 1")
+    if args.bootstrap < 100:
+        raise UserError(f"--bootstrap {args.bootstrap} is too few replicates for a 95 % interval; use 1000 or more")
+    unseen, seen = _families(_names(args.sets, DEFAULT_SCORED_GROUPS)), _families(_names(args.seen_sets, DEFAULT_SEEN_GROUPS))
+    reserved = _families(_names(args.reserved_sets, {}))
+    if not unseen:
+        raise UserError("no scored sets; pass --sets or leave it out for the defaults")
+    scored = [s for names in (*unseen.values(), *reserved.values()) for s in names]
+    leak = shared_topics(DEFAULT_BUILD_SETS, scored)
     if leak:
-        raise UserError(f"scored groups share topics with the build sets: {leak}; score other topics")
+        raise UserError(f"scored sets share topics with the build sets: {leak}; score other topics")
+    overlap = (set(unseen) | set(seen)) & set(reserved)
+    if overlap:
+        raise UserError(f"family {sorted(overlap)} is both scored and reserved; reserve another family")
     calib_opt = args.calibration_opt or ["path=../shared/data/wikitext-2/valid.txt"]
     common = ["--calibration", args.calibration, *[x for o in calib_opt for x in ("--calibration-opt", o)],
-              "--nsamples", str(args.nsamples), "--seqlen", str(args.seqlen), "--seed", str(args.prune_seed),
+              "--nsamples", str(args.nsamples), "--seqlen", str(args.seqlen),
               "--truth-data", args.truth_data, "--truth-datasets", ",".join(DEFAULT_BUILD_SETS)]
-    return unseen, seen, common, _settings(args), M.select_methods(args.methods, args.method)
+    methods = M.select_methods(args.methods, args.method)
+    refs = [r.strip() for r in args.references.split(",") if r.strip()]
+    return unseen, seen, reserved, common, _settings(args), methods, refs
 
 
-# ----------------------------------------------------------------------------- evaluation of one model
+def load_work(args, unseen, seen, reserved) -> E.Work:
+    from truthprune import build_topics, topic_of
+
+    names = [s for fam in (unseen, seen, reserved) for names in fam.values() for s in names]
+    caps = _caps(args)
+    sets = P.load_sets(args.truth_data, names, {f: caps.get(f, caps["*"]) for f in {topic_of(n) for n in names}})
+    topics = build_topics(sets)
+    for t in topics:
+        P.check_classes(t, args.seeds)
+    reserved_names = {s for names in reserved.values() for s in names}
+    return E.Work(args, sets, topics, reserved_names, P.family_clusters(topics), say)
 
 
-def evaluate_model(loaded, args, sets, layers, fingerprint=None) -> tuple[dict, dict]:
-    """(metrics, activations): perplexity, TruthfulQA and [layers, n, d] activations per set."""
-    import truthprune
-
-    metrics = {}
-    t = time.perf_counter()
-    ids = truthprune.load_eval_text(args.ppl_data, loaded.tokenizer)
-    metrics["ppl"] = truthprune.perplexity(loaded.model, ids, args.seqlen, batch_size=8, max_windows=args.ppl_max_windows)
-    say(f"  perplexity {metrics['ppl']['ppl']:.2f} ({time.perf_counter() - t:.0f}s)")
-    if args.truthfulqa != "none":
-        t = time.perf_counter()
-        metrics["truthfulqa"] = truthprune.evaluate_truthfulqa(
-            loaded.model, loaded.tokenizer, data=args.truthfulqa, limit=args.truthfulqa_limit, batch_size=8, seed=0)
-        q = metrics["truthfulqa"]
-        say(f"  TruthfulQA MC1 {q['mc1']:.3f} MC2 {q['mc2']:.3f} on {q['n_questions']} questions ({time.perf_counter() - t:.0f}s)")
-    t = time.perf_counter()
-    acts = {s.name: truthprune.extract_last_token(loaded.model, loaded.tokenizer, s.statements, layers=layers,
-                                                  batch_size=args.batch_size, fingerprint=fingerprint) for s in sets}
-    say(f"  activations of {sum(len(s) for s in sets)} statements ({time.perf_counter() - t:.0f}s)")
-    return metrics, acts
-
-
-def _make_probe():
-    from truthprune.truth.probing.protocol import probe_factory
-
-    return probe_factory("logreg", {})
-
-
-def dense_stage(args, sets, topics, identity) -> tuple[dict, dict]:
-    out = Path(args.out)
-    dense = S.load_matching(out / "dense.json", identity)
-    if dense is not None and (out / "dense_probes.pkl").is_file():
-        probes = S.read_pickle(out / "dense_probes.pkl")
-        if probes is not None and probes.get("identity_hash") == dense["identity_hash"]:
-            say("dense: reusing dense.json")
-            return dense, probes["probes"]
-    import truthprune
-
-    say(f"dense: loading {args.model}")
-    loaded = truthprune.load_model(args.model, device=args.device)
-    metrics, acts = evaluate_model(loaded, args, sets, None, fingerprint=loaded.fingerprint)
-    t = time.perf_counter()
-    result, probes = P.evaluate_dense(topics, acts, _make_probe(), args.seeds, args.top_fraction,
-                                      on_set=lambda n: say(f"  probes on {n}, all layers x {args.seeds} seeds"))
-    say(f"  dense probes done ({time.perf_counter() - t:.0f}s)")
-    dense = {"identity": identity, "identity_hash": S.identity_hash(identity), "model": args.model, **metrics,
-             "sets": result, "probe_seconds": time.perf_counter() - t}
-    S.write_pickle(out / "dense_probes.pkl", {"identity_hash": dense["identity_hash"], "probes": probes})
-    S.write_json(out / "dense.json", dense)
-    del loaded
-    gc.collect()
-    return dense, probes
-
-
-def point_stage(args, method, setting, common, sets, topics, dense, probes) -> dict | None:
-    name = S.point_name(method.label, setting)
-    out = Path(args.out)
-    identity = {"format": FORMAT, "dense": dense["identity_hash"], "flags": list(method.flags), "setting": setting,
-                "common": common, "model": args.model}
-    done = S.load_matching(out / "points" / f"{name}.json", identity)
-    if done is not None:
-        say(f"{name}: reusing points/{name}.json")
-        return done
-    work = Path(args.work_dir or out / "work") / name
-    marker = work / "bench_identity.json"
-    prune_s = None
-    if S.load_matching(marker, identity) is not None:
-        say(f"{name}: reusing the pruned checkpoint in {work}")
-        prune_s = S.load_matching(marker, identity)["prune_seconds"]
-    else:
-        cmd = M.prune_command(method, args.model, setting, str(work), common)
-        say(f"{name}: {' '.join(cmd[2:])}")
-        work.parent.mkdir(parents=True, exist_ok=True)
-        t = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        prune_s = time.perf_counter() - t
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            say(f"WARNING {name}: truthprune prune exited {proc.returncode}, skipped: {' | '.join(tail)}")
-            return None
-        S.write_json(marker, {"identity_hash": S.identity_hash(identity), "prune_seconds": prune_s})
-        say(f"{name}: pruned in {prune_s:.0f}s")
-    import json
-
-    import truthprune
-
-    meta = json.loads((work / "truthprune.json").read_text())
-    loaded = truthprune.load_model(str(work), device=args.device)
-    layers = sorted({k for info in dense["sets"].values() for k in info["top_layers"]})
-    metrics, acts = evaluate_model(loaded, args, sets, layers)
-    del loaded
-    gc.collect()
-    t = time.perf_counter()
-    result = P.evaluate_pruned(topics, acts, layers, dense["sets"], probes, _make_probe(), args.seeds)
-    say(f"  probes on {len(layers)} top layers x {args.seeds} seeds, + dense-probe transfer ({time.perf_counter() - t:.0f}s)")
-    point = {"identity": identity, "identity_hash": S.identity_hash(identity), "label": method.label,
-             "flags": list(method.flags), "setting": setting, "setting_tag": setting["nm"] or f"{setting['sparsity']:g}",
-             "prune_seconds": prune_s, "achieved_sparsity": meta.get("overall_sparsity"), **metrics, "sets": result}
-    S.write_json(out / "points" / f"{name}.json", point)
-    shutil.rmtree(work, ignore_errors=True)
-    return point
+def dense_identity(args, work: E.Work) -> dict:
+    return {"format": E.FORMAT, "model": args.model, "seeds": args.seeds, "probe": "logreg",
+            "fractions": [P.TEST_FRACTION, P.VAL_FRACTION], "top_fraction": args.top_fraction,
+            "sets": {s.name: s.content_hash for s in work.sets}, "reserved": sorted(work.reserved),
+            "ppl": [args.ppl_data, args.seqlen, args.ppl_max_windows], "truthfulqa": [args.truthfulqa, args.truthfulqa_limit]}
 
 
 # ----------------------------------------------------------------------------- main
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    from truthprune import UserError
+def set_threads(n: int) -> None:
+    """One intra-op thread count for torch and the BLAS under numpy/scikit-learn."""
+    import torch
+    from threadpoolctl import threadpool_limits
 
-    try:
-        unseen, seen, common, settings, methods = plan(args)
-        scored = list(dict.fromkeys([s for g in (*unseen.values(), *seen.values()) for s in g]))
-        sets = P.load_scored_sets(args.truth_data, scored, args.max_per_set or None)
-        topics = P.topics_of(sets)
-        plugins = M.installed_plugins()
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    runnable = []
+    torch.set_num_threads(n)
+    threadpool_limits(n)
+
+
+def runnable_points(methods, settings, plugins):
+    out = []
     for method in methods:
         why = M.missing_plugin(method, plugins)
         if why:
@@ -273,72 +224,144 @@ def main(argv=None) -> int:
             if clash:
                 say(f"WARNING: skipping {method.label} at {setting['nm']}: {clash}")
                 continue
-            runnable.append((method, setting))
-    n_stmt = sum(len(s) for s in sets)
-    say(f"{len(sets)} scored sets, {n_stmt} statements per model ("
-        + ", ".join(f"{s.name} {len(s)}" for s in sets) + ")")
-    say(f"{len(runnable)} points: " + ", ".join(S.point_name(m.label, s) for m, s in runnable))
-    say(f"probe fits: dense {len(sets) * args.seeds} per layer (every layer), per point the same for the top "
-        f"{args.top_fraction:.2f} of layers; SmolLM2 on 2 cores: see bench/README.md for measured times")
-    identity = {"format": FORMAT, "model": args.model, "seeds": args.seeds, "max_per_set": args.max_per_set,
-                "probe": "logreg", "test_fraction": P.TEST_FRACTION, "top_fraction": args.top_fraction,
-                "sets": {s.name: s.content_hash for s in sets}, "ppl": [args.ppl_data, args.seqlen, args.ppl_max_windows],
-                "truthfulqa": [args.truthfulqa, args.truthfulqa_limit]}
+            out.append((method, setting))
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from truthprune import UserError
+
+    try:
+        unseen, seen, reserved, common, settings, methods, refs = plan(args)
+        work = load_work(args, unseen, seen, reserved)
+        plugins = M.installed_plugins()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    set_threads(args.threads)
+    runnable = runnable_points(methods, settings, plugins)
+    say(f"{len(work.sets)} sets, {sum(len(s) for s in work.sets)} statements per model: "
+        + ", ".join(f"{s.name} {len(s)}" for s in work.sets))
+    say(f"families: unseen {list(unseen)}, seen {list(seen)}, reserved {list(reserved)}")
+    say(f"{len(runnable)} method x setting pairs x {args.prune_seeds} prune seeds = {len(runnable) * args.prune_seeds} points")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    identity = dense_identity(args, work)
+    points, durations = [], []
     try:
         if args.report_only:
-            dense = S.load_matching(out / "dense.json", identity)
-            if dense is None:
+            work.dense = S.load_matching(out / "dense.json", identity)
+            work.dense_acts = S.read_tensors(out / "dense_acts.safetensors") if args.final else None
+            if work.dense is None:
                 raise UserError(f"{out}/dense.json is missing or from other settings; run without --report-only")
-            probes = None
         else:
-            dense, probes = dense_stage(args, sets, topics, identity)
-        points, durations = [], []
-        for i, (method, setting) in enumerate(runnable):
-            t_point = time.perf_counter()
-            if args.report_only:
-                p = S.load_matching(out / "points" / f"{S.point_name(method.label, setting)}.json",
-                                    {"format": FORMAT, "dense": dense["identity_hash"], "flags": list(method.flags),
-                                     "setting": setting, "common": common, "model": args.model})
-            else:
-                p = point_stage(args, method, setting, common, sets, topics, dense, probes)
-            if p is not None:
-                points.append(p)
-            if not args.report_only and time.perf_counter() - t_point > 60:  # computed, not reused
-                durations.append(time.perf_counter() - t_point)
-                left = len(runnable) - i - 1
-                say(f"point took {durations[-1] / 60:.1f} min; about {left * sum(durations) / len(durations) / 60:.0f} min "
-                    f"for the {left} left")
+            E.dense_stage(work, identity)
+        for setting in settings:
+            for k in range(args.prune_seeds):
+                for method, s in runnable:
+                    if s != setting:
+                        continue
+                    t = time.perf_counter()
+                    if args.report_only:
+                        name = S.point_name(method.label, setting, k)
+                        p = E.load_point(work, name, E.point_identity(work, method, setting, k, common))
+                    else:
+                        p = E.point_stage(work, method, setting, k, common)
+                    if p is not None:
+                        points.append(p)
+                    if not args.report_only and time.perf_counter() - t > 30:
+                        durations.append(time.perf_counter() - t)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         say(f"interrupted: finished points are kept in {out}; rerun the same command to resume")
         return 130
-    write_report(args, dense, points, unseen, seen)
+    if durations:
+        say(f"{len(durations)} points computed, {sum(durations) / 60:.1f} min ({sum(durations) / len(durations):.0f}s each)")
+    write_report(args, work, points, unseen, seen, reserved, refs, settings)
     return 0
 
 
-def write_report(args, dense, points, unseen, seen) -> None:
+def _models_table(dense: dict, points: list) -> dict:
+    """Per method: perplexity (mean and per prune seed), achieved sparsity, mean prune and
+    evaluation seconds (wall, and CPU of this process and the prune subprocess)."""
+    def mean(xs):
+        xs = [x for x in xs if x is not None]
+        return sum(xs) / len(xs) if xs else float("nan")
+
+    out = {}
+    by: dict[str, list] = {}
+    for p in points:
+        by.setdefault(p["label"], []).append(p)
+    for m, ps in by.items():
+        ps = sorted(ps, key=lambda p: p["prune_seed"])
+        ppl = [p["ppl"]["ppl"] for p in ps if p.get("ppl")]
+        cpu = [p.get("cpu_seconds", {}) for p in ps]
+        out[m] = {"ppl_value": mean(ppl) if ppl else None,
+                  "ppl": f"{mean(ppl):.2f}" if ppl else "–", "ppl_seeds": ", ".join(f"{x:.2f}" for x in ppl) or "–",
+                  "sparsity": f"{ps[0].get('achieved_sparsity') or float('nan'):.4f}",
+                  "prune_s": f"{mean([p['seconds'].get('prune') for p in ps]):.0f} / {mean([c.get('prune') for c in cpu]):.0f}",
+                  "eval_s": f"{mean([sum(v for k, v in p['seconds'].items() if k != 'prune') for p in ps]):.0f} / "
+                            f"{mean([sum(v for k, v in c.items() if k != 'prune') for c in cpu]):.0f}"}
+    dppl = (dense.get("ppl") or {}).get("ppl")
+    dense_row = {"ppl_value": dppl, "ppl": f"{dppl:.2f}" if dppl else "–", "ppl_seeds": "–", "sparsity": "0", "prune_s": "–",
+                 "eval_s": f"{sum((dense.get('seconds') or {}).values()):.0f} / {sum((dense.get('cpu_seconds') or {}).values()):.0f}"}
+    return {"dense": dense_row} | out
+
+
+def write_report(args, work, points, unseen, seen, reserved, refs, settings) -> None:
+    import json
+
     out = Path(args.out)
     if not points:
         say("no finished points to report")
         return
-    say(f"bootstrap ({args.bootstrap} replicates) over {len(points)} points")
-    summary = R.summarize_points(dense, points, unseen, seen, n_boot=args.bootstrap)
-    header = (f"## Truth retention, {args.model}: {args.seeds} split seeds, <= {args.max_per_set or 'all'} statements per set, "
-              f"logreg probe, top {args.top_fraction:.2f} of layers by dense accuracy, {args.bootstrap} bootstrap replicates\n\n"
-              f"Command: `python bench/truth_retention.py {' '.join(sys.argv[1:])}`")
-    md = R.markdown(summary, dense, list(unseen), list(seen), header)
-    print(md)
-    (out / "retention.md").write_text(md)
-    S.write_json(out / "retention.json", {"command": sys.argv, "unseen_groups": unseen, "seen_groups": seen,
-                                          "dense": {"ppl": dense.get("ppl"), "truthfulqa": dense.get("truthfulqa"),
-                                                    "top_layers": {n: i["top_layers"] for n, i in dense["sets"].items()}},
-                                          **summary})
-    if R.plot(summary, dense, str(out / "retention.png")):
+    dense_sets = work.dense["sets"]
+    seeds = list(range(args.prune_seeds))
+    results, finals, models, md = {}, {}, {}, []
+    header = (f"## Truth retention v2, {args.model}: {args.prune_seeds} prune seeds x {args.seeds} split seeds, "
+              f"top {args.top_fraction:.2f} of layers chosen on dense validation rows, {args.bootstrap} bootstrap replicates\n\n"
+              f"Command: `python bench/truth_retention.py {' '.join(sys.argv[1:])}`\n")
+    md.append(header)
+    for setting in settings:
+        tag = setting["nm"] or f"{setting['sparsity']:g}"
+        here = [p for p in points if p["setting"] == setting]
+        methods, missing = R.complete_methods(here, seeds)
+        if missing:
+            say(f"{tag}: left out (not every prune seed finished): {', '.join(missing)}")
+        if not methods:
+            continue
+        names = {m: {k: S.point_name(m, setting, k) for k in seeds} for m in methods}
+        scores = {"dense": {n: i["values"] for n, i in dense_sets.items() if "values" in i}}
+        scores |= {S.point_name(p["label"], setting, p["prune_seed"]): p["sets"] for p in here}
+        scored = [n for fam in (*unseen.values(), *seen.values()) for n in fam]
+        sets, design = R.build(dense_sets, scores, names, seeds, scored)
+        design.references = [r for r in refs if r in methods]
+        results[tag] = ST.analyse(sets, design, P.MEASURES, R.pool_unseen(design.references, list(unseen)),
+                                  n_boot=args.bootstrap, seed=0)
+        models[tag] = _models_table(work.dense, here)
+        md.append(R.markdown(results[tag], tag, design.references, models[tag]))
+        md += [line + "\n" for line in R.mde_lines(results[tag], design.references)]
+        if args.final and reserved:
+            rnames = [n for fam in reserved.values() for n in fam]
+            rscores = {"dense": E.reserved_scores(work, None)}
+            rscores |= {S.point_name(p["label"], setting, p["prune_seed"]): E.reserved_scores(work, p) for p in here}
+            rsets, rdesign = R.build(dense_sets, rscores, names, seeds, rnames)
+            rdesign.references = design.references
+            finals[tag] = ST.analyse(rsets, rdesign, P.MEASURES, R.pool_unseen(rdesign.references, list(reserved)),
+                                     n_boot=args.bootstrap, seed=0)
+            md.append("\n## Reserved final-test family (confirmation run)\n\n" + R.markdown(finals[tag], tag, rdesign.references, models[tag]))
+    text = "\n".join(md)
+    print(text)
+    (out / "retention.md").write_text(text)
+    S.write_json(out / "retention.json", {"command": sys.argv, "unseen": unseen, "seen": seen, "reserved": reserved,
+                                          "models": models, "results": results, "final": finals})
+    if R.plot(results, models, str(out / "retention.png")):
         say(f"wrote {out}/retention.md, retention.json, retention.png")
+    say("summary: " + json.dumps({t: {m: round(e["R"]["point"], 3) for m, e in r["transfer"]["pooled"]["methods"].items()}
+                                  for t, r in results.items()}))
 
 
 if __name__ == "__main__":

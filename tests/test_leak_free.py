@@ -70,24 +70,28 @@ def test_tplo_truth_profile_default_sets_are_build_sets():
 
 
 def test_retention_bench_builds_only_from_the_build_sets():
-    """The bench passes --truth-datasets = DEFAULT_BUILD_SETS to every prune, and scores SCORED."""
+    """The bench passes --truth-datasets = DEFAULT_BUILD_SETS to every prune, scores SCORED (one entry
+    per topic family), and its reserved final-test family shares no topic with the build sets."""
     sys.path.insert(0, str(REPO / "bench"))
     import truth_retention
 
-    args = truth_retention.parse_args(["--truthfulqa", "none", "--truth-data", str(REPO), "--ppl-data", str(REPO)])
-    unseen, seen, common, _, _ = truth_retention.plan(args)
+    args = truth_retention.parse_args(["--truth-data", str(REPO), "--ppl-data", str(REPO)])
+    unseen, seen, reserved, common, _, _, _ = truth_retention.plan(args)
     built = common[common.index("--truth-datasets") + 1].split(",")
     assert built == list(DEFAULT_BUILD_SETS)
-    assert shared_topics(built, [s for names in unseen.values() for s in names]) == {}
+    scored = [s for fams in (unseen, reserved) for names in fams.values() for s in names]
+    assert shared_topics(built, scored) == {}
     assert unseen == DEFAULT_SCORED_GROUPS and seen == DEFAULT_SEEN_GROUPS
+    assert all(topic_of(s) == family for family, names in unseen.items() for s in names)  # each family once
+    assert list(reserved) == ["counterfact"]
 
 
-def test_bench_refuses_scored_groups_that_overlap_the_build_topics():
+def test_bench_refuses_scored_sets_that_overlap_the_build_topics():
     sys.path.insert(0, str(REPO / "bench"))
     import truth_retention
 
     args = truth_retention.parse_args(
-        ["--truthfulqa", "none", "--truth-data", str(REPO), "--ppl-data", str(REPO), "--groups", "x=animal_class;y=cities_conj"]
+        ["--truth-data", str(REPO), "--ppl-data", str(REPO), "--sets", "animal_class,cities_conj"]
     )
     with pytest.raises(truthprune.UserError, match="share topics"):
         truth_retention.plan(args)

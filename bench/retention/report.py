@@ -1,4 +1,9 @@
-"""Combine the dense and per-point results into R with intervals, a markdown table, JSON, a plot."""
+"""From stored results to the analysis, the markdown tables and the plot.
+
+One analysis per setting (sparsity or N:M): the units are the dense model and every method's
+prune seeds at that setting; a method that lacks one of the prune seeds is left out (its
+differences could not be paired) and named.
+"""
 
 from __future__ import annotations
 
@@ -8,119 +13,108 @@ from typing import Any
 
 import numpy as np
 
+from . import rules
 from . import stats
-from .protocol import unbits
+from .protocol import MEASURES
 
-REFERENCES = ("wanda", "tplo")
-
-
-def correctness_tensor(dense: Mapping[str, Any], points: Sequence[Mapping[str, Any]]) -> dict[str, list[np.ndarray]]:
-    """set -> per seed [models, top layers, items]; models = dense, then (pruned, transfer) per point."""
-    out: dict[str, list[np.ndarray]] = {}
-    for name, info in dense["sets"].items():
-        per_seed = []
-        for r, dense_rows in enumerate(info["correct"]):
-            models = [dense_rows]
-            for p in points:
-                models += [p["sets"][name]["correct"][r], p["sets"][name]["transfer"][r]]
-            lengths = {len(b) for rows in models for b in rows}
-            if len(lengths) != 1 or any(len(rows) != len(dense_rows) for rows in models):
-                raise RuntimeError(f"{name} seed {r}: results of different held-out items or layers; rerun the points")
-            per_seed.append(np.array([[unbits(b) for b in rows] for rows in models]))
-        out[name] = per_seed
-    return out
+MEASURE_TITLES = {
+    "retrained": "(a) retrained-probe R: a probe refitted on the pruned model (for a user who retrains)",
+    "transfer": "(b) dense-probe transfer R: the dense model's probe on the pruned model (a deployed detector)",
+    "auroc": "(c) threshold-free transfer: (AUROC - 0.5) / (dense AUROC - 0.5) of the dense probe's scores",
+    "recentred": "(d) re-centred transfer: the dense probe after per-set unsupervised re-centring and rescaling",
+}
 
 
-def summarize_points(dense: Mapping[str, Any], points: Sequence[Mapping[str, Any]], unseen: Mapping[str, Sequence[str]],
-                     seen: Mapping[str, Sequence[str]], n_boot: int, seed: int = 0) -> dict[str, Any]:
-    """R per group, unseen/seen overall, transfer R and paired differences vs wanda/tplo per point."""
-    correct = correctness_tensor(dense, points)
-    groups = {**unseen, **seen}
-    overall_groups = {"unseen": list(unseen), "seen": list(seen)}
-    index = {(p["label"], p["setting_tag"]): 1 + 2 * i for i, p in enumerate(points)}
-    pairs = []
+def complete_methods(points: Sequence[Mapping], prune_seeds: Sequence[int]) -> tuple[dict[str, dict[int, Mapping]], list[str]]:
+    """label -> {prune seed: point} for methods with every prune seed; and the labels left out."""
+    by: dict[str, dict[int, Mapping]] = {}
     for p in points:
-        for ref in REFERENCES:
-            j = index.get((ref, p["setting_tag"]))
-            if j is not None:
-                pairs.append((index[(p["label"], p["setting_tag"])], j))
-    res = stats.summarize(correct, groups, overall_groups, dense_index=0, pairs=pairs, n_boot=n_boot, seed=seed)
-    rows = []
-    for p in points:
-        i = index[(p["label"], p["setting_tag"])]
-        row = {
-            "label": p["label"],
-            "setting": p["setting"],
-            "setting_tag": p["setting_tag"],
-            "flags": p["flags"],
-            "R": {g: {"point": res["R"][g]["point"][i], "ci": res["R"][g]["ci"][i]} for g in res["R"]},
-            "transfer_R": {g: {"point": res["R"][g]["point"][i + 1], "ci": res["R"][g]["ci"][i + 1]} for g in res["R"]},
-            "diff": {},
-            "ppl": p.get("ppl", {}).get("ppl"),
-            "truthfulqa": p.get("truthfulqa"),
-            "prune_seconds": p.get("prune_seconds"),
-            "achieved_sparsity": p.get("achieved_sparsity"),
-        }
-        for ref in REFERENCES:
-            j = index.get((ref, p["setting_tag"]))
-            if j is not None:
-                row["diff"][ref] = res["diff"][f"{i}-{j}"]
-        rows.append(row)
-    dense_acc = {g: float(np.mean([res["accuracy"][s][0] for s in names])) for g, names in groups.items()}
-    return {"rows": rows, "dense_group_accuracy": dense_acc, "set_accuracy": res["accuracy"]}
+        by.setdefault(p["label"], {})[p["prune_seed"]] = p
+    keep = {m: v for m, v in by.items() if all(k in v for k in prune_seeds)}
+    return keep, sorted(set(by) - set(keep))
 
 
-def _num(x: float | None, digits: int = 3) -> str:
-    return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
+def build(dense_sets: Mapping[str, Mapping], scores: Mapping[str, Mapping[str, Mapping]], methods: Mapping[str, Mapping[int, str]],
+          prune_seeds: Sequence[int], names: Sequence[str]) -> tuple[list[stats.SetData], stats.Design]:
+    """SetData for ``names`` and the Design. ``scores[unit key][set][measure]`` holds the stored
+    per-seed item values; unit keys are 'dense' and the point names in ``methods[label][seed]``."""
+    units = ["dense"] + [methods[m][k] for m in methods for k in prune_seeds]
+    design = stats.Design(dense=0, methods={m: [units.index(methods[m][k]) for k in prune_seeds] for m in methods},
+                          references=[])
+    out = []
+    for name in names:
+        info = dense_sets[name]
+        values = {}
+        for measure in MEASURES:
+            if all(measure in scores[u][name] for u in units):
+                values[measure] = [np.array([scores[u][name][measure][r] for u in units], dtype=np.float32)
+                                   for r in range(len(info["test_rows"]))]
+        out.append(stats.SetData(name, info["family"], np.asarray(info["clusters"]),
+                                 [np.asarray(t) for t in info["test_rows"]], values))
+    return out, design
 
 
-def _ci(entry: Mapping[str, Any] | None, signed: bool = False) -> str:
-    if not entry:
+def _ci(x: Mapping | None, signed: bool = False, scale: float = 1.0, digits: int = 3) -> str:
+    if not x or not math.isfinite(x["point"]):
         return "–"
-    p, (lo, hi) = entry["point"], entry["ci"]
-    fmt = "{:+.3f}" if signed else "{:.3f}"
-    if not math.isfinite(p):
-        return "–"
-    return f"{fmt.format(p)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+    f = f"{{:+.{digits}f}}" if signed else f"{{:.{digits}f}}"
+    lo, hi = x["ci"]
+    return f"{f.format(scale * x['point'])} [{f.format(scale * lo)}, {f.format(scale * hi)}]"
 
 
-def markdown(summary: Mapping[str, Any], dense: Mapping[str, Any], unseen: Sequence[str], seen: Sequence[str],
-             header: str) -> str:
-    lines = [header, ""]
-    acc = summary["dense_group_accuracy"]
-    tqa = dense.get("truthfulqa") or {}
-    lines.append(
-        "Dense model: top-third held-out accuracy "
-        + ", ".join(f"{g} {acc[g]:.3f}" for g in [*unseen, *seen])
-        + f"; ppl {_num((dense.get('ppl') or {}).get('ppl'), 2)}; MC1 {_num(tqa.get('mc1'))}; MC2 {_num(tqa.get('mc2'))}."
-    )
-    lines.append("")
-    cols = ["method", "setting", "R unseen [95% CI]", *[f"R {g}" for g in unseen], "R seen",
-            "ΔR vs wanda (unseen, paired)", "ΔR vs tplo (unseen, paired)", "transfer R unseen", "ppl", "MC1", "MC2", "prune s"]
-    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in summary["rows"]:
-        t = row["truthfulqa"] or {}
-        cells = [
-            row["label"], row["setting_tag"], _ci(row["R"]["unseen"]), *[_ci(row["R"][g]) for g in unseen],
-            _ci(row["R"]["seen"]),
-            _ci(row["diff"].get("wanda", {}).get("unseen"), signed=True) if row["label"] != "wanda" else "–",
-            _ci(row["diff"].get("tplo", {}).get("unseen"), signed=True) if row["label"] != "tplo" else "–",
-            _ci(row["transfer_R"]["unseen"]), _num(row["ppl"], 2), _num(t.get("mc1")), _num(t.get("mc2")),
-            _num(row["prune_seconds"], 0),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Paired ΔR per group (method − reference, same seeds, splits and items resampled jointly):", ""]
-    gcols = [*unseen, *seen]
-    lines += ["| method | setting | vs | " + " | ".join(gcols) + " |", "|" + "---|" * (3 + len(gcols))]
-    for row in summary["rows"]:
-        for ref, d in row["diff"].items():
-            if ref != row["label"]:
-                lines.append(f"| {row['label']} | {row['setting_tag']} | {ref} | " + " | ".join(_ci(d[g], signed=True) for g in gcols) + " |")
+def markdown(result: Mapping[str, Any], tag: str, refs: Sequence[str], models: Mapping[str, Mapping]) -> str:
+    """The tables of one setting: per measure the pooled numbers and per family R, drop and ΔR."""
+    lines = [f"### Setting {tag}", ""]
+    lines += ["| method | ppl (mean over prune seeds) | ppl per seed | achieved sparsity | prune s, wall / CPU | "
+              "evaluation s, wall / CPU |", "|---|---|---|---|---|---|"]
+    for m, info in models.items():
+        lines.append(f"| {m} | {info['ppl']} | {info['ppl_seeds']} | {info['sparsity']} | {info['prune_s']} | {info.get('eval_s', '–')} |")
+    for measure, res in result.items():
+        pooled = res["pooled"]
+        fams = list(res["families"])
+        lines += ["", f"#### {MEASURE_TITLES.get(measure, measure)}", "",
+                  f"Pooled over {', '.join(pooled['families']) or 'no family'} (each family once; "
+                  + ", ".join(f"{f}: {res['families'][f].get('status', 'ok')}" for f in fams) + ").", ""]
+        cols = ["method", "pooled R [95 % CI]", "drop, points [95 % CI]"]
+        cols += [f"ΔR vs {r} (paired)" for r in refs] + [f"Δdrop vs {r}, points" for r in refs] + [f"MDE vs {r}" for r in refs]
+        lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for m, e in pooled["methods"].items():
+            diffs = [e["diff"].get(r, {}) for r in refs]
+            lines.append("| " + " | ".join(
+                [m, _ci(e["R"]), _ci(e["drop"], scale=100, digits=1)]
+                + [_ci(d.get("R"), signed=True) for d in diffs]
+                + [_ci(d.get("drop"), signed=True, scale=100, digits=1) for d in diffs]
+                + [f"{d['R']['mde']:.3f}" if d.get("R") else "–" for d in diffs]) + " |")
+        lines += ["", "| method | " + " | ".join(f"{f} ({res['families'][f].get('status', 'ok')})" for f in fams) + " |",
+                  "|" + "---|" * (len(fams) + 1)]
+        lines.append("| dense value | " + " | ".join(_ci(res["families"][f]["dense"]) for f in fams) + " |")
+        for m in pooled["methods"] or (res["families"][fams[0]]["methods"] if fams else {}):
+            lines.append(f"| {m}: R | " + " | ".join(_ci(res["families"][f]["methods"][m]["R"]) for f in fams) + " |")
+            lines.append(f"| {m}: drop, points | " + " | ".join(
+                _ci(res["families"][f]["methods"][m]["drop"], scale=100, digits=1) for f in fams) + " |")
+            for r in refs:
+                if r != m and r in res["families"][fams[0]]["methods"]:
+                    lines.append(f"| {m}: ΔR vs {r} | " + " | ".join(
+                        _ci(res["families"][f]["methods"][m]["diff"].get(r, {}).get("R"), signed=True) for f in fams) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: Mapping[str, Any], dense: Mapping[str, Any], path: str) -> bool:
-    """Retention (unseen) against perplexity, one point per method and setting, 95 % intervals."""
+def mde_lines(result: Mapping[str, Any], refs: Sequence[str]) -> list[str]:
+    """Per measure: the median over methods of the MDE of pooled ΔR against each reference."""
+    out = []
+    for measure, res in result.items():
+        parts = []
+        for r in refs:
+            vals = [e["diff"][r]["R"]["mde"] for e in res["pooled"]["methods"].values() if r in e["diff"]]
+            vals = [v for v in vals if math.isfinite(v)]
+            if vals:
+                parts.append(f"vs {r} {float(np.median(vals)):.3f}")
+        out.append(f"MDE (80 % power, two-sided 5 %) of pooled ΔR, {measure}: " + (", ".join(parts) or "no pair"))
+    return out
+
+
+def plot(results: Mapping[str, Mapping], models: Mapping[str, Mapping], path: str, measure: str = "transfer") -> bool:
+    """Pooled R of ``measure`` against perplexity, one point per method and setting, 95 % intervals."""
     try:
         import matplotlib
 
@@ -130,22 +124,21 @@ def plot(summary: Mapping[str, Any], dense: Mapping[str, Any], path: str) -> boo
         return False
     fig, ax = plt.subplots(figsize=(7, 4.5))
     markers = "os^Dv<>p"
-    tags = sorted({r["setting_tag"] for r in summary["rows"]})
-    for row in summary["rows"]:
-        if row["ppl"] is None or not math.isfinite(row["R"]["unseen"]["point"]):
-            continue
-        p, (lo, hi) = row["R"]["unseen"]["point"], row["R"]["unseen"]["ci"]
-        ax.errorbar(row["ppl"], p, yerr=[[max(p - lo, 0)], [max(hi - p, 0)]], fmt=markers[tags.index(row["setting_tag"]) % len(markers)],
-                    capsize=3, label=f"{row['label']} {row['setting_tag']}")
-        ax.annotate(row["label"], (row["ppl"], p), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    dppl = (dense.get("ppl") or {}).get("ppl")
-    if dppl:
-        ax.scatter([dppl], [1.0], marker="*", s=120, color="k", label="dense", zorder=3)
+    for i, (tag, res) in enumerate(results.items()):
+        pooled = res.get(measure, {}).get("pooled", {}).get("methods", {})
+        for m, e in pooled.items():
+            ppl = models[tag].get(m, {}).get("ppl_value")
+            p, (lo, hi) = e["R"]["point"], e["R"]["ci"]
+            if ppl is None or not math.isfinite(p):
+                continue
+            ax.errorbar(ppl, p, yerr=[[max(p - lo, 0)], [max(hi - p, 0)]], fmt=markers[i % len(markers)], capsize=3,
+                        label=f"{m} {tag}")
+            ax.annotate(m, (ppl, p), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("WikiText-2 perplexity (log scale)")
-    ax.set_ylabel("truth-probe retention R, unseen topics")
+    ax.set_ylabel(f"pooled R, {measure}")
     ax.axhline(1.0, color="0.7", lw=0.8, ls="--")
-    ax.set_title("Retention vs perplexity (95 % bootstrap intervals)")
+    ax.set_title("Truth retention vs perplexity (95 % bootstrap intervals)")
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -153,4 +146,19 @@ def plot(summary: Mapping[str, Any], dense: Mapping[str, Any], path: str) -> boo
     return True
 
 
-__all__ = ["correctness_tensor", "summarize_points", "markdown", "plot"]
+def pool_unseen(references: Sequence[str], unseen_families: Sequence[str]):
+    """The pre-registered pool for the headline: unseen families that pass the ceiling/floor rules;
+    other families are marked 'seen' (or their rule status) and reported, never pooled."""
+    by_rules = rules.pool_by_rules(references)
+
+    def pool(measure: str, families: dict) -> list[str]:
+        chosen = by_rules(measure, families)
+        for f, fam in families.items():
+            if f not in unseen_families:
+                fam["status"] = "seen"
+        return [f for f in chosen if f in unseen_families]
+
+    return pool
+
+
+__all__ = ["MEASURE_TITLES", "complete_methods", "build", "markdown", "mde_lines", "plot", "pool_unseen"]

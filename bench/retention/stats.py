@@ -1,39 +1,57 @@
-"""The statistics of the retention benchmark (pure numpy, unit-tested with synthetic numbers).
+"""The statistics of the retention benchmark (pure numpy; unit-tested on synthetic data).
 
-Data model. For each scored set ``s`` and split seed ``r`` the benchmark stores, per model, a
-boolean matrix ``[top layers, held-out items]``: was the probe right on that test statement at
-that layer. Every model (dense, each pruned point) has the same test items for a given (s, r)
-because the statement sample and the entity-grouped split depend only on the data and the seed.
+Data model. For every scored statement set and split seed the benchmark stores, per *unit*
+(the dense model, or one method pruned from one calibration draw = prune seed), one value per
+held-out statement: the mean over the set's chosen layers of a per-layer item score in [0, 1]
+(a probe's 0/1 correctness, or an AUROC placement value, see ``protocol``). Every unit has the
+same held-out statements for a given (set, split seed): the statement sample and the splits
+depend only on the data and the seeds.
 
-* accuracy of a set: the mean over its top layers and its held-out items, then over seeds;
-* accuracy of a group: the mean over its sets (every set weighs the same);
-* retention of a group: ``R_g = (P_g - 0.5) / (D_g - 0.5)`` with P, D the pruned and dense
-  group accuracies (seed means, so a seed whose split happens to make the dense probe weak
-  cannot blow up a ratio); the headline R is the mean of R_g over the fixed groups.
-* intervals: a two-level bootstrap. Each replicate draws S seeds with replacement, then for each
-  drawn seed and each set draws that seed's held-out items with replacement, and recomputes
-  every accuracy, R and difference from the stored correctness. The same draws serve every
-  model, so differences between two methods are paired (the split and item luck cancels).
-  Percentile intervals. Top layers are chosen once from the dense data (not re-chosen per
-  replicate).
+Estimates. A set's value is the mean over split seeds of the mean over its held-out items; a
+family's value is the mean over its sets; a method's value is the mean over its prune seeds;
+R_f = (P_f - 0.5) / (D_f - 0.5) with P, D the pruned and dense family values; the drop is
+D_f - P_f; pooled numbers are means over the families that pass the pre-registered rules
+(``rules``), each family once.
+
+Intervals cover three sources of variance, each shared by all units so that differences between
+methods stay paired:
+
+1. statements: each family's entity clusters drawn with replacement (multinomial weights), the
+   same weights for every set of the family (a set, its negated twin and any set that names the
+   same entities move together) and for every split seed (the seeds re-split the *same*
+   statements, so a statement drawn twice counts twice in every seed that tests it);
+2. split seeds: each seed's own shift (``seed_effects``: what is left of its mean once the item
+   effects of its held-out statements are taken out) resampled over the S seeds, scaled by
+   sqrt(S/(S-1)). Resampling whole seeds instead would count the statement variance twice (a
+   seed's mean varies with which statements it holds out, which level 1 already draws);
+3. prune seeds (calibration draws, the same K draws for every method): a variance component
+   with K - 1 degrees of freedom (``combine``), because a resample of K = 3 seeds has ten
+   distinct means and no tails.
+
+A replicate of levels 1-2 recomputes every value, R, drop and difference from the stored item
+values; ``combine`` turns the replicates and the K one-seed estimates into the interval. The
+draws depend only on the bootstrap seed, S and the families' cluster counts, never on the
+methods, so scoring a method later does not change the others' intervals. Coverage is measured,
+not assumed: ``simulate``, tests/test_retention_stats.py and bench/README.md.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 CHANCE = 0.5
+Z_975, Z_80 = 1.959964, 0.841621  # two-sided 5 % and 80 % power
 
 
-def top_layers(dense_accuracy: Sequence[float], fraction: float = 1 / 3) -> list[int]:
-    """Indices of the best ``ceil(fraction * n)`` layers by dense accuracy (ties: lower index), ascending."""
-    acc = np.asarray(dense_accuracy, dtype=np.float64)
+def top_layers(accuracy: Sequence[float], fraction: float = 1 / 3) -> list[int]:
+    """Indices of the best ``ceil(fraction * n)`` layers by accuracy (ties: lower index), ascending."""
+    acc = np.asarray(accuracy, dtype=np.float64)
     if acc.ndim != 1 or acc.size == 0:
-        raise ValueError("dense_accuracy must be a non-empty 1-D sequence")
+        raise ValueError("accuracy must be a non-empty 1-D sequence")
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
     k = max(1, math.ceil(fraction * acc.size - 1e-9))
@@ -41,8 +59,8 @@ def top_layers(dense_accuracy: Sequence[float], fraction: float = 1 / 3) -> list
     return sorted(order[:k])
 
 
-def retention(pruned: float | np.ndarray, dense: float | np.ndarray, chance: float = CHANCE):
-    """(pruned - chance) / (dense - chance); NaN where the dense model is not above chance."""
+def retention(pruned, dense, chance: float = CHANCE):
+    """(pruned - chance) / (dense - chance); NaN where the dense value is not above chance."""
     p = np.asarray(pruned, dtype=np.float64)
     d = np.asarray(dense, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -50,7 +68,7 @@ def retention(pruned: float | np.ndarray, dense: float | np.ndarray, chance: flo
     return float(r) if r.ndim == 0 else r
 
 
-def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+def percentile_interval(samples, level: float = 0.95) -> tuple[float, float]:
     """The central ``level`` percentile interval of bootstrap samples (NaNs ignored)."""
     x = np.asarray(samples, dtype=np.float64)
     x = x[np.isfinite(x)]
@@ -61,142 +79,324 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float
     return (float(lo), float(hi))
 
 
-# correct[set][seed] -> bool array [n_models, n_layers, n_items]
-Correctness = Mapping[str, Sequence[np.ndarray]]
+def mde(sd: float) -> float:
+    """Minimum detectable effect at 80 % power, two-sided 5 %, for an estimate with standard error ``sd``."""
+    return float((Z_975 + Z_80) * sd)
 
 
-def _check(correct: Correctness) -> tuple[int, int]:
-    n_models = n_seeds = None
-    for name, per_seed in correct.items():
-        if n_seeds is None:
-            n_seeds = len(per_seed)
-        if len(per_seed) != n_seeds:
-            raise ValueError(f"set {name!r} has {len(per_seed)} seeds, others {n_seeds}")
-        for arr in per_seed:
-            if arr.ndim != 3 or arr.shape[2] == 0:
-                raise ValueError(f"set {name!r}: correctness must be [models, layers, items>0], got {arr.shape}")
-            if n_models is None:
-                n_models = arr.shape[0]
-            if arr.shape[0] != n_models:
-                raise ValueError(f"set {name!r}: {arr.shape[0]} models, others {n_models}")
-    if not n_models or not n_seeds:
-        raise ValueError("no correctness data")
-    return n_models, n_seeds
+@dataclass
+class SetData:
+    """One scored set: its family, the entity cluster of each row, the held-out rows of each split
+    seed, and per measure and seed the item values [units, held-out items]."""
+
+    name: str
+    family: str
+    clusters: np.ndarray
+    test_rows: list[np.ndarray]
+    values: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
 
-def set_accuracies(correct: Correctness) -> dict[str, np.ndarray]:
-    """Point estimates: set -> [n_models] accuracy (mean over layers and items, then seeds)."""
-    _check(correct)
-    return {
-        s: np.mean([arr.reshape(arr.shape[0], -1).mean(axis=1) for arr in per_seed], axis=0)
-        for s, per_seed in correct.items()
-    }
+@dataclass
+class Draws:
+    """One set of bootstrap draws (or the identity, for point estimates): counts per prune seed
+    [B, K] and split seed [B, S], weights per family cluster [B, C_f]."""
+
+    prune: np.ndarray
+    split: np.ndarray
+    clusters: dict[str, np.ndarray]
+    split_mode: str = "centred"
+
+    @property
+    def n(self) -> int:
+        return self.split.shape[0]
 
 
-def bootstrap_set_accuracies(correct: Correctness, n_boot: int = 2000, seed: int = 0) -> dict[str, np.ndarray]:
-    """Bootstrap replicates: set -> [n_boot, n_models] accuracy under the two-level resampling.
-
-    The draws depend only on ``seed``, the number of seeds and each test set's size, never on
-    the number of models, so adding a method does not change the others' intervals.
-    """
-    n_models, n_seeds = _check(correct)
-    rng = np.random.default_rng(seed)
-    seed_draws = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
-    out: dict[str, np.ndarray] = {}
-    for s, per_seed in correct.items():
-        # per item, the mean over the top layers: [models, items]
-        item_means = [arr.mean(axis=1) for arr in per_seed]
-        set_rng = np.random.default_rng([seed, zlib.crc32(s.encode())])
-        acc = np.zeros((n_boot, n_models))
-        for j in range(n_seeds):  # slot j of each replicate's seed draw
-            for r in range(n_seeds):
-                rows = np.flatnonzero(seed_draws[:, j] == r)
-                n_items = item_means[r].shape[1]
-                idx = set_rng.integers(0, n_items, size=(rows.size, n_items))
-                # [models, rows, items] -> mean over items -> [rows, models]
-                acc[rows] += item_means[r][:, idx].mean(axis=2).T
-        out[s] = acc / n_seeds
+def n_clusters(sets: Sequence[SetData]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in sets:
+        out[s.family] = max(out.get(s.family, 0), int(s.clusters.max()) + 1)
     return out
 
 
-def group_retention(
-    acc: Mapping[str, np.ndarray], groups: Mapping[str, Sequence[str]], dense_index: int = 0
-) -> dict[str, np.ndarray]:
-    """Group -> R per model (same leading shape as the accuracies: [n_models] or [n_boot, n_models]).
+def identity_draws(sets: Sequence[SetData], n_prune: int, n_split: int) -> Draws:
+    return Draws(np.ones((1, n_prune)), np.ones((1, n_split)), {f: np.ones((1, c)) for f, c in n_clusters(sets).items()})
 
-    Group accuracy is the mean over the group's sets; R_g = (P_g - 0.5)/(D_g - 0.5) with D the
-    model at ``dense_index``.
-    """
-    out = {}
-    for g, names in groups.items():
-        missing = [n for n in names if n not in acc]
-        if missing:
-            raise ValueError(f"group {g!r}: no accuracies for {missing}")
-        g_acc = np.mean([acc[n] for n in names], axis=0)
-        dense = g_acc[..., dense_index : dense_index + 1]
-        out[g] = retention(g_acc, dense)
+
+def bootstrap_draws(sets: Sequence[SetData], n_prune: int, n_split: int, n_boot: int, seed: int = 0,
+                    split_mode: str = "centred") -> Draws:
+    """Multinomial counts for the prune seeds (used only by ``prune_mode='resample'``) and the split
+    seeds, and per family its cluster weights, each family from its own stream (a family's weights
+    do not depend on which other families are scored)."""
+    import zlib
+
+    rng = np.random.default_rng([seed, 1])
+    prune = rng.multinomial(n_prune, np.full(n_prune, 1 / n_prune), size=n_boot).astype(np.float64)
+    split = rng.multinomial(n_split, np.full(n_split, 1 / n_split), size=n_boot).astype(np.float64)
+    clusters = {}
+    for f, c in sorted(n_clusters(sets).items()):
+        frng = np.random.default_rng([seed, 2, zlib.crc32(f.encode())])
+        clusters[f] = frng.multinomial(c, np.full(c, 1 / c), size=n_boot).astype(np.float32)
+    return Draws(prune, split, clusters, split_mode=split_mode)
+
+
+def seed_effects(s: SetData, measure: str) -> np.ndarray:
+    """[S, units]: each split seed's mean over its held-out items of (item value - that item's mean
+    over the seeds that hold it out). The item effects cancel, what is left is the seed's own
+    shift (the probe it trained), which the cluster draws do not vary."""
+    per_seed = s.values[measure]
+    n_rows = len(s.clusters)
+    n_units = per_seed[0].shape[0]
+    total, count = np.zeros((n_units, n_rows)), np.zeros(n_rows)
+    for r, v in enumerate(per_seed):
+        total[:, s.test_rows[r]] += v
+        count[s.test_rows[r]] += 1
+    item_mean = total / np.maximum(count, 1)
+    return np.array([(v - item_mean[:, s.test_rows[r]]).mean(axis=1) for r, v in enumerate(per_seed)])
+
+
+def set_values(s: SetData, measure: str, draws: Draws) -> np.ndarray:
+    """[B, units]: per split seed the cluster-weighted mean over held-out items, averaged over the
+    seeds; plus the split-seed level (``draws.split_mode``): 'centred' adds the resampled mean of
+    the seeds' own shifts (``seed_effects``), 'resample' weighs the seeds by their drawn counts
+    instead, 'none' leaves the seeds fixed."""
+    per_seed = s.values[measure]
+    n_split = draws.split.shape[1]
+    if len(per_seed) != n_split or len(s.test_rows) != n_split:
+        raise ValueError(f"set {s.name!r}: {len(per_seed)} seeds of values, {len(s.test_rows)} of rows, draws {n_split}")
+    counts = draws.split if draws.split_mode == "resample" else np.ones_like(draws.split)
+    w_all = draws.clusters[s.family]
+    total = None
+    for r, v in enumerate(per_seed):
+        w = w_all[:, s.clusters[s.test_rows[r]]]  # [B, items]
+        if v.shape[1] != w.shape[1]:
+            raise ValueError(f"set {s.name!r} seed {r}: {v.shape[1]} item values for {w.shape[1]} held-out rows")
+        den = w.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = (w @ v.T.astype(np.float32)).astype(np.float64) / den  # [B, units]; NaN if no item drawn
+        c = counts[:, r : r + 1]
+        term = np.where(c > 0, c * np.nan_to_num(m, nan=0.0), 0.0)
+        term = np.where((c > 0) & ~np.isfinite(m), np.nan, term)
+        total = term if total is None else total + term
+    out = total / n_split
+    if draws.split_mode == "centred" and n_split > 1:
+        g = seed_effects(s, measure)  # [S, units]
+        shift = (draws.split @ g) / n_split - g.mean(axis=0)
+        out = out + math.sqrt(n_split / (n_split - 1)) * shift
     return out
 
 
-def overall(per_group: Mapping[str, np.ndarray], groups: Sequence[str]) -> np.ndarray:
-    """The mean of R_g over ``groups`` (each group weighs the same)."""
-    return np.mean([per_group[g] for g in groups], axis=0)
+def family_values(sets: Sequence[SetData], measure: str, draws: Draws) -> dict[str, np.ndarray]:
+    """family -> [B, units]: the mean over the family's sets (each set weighs the same)."""
+    acc: dict[str, list[np.ndarray]] = {}
+    for s in sets:
+        if measure in s.values:
+            acc.setdefault(s.family, []).append(set_values(s, measure, draws))
+    return {f: np.mean(v, axis=0) for f, v in acc.items()}
 
 
-def summarize(
-    correct: Correctness,
-    groups: Mapping[str, Sequence[str]],
-    overall_groups: Mapping[str, Sequence[str]],
-    dense_index: int = 0,
-    pairs: Sequence[tuple[int, int]] = (),
+def over_prune_seeds(values: np.ndarray, units: Sequence[int], weights: np.ndarray) -> np.ndarray:
+    """[B]: a method's value from its prune-seed units under ``weights`` ([K] or [B, K], rows
+    summing to 1: the mean, one seed alone, or resampled counts / K)."""
+    v = values[:, list(units)]
+    if np.shape(weights)[-1] != v.shape[1]:
+        raise ValueError(f"{v.shape[1]} prune-seed units but weights for {np.shape(weights)[-1]} seeds")
+    return (v * weights).sum(axis=1)
+
+
+@dataclass
+class Design:
+    """What the analysis compares: the dense unit, each method's prune-seed units (same seed order
+    for all), and the reference methods that paired differences are taken against."""
+
+    dense: int
+    methods: dict[str, list[int]]
+    references: list[str]
+
+    @property
+    def n_prune(self) -> int:
+        return len(next(iter(self.methods.values()))) if self.methods else 1
+
+
+def _tables(fam_values: Mapping[str, np.ndarray], design: Design, weights: np.ndarray) -> dict:
+    return {f: {"dense": v[:, design.dense], **{m: over_prune_seeds(v, u, weights) for m, u in design.methods.items()}}
+            for f, v in fam_values.items()}
+
+
+def quantities(table: Mapping[str, Mapping[str, np.ndarray]], design: Design, chosen: Sequence[str]) -> dict[tuple, np.ndarray]:
+    """Every reported number as an array over replicates, keyed ('family', f, ...) or ('pooled', ...):
+    the dense value; per method its value, R, drop, and against each reference the paired ΔR and
+    Δdrop (method's drop - reference's drop); pooled R and drop over ``chosen`` and their differences."""
+    q: dict[tuple, np.ndarray] = {}
+    refs = [r for r in design.references if r in design.methods]
+    for f, row in table.items():
+        d = row["dense"]
+        q[("family", f, "dense")] = d
+        for m in design.methods:
+            q[("family", f, m, "value")] = row[m]
+            q[("family", f, m, "R")] = retention(row[m], d)
+            q[("family", f, m, "drop")] = d - row[m]
+        for m in design.methods:
+            for r in refs:
+                if r != m:
+                    q[("family", f, m, "dR", r)] = q[("family", f, m, "R")] - q[("family", f, r, "R")]
+                    q[("family", f, m, "ddrop", r)] = q[("family", f, m, "drop")] - q[("family", f, r, "drop")]
+    if chosen:
+        for m in design.methods:
+            for what in ("R", "drop"):
+                q[("pooled", m, what)] = np.mean([q[("family", f, m, what)] for f in chosen], axis=0)
+        for m in design.methods:
+            for r in refs:
+                if r != m:
+                    q[("pooled", m, "dR", r)] = q[("pooled", m, "R")] - q[("pooled", r, "R")]
+                    q[("pooled", m, "ddrop", r)] = q[("pooled", m, "drop")] - q[("pooled", r, "drop")]
+    return q
+
+
+def combine(point: float, boot: np.ndarray, seed_points: np.ndarray | None, seed_boot: np.ndarray | None,
+            level: float = 0.95) -> dict:
+    """The interval of one number from (a) replicates over split seeds and statements with every
+    prune seed in place and (b) the spread over prune seeds.
+
+    Prune seeds enter as a variance component, not by resampling: with K = 3 seeds a resample has
+    ten distinct means and no tails, and the simulation shows it under-covers when calibration
+    draws matter. The spread s^2 of the K one-seed estimates, minus the part the statement draws
+    already explain (their replicates of each one-seed estimate around the K-seed mean), estimates
+    the seed variance sigma_p^2; the total variance is V = V_a + sigma_p^2 / K with Welch-
+    Satterthwaite degrees of freedom nu = V^2 / ((sigma_p^2 / K)^2 / (K - 1)), and the percentile
+    interval of (a) is widened about the point by t_nu / z * sqrt(V / V_a). With no seed variance
+    it is the plain percentile interval; when the seed variance dominates it tends to the t
+    interval with K - 1 degrees of freedom.
+
+    Returns {"point", "ci", "sd", "sd_statements", "sd_prune", "df", "mde"}."""
+    from scipy.special import ndtri, stdtrit  # quantiles of N(0, 1) and Student t (fast, no scipy.stats import)
+
+    x = np.asarray(boot, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if not math.isfinite(point) or x.size < 2:
+        return {"point": float(point), "ci": [float("nan")] * 2, "sd": float("nan"), "sd_statements": float("nan"),
+                "sd_prune": float("nan"), "df": float("nan"), "mde": float("nan")}
+    lo, hi = percentile_interval(x, level)
+    v_a = float(x.var(ddof=1))
+    v_p = 0.0
+    k = 0 if seed_points is None else len(seed_points)
+    if k > 1 and np.all(np.isfinite(seed_points)):
+        s2 = float(np.var(seed_points, ddof=1))
+        dev = np.asarray(seed_boot, dtype=np.float64) - np.asarray(boot, dtype=np.float64)[None, :]
+        dev = dev[:, np.all(np.isfinite(dev), axis=0)]
+        explained = float(dev.var(axis=1, ddof=1).sum()) / (k - 1) if dev.shape[1] > 1 else 0.0
+        v_p = max(0.0, s2 - explained) / k
+    v = v_a + v_p
+    df = v * v / (v_p * v_p / (k - 1)) if v_p > 0 else math.inf
+    a = (1 - level) / 2
+    z = float(ndtri(1 - a))
+    q = float(stdtrit(df, 1 - a)) if math.isfinite(df) else z
+    widen = q / z * math.sqrt(v / v_a) if v_a > 0 else 1.0
+    ci = [point - widen * max(point - lo, 0.0), point + widen * max(hi - point, 0.0)]
+    power = float(stdtrit(df, 1 - a) + stdtrit(df, 0.8)) if math.isfinite(df) else (Z_975 + Z_80)
+    return {"point": float(point), "ci": [float(ci[0]), float(ci[1])], "sd": math.sqrt(v), "sd_statements": math.sqrt(v_a),
+            "sd_prune": math.sqrt(v_p), "df": float(df), "mde": float(power * math.sqrt(v))}
+
+
+def _percentile_only(point: float, boot: np.ndarray, level: float) -> dict:
+    lo, hi = percentile_interval(boot, level)
+    x = np.asarray(boot, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    sd = float(x.std(ddof=1)) if x.size > 1 else float("nan")
+    return {"point": float(point), "ci": [lo, hi], "sd": sd, "mde": mde(sd)}
+
+
+def analyse(
+    sets: Sequence[SetData],
+    design: Design,
+    measures: Sequence[str],
+    pool: Callable[[str, dict], Sequence[str]] | Mapping[str, Sequence[str]],
     n_boot: int = 2000,
     seed: int = 0,
     level: float = 0.95,
+    split_mode: str = "centred",
+    prune_mode: str = "components",
 ) -> dict:
-    """R per group and overall (named in ``overall_groups``: name -> its groups) with intervals,
-    and paired differences R[a] - R[b] for each (a, b) in ``pairs``, for every model index.
+    """Per measure: per family the dense value, and per method its value, R, drop (dense - pruned)
+    and paired differences of R and of the drop against each reference; pooled R and drop over
+    the families ``pool(measure, families)`` returns (or ``pool[measure]``), with the same
+    differences. Each family's entry gets the ``status`` the pool gave it.
 
-    Returns ``{"accuracy": {set: [models]}, "R": {name: {"point": [..], "ci": [[lo, hi], ..]}},
-    "diff": {"a-b": {name: {"point", "ci"}}}}`` where name runs over groups then overall names.
-    """
-    point_acc = set_accuracies(correct)
-    boot_acc = bootstrap_set_accuracies(correct, n_boot=n_boot, seed=seed)
+    Every number is a ``combine`` dict (``prune_mode='components'``), or a plain percentile
+    interval over replicates that also resample the prune seeds (``'resample'``, kept to measure
+    its coverage)."""
+    k = design.n_prune
+    n_split = len(sets[0].test_rows)
+    point_d = identity_draws(sets, k, n_split)
+    boot_d = bootstrap_draws(sets, k, n_split, n_boot, seed, split_mode)
+    mean_w = np.full(k, 1 / k)
+    if prune_mode == "resample":
+        counts = boot_d.prune
+        boot_w = mean_w + math.sqrt(k / (k - 1)) * (counts / k - mean_w) if k > 1 else counts / k
+    else:
+        boot_w = mean_w
+    out: dict = {}
+    for measure in measures:
+        fam_pt, fam_bt = family_values(sets, measure, point_d), family_values(sets, measure, boot_d)
+        t_pt, t_bt = _tables(fam_pt, design, mean_w), _tables(fam_bt, design, boot_w)
+        q_pt, q_bt = quantities(t_pt, design, []), quantities(t_bt, design, [])
+        seeds_pt = seeds_bt = None
+        if prune_mode != "resample" and k > 1:
+            one = np.eye(k)
+            seeds_pt = [quantities(_tables(fam_pt, design, one[j]), design, []) for j in range(k)]
+            seeds_bt = [quantities(_tables(fam_bt, design, one[j]), design, []) for j in range(k)]
 
-    def all_r(acc):
-        per_group = group_retention(acc, groups, dense_index)
-        out = dict(per_group)
-        for name, members in overall_groups.items():
-            out[name] = overall(per_group, members)
-        return out
+        def number(key, q_pt=q_pt, q_bt=q_bt, seeds_pt=seeds_pt, seeds_bt=seeds_bt):
+            point = float(q_pt[key][0])
+            if prune_mode == "resample":
+                return _percentile_only(point, q_bt[key], level)
+            sp = None if seeds_pt is None else np.array([float(s[key][0]) for s in seeds_pt])
+            sb = None if seeds_bt is None else np.array([s[key] for s in seeds_bt])
+            return combine(point, q_bt[key], sp, sb, level)
 
-    r_point, r_boot = all_r(point_acc), all_r(boot_acc)
-    n_models = next(iter(point_acc.values())).shape[0]
-    res: dict = {"accuracy": {s: v.tolist() for s, v in point_acc.items()}, "R": {}, "diff": {}}
-    for name in r_point:
-        res["R"][name] = {
-            "point": [float(x) for x in r_point[name]],
-            "ci": [list(percentile_interval(r_boot[name][:, m], level)) for m in range(n_models)],
-        }
-    for a, b in pairs:
-        key = f"{a}-{b}"
-        res["diff"][key] = {
-            name: {
-                "point": float(r_point[name][a] - r_point[name][b]),
-                "ci": list(percentile_interval(r_boot[name][:, a] - r_boot[name][:, b], level)),
-            }
-            for name in r_point
-        }
-    return res
+        fams: dict = {}
+        for f in t_pt:
+            fams[f] = {"dense": number(("family", f, "dense")), "methods": {}}
+            for m in design.methods:
+                e = {what: number(("family", f, m, what)) for what in ("value", "R", "drop")}
+                e["diff"] = {r: {"R": number(("family", f, m, "dR", r)), "drop": number(("family", f, m, "ddrop", r))}
+                             for r in design.references if r in design.methods and r != m}
+                fams[f]["methods"][m] = e
+        picked = pool(measure, fams) if callable(pool) else pool.get(measure, [])
+        chosen = [f for f in picked if f in t_pt]
+        pooled: dict = {"families": chosen, "methods": {}}
+        if chosen:
+            q_pt, q_bt = quantities(t_pt, design, chosen), quantities(t_bt, design, chosen)
+            if seeds_pt is not None:
+                seeds_pt = [quantities(_tables(fam_pt, design, np.eye(k)[j]), design, chosen) for j in range(k)]
+                seeds_bt = [quantities(_tables(fam_bt, design, np.eye(k)[j]), design, chosen) for j in range(k)]
+            for m in design.methods:
+                entry = {"R": number(("pooled", m, "R"), q_pt, q_bt, seeds_pt, seeds_bt),
+                         "drop": number(("pooled", m, "drop"), q_pt, q_bt, seeds_pt, seeds_bt), "diff": {}}
+                for r in design.references:
+                    if r in design.methods and r != m:
+                        entry["diff"][r] = {"R": number(("pooled", m, "dR", r), q_pt, q_bt, seeds_pt, seeds_bt),
+                                            "drop": number(("pooled", m, "ddrop", r), q_pt, q_bt, seeds_pt, seeds_bt)}
+                pooled["methods"][m] = entry
+        out[measure] = {"families": fams, "pooled": pooled}
+    return out
 
 
 __all__ = [
     "CHANCE",
+    "SetData",
+    "Draws",
+    "Design",
     "top_layers",
     "retention",
     "percentile_interval",
-    "set_accuracies",
-    "bootstrap_set_accuracies",
-    "group_retention",
-    "overall",
-    "summarize",
+    "mde",
+    "identity_draws",
+    "bootstrap_draws",
+    "seed_effects",
+    "set_values",
+    "family_values",
+    "over_prune_seeds",
+    "quantities",
+    "combine",
+    "analyse",
 ]

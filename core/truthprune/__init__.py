@@ -68,6 +68,7 @@ _EXPORTS: dict[str, str] = {
     "RecordsConfig": "builtins.text_source",  # the options every record source shares (format, padding_side)
     # models and engine (torch)
     "load_model": "models.loading",
+    "resolve_model_path": "models.loading",  # a --model spec -> (local path or hub id, kind); converts an embedded GGUF once
     "LoadedModel": "models.loading",
     "decoder_layers": "models.adapter",
     "prunable_linears": "models.adapter",
@@ -94,11 +95,17 @@ _EXPORTS: dict[str, str] = {
     "read_marker": "run.outputs",
     "OUTPUT_MARKER": "run.markers",
     "model_input_paths": "models.loading",
+    # the run pipeline as `truthprune run` / `sweep` drive it (for benchmarks that run it in process)
+    "build_config": "run.config",  # defaults <- TOML <- overrides: a validated RunConfig
+    "plan_run": "run.pipeline",  # every plugin and option resolved and checked, no model loaded
+    "execute": "run.pipeline",  # run a plan's stages in order; returns the final RunState
+    "SharedModel": "run.sweep",  # a load callable for execute(): one load, dense weights restored per run
     "save_pruned": "run.saving",
     "PruneReport": "pruning.engine.sequential",
     "BlockContext": "pruning.engine.block",  # what a block-aware pruner (uses_block) sees per decoder layer
     # bounded-memory (offload) pruning, data parallelism, the up-front memory check (torch)
     "prune_checkpoint": "pruning.engine.offload",
+    "CheckpointReader": "pruning.engine.checkpoint",  # tensor names, sizes and contents of a safetensors checkpoint dir
     "init_distributed": "pruning.engine.distributed",
     "check_prune_memory": "pruning.engine.memory",
     # truth separation per layer and the normalised profile (numpy, torch-free)
@@ -107,6 +114,7 @@ _EXPORTS: dict[str, str] = {
     # evaluation: perplexity, TruthfulQA MC1/MC2, their texts and the held-out splits (torch inside)
     "perplexity": "eval.perplexity",
     "load_eval_text": "eval.perplexity",
+    "eval_text": "eval.perplexity",  # (text, description) of an evaluation spec: wikitext2, pydoc or a file
     "pydoc_topics": "eval.perplexity",
     "wikitext_rows": "eval.perplexity",
     "evaluate_truthfulqa": "eval.truthfulqa",
@@ -116,6 +124,7 @@ _EXPORTS: dict[str, str] = {
     "load_hub_dataset": "eval.hub",
     "hub_reachable": "eval.hub",
     "weights_fingerprint": "models.loading",
+    "resolve_bos": "models.bos",  # the --bos rule for a tokenizer: which windows and statements start with BOS
     "cache_root": "models.loading",
     "read_cache_entry": "cachefiles",  # a cache entry that does not read back is discarded (warning) and recomputed
     # truth statements, activations and the probing protocol (owner: probes engineer)
@@ -139,6 +148,14 @@ _EXPORTS: dict[str, str] = {
     "logistic_regression": "truth.probing.linear",
     "run_probe_protocol": "truth.probing.protocol",
     "compare_dense_pruned": "truth.probing.protocol",
+    # the protocol's building blocks, for benchmarks that score probes item by item (numpy)
+    "probe_factory": "truth.probing.protocol",  # a probe name (+ options) -> a callable making fresh, checked probes
+    "Topic": "truth.probing.protocol",  # a set with its row-aligned negated twin and per-row entity groups
+    "build_topics": "truth.probing.protocol",  # statement sets -> Topics (X paired with neg_X)
+    "grouped_split": "truth.probing.splits",  # entity-grouped train/test rows (a statement's twin on the same side)
+    "group_rows": "truth.probing.splits",  # entity group ids of row-aligned sets
+    "NEGATED_PREFIX": "truth.topics",  # "neg_": a negated twin's set name prefix
+    "GENERATED_PREFIX": "truth.topics",  # "gen_": an offline generated set's name prefix next to the CSVs
 }
 
 

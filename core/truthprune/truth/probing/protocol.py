@@ -50,6 +50,9 @@ class Topic:
 
 
 def build_topics(sets: Sequence[StatementSet], pairs: Sequence[TopicPair] | None = None) -> list[Topic]:
+    """One :class:`Topic` per topic pair (default: ``X`` with ``neg_X`` when both are present),
+    each with the entity groups of its rows, so that a split keeps a statement, its repeats and
+    its negated twin on one side. Sets outside every pair become topics of their own."""
     pairs = list(pairs) if pairs is not None else default_topic_pairs([s.name for s in sets])
     check_topic_pairs(sets, pairs)
     by_name = {s.name: s for s in sets}

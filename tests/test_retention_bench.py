@@ -1,0 +1,90 @@
+"""bench/truth_retention.py end to end on a tiny random Llama: prune seeds shared across methods,
+resumable, a method scored later into the same store, the reserved family only with --final,
+bad input refused before any work (a minute on 2 cores: six prunes of the tiny model)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from retention_data import write_text, write_truth_dir
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench" / "truth_retention.py"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    from truthprune.testing.fixtures import save_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("retention_bench")
+    model = save_tiny_checkpoint(root / "model", seed=0, layers=3)
+    truth = write_truth_dir(root / "truth", n=24)
+    text = write_text(root / "text.txt")
+    common = ["--model", str(model), "--truth-data", str(truth), "--ppl-data", str(text), "--calibration-opt",
+              f"path={text}", "--nsamples", "4", "--seqlen", "32", "--ppl-max-windows", "2", "--device", "cpu",
+              "--sets", "animal_class,neg_animal_class,larger_than,smaller_than", "--seen-sets", "cities,neg_cities",
+              "--prune-seeds", "2", "--seeds", "3", "--bootstrap", "200", "--references", "wanda", "--out", str(root / "out")]
+    return root, common
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=900, cwd=REPO)
+
+
+def test_bench_runs_resumes_and_scores_a_later_method(env):
+    root, common = env
+    first = _bench(*common, "--methods", "wanda")
+    assert first.returncode == 0, first.stderr[-2000:]
+    out = root / "out"
+    points = sorted(p.name for p in (out / "points").glob("*.json"))
+    assert points == ["wanda@0.5@p0.json", "wanda@0.5@p1.json"]
+    assert (out / "points" / "wanda@0.5@p0.reserved.safetensors").is_file()  # extracted, not scored
+    assert not list((out / "points").glob("*.final.json"))
+    doc = json.loads((out / "dense.json").read_text())
+    assert "values" not in doc["sets"]["counterfact_true_false"] and "values" in doc["sets"]["animal_class"]
+    assert all(k not in first.stdout for k in ("Reserved", "counterfact (")), "the reserved family was reported"
+    # wanda's two prune seeds are two calibration draws: different masks, different perplexity
+    p0, p1 = (json.loads((out / "points" / f"wanda@0.5@p{k}.json").read_text()) for k in (0, 1))
+    assert p0["ppl"]["ppl"] != p1["ppl"]["ppl"] and p0["identity"]["prune_seed"] == 0
+    res = json.loads((out / "retention.json").read_text())["results"]["0.5"]
+    assert set(res) == {"retrained", "transfer", "auroc", "recentred"}
+    stamp = {p: (out / "points" / p).stat().st_mtime_ns for p in points}
+
+    # a method scored later: dense and wanda reused, paired with wanda over the same prune seeds
+    later = _bench(*common, "--methods", "wanda,mag", "--method", "mag=--pruner magnitude")
+    assert later.returncode == 0, later.stderr[-2000:]
+    assert "dense: reusing" in later.stdout and "wanda@0.5@p1: reusing" in later.stdout
+    assert {p: (out / "points" / p).stat().st_mtime_ns for p in points} == stamp
+    res = json.loads((out / "retention.json").read_text())["results"]["0.5"]
+    for measure in res.values():
+        fam = measure["families"]["animal_class"]["methods"]
+        assert "wanda" in fam["mag"]["diff"] and set(fam) == {"wanda", "mag"}
+    assert "pruned in" not in _bench(*common, "--methods", "wanda,mag", "--method", "mag=--pruner magnitude").stdout
+
+    final = _bench(*common, "--methods", "wanda,mag", "--method", "mag=--pruner magnitude", "--final", "--report-only")
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert "Reserved final-test family" in final.stdout and "counterfact" in final.stdout
+    assert len(list((out / "points").glob("*.final.json"))) == 4
+    assert json.loads((out / "retention.json").read_text())["final"]["0.5"]["transfer"]["families"]["counterfact"]
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--seeds", "1"], "--seeds 1"),
+    (["--prune-seeds", "0"], "--prune-seeds 0"),
+    (["--sets", "cities_conj"], "share topics with the build sets"),
+    (["--cap", "numbers"], "--cap 'numbers'"),
+    (["--nm", "4:2"], "--nm '4:2'"),
+    (["--methods", "nope"], "unknown method"),
+])
+def test_bad_input_is_one_line_and_exit_2(env, tmp_path, flags, words):
+    _, common = env
+    res = _bench(*common[:-1], str(tmp_path / "out"), *flags)
+    assert res.returncode == 2, res.stdout[-500:]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()  # nothing written
