@@ -37,7 +37,7 @@ _SHARED = (
     "importance", "mlp_ratio",
     "pruner_opt", "allocator_opt", "calibration", "calibration_opt",
     "nsamples", "seqlen", "batch_size", "seed", "truth_data", "truth_datasets", "chat_template", "allow_pickle",
-    "bos", "targets", "ignore",
+    "bos", "targets", "ignore", "bias_correction",
     "quantizer", "bits", "group_size", "quantizer_opt",
 )
 
@@ -160,6 +160,7 @@ def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
             batch_size=cfg.batch_size, device=device, dtype=cfg.dtype, quiet=cfg.quiet or not dp.is_writer,
             metadata=prune_metadata(cfg, "offload", dp.world, path, calibration_summary(cfg, calib)), overwrite=cfg.overwrite,
             activations_dir=acts_dir, trust_remote_code=cfg.trust_remote_code, selection=selection_of(cfg),
+            bias_correction=cfg.bias_correction,
         )
     if dp.is_writer:  # add what only the finished prune knows; one atomic file replace
         meta_path = Path(cfg.save) / "truthprune.json"

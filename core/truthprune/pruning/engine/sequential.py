@@ -33,11 +33,13 @@ import torch
 
 from ...plugin import contracts
 from ...errors import UserError
-from ...plugin.interfaces import CalibrationSamples, LayerInfo, LinearStats, Pruner, SparsityAllocator, SparsityTarget
+from ...plugin.interfaces import STAT_CROSS, STAT_SUM, CalibrationSamples, LayerInfo, LinearStats, Pruner, SparsityAllocator, SparsityTarget
 from ...models.adapter import decoder_layers, prunable_linears
 from ..quantization import quantize_linears
 from .block import BlockContext, begin_block, end_block
+from .bias import BiasCorrection
 from .capture import LayerBatch, batch_kwargs_to, capture_layer0_inputs, use_layer_kwargs
+from .dense import DenseRun, dense_copies, refuse_experts
 from .distributed import DataParallel, data_parallel
 from .memory import ModelShape, available_memory, check_memory, estimate_memory
 from .progress import LayerProgress
@@ -69,6 +71,7 @@ class PruneReport:
     phase_s: dict[str, float] = field(default_factory=dict)  # statistics / masks / propagation time
     diagnostics: dict[str, list[float]] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None  # the quantizer's description + relative weight change per layer
+    bias_correction: dict[str, Any] | None = None  # --bias-correction: config flags set, linears corrected, shift per layer
     structure: dict[str, Any] | None = None  # structured pruning: kept widths, parameter counts (truthprune.pruning.structured)
 
     def as_dict(self) -> dict[str, Any]:
@@ -140,20 +143,27 @@ def mapped_copy(t: torch.Tensor, directory: str) -> torch.Tensor:
     return out
 
 
-def _run_layer(layer, batches: list[LayerBatch], setup: EngineSetup, collector: StatsCollector | None, keep: bool):
+def _run_layer(layer, batches: list[LayerBatch], setup: EngineSetup, collector: StatsCollector | None, keep: bool,
+               dense: DenseRun | None = None):
     """Run ``layer`` over all batches; return the output batches if ``keep``.
 
     Without ``keep`` (a pure statistics pass) the collector may stop the layer early, once the
-    first batch has shown that every linear runs exactly once per forward.
+    first batch has shown that every linear runs exactly once per forward. With ``dense`` (the
+    dense-target streams) each batch's dense copy runs first and pairs its inputs with the batch's.
     """
     outs = []
     for j, b in enumerate(batches):
+        if dense is not None:
+            dense.before(j, collector)
         if collector is not None:
             collector.begin_batch(b.token_mask)
         try:
             out = layer_output(layer(b.hidden.to(setup.device), **batch_kwargs_to(b.kwargs, setup.device)))
         except StopLayer:
             continue
+        finally:
+            if dense is not None:
+                dense.after(collector)
         if keep:
             outs.append(LayerBatch(hidden=setup.keep(out), kwargs=b.kwargs, token_mask=b.token_mask, index=b.index,
                                    layer_kwargs=b.layer_kwargs))
@@ -162,15 +172,22 @@ def _run_layer(layer, batches: list[LayerBatch], setup: EngineSetup, collector: 
     return outs
 
 
-def _statistics(layer, batches, setup: EngineSetup, required: frozenset[str], keep: bool):
-    """One pass with statistics hooks; returns (collector with rank-summed stats, outputs)."""
+def _statistics(layer, batches, setup: EngineSetup, required: frozenset[str], keep: bool,
+                dense: list[LayerBatch] | None = None, keep_dense: bool = False):
+    """One pass with statistics hooks; returns (linears, collector with rank-summed stats, outputs).
+
+    With ``dense`` (the batches' dense-model copies) the statistics are paired (``cross``, dense
+    sums) and, with ``keep_dense``, the dense copies' outputs are kept: ``collector.dense_outputs``.
+    """
     linears = prunable_linears(layer, setup.selection)
-    collector = StatsCollector(linears, required)
-    if not required and not keep:
+    collector = StatsCollector(linears, required, paired=dense is not None)
+    if not required and not keep and dense is None:
         return linears, collector, []
-    with collector.attached():
-        outs = _run_layer(layer, batches, setup, collector, keep=keep)
+    run = DenseRun(layer, linears, dense, setup, keep=keep_dense) if dense is not None else None
+    with collector.attached(), (run.tap.attached() if run is not None else nullcontext()):
+        outs = _run_layer(layer, batches, setup, collector, keep=keep, dense=run)
     collector.reduce(setup.dp.all_reduce())
+    collector.dense_outputs = run.outputs if run is not None else []
     return linears, collector, outs
 
 
@@ -217,12 +234,17 @@ def _check_allocation(allocation: Any, n_layers: int, allocator: SparsityAllocat
     return contracts.check_allocation(allocator, allocation, n_layers)
 
 
-def _stream_statistics(layer, streams: dict[str, list[LayerBatch]], setup: EngineSetup, required: frozenset[str]):
-    """Statistics of every auxiliary stream at this (still unpruned) layer, keyed by stream."""
+def _stream_statistics(layer, streams: dict[str, list[LayerBatch]], setup: EngineSetup, required: frozenset[str],
+                       dense: dict[str, list[LayerBatch]] | None, keep_dense: bool):
+    """Statistics of every auxiliary stream at this (still unpruned) layer, keyed by stream; with
+    ``dense`` (dense-target streams) paired, and ``dense`` advanced to the next layer in place."""
     out = {}
     for key, batches in streams.items():
-        _, collector, _ = _statistics(layer, batches, setup, required, keep=False)
+        _, collector, _ = _statistics(layer, batches, setup, required, keep=False,
+                                      dense=None if dense is None else dense[key], keep_dense=keep_dense)
         out[key] = collector.stats
+        if dense is not None:
+            dense[key] = collector.dense_outputs
     return out
 
 
@@ -230,6 +252,27 @@ def _with_streams(stats: dict[str, LinearStats], streams: dict[str, dict[str, Li
     for name, st in stats.items():
         st.streams = {key: per_linear[name] for key, per_linear in streams.items()}
     return stats
+
+
+def _instance_stats(pruner: Pruner) -> frozenset[str]:
+    """The pruner instance's ``required_stats`` (it may depend on options), checked like registration checks the class's."""
+    from ...plugin.interfaces import KNOWN_STATS
+
+    required = pruner.required_stats
+    if isinstance(required, str) or not all(isinstance(x, str) for x in required) or set(required) - KNOWN_STATS:
+        raise contracts.violation(pruner, f"required_stats must name statistics the engine computes "
+                                          f"({', '.join(sorted(KNOWN_STATS))}), got {required!r}")
+    return frozenset(required)
+
+
+def _pruned_means(layer, batches: list[LayerBatch], setup: EngineSetup, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Mean input of each linear in ``names`` of the *pruned* layer over the calibration tokens (rank-summed)."""
+    linears = {n: m for n, m in prunable_linears(layer, setup.selection).items() if n in names}
+    collector = StatsCollector(linears, frozenset({STAT_SUM}))
+    with collector.attached():
+        _run_layer(layer, batches, setup, collector, keep=False)
+    collector.reduce(setup.dp.all_reduce())
+    return {n: st.sum.double() / max(st.n_tokens, 1) for n, st in collector.stats.items()}
 
 
 def _prune_linears(linears, stats: dict[str, LinearStats], pruner: Pruner, target: SparsityTarget, dp: DataParallel) -> dict[str, float]:
@@ -260,12 +303,16 @@ def run_engine(
     extras: dict[str, Any] | None = None,
     quantizer: Any = None,
     quant_store: Any = None,
+    bias_correction: bool = False,
 ) -> PruneReport:
     """The layer loop shared by :func:`prune_model` and the offload mode.
 
     With a ``quantizer`` every linear is quantized right after it is pruned, in the same pass
     (before propagation, so later layers calibrate on the pruned *and* quantized outputs);
     ``quant_store`` (a :class:`truthprune.pruning.quantization.QuantizedLinears`) keeps the codes.
+    With ``bias_correction`` every pruned linear that has (or, through a config flag such as
+    Llama's ``attention_bias``, can get) a bias receives the shift between the dense model's and
+    the pruned model's mean output on the calibration tokens (:mod:`truthprune.pruning.engine.bias`).
     """
     if setup.batch_size < 1:
         raise UserError(f"batch_size {setup.batch_size} must be at least 1")
@@ -290,7 +337,17 @@ def run_engine(
     report.diagnostics = allocator.diagnostics()
     log.info("allocation (%s): %s", allocator.name, ", ".join(f"{s:.3f}" for s in allocation))
 
-    required = pruner.required_stats | (quantizer.required_stats if quantizer is not None else frozenset())
+    pruner_stats = _instance_stats(pruner)
+    required = pruner_stats | (quantizer.required_stats if quantizer is not None else frozenset())
+    # dense-target streams: for the cross statistic, and for the dense output means of --bias-correction
+    stream_dense = STAT_CROSS in pruner_stats
+    main_dense = STAT_CROSS in required or bias_correction
+    if main_dense:
+        refuse_experts(layers, setup.selection, "--bias-correction" if bias_correction else f"pruner {pruner.name!r} (cross statistic)")
+    bias = BiasCorrection.start(model, layers, setup) if bias_correction else None
+    if bias is not None:
+        required = required | {STAT_SUM}  # the dense inputs' means (paired statistics)
+        report.bias_correction = bias.summary()
     needs_data = bool(required) or pruner.uses_block  # without statistics no forward pass is needed
     if quantizer is not None:
         report.quantization = {**quantizer.describe(), "layer_weight_change": []}
@@ -302,22 +359,28 @@ def run_engine(
             k: _capture(model, s, setup, source, stream_batch_size(setup.batch_size, main_len, int(s.input_ids.shape[1])))
             for k, s in calibration.auxiliary.items()
         } if needs_data else {}
+        dense_batches = dense_copies(batches) if main_dense else None
+        dense_streams = {k: dense_copies(b) for k, b in streams.items()} if stream_dense else None
         with progress.stage(f"pruning ({pruner.name})", n_layers) as step:
-            phase = dict.fromkeys(("load", "statistics", "masks", "quantize", "propagation", "store"), 0.0)
+            phase = dict.fromkeys(("load", "statistics", "masks", "quantize", "bias", "propagation", "store"), 0.0)
             for i in range(n_layers):
                 t = time.perf_counter()
                 layer = source.open(i)
                 phase["load"] += time.perf_counter() - t
-                for group in (batches, *streams.values()):  # layers of another type (Gemma) get their own mask/rotary
-                    use_layer_kwargs(group, i)
+                for group in (batches, *streams.values(), dense_batches or [], *(dense_streams or {}).values()):
+                    use_layer_kwargs(group, i)  # layers of another type (Gemma) get their own mask/rotary
                 linears, stats = prunable_linears(layer, setup.selection), {}
                 t = time.perf_counter()
+                last = i == n_layers - 1
                 if needs_data:
-                    linears, collector, dense = _statistics(layer, batches, setup, required, keep=pruner.uses_block)
-                    stats = _with_streams(collector.stats, _stream_statistics(layer, streams, setup, pruner.required_stats))
+                    linears, collector, dense = _statistics(layer, batches, setup, required, keep=pruner.uses_block,
+                                                            dense=dense_batches, keep_dense=not last)
+                    dense_batches = collector.dense_outputs if main_dense else None
+                    stats = _with_streams(collector.stats, _stream_statistics(layer, streams, setup, pruner_stats, dense_streams, not last))
                     del collector
                 phase["statistics"] += time.perf_counter() - t
                 t = time.perf_counter()
+                targets = bias.dense_means(linears, stats) if bias is not None else None  # before any weight changes
                 block = BlockContext(i, layer, linears, setup.device, batches, dense, setup.dp.all_reduce()) if pruner.uses_block else None
                 if block is not None:
                     stats = begin_block(pruner, block, stats)
@@ -333,8 +396,13 @@ def run_engine(
                     report.quantization["layer_weight_change"].append(change)
                     phase["quantize"] += time.perf_counter() - t
                 del stats
+                if bias is not None:  # after pruning and quantizing: the shift covers both
+                    t = time.perf_counter()
+                    shifts = bias.correct(layer, linears, targets, _pruned_means(layer, batches, setup, bias.names))
+                    report.bias_correction["layer_shift"].append(shifts)
+                    phase["bias"] += time.perf_counter() - t
                 t = time.perf_counter()
-                if needs_data and i < n_layers - 1:
+                if needs_data and not last:
                     batches = _run_layer(layer, batches, setup, None, keep=True)
                     streams = {k: _run_layer(layer, b, setup, None, keep=True) for k, b in streams.items()}
                 phase["propagation"] += time.perf_counter() - t
@@ -351,13 +419,15 @@ def run_engine(
     return report
 
 
-def check_calibration_memory(model: Any, calibration: CalibrationSamples, batch_size: int, dp: DataParallel, offload: bool) -> str:
-    """Refuse (UserError) before starting when activations would not fit in available memory."""
+def check_calibration_memory(model: Any, calibration: CalibrationSamples, batch_size: int, dp: DataParallel, offload: bool,
+                             dense: bool = False) -> str:
+    """Refuse (UserError) before starting when activations would not fit in available memory
+    (``dense``: the dense-target streams are carried too)."""
     padded = not bool(calibration.attention_mask.bool().all())
     est = estimate_memory(
         ModelShape.from_config(model.config), len(calibration), int(calibration.input_ids.shape[1]), batch_size,
         act_bytes=torch.finfo(model.dtype).bits // 8 if model.dtype.is_floating_point else 4,
-        offload=offload, padded=padded, world=dp.world,
+        offload=offload, padded=padded, world=dp.world, dense=dense,
     )
     line = check_memory(est, available_memory(), offload=offload, weights_resident=not offload)
     log.info("%s", line)
@@ -376,6 +446,7 @@ class PruneOptions:
     extras: dict[str, Any] | None = None
     quiet: bool = False
     selection: Any = None  # --targets/--ignore (models.adapter.TargetSelection); None: the defaults
+    bias_correction: bool = False  # --bias-correction (truthprune.pruning.engine.bias)
 
 
 def prune_model(
@@ -391,7 +462,8 @@ def prune_model(
     **options: Any,
 ) -> PruneReport:
     """Prune (and, with ``quantizer``, quantize) ``model`` in place and report what was done;
-    ``options`` are :class:`PruneOptions` fields (nm, batch_size, truth_profile, extras, quiet, selection).
+    ``options`` are :class:`PruneOptions` fields (nm, batch_size, truth_profile, extras, quiet, selection,
+    bias_correction).
 
     ``selection`` (:class:`truthprune.models.adapter.TargetSelection`, from ``--targets`` /
     ``--ignore``) chooses the pruned weights of each block; None: every weight matmul except MoE
@@ -406,6 +478,8 @@ def prune_model(
     setup = EngineSetup(device=next(model.parameters()).device, batch_size=o.batch_size, storage=storage, quiet=o.quiet, dp=dp,
                         selection=o.selection)
     if storage == "cpu":
-        check_calibration_memory(model, calibration, o.batch_size, dp, offload=False)
+        check_calibration_memory(model, calibration, o.batch_size, dp, offload=False,
+                                 dense=o.bias_correction or STAT_CROSS in pruner.required_stats)
     return run_engine(model, ResidentLayers(decoder_layers(model)), calibration, pruner, allocator, sparsity, setup,
-                      nm=o.nm, truth_profile=o.truth_profile, extras=o.extras, quantizer=quantizer, quant_store=quant_store)
+                      nm=o.nm, truth_profile=o.truth_profile, extras=o.extras, quantizer=quantizer, quant_store=quant_store,
+                      bias_correction=o.bias_correction)
