@@ -10,8 +10,8 @@ no named entity, number or claim about the world, so none is true or false.
 
 Length matching: for each statement, candidates are drawn with word counts around the
 statement's, encoded together, and the first candidate with exactly the statement's token count
-is used (the closest one when none matches). Seeded: the same statements and seed always give
-the same sentences.
+is used; unmatched statements get further rounds (the closest candidate after the last round
+when none matches). Seeded: the same statements and seed always give the same sentences.
 """
 
 from __future__ import annotations
@@ -59,21 +59,30 @@ def sentence(rng: random.Random, words: int) -> str:
 
 
 def nonfactual_like(tokenizer: Any, statements: Sequence[str], seed: int, chat_template: bool = False,
-                    candidates: int = 24) -> list[str]:
-    """For each statement, a non-factual sentence with the same encoded token count (or the closest)."""
+                    candidates: int = 24, rounds: int = 8) -> list[str]:
+    """For each statement, a non-factual sentence with the same encoded token count (or the closest).
+
+    Each round draws ``candidates`` sentences for every statement still unmatched, with word counts
+    around the statement's (shifted by how far the best one so far missed), and encodes them all
+    in one call.
+    """
     from truthprune import encode_statements
 
     rng = random.Random(f"nonfactual:{seed}")
-    pools: list[list[str]] = []
-    for s in statements:
-        w = len(s.split())
-        pools.append([sentence(rng, w + rng.randint(-4, 4)) for _ in range(candidates)])
     targets = [len(ids) for ids in encode_statements(tokenizer, list(statements), chat_template=chat_template)]
-    flat = [c for pool in pools for c in pool]
-    lengths = [len(ids) for ids in encode_statements(tokenizer, flat, chat_template=chat_template)]
-    out = []
-    for k, (pool, want) in enumerate(zip(pools, targets)):
-        got = lengths[k * candidates:(k + 1) * candidates]
-        best = min(range(candidates), key=lambda i: (abs(got[i] - want), i))
-        out.append(pool[best])
-    return out
+    words = [len(s.split()) for s in statements]
+    best: list[tuple[int, str]] = [(10**9, "")] * len(statements)  # (|token count - target|, sentence)
+    for _ in range(rounds):
+        todo = [k for k, (miss, _) in enumerate(best) if miss > 0]
+        if not todo:
+            break
+        pools = [[sentence(rng, words[k] + rng.randint(-4, 4)) for _ in range(candidates)] for k in todo]
+        lengths = [len(ids) for ids in encode_statements(tokenizer, [c for pool in pools for c in pool], chat_template=chat_template)]
+        for j, (k, pool) in enumerate(zip(todo, pools)):
+            got = lengths[j * candidates:(j + 1) * candidates]
+            i = min(range(candidates), key=lambda i: (abs(got[i] - targets[k]), i))
+            if abs(got[i] - targets[k]) < best[k][0]:
+                best[k] = (abs(got[i] - targets[k]), pool[i])
+                step = (targets[k] - got[i]) * len(pool[i].split()) // max(got[i], 1)  # words per token, roughly
+                words[k] = max(3, words[k] + step)
+    return [text for _, text in best]
