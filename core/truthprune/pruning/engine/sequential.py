@@ -38,12 +38,12 @@ from ...models.adapter import decoder_layers, prunable_linears
 from ..quantization import quantize_linears
 from .block import BlockContext, begin_block, end_block
 from .bias import BiasCorrection
-from .capture import LayerBatch, batch_kwargs_to, capture_layer0_inputs, use_layer_kwargs
-from .dense import DenseRun, dense_copies, refuse_experts
+from .capture import LayerBatch, capture_layer0_inputs, use_layer_kwargs
+from .dense import dense_copies, refuse_experts
+from .passes import _pruned_means, _run_layer, _statistics, _stream_statistics, _with_streams, stream_batch_size
 from .distributed import DataParallel, data_parallel
 from .memory import ModelShape, available_memory, check_memory, estimate_memory
 from .progress import LayerProgress
-from .stats import StatsCollector, StopLayer, layer_output
 
 log = logging.getLogger(__name__)
 
@@ -143,63 +143,6 @@ def mapped_copy(t: torch.Tensor, directory: str) -> torch.Tensor:
     return out
 
 
-def _run_layer(layer, batches: list[LayerBatch], setup: EngineSetup, collector: StatsCollector | None, keep: bool,
-               dense: DenseRun | None = None):
-    """Run ``layer`` over all batches; return the output batches if ``keep``.
-
-    Without ``keep`` (a pure statistics pass) the collector may stop the layer early, once the
-    first batch has shown that every linear runs exactly once per forward. With ``dense`` (the
-    dense-target streams) each batch's dense copy runs first and pairs its inputs with the batch's.
-    """
-    outs = []
-    for j, b in enumerate(batches):
-        if dense is not None:
-            dense.before(j, collector)
-        if collector is not None:
-            collector.begin_batch(b.token_mask)
-        try:
-            out = layer_output(layer(b.hidden.to(setup.device), **batch_kwargs_to(b.kwargs, setup.device)))
-        except StopLayer:
-            continue
-        finally:
-            if dense is not None:
-                dense.after(collector)
-        if keep:
-            outs.append(LayerBatch(hidden=setup.keep(out), kwargs=b.kwargs, token_mask=b.token_mask, index=b.index,
-                                   layer_kwargs=b.layer_kwargs))
-        elif collector is not None and j == 0:
-            collector.early_stop = collector.single_call_per_linear()
-    return outs
-
-
-def _statistics(layer, batches, setup: EngineSetup, required: frozenset[str], keep: bool,
-                dense: list[LayerBatch] | None = None, keep_dense: bool = False):
-    """One pass with statistics hooks; returns (linears, collector with rank-summed stats, outputs).
-
-    With ``dense`` (the batches' dense-model copies) the statistics are paired (``cross``, dense
-    sums) and, with ``keep_dense``, the dense copies' outputs are kept: ``collector.dense_outputs``.
-    """
-    linears = prunable_linears(layer, setup.selection)
-    collector = StatsCollector(linears, required, paired=dense is not None)
-    if not required and not keep and dense is None:
-        return linears, collector, []
-    run = DenseRun(layer, linears, dense, setup, keep=keep_dense) if dense is not None else None
-    with collector.attached(), (run.tap.attached() if run is not None else nullcontext()):
-        outs = _run_layer(layer, batches, setup, collector, keep=keep, dense=run)
-    collector.reduce(setup.dp.all_reduce())
-    collector.dense_outputs = run.outputs if run is not None else []
-    return linears, collector, outs
-
-
-def stream_batch_size(batch_size: int, main_seqlen: int, stream_seqlen: int) -> int:
-    """Sequences per batch for an auxiliary stream: as many *tokens* per batch as the main data.
-
-    Why: streams of short sequences (statements of ~20 tokens) in batches of ``batch_size``
-    would cost hundreds of tiny layer calls per layer, each dominated by fixed overhead.
-    """
-    return max(batch_size, batch_size * main_seqlen // max(stream_seqlen, 1))
-
-
 def _capture(model, calib: CalibrationSamples, setup: EngineSetup, source: LayerSource, batch_size: int | None = None) -> list[LayerBatch]:
     batch_size = batch_size or setup.batch_size
     n_batches = -(-len(calib) // batch_size)
@@ -234,26 +177,6 @@ def _check_allocation(allocation: Any, n_layers: int, allocator: SparsityAllocat
     return contracts.check_allocation(allocator, allocation, n_layers)
 
 
-def _stream_statistics(layer, streams: dict[str, list[LayerBatch]], setup: EngineSetup, required: frozenset[str],
-                       dense: dict[str, list[LayerBatch]] | None, keep_dense: bool):
-    """Statistics of every auxiliary stream at this (still unpruned) layer, keyed by stream; with
-    ``dense`` (dense-target streams) paired, and ``dense`` advanced to the next layer in place."""
-    out = {}
-    for key, batches in streams.items():
-        _, collector, _ = _statistics(layer, batches, setup, required, keep=False,
-                                      dense=None if dense is None else dense[key], keep_dense=keep_dense)
-        out[key] = collector.stats
-        if dense is not None:
-            dense[key] = collector.dense_outputs
-    return out
-
-
-def _with_streams(stats: dict[str, LinearStats], streams: dict[str, dict[str, LinearStats]]) -> dict[str, LinearStats]:
-    for name, st in stats.items():
-        st.streams = {key: per_linear[name] for key, per_linear in streams.items()}
-    return stats
-
-
 def _instance_stats(pruner: Pruner) -> frozenset[str]:
     """The pruner instance's ``required_stats`` (it may depend on options), checked like registration checks the class's."""
     from ...plugin.interfaces import KNOWN_STATS
@@ -263,16 +186,6 @@ def _instance_stats(pruner: Pruner) -> frozenset[str]:
         raise contracts.violation(pruner, f"required_stats must name statistics the engine computes "
                                           f"({', '.join(sorted(KNOWN_STATS))}), got {required!r}")
     return frozenset(required)
-
-
-def _pruned_means(layer, batches: list[LayerBatch], setup: EngineSetup, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """Mean input of each linear in ``names`` of the *pruned* layer over the calibration tokens (rank-summed)."""
-    linears = {n: m for n, m in prunable_linears(layer, setup.selection).items() if n in names}
-    collector = StatsCollector(linears, frozenset({STAT_SUM}))
-    with collector.attached():
-        _run_layer(layer, batches, setup, collector, keep=False)
-    collector.reduce(setup.dp.all_reduce())
-    return {n: st.sum.double() / max(st.n_tokens, 1) for n, st in collector.stats.items()}
 
 
 def _prune_linears(linears, stats: dict[str, LinearStats], pruner: Pruner, target: SparsityTarget, dp: DataParallel) -> dict[str, float]:

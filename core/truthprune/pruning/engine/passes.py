@@ -1,0 +1,109 @@
+"""The passes of one decoder layer over the calibration batches, shared by every engine mode.
+
+:func:`_run_layer` runs a layer over all batches (optionally keeping the outputs, optionally with
+the dense-target copy of each batch run first, :mod:`.dense`); :func:`_statistics` is that run
+with statistics hooks; :func:`_stream_statistics` does it for each auxiliary stream;
+:func:`_pruned_means` measures the pruned layer's linear input means for ``--bias-correction``.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from ...models.adapter import prunable_linears
+from ...plugin.interfaces import STAT_SUM, LinearStats
+from .capture import LayerBatch, batch_kwargs_to
+from .dense import DenseRun
+from .stats import StatsCollector, StopLayer, layer_output
+
+EngineSetup = Any  # truthprune.pruning.engine.sequential.EngineSetup (defined there; imported lazily to avoid a cycle)
+
+
+def _run_layer(layer, batches: list[LayerBatch], setup: EngineSetup, collector: StatsCollector | None, keep: bool,
+               dense: DenseRun | None = None):
+    """Run ``layer`` over all batches; return the output batches if ``keep``.
+
+    Without ``keep`` (a pure statistics pass) the collector may stop the layer early, once the
+    first batch has shown that every linear runs exactly once per forward. With ``dense`` (the
+    dense-target streams) each batch's dense copy runs first and pairs its inputs with the batch's.
+    """
+    outs = []
+    for j, b in enumerate(batches):
+        if dense is not None:
+            dense.before(j, collector)
+        if collector is not None:
+            collector.begin_batch(b.token_mask)
+        try:
+            out = layer_output(layer(b.hidden.to(setup.device), **batch_kwargs_to(b.kwargs, setup.device)))
+        except StopLayer:
+            continue
+        finally:
+            if dense is not None:
+                dense.after(collector)
+        if keep:
+            outs.append(LayerBatch(hidden=setup.keep(out), kwargs=b.kwargs, token_mask=b.token_mask, index=b.index,
+                                   layer_kwargs=b.layer_kwargs))
+        elif collector is not None and j == 0:
+            collector.early_stop = collector.single_call_per_linear()
+    return outs
+
+
+def _statistics(layer, batches, setup: EngineSetup, required: frozenset[str], keep: bool,
+                dense: list[LayerBatch] | None = None, keep_dense: bool = False):
+    """One pass with statistics hooks; returns (linears, collector with rank-summed stats, outputs).
+
+    With ``dense`` (the batches' dense-model copies) the statistics are paired (``cross``, dense
+    sums) and, with ``keep_dense``, the dense copies' outputs are kept: ``collector.dense_outputs``.
+    """
+    linears = prunable_linears(layer, setup.selection)
+    collector = StatsCollector(linears, required, paired=dense is not None)
+    if not required and not keep and dense is None:
+        return linears, collector, []
+    run = DenseRun(layer, linears, dense, setup, keep=keep_dense) if dense is not None else None
+    with collector.attached(), (run.tap.attached() if run is not None else nullcontext()):
+        outs = _run_layer(layer, batches, setup, collector, keep=keep, dense=run)
+    collector.reduce(setup.dp.all_reduce())
+    collector.dense_outputs = run.outputs if run is not None else []
+    return linears, collector, outs
+
+
+def stream_batch_size(batch_size: int, main_seqlen: int, stream_seqlen: int) -> int:
+    """Sequences per batch for an auxiliary stream: as many *tokens* per batch as the main data.
+
+    Why: streams of short sequences (statements of ~20 tokens) in batches of ``batch_size``
+    would cost hundreds of tiny layer calls per layer, each dominated by fixed overhead.
+    """
+    return max(batch_size, batch_size * main_seqlen // max(stream_seqlen, 1))
+
+
+def _stream_statistics(layer, streams: dict[str, list[LayerBatch]], setup: EngineSetup, required: frozenset[str],
+                       dense: dict[str, list[LayerBatch]] | None, keep_dense: bool):
+    """Statistics of every auxiliary stream at this (still unpruned) layer, keyed by stream; with
+    ``dense`` (dense-target streams) paired, and ``dense`` advanced to the next layer in place."""
+    out = {}
+    for key, batches in streams.items():
+        _, collector, _ = _statistics(layer, batches, setup, required, keep=False,
+                                      dense=None if dense is None else dense[key], keep_dense=keep_dense)
+        out[key] = collector.stats
+        if dense is not None:
+            dense[key] = collector.dense_outputs
+    return out
+
+
+def _with_streams(stats: dict[str, LinearStats], streams: dict[str, dict[str, LinearStats]]) -> dict[str, LinearStats]:
+    for name, st in stats.items():
+        st.streams = {key: per_linear[name] for key, per_linear in streams.items()}
+    return stats
+
+
+def _pruned_means(layer, batches: list[LayerBatch], setup: EngineSetup, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Mean input of each linear in ``names`` of the *pruned* layer over the calibration tokens (rank-summed)."""
+    linears = {n: m for n, m in prunable_linears(layer, setup.selection).items() if n in names}
+    collector = StatsCollector(linears, frozenset({STAT_SUM}))
+    with collector.attached():
+        _run_layer(layer, batches, setup, collector, keep=False)
+    collector.reduce(setup.dp.all_reduce())
+    return {n: st.sum.double() / max(st.n_tokens, 1) for n, st in collector.stats.items()}
