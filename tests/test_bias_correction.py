@@ -140,3 +140,23 @@ def test_cli_flag_and_plan_time_refusals(tmp_path):
     with pytest.raises(UserError, match="structured pruner"):
         plan_run(cfg)
     assert not (tmp_path / "o").exists()
+
+
+def test_prune_command_saves_a_reloadable_bias_corrected_checkpoint(tmp_path, capsys, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from truthprune.cli.main import main
+    from truthprune.testing import save_tiny_checkpoint
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    src = save_tiny_checkpoint(tmp_path / "src", layers=2)
+    with pytest.raises(SystemExit) as exc:
+        main(["prune", "--model", str(src), "--pruner", "sparsegpt", "--pruner-opt", "target=dense", "--bias-correction",
+              "--nsamples", "4", "--seqlen", "32", "--batch-size", "2", "--device", "cpu", "--quiet", "--save", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 0, err[-2000:]
+    assert "bias correction: 7 linears per layer (config: attention_bias=true, mlp_bias=true)" in out
+    meta = json.loads((tmp_path / "out" / "truthprune.json").read_text())
+    assert meta["config"]["bias_correction"] is True and meta["pruning"]["bias_correction"]["corrected"]
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert float(model.model.layers[1].self_attn.o_proj.bias.detach().abs().sum()) > 0

@@ -193,10 +193,15 @@ def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> l
         rows.append(f"  structured: kept {structure['mlp_keep']} of {structure['before']['intermediate_size']} MLP channels, "
                     f"{structure['kv_keep']} of {structure['before']['num_key_value_heads']} KV groups per pruned layer; "
                     f"model parameters {structure['model_params_before']:,} -> {structure['model_params_after']:,}")
+    bias = getattr(report, "bias_correction", None)
+    bias_line = [f"bias correction: {len(bias['corrected'])} linears per layer"
+                 + (f" (config: {', '.join(f + '=true' for f in bias['flags'])})" if bias["flags"] else "")
+                 + (f"; no bias slot, not corrected: {', '.join(bias['no_slot'])}" if bias["no_slot"] else "")] if bias else []
     return [
         f"pruned {cfg.model} with {plan.pruner.name} (allocator {plan.allocator.name}): "
         f"overall sparsity {report.overall:.4f} (target {target})",
         *([f"quantized: {describe_line(report.quantization)}"] if getattr(report, "quantization", None) else []),
+        *bias_line,
         f"mode: {mode}; {procs}",
         "per-layer sparsity (achieved):",
         *rows,
