@@ -32,6 +32,7 @@ ADJECTIVES = (
 VERBS = ("rests", "waits", "leans", "glows", "sways", "sits", "hangs", "shines", "stays", "turns", "dries", "settles")
 PREPOSITIONS = ("near", "beside", "under", "behind", "above", "below", "against", "inside", "across from", "next to")
 ADVERBS = ("slowly", "softly", "gently", "quietly", "calmly", "lazily")
+CLOSERS = ("again", "there", "nearby", "still")  # one-word endings after an adverb
 
 
 def _noun_phrase(rng: random.Random, adjectives: int) -> list[str]:
@@ -50,10 +51,10 @@ def sentence(rng: random.Random, words: int) -> str:
             if len(prep) + 2 <= left:
                 out += [*prep, *_noun_phrase(rng, min(rng.randint(0, 2), left - len(prep) - 2))]
                 continue
-        if left >= 2 and rng.random() < 0.5:
+        if left >= 2 and (rng.random() < 0.5 or out[-1] in ADVERBS):
             out += ["and", rng.choice(VERBS)]
         else:
-            out.append(rng.choice(ADVERBS))
+            out.append(rng.choice(ADVERBS) if out[-1] not in ADVERBS else rng.choice(CLOSERS))
     text = " ".join(out)
     return text[0].upper() + text[1:] + "."
 
