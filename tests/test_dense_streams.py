@@ -82,3 +82,11 @@ def test_cross_pairs_tokens_and_departs_from_the_gram_once_pruning_drifts(record
     deep = mem[2 * 7]
     assert not torch.allclose(deep["sum"], deep["dense_sum"], rtol=1e-3)
     assert not torch.allclose(deep["cross"], deep["cross"].t(), rtol=1e-3)
+
+
+def test_memory_estimate_counts_the_dense_copy():
+    from truthprune.pruning.engine import memory as mem
+
+    shape = mem.ModelShape(hidden=4, intermediate=8, layers=2, heads=2, vocab=10, layer_params=100, total_params=300)
+    plain, dense = mem.estimate_memory(shape, 3, 5, 2), mem.estimate_memory(shape, 3, 5, 2, dense=True)
+    assert dense.activations == 2 * plain.activations and dense.working > plain.working and dense.weights == plain.weights
