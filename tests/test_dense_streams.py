@@ -90,3 +90,23 @@ def test_memory_estimate_counts_the_dense_copy():
     shape = mem.ModelShape(hidden=4, intermediate=8, layers=2, heads=2, vocab=10, layer_params=100, total_params=300)
     plain, dense = mem.estimate_memory(shape, 3, 5, 2), mem.estimate_memory(shape, 3, 5, 2, dense=True)
     assert dense.activations == 2 * plain.activations and dense.working > plain.working and dense.weights == plain.weights
+
+
+def test_cross_statistic_layers_are_measured_group_by_group_on_the_pruned_model(worker):
+    """With ``cross`` requested, o_proj's and down_proj's pruned-side inputs are those of the finished
+    pruned model (q/k/v, resp. gate/up, already pruned), not those of the unpruned layer."""
+    from truthprune import get_registry, prune_model
+
+    calib = worker.dense_calibration()
+    rec, model = worker.DenseRecorder(), worker.tiny_model()
+    prune_model(model, calib, rec, get_registry().create("allocator", "uniform"), 0.5, batch_size=2, quiet=True)
+    keep = calib.attention_mask.bool()
+    for layer in (0, 1):
+        for k, name in ((3, "o_proj"), (6, "down_proj")):
+            module = getattr(model.model.layers[layer].self_attn if name == "o_proj" else model.model.layers[layer].mlp, name)
+            got = {}
+            h = module.register_forward_pre_hook(lambda m, a: got.__setitem__("x", a[0][keep].double().sum(0)))
+            with torch.no_grad():
+                model(input_ids=calib.input_ids, attention_mask=calib.attention_mask)
+            h.remove()
+            assert torch.allclose(rec.seen[layer * 7 + k]["sum"].double(), got["x"], rtol=1e-4, atol=1e-4), (layer, name)

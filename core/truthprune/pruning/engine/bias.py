@@ -206,9 +206,9 @@ class BiasCorrection:
                 "layer_shift": []}
 
     def dense_means(self, linears: dict[str, Any], stats: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """W mu_d per corrected linear, from the paired statistics, before the layer is pruned."""
+        """W mu_d per corrected linear among ``linears``, from the paired statistics, before it is pruned."""
         out = {}
-        for name in self.names:
+        for name in (n for n in self.names if n in linears):
             st = stats.get(name)
             if st is None or st.dense is None or st.dense.sum is None or st.n_tokens == 0:
                 raise RuntimeError(f"--bias-correction: no dense-input mean for {name}; the engine did not pair its statistics")

@@ -88,15 +88,18 @@ class DenseRun:
     """Runs the dense copy of batch ``j`` before the pruned batch ``j`` in one statistics pass.
 
     ``before(j, collector)`` runs it (collector paused), hands the collector the dense rows and
-    keeps the dense output (when ``keep``) as the next layer's dense input: :attr:`outputs`.
+    keeps the dense output (when ``keep``) as the next layer's dense input: :attr:`outputs`. Once
+    some of the layer's linears are pruned (block-sequential passes), ``params`` holds the layer's
+    unpruned parameters, so the dense copy still runs the dense model's layer.
     """
 
     def __init__(self, layer: torch.nn.Module, linears: dict[str, torch.nn.Module], batches: list[LayerBatch],
-                 setup: Any, keep: bool):
+                 setup: Any, keep: bool, params: dict[str, torch.Tensor] | None = None):
         self.layer = layer
         self.batches = batches
         self.setup = setup
         self.keep = keep
+        self.params = params  # the layer's unpruned parameters, once some of its linears are pruned
         self.tap = DenseInputs(linears, stop=not keep)
         self.outputs: list[LayerBatch] = []
 
@@ -104,8 +107,12 @@ class DenseRun:
         d = self.batches[j]
         self.tap.begin_batch(d.token_mask)
         collector.paused, self.tap.active = True, True
+        hidden, kwargs = d.hidden.to(self.setup.device), batch_kwargs_to(d.kwargs, self.setup.device)
         try:
-            out = layer_output(self.layer(d.hidden.to(self.setup.device), **batch_kwargs_to(d.kwargs, self.setup.device)))
+            if self.params is None:
+                out = layer_output(self.layer(hidden, **kwargs))
+            else:  # the dense model's layer: its unpruned parameters (the hooks on the linears still fire)
+                out = layer_output(torch.func.functional_call(self.layer, self.params, (hidden,), kwargs))
         except StopLayer:
             out = None
         finally:

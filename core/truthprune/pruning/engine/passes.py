@@ -52,17 +52,22 @@ def _run_layer(layer, batches: list[LayerBatch], setup: EngineSetup, collector: 
 
 
 def _statistics(layer, batches, setup: EngineSetup, required: frozenset[str], keep: bool,
-                dense: list[LayerBatch] | None = None, keep_dense: bool = False):
+                dense: list[LayerBatch] | None = None, keep_dense: bool = False, names: tuple[str, ...] | None = None,
+                dense_params: dict[str, torch.Tensor] | None = None):
     """One pass with statistics hooks; returns (linears, collector with rank-summed stats, outputs).
 
     With ``dense`` (the batches' dense-model copies) the statistics are paired (``cross``, dense
     sums) and, with ``keep_dense``, the dense copies' outputs are kept: ``collector.dense_outputs``.
+    ``names`` restricts the pass to those linears (one group of a block-sequential pass);
+    ``dense_params`` are the layer's unpruned parameters for the dense copies once some of it is pruned.
     """
     linears = prunable_linears(layer, setup.selection)
+    if names is not None:
+        linears = {n: linears[n] for n in names}
     collector = StatsCollector(linears, required, paired=dense is not None)
     if not required and not keep and dense is None:
         return linears, collector, []
-    run = DenseRun(layer, linears, dense, setup, keep=keep_dense) if dense is not None else None
+    run = DenseRun(layer, linears, dense, setup, keep=keep_dense, params=dense_params) if dense is not None else None
     with collector.attached(), (run.tap.attached() if run is not None else nullcontext()):
         outs = _run_layer(layer, batches, setup, collector, keep=keep, dense=run)
     collector.reduce(setup.dp.all_reduce())
@@ -80,17 +85,61 @@ def stream_batch_size(batch_size: int, main_seqlen: int, stream_seqlen: int) -> 
 
 
 def _stream_statistics(layer, streams: dict[str, list[LayerBatch]], setup: EngineSetup, required: frozenset[str],
-                       dense: dict[str, list[LayerBatch]] | None, keep_dense: bool):
-    """Statistics of every auxiliary stream at this (still unpruned) layer, keyed by stream; with
-    ``dense`` (dense-target streams) paired, and ``dense`` advanced to the next layer in place."""
-    out = {}
+                       dense: dict[str, list[LayerBatch]] | None, keep_dense: bool, names: tuple[str, ...] | None = None,
+                       dense_params: dict[str, torch.Tensor] | None = None):
+    """(statistics of every auxiliary stream at this layer, keyed by stream; with ``dense``
+    (dense-target streams) paired, and with ``keep_dense`` the dense copies' outputs by stream)."""
+    out, outputs = {}, {}
     for key, batches in streams.items():
         _, collector, _ = _statistics(layer, batches, setup, required, keep=False,
-                                      dense=None if dense is None else dense[key], keep_dense=keep_dense)
+                                      dense=None if dense is None else dense[key], keep_dense=keep_dense, names=names,
+                                      dense_params=dense_params)
         out[key] = collector.stats
-        if dense is not None:
-            dense[key] = collector.dense_outputs
-    return out
+        outputs[key] = collector.dense_outputs
+    return out, outputs
+
+
+def execution_groups(layer, batches: list[LayerBatch], setup: EngineSetup) -> list[tuple[str, ...]]:
+    """The block's linears in the order they run, grouped by the input tensor they share (q/k/v, gate/up).
+
+    Found by running this rank's first batch until every linear has run once; rank 0's answer is
+    broadcast, so every rank makes the same passes. Linears that never ran come last, one group.
+    """
+    linears = prunable_linears(layer, setup.selection)
+    groups: list[list[str]] = []
+    if setup.dp.is_writer:
+        order: list[tuple[str, Any]] = []
+        seen: set[str] = set()
+
+        def hook(name):
+            def record(module, args, kwargs):
+                if name not in seen:
+                    seen.add(name)
+                    order.append((name, args[0] if args else kwargs["input"]))
+                if len(seen) == len(linears):
+                    raise StopLayer
+            return record
+
+        handles = [lin.register_forward_pre_hook(hook(n), with_kwargs=True) for n, lin in linears.items()]
+        try:
+            b = batches[0]
+            layer(b.hidden.to(setup.device), **batch_kwargs_to(b.kwargs, setup.device))
+        except StopLayer:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
+        prev = None
+        for name, x in order:
+            if groups and x is prev:
+                groups[-1].append(name)
+            else:
+                groups.append([name])
+            prev = x
+        rest = [n for n in linears if n not in seen]
+        if rest:
+            groups.append(rest)
+    return [tuple(g) for g in setup.dp.broadcast_object(groups)]
 
 
 def _with_streams(stats: dict[str, LinearStats], streams: dict[str, dict[str, LinearStats]]) -> dict[str, LinearStats]:

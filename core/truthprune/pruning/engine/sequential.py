@@ -40,7 +40,7 @@ from .block import BlockContext, begin_block, end_block
 from .bias import BiasCorrection
 from .capture import LayerBatch, capture_layer0_inputs, use_layer_kwargs
 from .dense import dense_copies, refuse_experts
-from .passes import _pruned_means, _run_layer, _statistics, _stream_statistics, _with_streams, stream_batch_size
+from .passes import _pruned_means, _run_layer, _statistics, _stream_statistics, _with_streams, execution_groups, stream_batch_size
 from .distributed import DataParallel, data_parallel
 from .memory import ModelShape, available_memory, check_memory, estimate_memory
 from .progress import LayerProgress
@@ -257,6 +257,10 @@ def run_engine(
     main_dense = STAT_CROSS in required or bias_correction
     if main_dense:
         refuse_experts(layers, setup.selection, "--bias-correction" if bias_correction else f"pruner {pruner.name!r} (cross statistic)")
+    block_sequential = STAT_CROSS in pruner_stats
+    if block_sequential and pruner.uses_block:
+        raise contracts.violation(pruner, "a block-aware pruner (uses_block) cannot ask for the cross statistic: the engine "
+                                          "measures cross-statistic layers group by group, which begin_block/end_block do not follow")
     bias = BiasCorrection.start(model, layers, setup) if bias_correction else None
     if bias is not None:
         required = required | {STAT_SUM}  # the dense inputs' means (paired statistics)
@@ -282,26 +286,43 @@ def run_engine(
                 phase["load"] += time.perf_counter() - t
                 for group in (batches, *streams.values(), dense_batches or [], *(dense_streams or {}).values()):
                     use_layer_kwargs(group, i)  # layers of another type (Gemma) get their own mask/rotary
-                linears, stats = prunable_linears(layer, setup.selection), {}
-                t = time.perf_counter()
+                linears, stats, achieved, targets = prunable_linears(layer, setup.selection), {}, {}, {}
                 last = i == n_layers - 1
-                if needs_data:
-                    linears, collector, dense = _statistics(layer, batches, setup, required, keep=pruner.uses_block,
-                                                            dense=dense_batches, keep_dense=not last)
-                    dense_batches = collector.dense_outputs if main_dense else None
-                    stats = _with_streams(collector.stats, _stream_statistics(layer, streams, setup, pruner_stats, dense_streams, not last))
-                    del collector
-                phase["statistics"] += time.perf_counter() - t
-                t = time.perf_counter()
-                targets = bias.dense_means(linears, stats) if bias is not None else None  # before any weight changes
-                block = BlockContext(i, layer, linears, setup.device, batches, dense, setup.dp.all_reduce()) if pruner.uses_block else None
-                if block is not None:
-                    stats = begin_block(pruner, block, stats)
-                achieved = _prune_linears(linears, stats, pruner, SparsityTarget(allocation[i], nm), setup.dp)
-                if block is not None:
-                    achieved = end_block(pruner, block, setup.dp)
-                    del block, dense
-                phase["masks"] += time.perf_counter() - t
+                # block-sequential (cross statistic): each group of linears (q/k/v, o, gate/up, down) is measured
+                # with the groups before it already pruned, as the pruned model will feed it; else one pass for all
+                groups = execution_groups(layer, batches, setup) if needs_data and block_sequential else [None]
+                unpruned = {n: p.detach().clone() for n, p in layer.named_parameters()} if len(groups) > 1 else None
+                next_dense, next_dense_streams = None, None
+                for g, names in enumerate(groups):
+                    t = time.perf_counter()
+                    group, group_stats, dense = (linears if names is None else {n: linears[n] for n in names}), {}, None
+                    if needs_data:
+                        dense_params = unpruned if g > 0 else None  # the dense copies run the unpruned layer
+                        group, collector, dense = _statistics(layer, batches, setup, required, keep=pruner.uses_block,
+                                                              dense=dense_batches, keep_dense=g == 0 and not last, names=names,
+                                                              dense_params=dense_params)
+                        stream_stats, stream_outputs = _stream_statistics(layer, streams, setup, pruner_stats, dense_streams,
+                                                                          g == 0 and not last, names, dense_params)
+                        if g == 0:  # the dense copies' next-layer inputs (the dense model's layer ran whole)
+                            next_dense, next_dense_streams = collector.dense_outputs, stream_outputs
+                        group_stats = _with_streams(collector.stats, stream_stats)
+                        del collector
+                    stats.update(group_stats)
+                    phase["statistics"] += time.perf_counter() - t
+                    t = time.perf_counter()
+                    if bias is not None:  # before this group's weights change
+                        targets.update(bias.dense_means(group, group_stats))
+                    block = BlockContext(i, layer, group, setup.device, batches, dense, setup.dp.all_reduce()) if pruner.uses_block else None
+                    if block is not None:
+                        group_stats = begin_block(pruner, block, group_stats)
+                    achieved.update(_prune_linears(group, group_stats, pruner, SparsityTarget(allocation[i], nm), setup.dp))
+                    if block is not None:
+                        achieved = end_block(pruner, block, setup.dp)
+                        del block, dense
+                    phase["masks"] += time.perf_counter() - t
+                dense_batches = next_dense if main_dense else None
+                dense_streams = next_dense_streams if stream_dense else None
+                del unpruned
                 if quantizer is not None:  # pruned zeros are the quantizer's mask: they stay zero
                     t = time.perf_counter()
                     change = quantize_linears(linears, stats, quantizer, setup.dp.broadcast_,
