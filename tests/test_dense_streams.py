@@ -90,6 +90,8 @@ def test_memory_estimate_counts_the_dense_copy():
     shape = mem.ModelShape(hidden=4, intermediate=8, layers=2, heads=2, vocab=10, layer_params=100, total_params=300)
     plain, dense = mem.estimate_memory(shape, 3, 5, 2), mem.estimate_memory(shape, 3, 5, 2, dense=True)
     assert dense.activations == 2 * plain.activations and dense.working > plain.working and dense.weights == plain.weights
+    rows = mem.estimate_memory(shape, 3, 5, 2, dense=True, dense_rows=True)
+    assert rows.activations == dense.activations + 3 * 5 * (2 * 4 + 8) * 4
 
 
 def test_cross_statistic_layers_are_measured_group_by_group_on_the_pruned_model(worker):

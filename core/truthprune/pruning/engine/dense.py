@@ -88,37 +88,46 @@ class DenseRun:
     """Runs the dense copy of batch ``j`` before the pruned batch ``j`` in one statistics pass.
 
     ``before(j, collector)`` runs it (collector paused), hands the collector the dense rows and
-    keeps the dense output (when ``keep``) as the next layer's dense input: :attr:`outputs`. Once
-    some of the layer's linears are pruned (block-sequential passes), ``params`` holds the layer's
-    unpruned parameters, so the dense copy still runs the dense model's layer.
+    keeps the dense output (when ``keep``) as the next layer's dense input: :attr:`outputs`.
+
+    Block-sequential passes (one per group of linears, the earlier groups already pruned) need the
+    dense model's rows of every group, but the layer is no longer the dense one after the first
+    group: the first pass therefore records the rows of the later groups' linears too (``store``,
+    into :attr:`stored`, on the activation storage), and the later passes replay them
+    (``replay``) without running anything.
     """
 
     def __init__(self, layer: torch.nn.Module, linears: dict[str, torch.nn.Module], batches: list[LayerBatch],
-                 setup: Any, keep: bool, params: dict[str, torch.Tensor] | None = None):
+                 setup: Any, keep: bool, store: tuple[str, ...] = (), replay: list[dict[str, torch.Tensor]] | None = None):
         self.layer = layer
         self.batches = batches
         self.setup = setup
         self.keep = keep
-        self.params = params  # the layer's unpruned parameters, once some of its linears are pruned
+        self.replay = replay
+        self.store = store
+        self.stored: list[dict[str, torch.Tensor]] = []
         self.tap = DenseInputs(linears, stop=not keep)
         self.outputs: list[LayerBatch] = []
 
     def before(self, j: int, collector: Any) -> None:
+        if self.replay is not None:
+            collector.dense_inputs = {n: rows.to(self.setup.device) for n, rows in self.replay[j].items()}
+            return
         d = self.batches[j]
         self.tap.begin_batch(d.token_mask)
         collector.paused, self.tap.active = True, True
-        hidden, kwargs = d.hidden.to(self.setup.device), batch_kwargs_to(d.kwargs, self.setup.device)
         try:
-            if self.params is None:
-                out = layer_output(self.layer(hidden, **kwargs))
-            else:  # the dense model's layer: its unpruned parameters (the hooks on the linears still fire)
-                out = layer_output(torch.func.functional_call(self.layer, self.params, (hidden,), kwargs))
+            out = layer_output(self.layer(d.hidden.to(self.setup.device), **batch_kwargs_to(d.kwargs, self.setup.device)))
         except StopLayer:
             out = None
         finally:
             collector.paused, self.tap.active = False, False
         if self.keep:
             self.outputs.append(dataclasses.replace(d, hidden=self.setup.keep(out)))
+        if self.store:
+            kept: dict[int, torch.Tensor] = {}  # linears sharing an input share one stored copy
+            self.stored.append({n: kept.setdefault(id(self.tap.inputs[n]), self.setup.keep(self.tap.inputs[n]))
+                                for n in self.store})
         collector.dense_inputs = self.tap.inputs
 
     def after(self, collector: Any) -> None:

@@ -227,7 +227,7 @@ def prune_checkpoint(
         len(calibration), int(calibration.input_ids.shape[1]), o.batch_size, weight_bytes=elem, act_bytes=elem,
         offload=True, padded=not bool(calibration.attention_mask.bool().all()),
         gram="gram" in (pruner.required_stats | allocator.required_stats), world=dp.world,
-        dense=o.bias_correction or "cross" in pruner.required_stats,
+        dense=o.bias_correction or "cross" in pruner.required_stats, dense_rows="cross" in pruner.required_stats,
     )
     log.info("%s", check_memory(est, available_memory() if activations_dir is None else None, offload=True))
 

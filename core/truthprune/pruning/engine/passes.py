@@ -3,7 +3,8 @@
 :func:`_run_layer` runs a layer over all batches (optionally keeping the outputs, optionally with
 the dense-target copy of each batch run first, :mod:`.dense`); :func:`_statistics` is that run
 with statistics hooks; :func:`_stream_statistics` does it for each auxiliary stream;
-:func:`_pruned_means` measures the pruned layer's linear input means for ``--bias-correction``.
+:func:`_pruned_means` measures the pruned layer's linear input means for ``--bias-correction``;
+:func:`_capture` takes the layer-0 inputs and :func:`_dense_pass` is an allocator's dense pre-pass.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 import torch
 
 from ...models.adapter import prunable_linears
-from ...plugin.interfaces import STAT_SUM, LinearStats
-from .capture import LayerBatch, batch_kwargs_to
+from ...plugin.interfaces import STAT_SUM, CalibrationSamples, LinearStats
+from .capture import LayerBatch, batch_kwargs_to, capture_layer0_inputs, use_layer_kwargs
 from .dense import DenseRun
 from .stats import StatsCollector, StopLayer, layer_output
 
@@ -53,25 +54,29 @@ def _run_layer(layer, batches: list[LayerBatch], setup: EngineSetup, collector: 
 
 def _statistics(layer, batches, setup: EngineSetup, required: frozenset[str], keep: bool,
                 dense: list[LayerBatch] | None = None, keep_dense: bool = False, names: tuple[str, ...] | None = None,
-                dense_params: dict[str, torch.Tensor] | None = None):
+                store: tuple[str, ...] = (), replay: list[dict[str, torch.Tensor]] | None = None):
     """One pass with statistics hooks; returns (linears, collector with rank-summed stats, outputs).
 
     With ``dense`` (the batches' dense-model copies) the statistics are paired (``cross``, dense
     sums) and, with ``keep_dense``, the dense copies' outputs are kept: ``collector.dense_outputs``.
-    ``names`` restricts the pass to those linears (one group of a block-sequential pass);
-    ``dense_params`` are the layer's unpruned parameters for the dense copies once some of it is pruned.
+    ``names`` restricts the pass to those linears (one group of a block-sequential pass); the dense
+    rows of the linears in ``store`` are kept for the later groups (``collector.dense_stored``),
+    which ``replay`` them instead of running the dense copies (:class:`~.dense.DenseRun`).
     """
-    linears = prunable_linears(layer, setup.selection)
-    if names is not None:
-        linears = {n: linears[n] for n in names}
+    every = prunable_linears(layer, setup.selection)
+    linears = every if names is None else {n: every[n] for n in names}
     collector = StatsCollector(linears, required, paired=dense is not None)
     if not required and not keep and dense is None:
         return linears, collector, []
-    run = DenseRun(layer, linears, dense, setup, keep=keep_dense, params=dense_params) if dense is not None else None
-    with collector.attached(), (run.tap.attached() if run is not None else nullcontext()):
+    run = None
+    if dense is not None:
+        tapped = {n: every[n] for n in (*linears, *store)}
+        run = DenseRun(layer, tapped, dense, setup, keep=keep_dense, store=store, replay=replay)
+    with collector.attached(), (run.tap.attached() if run is not None and replay is None else nullcontext()):
         outs = _run_layer(layer, batches, setup, collector, keep=keep, dense=run)
     collector.reduce(setup.dp.all_reduce())
     collector.dense_outputs = run.outputs if run is not None else []
+    collector.dense_stored = run.stored if run is not None else []
     return linears, collector, outs
 
 
@@ -86,17 +91,18 @@ def stream_batch_size(batch_size: int, main_seqlen: int, stream_seqlen: int) -> 
 
 def _stream_statistics(layer, streams: dict[str, list[LayerBatch]], setup: EngineSetup, required: frozenset[str],
                        dense: dict[str, list[LayerBatch]] | None, keep_dense: bool, names: tuple[str, ...] | None = None,
-                       dense_params: dict[str, torch.Tensor] | None = None):
+                       store: tuple[str, ...] = (), replay: dict[str, list] | None = None):
     """(statistics of every auxiliary stream at this layer, keyed by stream; with ``dense``
-    (dense-target streams) paired, and with ``keep_dense`` the dense copies' outputs by stream)."""
-    out, outputs = {}, {}
+    (dense-target streams) paired; with ``keep_dense`` the dense copies' outputs by stream; the
+    stored dense rows by stream), as :func:`_statistics` for each stream."""
+    out, outputs, stored = {}, {}, {}
     for key, batches in streams.items():
         _, collector, _ = _statistics(layer, batches, setup, required, keep=False,
                                       dense=None if dense is None else dense[key], keep_dense=keep_dense, names=names,
-                                      dense_params=dense_params)
+                                      store=store, replay=None if replay is None else replay[key])
         out[key] = collector.stats
-        outputs[key] = collector.dense_outputs
-    return out, outputs
+        outputs[key], stored[key] = collector.dense_outputs, collector.dense_stored
+    return out, outputs, stored
 
 
 def execution_groups(layer, batches: list[LayerBatch], setup: EngineSetup) -> list[tuple[str, ...]]:
@@ -156,3 +162,31 @@ def _pruned_means(layer, batches: list[LayerBatch], setup: EngineSetup, names: t
         _run_layer(layer, batches, setup, collector, keep=False)
     collector.reduce(setup.dp.all_reduce())
     return {n: st.sum.double() / max(st.n_tokens, 1) for n, st in collector.stats.items()}
+
+
+def _capture(model, calib: CalibrationSamples, setup: EngineSetup, source: Any, batch_size: int | None = None) -> list[LayerBatch]:
+    batch_size = batch_size or setup.batch_size
+    n_batches = -(-len(calib) // batch_size)
+    with source.outer():
+        batches = capture_layer0_inputs(
+            model, source.layers, calib.input_ids, calib.attention_mask, batch_size, setup.storage,
+            device=setup.device, batch_indices=setup.dp.my_batches(n_batches), stat_mask=calib.stat_mask,
+        )
+    if setup.activations_dir is not None:
+        for b in batches:
+            b.hidden = setup.keep(b.hidden)
+    return batches
+
+
+def _dense_pass(model, source: Any, calib, allocator: Any, setup: EngineSetup, progress) -> None:
+    layers = source.layers
+    batches = _capture(model, calib, setup, source)
+    with progress.stage("dense pre-pass", len(layers)) as step:
+        for i in range(len(layers)):
+            layer = source.open(i)
+            use_layer_kwargs(batches, i)
+            keep = i < len(layers) - 1
+            linears, collector, batches = _statistics(layer, batches, setup, allocator.required_stats, keep)
+            allocator.observe_layer(i, {n: m.weight for n, m in linears.items()}, collector.stats)
+            source.close(i, pruned=False)
+            step(len(calib))

@@ -38,9 +38,10 @@ from ...models.adapter import decoder_layers, prunable_linears
 from ..quantization import quantize_linears
 from .block import BlockContext, begin_block, end_block
 from .bias import BiasCorrection
-from .capture import LayerBatch, capture_layer0_inputs, use_layer_kwargs
+from .capture import LayerBatch, use_layer_kwargs
 from .dense import dense_copies, refuse_experts
-from .passes import _pruned_means, _run_layer, _statistics, _stream_statistics, _with_streams, execution_groups, stream_batch_size
+from .passes import (_capture, _dense_pass, _pruned_means, _run_layer, _statistics, _stream_statistics, _with_streams,
+                     execution_groups, stream_batch_size)
 from .distributed import DataParallel, data_parallel
 from .memory import ModelShape, available_memory, check_memory, estimate_memory
 from .progress import LayerProgress
@@ -141,34 +142,6 @@ def mapped_copy(t: torch.Tensor, directory: str) -> torch.Tensor:
         os.unlink(name)
     out.copy_(t)
     return out
-
-
-def _capture(model, calib: CalibrationSamples, setup: EngineSetup, source: LayerSource, batch_size: int | None = None) -> list[LayerBatch]:
-    batch_size = batch_size or setup.batch_size
-    n_batches = -(-len(calib) // batch_size)
-    with source.outer():
-        batches = capture_layer0_inputs(
-            model, source.layers, calib.input_ids, calib.attention_mask, batch_size, setup.storage,
-            device=setup.device, batch_indices=setup.dp.my_batches(n_batches), stat_mask=calib.stat_mask,
-        )
-    if setup.activations_dir is not None:
-        for b in batches:
-            b.hidden = setup.keep(b.hidden)
-    return batches
-
-
-def _dense_pass(model, source: LayerSource, calib, allocator: SparsityAllocator, setup: EngineSetup, progress) -> None:
-    layers = source.layers
-    batches = _capture(model, calib, setup, source)
-    with progress.stage("dense pre-pass", len(layers)) as step:
-        for i in range(len(layers)):
-            layer = source.open(i)
-            use_layer_kwargs(batches, i)
-            keep = i < len(layers) - 1
-            linears, collector, batches = _statistics(layer, batches, setup, allocator.required_stats, keep)
-            allocator.observe_layer(i, {n: m.weight for n, m in linears.items()}, collector.stats)
-            source.close(i, pruned=False)
-            step(len(calib))
 
 
 def _check_allocation(allocation: Any, n_layers: int, allocator: SparsityAllocator) -> list[float]:
@@ -291,20 +264,23 @@ def run_engine(
                 # block-sequential (cross statistic): each group of linears (q/k/v, o, gate/up, down) is measured
                 # with the groups before it already pruned, as the pruned model will feed it; else one pass for all
                 groups = execution_groups(layer, batches, setup) if needs_data and block_sequential else [None]
-                unpruned = {n: p.detach().clone() for n, p in layer.named_parameters()} if len(groups) > 1 else None
-                next_dense, next_dense_streams = None, None
+                later = tuple(n for names in groups[1:] for n in names)  # their dense rows: kept by the first pass
+                next_dense, next_dense_streams, replay, stream_replay = None, None, None, None
                 for g, names in enumerate(groups):
                     t = time.perf_counter()
                     group, group_stats, dense = (linears if names is None else {n: linears[n] for n in names}), {}, None
                     if needs_data:
-                        dense_params = unpruned if g > 0 else None  # the dense copies run the unpruned layer
+                        first = g == 0
                         group, collector, dense = _statistics(layer, batches, setup, required, keep=pruner.uses_block,
-                                                              dense=dense_batches, keep_dense=g == 0 and not last, names=names,
-                                                              dense_params=dense_params)
-                        stream_stats, stream_outputs = _stream_statistics(layer, streams, setup, pruner_stats, dense_streams,
-                                                                          g == 0 and not last, names, dense_params)
-                        if g == 0:  # the dense copies' next-layer inputs (the dense model's layer ran whole)
+                                                              dense=dense_batches, keep_dense=first and not last, names=names,
+                                                              store=later if first else (), replay=replay)
+                        stream_stats, stream_outputs, stream_stored = _stream_statistics(
+                            layer, streams, setup, pruner_stats, dense_streams, first and not last, names,
+                            later if first and dense_streams is not None else (), stream_replay)
+                        if first:  # the dense copies' next-layer inputs and later groups' rows (the dense layer ran whole)
                             next_dense, next_dense_streams = collector.dense_outputs, stream_outputs
+                            replay = collector.dense_stored if main_dense else None
+                            stream_replay = stream_stored if dense_streams is not None else None
                         group_stats = _with_streams(collector.stats, stream_stats)
                         del collector
                     stats.update(group_stats)
@@ -322,7 +298,7 @@ def run_engine(
                     phase["masks"] += time.perf_counter() - t
                 dense_batches = next_dense if main_dense else None
                 dense_streams = next_dense_streams if stream_dense else None
-                del unpruned
+                del replay, stream_replay
                 if quantizer is not None:  # pruned zeros are the quantizer's mask: they stay zero
                     t = time.perf_counter()
                     change = quantize_linears(linears, stats, quantizer, setup.dp.broadcast_,
@@ -354,14 +330,14 @@ def run_engine(
 
 
 def check_calibration_memory(model: Any, calibration: CalibrationSamples, batch_size: int, dp: DataParallel, offload: bool,
-                             dense: bool = False) -> str:
+                             dense: bool = False, dense_rows: bool = False) -> str:
     """Refuse (UserError) before starting when activations would not fit in available memory
-    (``dense``: the dense-target streams are carried too)."""
+    (``dense``: the dense-target streams are carried too; ``dense_rows``: and a layer's dense linear inputs)."""
     padded = not bool(calibration.attention_mask.bool().all())
     est = estimate_memory(
         ModelShape.from_config(model.config), len(calibration), int(calibration.input_ids.shape[1]), batch_size,
         act_bytes=torch.finfo(model.dtype).bits // 8 if model.dtype.is_floating_point else 4,
-        offload=offload, padded=padded, world=dp.world, dense=dense,
+        offload=offload, padded=padded, world=dp.world, dense=dense, dense_rows=dense_rows,
     )
     line = check_memory(est, available_memory(), offload=offload, weights_resident=not offload)
     log.info("%s", line)
@@ -412,8 +388,9 @@ def prune_model(
     setup = EngineSetup(device=next(model.parameters()).device, batch_size=o.batch_size, storage=storage, quiet=o.quiet, dp=dp,
                         selection=o.selection)
     if storage == "cpu":
-        check_calibration_memory(model, calibration, o.batch_size, dp, offload=False,
-                                 dense=o.bias_correction or STAT_CROSS in pruner.required_stats)
+        cross = STAT_CROSS in pruner.required_stats
+        check_calibration_memory(model, calibration, o.batch_size, dp, offload=False, dense=o.bias_correction or cross,
+                                 dense_rows=cross)
     return run_engine(model, ResidentLayers(decoder_layers(model)), calibration, pruner, allocator, sparsity, setup,
                       nm=o.nm, truth_profile=o.truth_profile, extras=o.extras, quantizer=quantizer, quant_store=quant_store,
                       bias_correction=o.bias_correction)
