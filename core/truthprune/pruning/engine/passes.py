@@ -54,7 +54,7 @@ def _run_layer(layer, batches: list[LayerBatch], setup: EngineSetup, collector: 
 
 def _statistics(layer, batches, setup: EngineSetup, required: frozenset[str], keep: bool,
                 dense: list[LayerBatch] | None = None, keep_dense: bool = False, names: tuple[str, ...] | None = None,
-                store: tuple[str, ...] = (), replay: list[dict[str, torch.Tensor]] | None = None):
+                store: tuple[str, ...] = (), replay: list[dict[str, torch.Tensor]] | None = None, early_stop: bool = False):
     """One pass with statistics hooks; returns (linears, collector with rank-summed stats, outputs).
 
     With ``dense`` (the batches' dense-model copies) the statistics are paired (``cross``, dense
@@ -62,10 +62,12 @@ def _statistics(layer, batches, setup: EngineSetup, required: frozenset[str], ke
     ``names`` restricts the pass to those linears (one group of a block-sequential pass); the dense
     rows of the linears in ``store`` are kept for the later groups (``collector.dense_stored``),
     which ``replay`` them instead of running the dense copies (:class:`~.dense.DenseRun`).
+    ``early_stop``: every linear is known to run once per forward, so even the first batch may stop.
     """
     every = prunable_linears(layer, setup.selection)
     linears = every if names is None else {n: every[n] for n in names}
     collector = StatsCollector(linears, required, paired=dense is not None)
+    collector.early_stop = early_stop and not keep
     if not required and not keep and dense is None:
         return linears, collector, []
     run = None
@@ -91,7 +93,7 @@ def stream_batch_size(batch_size: int, main_seqlen: int, stream_seqlen: int) -> 
 
 def _stream_statistics(layer, streams: dict[str, list[LayerBatch]], setup: EngineSetup, required: frozenset[str],
                        dense: dict[str, list[LayerBatch]] | None, keep_dense: bool, names: tuple[str, ...] | None = None,
-                       store: tuple[str, ...] = (), replay: dict[str, list] | None = None):
+                       store: tuple[str, ...] = (), replay: dict[str, list] | None = None, early_stop: bool = False):
     """(statistics of every auxiliary stream at this layer, keyed by stream; with ``dense``
     (dense-target streams) paired; with ``keep_dense`` the dense copies' outputs by stream; the
     stored dense rows by stream), as :func:`_statistics` for each stream."""
@@ -99,39 +101,37 @@ def _stream_statistics(layer, streams: dict[str, list[LayerBatch]], setup: Engin
     for key, batches in streams.items():
         _, collector, _ = _statistics(layer, batches, setup, required, keep=False,
                                       dense=None if dense is None else dense[key], keep_dense=keep_dense, names=names,
-                                      store=store, replay=None if replay is None else replay[key])
+                                      store=store, replay=None if replay is None else replay[key], early_stop=early_stop)
         out[key] = collector.stats
         outputs[key], stored[key] = collector.dense_outputs, collector.dense_stored
     return out, outputs, stored
 
 
-def execution_groups(layer, batches: list[LayerBatch], setup: EngineSetup) -> list[tuple[str, ...]]:
-    """The block's linears in the order they run, grouped by the input tensor they share (q/k/v, gate/up).
+def execution_groups(layer, batches: list[LayerBatch], setup: EngineSetup) -> tuple[list[tuple[str, ...]], bool]:
+    """(the block's linears in the order they run, grouped by the input tensor they share (q/k/v,
+    gate/up); whether every linear ran exactly once, so each group's pass may stop at that group).
 
-    Found by running this rank's first batch until every linear has run once; rank 0's answer is
-    broadcast, so every rank makes the same passes. Linears that never ran come last, one group.
+    Found by running this rank's first batch through the layer; rank 0's answer is broadcast, so
+    every rank makes the same passes. Linears that never ran come last, one group.
     """
     linears = prunable_linears(layer, setup.selection)
     groups: list[list[str]] = []
+    once = False
     if setup.dp.is_writer:
         order: list[tuple[str, Any]] = []
-        seen: set[str] = set()
+        calls: dict[str, int] = {}
 
         def hook(name):
             def record(module, args, kwargs):
-                if name not in seen:
-                    seen.add(name)
+                if name not in calls:
                     order.append((name, args[0] if args else kwargs["input"]))
-                if len(seen) == len(linears):
-                    raise StopLayer
+                calls[name] = calls.get(name, 0) + 1
             return record
 
         handles = [lin.register_forward_pre_hook(hook(n), with_kwargs=True) for n, lin in linears.items()]
         try:
             b = batches[0]
             layer(b.hidden.to(setup.device), **batch_kwargs_to(b.kwargs, setup.device))
-        except StopLayer:
-            pass
         finally:
             for h in handles:
                 h.remove()
@@ -142,10 +142,12 @@ def execution_groups(layer, batches: list[LayerBatch], setup: EngineSetup) -> li
             else:
                 groups.append([name])
             prev = x
-        rest = [n for n in linears if n not in seen]
+        rest = [n for n in linears if n not in calls]
         if rest:
             groups.append(rest)
-    return [tuple(g) for g in setup.dp.broadcast_object(groups)]
+        once = not rest and all(c == 1 for c in calls.values())
+    groups, once = setup.dp.broadcast_object((groups, once))
+    return [tuple(g) for g in groups], once
 
 
 def _with_streams(stats: dict[str, LinearStats], streams: dict[str, dict[str, LinearStats]]) -> dict[str, LinearStats]:

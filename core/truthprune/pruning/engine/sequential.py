@@ -263,7 +263,7 @@ def run_engine(
                 last = i == n_layers - 1
                 # block-sequential (cross statistic): each group of linears (q/k/v, o, gate/up, down) is measured
                 # with the groups before it already pruned, as the pruned model will feed it; else one pass for all
-                groups = execution_groups(layer, batches, setup) if needs_data and block_sequential else [None]
+                groups, once = execution_groups(layer, batches, setup) if needs_data and block_sequential else ([None], False)
                 later = tuple(n for names in groups[1:] for n in names)  # their dense rows: kept by the first pass
                 next_dense, next_dense_streams, replay, stream_replay = None, None, None, None
                 for g, names in enumerate(groups):
@@ -273,10 +273,10 @@ def run_engine(
                         first = g == 0
                         group, collector, dense = _statistics(layer, batches, setup, required, keep=pruner.uses_block,
                                                               dense=dense_batches, keep_dense=first and not last, names=names,
-                                                              store=later if first else (), replay=replay)
+                                                              store=later if first else (), replay=replay, early_stop=once)
                         stream_stats, stream_outputs, stream_stored = _stream_statistics(
                             layer, streams, setup, pruner_stats, dense_streams, first and not last, names,
-                            later if first and dense_streams is not None else (), stream_replay)
+                            later if first and dense_streams is not None else (), stream_replay, once)
                         if first:  # the dense copies' next-layer inputs and later groups' rows (the dense layer ran whole)
                             next_dense, next_dense_streams = collector.dense_outputs, stream_outputs
                             replay = collector.dense_stored if main_dense else None
