@@ -4,9 +4,10 @@
 
 Every rank builds the same model and calibration (seeded); the engine splits the batches across
 ranks and all-reduces the statistics. Rank 0 writes ``OUT_DIR/result.pt`` (masks of the Wanda
-prune, the dense pre-pass observations of a recording allocator, the allocation) and the
-offload-mode checkpoint ``OUT_DIR/offload``. Run without torchrun it produces the one-process
-reference with the same code.
+prune, the dense pre-pass observations of a recording allocator, the allocation, and what a
+recording pruner that asks for the dense-target ``cross`` statistic saw, in memory and offloaded)
+and the offload-mode checkpoints ``OUT_DIR/offload`` and ``OUT_DIR/offload-dense``. Run without
+torchrun it produces the one-process reference with the same code.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from truthprune import CalibrationSamples, LayerInfo, SparsityAllocator, get_registry, prune_model
+from truthprune import (STAT_CROSS, STAT_SQ_NORM, STAT_SUM, CalibrationSamples, LayerInfo, Pruner, PruneResult,
+                        SparsityAllocator, get_registry, mask_from_scores, prune_model, wanda_scores)
 
 
 class RecordingAllocator(SparsityAllocator):
@@ -45,6 +47,39 @@ class RecordingAllocator(SparsityAllocator):
         return out
 
 
+class DenseRecorder(Pruner):
+    """Asks for the dense-target statistics (main data and one auxiliary stream) and keeps them;
+    prunes with Wanda's score on the pruned inputs, so later layers see real pruning drift."""
+
+    name = "dense-recorder-test"
+    required_stats = frozenset({STAT_SQ_NORM, STAT_SUM, STAT_CROSS})
+
+    def __init__(self, options=None):
+        super().__init__(options)
+        self.seen: list[dict[str, torch.Tensor]] = []
+
+    def prune(self, weight, stats, target):
+        aux = stats.streams["aux"]
+        self.seen.append({"cross": stats.cross.clone(), "dense_sum": stats.dense.sum.clone(), "dense_sq": stats.dense.sq_norm.clone(),
+                          "sum": stats.sum.clone(), "n": torch.tensor(stats.n_tokens), "aux_cross": aux.cross.clone(),
+                          "aux_dense_sum": aux.dense.sum.clone(), "aux_n": torch.tensor(aux.n_tokens)})
+        return PruneResult(mask=mask_from_scores(wanda_scores(weight, stats.sq_norm), target))
+
+
+def dense_calibration() -> CalibrationSamples:
+    """The main calibration plus an auxiliary stream of short, right-padded sequences (last token only)."""
+    calib = calibration()
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(3, 128, (7, 12), generator=g)
+    mask = torch.ones_like(ids)
+    mask[2, 9:] = 0
+    stat = torch.zeros_like(ids, dtype=torch.bool)
+    stat[:, 11] = True
+    stat[2, 8] = True
+    calib.auxiliary = {"aux": CalibrationSamples(ids, mask, stat_mask=stat)}
+    return calib
+
+
 def tiny_model():
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -70,6 +105,19 @@ def masks(model):
     return [lin.weight.detach() == 0 for layer in decoder_layers(model) for lin in prunable_linears(layer).values()]
 
 
+def dense_runs(src: Path, out_dir: Path) -> tuple[list, list]:
+    """What :class:`DenseRecorder` sees pruning with --bias-correction in memory and offloaded (to ``out_dir/offload-dense``)."""
+    from truthprune.pruning.engine.offload import prune_checkpoint
+
+    reg = get_registry()
+    dense_mem, dense_off = DenseRecorder(), DenseRecorder()
+    prune_model(tiny_model(), dense_calibration(), dense_mem, reg.create("allocator", "uniform"), 0.5, batch_size=2, quiet=True,
+                bias_correction=True)
+    prune_checkpoint(str(src), out_dir / "offload-dense", dense_calibration(), dense_off, reg.create("allocator", "uniform"), 0.5,
+                     batch_size=2, quiet=True, bias_correction=True)
+    return dense_mem.seen, dense_off.seen
+
+
 def run(out_dir: Path) -> dict | None:
     """Prune in both modes; return the results on the writing rank (None elsewhere)."""
     from truthprune.pruning.engine.distributed import data_parallel, init_distributed
@@ -89,8 +137,9 @@ def run(out_dir: Path) -> dict | None:
     report = prune_model(model, calib, reg.create("pruner", "wanda"), rec, 0.5, batch_size=2, quiet=True)
     prune_checkpoint(str(src), out_dir / "offload", calib, reg.create("pruner", "wanda"), reg.create("allocator", "uniform"),
                      0.5, batch_size=2, quiet=True)
+    dense_mem, dense_off = dense_runs(src, out_dir)
     result = {"world": data_parallel().world, "masks": masks(model), "allocation": report.allocation,
-              "observed": rec.observed, "tokens": rec.tokens}
+              "observed": rec.observed, "tokens": rec.tokens, "dense_memory": dense_mem, "dense_offload": dense_off}
     if dp.is_writer:
         torch.save(result, out_dir / "result.pt")
         return result

@@ -1,8 +1,10 @@
 """Data-parallel pruning under torchrun (gloo, 2 CPU processes) matches a one-process run.
 
 The worker (tests/dist_prune_worker.py) prunes the tiny Llama with Wanda after a dense pre-pass
-(a recording allocator), and in offload mode. Masks, allocations, the pre-pass observations
-and the offload checkpoint must equal those of the same code run in one process.
+(a recording allocator), and in offload mode; and with a pruner that asks for the dense-target
+``cross`` statistic, in memory and offloaded with --bias-correction. Masks, allocations, the
+pre-pass observations, the dense-target statistics and the offload checkpoints must equal those
+of the same code run in one process.
 """
 
 from __future__ import annotations
@@ -69,5 +71,11 @@ def test_torchrun_two_ranks_match_one_process(tmp_path):
             out.update(load_file(f))
         return out
 
-    a, b = tensors(dist_out / "offload"), tensors(single_out / "offload")
-    assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+    for name in ("offload", "offload-dense"):
+        a, b = tensors(dist_out / name), tensors(single_out / name)
+        assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a), name
+    assert any(k.endswith("q_proj.bias") for k in a)  # the bias-corrected checkpoint
+    for mode in ("dense_memory", "dense_offload"):
+        assert len(dist[mode]) == len(single[mode]) == 3 * 7
+        for got, want in zip(dist[mode], single[mode]):
+            assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), mode

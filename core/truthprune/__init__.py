@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "STAT_SQ_NORM": "plugin.interfaces",
     "STAT_GRAM": "plugin.interfaces",
     "STAT_SUM": "plugin.interfaces",
+    "STAT_CROSS": "plugin.interfaces",
     "StructuredPruner": "plugin.interfaces",
     "StructuredConfig": "plugin.interfaces",
     "UnitScores": "plugin.interfaces",

@@ -37,7 +37,7 @@ _SHARED = (
     "importance", "mlp_ratio",
     "pruner_opt", "allocator_opt", "calibration", "calibration_opt",
     "nsamples", "seqlen", "batch_size", "seed", "truth_data", "truth_datasets", "chat_template", "allow_pickle",
-    "bos", "targets", "ignore",
+    "bos", "targets", "ignore", "bias_correction",
     "quantizer", "bits", "group_size", "quantizer_opt",
 )
 
@@ -163,6 +163,7 @@ def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
             batch_size=cfg.batch_size, device=device, dtype=cfg.dtype, quiet=cfg.quiet or not dp.is_writer,
             metadata=prune_metadata(cfg, "offload", dp.world, path, calibration_summary(cfg, calib)), overwrite=cfg.overwrite,
             activations_dir=acts_dir, trust_remote_code=cfg.trust_remote_code, selection=selection_of(cfg),
+            bias_correction=cfg.bias_correction,
         )
     if dp.is_writer:  # add what only the finished prune knows; one atomic file replace
         meta_path = Path(cfg.save) / "truthprune.json"
@@ -195,10 +196,15 @@ def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> l
         rows.append(f"  structured: kept {structure['mlp_keep']} of {structure['before']['intermediate_size']} MLP channels, "
                     f"{structure['kv_keep']} of {structure['before']['num_key_value_heads']} KV groups per pruned layer; "
                     f"model parameters {structure['model_params_before']:,} -> {structure['model_params_after']:,}")
+    bias = getattr(report, "bias_correction", None)
+    bias_line = [f"bias correction: {len(bias['corrected'])} linears per layer"
+                 + (f" (config: {', '.join(f + '=true' for f in bias['flags'])})" if bias["flags"] else "")
+                 + (f"; no bias slot, not corrected: {', '.join(bias['no_slot'])}" if bias["no_slot"] else "")] if bias else []
     return [
         f"pruned {cfg.model} with {plan.pruner.name} (allocator {plan.allocator.name}): "
         f"overall sparsity {report.overall:.4f} (target {target})",
         *([f"quantized: {describe_line(report.quantization)}"] if getattr(report, "quantization", None) else []),
+        *bias_line,
         f"mode: {mode}; {procs}",
         "per-layer sparsity (achieved):",
         *rows,

@@ -30,7 +30,12 @@ if TYPE_CHECKING:  # pragma: no cover
 STAT_SQ_NORM = "sq_norm"  # [in] float32: sum over calibration tokens of x_j^2 (Wanda's ||X_j||^2)
 STAT_GRAM = "gram"  # [in, in] float32: X^T X over calibration tokens (SparseGPT's Hessian / 2)
 STAT_SUM = "sum"  # [in] float32: sum over calibration tokens of x_j (means, e.g. per class of a stream)
-KNOWN_STATS = frozenset({STAT_SQ_NORM, STAT_GRAM, STAT_SUM})
+# [in, in] float32: X_pruned^T X_dense over calibration tokens, where X_dense are the same tokens' inputs in
+# the *unpruned* model (row j: pruned-model input j, column k: dense-model input k). Asking for it makes the
+# engine carry dense-model copies of the calibration streams; ``LinearStats.dense`` then holds the dense
+# inputs' vector statistics (sq_norm, sum) as well. For reconstructions toward the dense model.
+STAT_CROSS = "cross"
+KNOWN_STATS = frozenset({STAT_SQ_NORM, STAT_GRAM, STAT_SUM, STAT_CROSS})
 
 
 class PluginConfig(BaseModel):
@@ -99,12 +104,19 @@ class LinearStats:
     ``streams`` holds the same statistics for each auxiliary calibration stream the pruner asked
     for (:meth:`Pruner.auxiliary_calibration`), keyed by stream name; those inputs are propagated
     through the already-pruned layers exactly like the main calibration data.
+
+    With ``cross`` requested (:data:`STAT_CROSS`), ``cross`` is X_pruned^T X_dense and ``dense``
+    holds the statistics of the dense model's inputs to this linear on the same tokens: its
+    ``sq_norm``/``sum`` when those are requested too (never ``gram``: nothing needs it yet, and it
+    would cost as much as ``cross``); ``n_tokens`` is the same on both sides.
     """
 
     n_tokens: int
     sq_norm: torch.Tensor | None = None
     gram: torch.Tensor | None = None
     sum: torch.Tensor | None = None
+    cross: torch.Tensor | None = None
+    dense: LinearStats | None = None
     streams: dict[str, LinearStats] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # what a block-aware pruner's begin_block computed
 
@@ -131,6 +143,9 @@ class Pruner(Plugin, ABC):
     """
 
     kind: ClassVar[str] = "pruner"
+    # What the engine must collect (KNOWN_STATS names). A pruner whose needs depend on its options
+    # (e.g. ``cross`` only for ``target=dense``) assigns ``self.required_stats`` in ``__init__``: the
+    # engine reads the instance's value (and checks it like registration checks the class's).
     required_stats: ClassVar[frozenset[str]] = frozenset()
     default_allocator: ClassVar[str] = "uniform"
     # True: the engine also calls begin_block/end_block once per decoder layer (Wanda++-style

@@ -93,6 +93,8 @@ class RunConfig(BaseModel):
     # BOS at the start of every window/statement (truthprune.models.bos)
     bos: Literal["auto", "always", "never"] = Field("auto", description="auto | always | never: start every window/statement "
                                                     "with BOS (auto: when the tokenizer or chat template adds one; docs/models.md).")
+    bias_correction: bool = Field(False, description="After pruning each linear, add the dense-vs-pruned shift of its mean "
+                                  "output on the calibration data as a bias (sets e.g. attention_bias/mlp_bias in the config).")
     targets: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGETS), json_schema_extra=SPLIT,
                                description="Weights to prune, module patterns inside a decoder block (comma-separated; default '*').")
     ignore: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE), json_schema_extra=SPLIT,

@@ -98,6 +98,10 @@ def plan_run(config: RunConfig, report: bool = True) -> RunPlan:
     from ..models.support import plan_check
 
     plan_check(config)  # --targets/--ignore, and a local model's architecture (meta device, no weights)
+    if config.bias_correction:
+        from ..pruning.engine.bias import check_bias_correction
+
+        check_bias_correction(config, structured=getattr(pruner, "structured", False))
     truth_sets = check_truth_sets(config, allocator)
     claim_run_outputs(config, report=report)
     lm_eval_skipped = None

@@ -54,6 +54,10 @@ def load(cfg: RunConfig) -> LoadedModel:
     from ..models.support import check_loaded
 
     check_loaded(loaded.model, cfg)  # a .gguf / hub model's architecture and targets, before any work
+    if cfg.bias_correction:  # a bias slot for at least one pruned linear (local directories: checked at plan time)
+        from ..pruning.engine.bias import plan_bias
+
+        plan_bias(loaded.model.config, selection_of(cfg), cfg.trust_remote_code)
     resolve_bos(loaded.tokenizer, cfg.bos)  # --bos always without a BOS token fails here
     return loaded
 
@@ -161,7 +165,8 @@ def prune(state: RunState) -> RunState:
         report = prune_structured(model, state.calibration, plan.pruner, cfg.sparsity, batch_size=cfg.batch_size, quiet=quiet)
     else:
         args = (state.calibration, plan.pruner, plan.allocator, cfg.sparsity)
-        kw = {"nm": cfg.nm_tuple, "truth_profile": state.profile_values, "quantizer": plan.quantizer, "quant_store": quantized}
+        kw = {"nm": cfg.nm_tuple, "truth_profile": state.profile_values, "quantizer": plan.quantizer, "quant_store": quantized,
+              "bias_correction": cfg.bias_correction}
         if plan.activations_dir is None:
             report = prune_model(model, *args, batch_size=cfg.batch_size, quiet=quiet, selection=selection_of(cfg), **kw)
         else:  # the layer activations memory-mapped from files

@@ -77,8 +77,9 @@ def tiny_calibration(nsamples: int = 8, seqlen: int = 64, seed: int = 1) -> Any:
 
 def fake_linear_stats(in_features: int, n_tokens: int = 256, seed: int = 0, streams: tuple[str, ...] = ()) -> Any:
     """Float32 statistics of ``n_tokens`` seeded inputs (a few outlier features, as in LLMs):
-    ``gram`` = X^T X, ``sq_norm`` = its diagonal, ``sum`` = column sums; each named auxiliary
-    stream gets its own statistics from another seed."""
+    ``gram`` = X^T X, ``sq_norm`` = its diagonal, ``sum`` = column sums, and the dense-target ones
+    against a drifted copy X_d of the inputs (``cross`` = X^T X_d, ``dense`` with X_d's ``sq_norm``
+    and ``sum``); each named auxiliary stream gets its own statistics from another seed."""
     import torch
 
     from ..plugin.interfaces import LinearStats
@@ -86,8 +87,11 @@ def fake_linear_stats(in_features: int, n_tokens: int = 256, seed: int = 0, stre
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n_tokens, in_features, generator=g, dtype=torch.float64)
     x[:, : max(1, in_features // 16)] *= 8.0  # outlier features
+    xd = x + 0.1 * torch.randn(n_tokens, in_features, generator=g, dtype=torch.float64)  # the dense model's inputs
     gram = (x.T @ x).float()
-    st = LinearStats(n_tokens=n_tokens, sq_norm=gram.diagonal().clone(), gram=gram, sum=x.sum(0).float())
+    dense = LinearStats(n_tokens=n_tokens, sq_norm=(xd * xd).sum(0).float(), sum=xd.sum(0).float())
+    st = LinearStats(n_tokens=n_tokens, sq_norm=gram.diagonal().clone(), gram=gram, sum=x.sum(0).float(),
+                     cross=(x.T @ xd).float(), dense=dense)
     st.streams = {name: fake_linear_stats(in_features, n_tokens, seed + 1 + k) for k, name in enumerate(streams)}
     return st
 

@@ -55,6 +55,16 @@ class DataParallel:
 
             dist.broadcast(tensor, src=0)
 
+    def broadcast_object(self, obj):
+        """Rank 0's ``obj`` (any picklable value) on every rank; ``obj`` itself in a one-process run."""
+        if not self.active:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj if self.is_writer else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def barrier(self) -> None:
         if self.active:
             import torch.distributed as dist

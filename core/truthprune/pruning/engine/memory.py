@@ -9,7 +9,9 @@ message can say *what* does not fit:
   layer (the materialised layer and its converted output) or the input embeddings (needed only
   while the layer-0 inputs are captured), whichever is larger;
 * activations: the current layer's inputs and outputs for every calibration sample
-  (2 x N x S x d values), plus attention masks kept per sample when there is padding;
+  (2 x N x S x d values), plus attention masks kept per sample when there is padding; twice that
+  with dense-target streams (a dense-model copy of every stream, :mod:`.dense`), plus the dense
+  inputs of a layer's later linears for every token when a pruner asks for the cross statistic;
 * working memory: one mini-batch inside one layer (hidden/MLP intermediates and attention
   scores), plus the statistics (the Gram matrix is the only large one).
 """
@@ -75,8 +77,13 @@ def estimate_memory(
     padded: bool = False,
     gram: bool = False,
     world: int = 1,
+    dense: bool = False,
+    dense_rows: bool = False,
 ) -> MemoryEstimate:
-    """Bytes this process needs; ``world`` ranks each hold 1/world of the activations."""
+    """Bytes this process needs; ``world`` ranks each hold 1/world of the activations; ``dense``:
+    the dense-target streams double the activations and add one batch of linear inputs;
+    ``dense_rows`` (block-sequential passes of a cross-statistic pruner): the dense model's inputs
+    of a layer's later linears are kept for every calibration token (float32)."""
     local = -(-nsamples // world)
     offload_weights = max(2 * shape.layer_params * weight_bytes, shape.vocab * shape.hidden * weight_bytes)
     weights = offload_weights if offload else shape.total_params * weight_bytes
@@ -88,6 +95,12 @@ def estimate_memory(
     working += b * shape.heads * seqlen * seqlen * act_bytes  # attention scores (math/eager kernels)
     if gram:
         working += 7 * 12 * max(shape.hidden, shape.intermediate) ** 2  # float64 sums + float32 copy
+    if dense:
+        acts *= 2
+        working += b * seqlen * (3 * shape.hidden + shape.intermediate) * 4  # one batch's dense linear inputs (float32)
+        working += 7 * 12 * max(shape.hidden, shape.intermediate) ** 2  # the cross statistic, like the Gram
+    if dense_rows:
+        acts += local * seqlen * (2 * shape.hidden + shape.intermediate) * 4  # o_proj, gate/up and down_proj inputs
     return MemoryEstimate(weights, acts, working, offload_weights)
 
 

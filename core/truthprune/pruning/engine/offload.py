@@ -58,7 +58,8 @@ def _release(model: torch.nn.Module, names: list[str]) -> None:
 class OffloadedLayers:
     """Layer source that reads each decoder layer from the checkpoint and writes it when pruned."""
 
-    def __init__(self, model, reader: CheckpointReader, prefix: str, device, dtype, writer: ShardWriter | None):
+    def __init__(self, model, reader: CheckpointReader, prefix: str, device, dtype, writer: ShardWriter | None,
+                 zero_biases: bool = False):
         self.model = model
         self.layers = decoder_layers(model)
         self.reader = reader
@@ -68,6 +69,9 @@ class OffloadedLayers:
         self.writer = writer
         self._names = [[n for n, _ in layer.named_parameters()] for layer in self.layers]
         missing = [f"{prefix}.{i}.{n}" for i, names in enumerate(self._names) for n in names if f"{prefix}.{i}.{n}" not in reader]
+        # --bias-correction built the skeleton with bias flags on: the biases they add start at zero
+        self._zero = {k for k in missing if k.endswith(".bias") and zero_biases}
+        missing = [k for k in missing if k not in self._zero]
         if missing:
             raise UserError(
                 f"the checkpoint lacks {len(missing)} decoder-layer tensors (e.g. {missing[0]!r}); offload mode needs tensor "
@@ -89,9 +93,15 @@ class OffloadedLayers:
         finally:
             _release(self.model, names)
 
+    def _tensor(self, key: str, like: torch.Tensor) -> torch.Tensor:
+        if key in self._zero:
+            return torch.zeros(like.shape, dtype=like.dtype)
+        return self.reader.get(key)
+
     def open(self, index: int) -> torch.nn.Module:
+        params = dict(self.layers[index].named_parameters())
         for name in self._names[index]:
-            t = self.reader.get(f"{self.prefix}.{index}.{name}")
+            t = self._tensor(f"{self.prefix}.{index}.{name}", params[name])
             _set_param(self.layers[index], name, t.to(device=self.device, dtype=self.dtype if t.is_floating_point() else t.dtype))
         return self.layers[index]
 
@@ -110,6 +120,11 @@ class OffloadedLayers:
                     out[key] = params[local].detach().to("cpu", dtype=src_dtype or params[local].dtype)
                 else:  # a persistent buffer or anything else stored with the layer: copied as is
                     out[key] = self.reader.get(key)
+            for key in self._zero:  # the biases --bias-correction added, in their weight's stored dtype
+                if key.startswith(head):
+                    weight_dtype = _st_dtype(self.reader._meta[key[: -len("bias")] + "weight"][0])
+                    bias = params[key[len(head):]]
+                    out[key] = bias.detach().to("cpu", dtype=weight_dtype or bias.dtype)
             self.writer.write(out)
         _release(layer, self._names[index])
 
@@ -118,11 +133,13 @@ def _st_dtype(code: str):
     return {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}.get(code)
 
 
-def _skeleton(path: str, dtype, trust_remote_code: bool):
+def _skeleton(path: str, dtype, trust_remote_code: bool, bias_flags: tuple[str, ...] = ()):
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    from .bias import with_flags
+
+    config = with_flags(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), bias_flags)
     with init_empty_weights(include_buffers=False):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
     model.eval()
@@ -194,7 +211,15 @@ def prune_checkpoint(
         raise UserError(f"offload mode reads a local checkpoint; download {model!r} first (e.g. huggingface-cli download) and pass its directory")
     check_target(out_dir, overwrite, what="--save")
     reader = CheckpointReader(path)
-    skeleton = _skeleton(path, compute_dtype, trust_remote_code)
+    flags: tuple[str, ...] = ()
+    if o.bias_correction:  # the skeleton gets the flags' biases (zeros until corrected); config.json gets the flags
+        from transformers import AutoConfig
+
+        from .bias import plan_bias
+
+        flags = plan_bias(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), o.selection,
+                                trust_remote_code).flags
+    skeleton = _skeleton(path, compute_dtype, trust_remote_code, flags)
     dp = data_parallel()
     elem = torch.finfo(compute_dtype).bits // 8
     est = estimate_memory(
@@ -202,6 +227,7 @@ def prune_checkpoint(
         len(calibration), int(calibration.input_ids.shape[1]), o.batch_size, weight_bytes=elem, act_bytes=elem,
         offload=True, padded=not bool(calibration.attention_mask.bool().all()),
         gram="gram" in (pruner.required_stats | allocator.required_stats), world=dp.world,
+        dense=o.bias_correction or "cross" in pruner.required_stats, dense_rows="cross" in pruner.required_stats,
     )
     log.info("%s", check_memory(est, available_memory() if activations_dir is None else None, offload=True))
 
@@ -215,12 +241,12 @@ def prune_checkpoint(
                         selection=o.selection)
 
     def run(writer: ShardWriter | None) -> PruneReport:
-        source = OffloadedLayers(skeleton, reader, prefix, setup.device, compute_dtype, writer)
+        source = OffloadedLayers(skeleton, reader, prefix, setup.device, compute_dtype, writer, zero_biases=bool(flags))
         if writer is not None:
             for group in groups:
                 writer.write({k: reader.get(k) for k in group})
         return run_engine(skeleton, source, calibration, pruner, allocator, sparsity, setup,
-                          nm=o.nm, truth_profile=o.truth_profile, extras=o.extras)
+                          nm=o.nm, truth_profile=o.truth_profile, extras=o.extras, bias_correction=o.bias_correction)
 
     if not dp.is_writer:
         report = run(None)
@@ -231,6 +257,10 @@ def prune_checkpoint(
         report = run(writer)
         writer.finish()
         _copy_side_files(Path(path), tmp)
+        if flags:
+            from .bias import set_flags_in_config_json
+
+            set_flags_in_config_json(tmp / "config.json", flags)
         meta = {"versions": environment_versions(), "offload": True, "source": str(path), **(metadata or {})}
         meta.setdefault("pruning", report.as_dict())
         (tmp / "truthprune.json").write_text(json.dumps(meta, indent=2, default=str))

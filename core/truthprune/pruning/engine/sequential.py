@@ -33,15 +33,18 @@ import torch
 
 from ...plugin import contracts
 from ...errors import UserError
-from ...plugin.interfaces import CalibrationSamples, LayerInfo, LinearStats, Pruner, SparsityAllocator, SparsityTarget
+from ...plugin.interfaces import STAT_CROSS, STAT_SUM, CalibrationSamples, LayerInfo, LinearStats, Pruner, SparsityAllocator, SparsityTarget
 from ...models.adapter import decoder_layers, prunable_linears
 from ..quantization import quantize_linears
 from .block import BlockContext, begin_block, end_block
-from .capture import LayerBatch, batch_kwargs_to, capture_layer0_inputs, use_layer_kwargs
+from .bias import BiasCorrection
+from .capture import LayerBatch, use_layer_kwargs
+from .dense import dense_copies, refuse_experts
+from .passes import (_capture, _dense_pass, _pruned_means, _run_layer, _statistics, _stream_statistics, _with_streams,
+                     execution_groups, stream_batch_size)
 from .distributed import DataParallel, data_parallel
 from .memory import ModelShape, available_memory, check_memory, estimate_memory
 from .progress import LayerProgress
-from .stats import StatsCollector, StopLayer, layer_output
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ class PruneReport:
     phase_s: dict[str, float] = field(default_factory=dict)  # statistics / masks / propagation time
     diagnostics: dict[str, list[float]] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None  # the quantizer's description + relative weight change per layer
+    bias_correction: dict[str, Any] | None = None  # --bias-correction: config flags set, linears corrected, shift per layer
     structure: dict[str, Any] | None = None  # structured pruning: kept widths, parameter counts (truthprune.pruning.structured)
 
     def as_dict(self) -> dict[str, Any]:
@@ -140,96 +144,21 @@ def mapped_copy(t: torch.Tensor, directory: str) -> torch.Tensor:
     return out
 
 
-def _run_layer(layer, batches: list[LayerBatch], setup: EngineSetup, collector: StatsCollector | None, keep: bool):
-    """Run ``layer`` over all batches; return the output batches if ``keep``.
-
-    Without ``keep`` (a pure statistics pass) the collector may stop the layer early, once the
-    first batch has shown that every linear runs exactly once per forward.
-    """
-    outs = []
-    for j, b in enumerate(batches):
-        if collector is not None:
-            collector.begin_batch(b.token_mask)
-        try:
-            out = layer_output(layer(b.hidden.to(setup.device), **batch_kwargs_to(b.kwargs, setup.device)))
-        except StopLayer:
-            continue
-        if keep:
-            outs.append(LayerBatch(hidden=setup.keep(out), kwargs=b.kwargs, token_mask=b.token_mask, index=b.index,
-                                   layer_kwargs=b.layer_kwargs))
-        elif collector is not None and j == 0:
-            collector.early_stop = collector.single_call_per_linear()
-    return outs
-
-
-def _statistics(layer, batches, setup: EngineSetup, required: frozenset[str], keep: bool):
-    """One pass with statistics hooks; returns (collector with rank-summed stats, outputs)."""
-    linears = prunable_linears(layer, setup.selection)
-    collector = StatsCollector(linears, required)
-    if not required and not keep:
-        return linears, collector, []
-    with collector.attached():
-        outs = _run_layer(layer, batches, setup, collector, keep=keep)
-    collector.reduce(setup.dp.all_reduce())
-    return linears, collector, outs
-
-
-def stream_batch_size(batch_size: int, main_seqlen: int, stream_seqlen: int) -> int:
-    """Sequences per batch for an auxiliary stream: as many *tokens* per batch as the main data.
-
-    Why: streams of short sequences (statements of ~20 tokens) in batches of ``batch_size``
-    would cost hundreds of tiny layer calls per layer, each dominated by fixed overhead.
-    """
-    return max(batch_size, batch_size * main_seqlen // max(stream_seqlen, 1))
-
-
-def _capture(model, calib: CalibrationSamples, setup: EngineSetup, source: LayerSource, batch_size: int | None = None) -> list[LayerBatch]:
-    batch_size = batch_size or setup.batch_size
-    n_batches = -(-len(calib) // batch_size)
-    with source.outer():
-        batches = capture_layer0_inputs(
-            model, source.layers, calib.input_ids, calib.attention_mask, batch_size, setup.storage,
-            device=setup.device, batch_indices=setup.dp.my_batches(n_batches), stat_mask=calib.stat_mask,
-        )
-    if setup.activations_dir is not None:
-        for b in batches:
-            b.hidden = setup.keep(b.hidden)
-    return batches
-
-
-def _dense_pass(model, source: LayerSource, calib, allocator: SparsityAllocator, setup: EngineSetup, progress) -> None:
-    layers = source.layers
-    batches = _capture(model, calib, setup, source)
-    with progress.stage("dense pre-pass", len(layers)) as step:
-        for i in range(len(layers)):
-            layer = source.open(i)
-            use_layer_kwargs(batches, i)
-            keep = i < len(layers) - 1
-            linears, collector, batches = _statistics(layer, batches, setup, allocator.required_stats, keep)
-            allocator.observe_layer(i, {n: m.weight for n, m in linears.items()}, collector.stats)
-            source.close(i, pruned=False)
-            step(len(calib))
-
-
 def _check_allocation(allocation: Any, n_layers: int, allocator: SparsityAllocator) -> list[float]:
     """The allocator's answer as floats; a wrong length or a value outside [0, 1) is the
     allocator's bug (PluginContractError), since the target itself was validated before."""
     return contracts.check_allocation(allocator, allocation, n_layers)
 
 
-def _stream_statistics(layer, streams: dict[str, list[LayerBatch]], setup: EngineSetup, required: frozenset[str]):
-    """Statistics of every auxiliary stream at this (still unpruned) layer, keyed by stream."""
-    out = {}
-    for key, batches in streams.items():
-        _, collector, _ = _statistics(layer, batches, setup, required, keep=False)
-        out[key] = collector.stats
-    return out
+def _instance_stats(pruner: Pruner) -> frozenset[str]:
+    """The pruner instance's ``required_stats`` (it may depend on options), checked like registration checks the class's."""
+    from ...plugin.interfaces import KNOWN_STATS
 
-
-def _with_streams(stats: dict[str, LinearStats], streams: dict[str, dict[str, LinearStats]]) -> dict[str, LinearStats]:
-    for name, st in stats.items():
-        st.streams = {key: per_linear[name] for key, per_linear in streams.items()}
-    return stats
+    required = pruner.required_stats
+    if isinstance(required, str) or not all(isinstance(x, str) for x in required) or set(required) - KNOWN_STATS:
+        raise contracts.violation(pruner, f"required_stats must name statistics the engine computes "
+                                          f"({', '.join(sorted(KNOWN_STATS))}), got {required!r}")
+    return frozenset(required)
 
 
 def _prune_linears(linears, stats: dict[str, LinearStats], pruner: Pruner, target: SparsityTarget, dp: DataParallel) -> dict[str, float]:
@@ -260,12 +189,16 @@ def run_engine(
     extras: dict[str, Any] | None = None,
     quantizer: Any = None,
     quant_store: Any = None,
+    bias_correction: bool = False,
 ) -> PruneReport:
     """The layer loop shared by :func:`prune_model` and the offload mode.
 
     With a ``quantizer`` every linear is quantized right after it is pruned, in the same pass
     (before propagation, so later layers calibrate on the pruned *and* quantized outputs);
     ``quant_store`` (a :class:`truthprune.pruning.quantization.QuantizedLinears`) keeps the codes.
+    With ``bias_correction`` every pruned linear that has (or, through a config flag such as
+    Llama's ``attention_bias``, can get) a bias receives the shift between the dense model's and
+    the pruned model's mean output on the calibration tokens (:mod:`truthprune.pruning.engine.bias`).
     """
     if setup.batch_size < 1:
         raise UserError(f"batch_size {setup.batch_size} must be at least 1")
@@ -290,7 +223,21 @@ def run_engine(
     report.diagnostics = allocator.diagnostics()
     log.info("allocation (%s): %s", allocator.name, ", ".join(f"{s:.3f}" for s in allocation))
 
-    required = pruner.required_stats | (quantizer.required_stats if quantizer is not None else frozenset())
+    pruner_stats = _instance_stats(pruner)
+    required = pruner_stats | (quantizer.required_stats if quantizer is not None else frozenset())
+    # dense-target streams: for the cross statistic, and for the dense output means of --bias-correction
+    stream_dense = STAT_CROSS in pruner_stats
+    main_dense = STAT_CROSS in required or bias_correction
+    if main_dense:
+        refuse_experts(layers, setup.selection, "--bias-correction" if bias_correction else f"pruner {pruner.name!r} (cross statistic)")
+    block_sequential = STAT_CROSS in pruner_stats
+    if block_sequential and pruner.uses_block:
+        raise contracts.violation(pruner, "a block-aware pruner (uses_block) cannot ask for the cross statistic: the engine "
+                                          "measures cross-statistic layers group by group, which begin_block/end_block do not follow")
+    bias = BiasCorrection.start(model, layers, setup) if bias_correction else None
+    if bias is not None:
+        required = required | {STAT_SUM}  # the dense inputs' means (paired statistics)
+        report.bias_correction = bias.summary()
     needs_data = bool(required) or pruner.uses_block  # without statistics no forward pass is needed
     if quantizer is not None:
         report.quantization = {**quantizer.describe(), "layer_weight_change": []}
@@ -302,30 +249,56 @@ def run_engine(
             k: _capture(model, s, setup, source, stream_batch_size(setup.batch_size, main_len, int(s.input_ids.shape[1])))
             for k, s in calibration.auxiliary.items()
         } if needs_data else {}
+        dense_batches = dense_copies(batches) if main_dense else None
+        dense_streams = {k: dense_copies(b) for k, b in streams.items()} if stream_dense else None
         with progress.stage(f"pruning ({pruner.name})", n_layers) as step:
-            phase = dict.fromkeys(("load", "statistics", "masks", "quantize", "propagation", "store"), 0.0)
+            phase = dict.fromkeys(("load", "statistics", "masks", "quantize", "bias", "propagation", "store"), 0.0)
             for i in range(n_layers):
                 t = time.perf_counter()
                 layer = source.open(i)
                 phase["load"] += time.perf_counter() - t
-                for group in (batches, *streams.values()):  # layers of another type (Gemma) get their own mask/rotary
-                    use_layer_kwargs(group, i)
-                linears, stats = prunable_linears(layer, setup.selection), {}
-                t = time.perf_counter()
-                if needs_data:
-                    linears, collector, dense = _statistics(layer, batches, setup, required, keep=pruner.uses_block)
-                    stats = _with_streams(collector.stats, _stream_statistics(layer, streams, setup, pruner.required_stats))
-                    del collector
-                phase["statistics"] += time.perf_counter() - t
-                t = time.perf_counter()
-                block = BlockContext(i, layer, linears, setup.device, batches, dense, setup.dp.all_reduce()) if pruner.uses_block else None
-                if block is not None:
-                    stats = begin_block(pruner, block, stats)
-                achieved = _prune_linears(linears, stats, pruner, SparsityTarget(allocation[i], nm), setup.dp)
-                if block is not None:
-                    achieved = end_block(pruner, block, setup.dp)
-                    del block, dense
-                phase["masks"] += time.perf_counter() - t
+                for group in (batches, *streams.values(), dense_batches or [], *(dense_streams or {}).values()):
+                    use_layer_kwargs(group, i)  # layers of another type (Gemma) get their own mask/rotary
+                linears, stats, achieved, targets = prunable_linears(layer, setup.selection), {}, {}, {}
+                last = i == n_layers - 1
+                # block-sequential (cross statistic): each group of linears (q/k/v, o, gate/up, down) is measured
+                # with the groups before it already pruned, as the pruned model will feed it; else one pass for all
+                groups, once = execution_groups(layer, batches, setup) if needs_data and block_sequential else ([None], False)
+                later = tuple(n for names in groups[1:] for n in names)  # their dense rows: kept by the first pass
+                next_dense, next_dense_streams, replay, stream_replay = None, None, None, None
+                for g, names in enumerate(groups):
+                    t = time.perf_counter()
+                    group, group_stats, dense = (linears if names is None else {n: linears[n] for n in names}), {}, None
+                    if needs_data:
+                        first = g == 0
+                        group, collector, dense = _statistics(layer, batches, setup, required, keep=pruner.uses_block,
+                                                              dense=dense_batches, keep_dense=first and not last, names=names,
+                                                              store=later if first else (), replay=replay, early_stop=once)
+                        stream_stats, stream_outputs, stream_stored = _stream_statistics(
+                            layer, streams, setup, pruner_stats, dense_streams, first and not last, names,
+                            later if first and dense_streams is not None else (), stream_replay, once)
+                        if first:  # the dense copies' next-layer inputs and later groups' rows (the dense layer ran whole)
+                            next_dense, next_dense_streams = collector.dense_outputs, stream_outputs
+                            replay = collector.dense_stored if main_dense else None
+                            stream_replay = stream_stored if dense_streams is not None else None
+                        group_stats = _with_streams(collector.stats, stream_stats)
+                        del collector
+                    stats.update(group_stats)
+                    phase["statistics"] += time.perf_counter() - t
+                    t = time.perf_counter()
+                    if bias is not None:  # before this group's weights change
+                        targets.update(bias.dense_means(group, group_stats))
+                    block = BlockContext(i, layer, group, setup.device, batches, dense, setup.dp.all_reduce()) if pruner.uses_block else None
+                    if block is not None:
+                        group_stats = begin_block(pruner, block, group_stats)
+                    achieved.update(_prune_linears(group, group_stats, pruner, SparsityTarget(allocation[i], nm), setup.dp))
+                    if block is not None:
+                        achieved = end_block(pruner, block, setup.dp)
+                        del block, dense
+                    phase["masks"] += time.perf_counter() - t
+                dense_batches = next_dense if main_dense else None
+                dense_streams = next_dense_streams if stream_dense else None
+                del replay, stream_replay
                 if quantizer is not None:  # pruned zeros are the quantizer's mask: they stay zero
                     t = time.perf_counter()
                     change = quantize_linears(linears, stats, quantizer, setup.dp.broadcast_,
@@ -333,8 +306,13 @@ def run_engine(
                     report.quantization["layer_weight_change"].append(change)
                     phase["quantize"] += time.perf_counter() - t
                 del stats
+                if bias is not None:  # after pruning and quantizing: the shift covers both
+                    t = time.perf_counter()
+                    shifts = bias.correct(layer, linears, targets, _pruned_means(layer, batches, setup, bias.names))
+                    report.bias_correction["layer_shift"].append(shifts)
+                    phase["bias"] += time.perf_counter() - t
                 t = time.perf_counter()
-                if needs_data and i < n_layers - 1:
+                if needs_data and not last:
                     batches = _run_layer(layer, batches, setup, None, keep=True)
                     streams = {k: _run_layer(layer, b, setup, None, keep=True) for k, b in streams.items()}
                 phase["propagation"] += time.perf_counter() - t
@@ -351,13 +329,15 @@ def run_engine(
     return report
 
 
-def check_calibration_memory(model: Any, calibration: CalibrationSamples, batch_size: int, dp: DataParallel, offload: bool) -> str:
-    """Refuse (UserError) before starting when activations would not fit in available memory."""
+def check_calibration_memory(model: Any, calibration: CalibrationSamples, batch_size: int, dp: DataParallel, offload: bool,
+                             dense: bool = False, dense_rows: bool = False) -> str:
+    """Refuse (UserError) before starting when activations would not fit in available memory
+    (``dense``: the dense-target streams are carried too; ``dense_rows``: and a layer's dense linear inputs)."""
     padded = not bool(calibration.attention_mask.bool().all())
     est = estimate_memory(
         ModelShape.from_config(model.config), len(calibration), int(calibration.input_ids.shape[1]), batch_size,
         act_bytes=torch.finfo(model.dtype).bits // 8 if model.dtype.is_floating_point else 4,
-        offload=offload, padded=padded, world=dp.world,
+        offload=offload, padded=padded, world=dp.world, dense=dense, dense_rows=dense_rows,
     )
     line = check_memory(est, available_memory(), offload=offload, weights_resident=not offload)
     log.info("%s", line)
@@ -376,6 +356,7 @@ class PruneOptions:
     extras: dict[str, Any] | None = None
     quiet: bool = False
     selection: Any = None  # --targets/--ignore (models.adapter.TargetSelection); None: the defaults
+    bias_correction: bool = False  # --bias-correction (truthprune.pruning.engine.bias)
 
 
 def prune_model(
@@ -391,7 +372,8 @@ def prune_model(
     **options: Any,
 ) -> PruneReport:
     """Prune (and, with ``quantizer``, quantize) ``model`` in place and report what was done;
-    ``options`` are :class:`PruneOptions` fields (nm, batch_size, truth_profile, extras, quiet, selection).
+    ``options`` are :class:`PruneOptions` fields (nm, batch_size, truth_profile, extras, quiet, selection,
+    bias_correction).
 
     ``selection`` (:class:`truthprune.models.adapter.TargetSelection`, from ``--targets`` /
     ``--ignore``) chooses the pruned weights of each block; None: every weight matmul except MoE
@@ -406,6 +388,9 @@ def prune_model(
     setup = EngineSetup(device=next(model.parameters()).device, batch_size=o.batch_size, storage=storage, quiet=o.quiet, dp=dp,
                         selection=o.selection)
     if storage == "cpu":
-        check_calibration_memory(model, calibration, o.batch_size, dp, offload=False)
+        cross = STAT_CROSS in pruner.required_stats
+        check_calibration_memory(model, calibration, o.batch_size, dp, offload=False, dense=o.bias_correction or cross,
+                                 dense_rows=cross)
     return run_engine(model, ResidentLayers(decoder_layers(model)), calibration, pruner, allocator, sparsity, setup,
-                      nm=o.nm, truth_profile=o.truth_profile, extras=o.extras, quantizer=quantizer, quant_store=quant_store)
+                      nm=o.nm, truth_profile=o.truth_profile, extras=o.extras, quantizer=quantizer, quant_store=quant_store,
+                      bias_correction=o.bias_correction)

@@ -21,6 +21,12 @@ Three choices here exist for speed or reproducibility, not for the maths:
 MoE experts (fused ``[E, out, in]`` parameters, no module per expert) are recorded by
 :class:`truthprune.pruning.engine.experts.ExpertTap` through the same accumulation, from the tokens routed
 to each expert only.
+
+*Paired* collection (dense-target streams, :mod:`truthprune.pruning.engine.dense`): before each
+batch runs through the layer, the engine runs the same batch's dense-model copy and hands the
+collector each linear's dense input rows (:attr:`StatsCollector.dense_inputs`). The collector then
+also accumulates the cross statistic X_pruned^T X_dense (``cross``) and the dense inputs' vector
+statistics. Rows pair up because both copies hold the same tokens under the same token mask.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Any
 
 import torch
 
-from ...plugin.interfaces import STAT_GRAM, STAT_SQ_NORM, STAT_SUM, LinearStats
+from ...plugin.interfaces import STAT_CROSS, STAT_GRAM, STAT_SQ_NORM, STAT_SUM, LinearStats
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +48,18 @@ class StopLayer(Exception):
 
 
 class StatsCollector:
-    def __init__(self, linears: dict[str, torch.nn.Linear], required: frozenset[str], device: Any = None):
+    def __init__(self, linears: dict[str, torch.nn.Linear], required: frozenset[str], device: Any = None, paired: bool = False):
         self.linears = linears
         self.required = frozenset(required)
+        self.paired = paired or STAT_CROSS in self.required  # dense inputs arrive per batch (dense_inputs)
         self.token_mask: torch.Tensor | None = None  # set per batch by begin_batch
         self.early_stop = False
+        self.paused = False  # True while the engine runs the dense copy of a batch through the same hooks
+        self.dense_inputs: dict[str, torch.Tensor] = {}  # paired: this batch's dense rows per linear, float32 [n, d]
+        self._dense_cache: dict[int, tuple[torch.Tensor, Any, Any]] = {}
+        self._cross: dict[str, torch.Tensor] = {}
+        self._dsq: dict[str, torch.Tensor] = {}
+        self._dsum: dict[str, torch.Tensor] = {}
         self._tap: Any = None  # the ExpertTap while attached to a layer with MoE experts
         self.calls: dict[str, int] = {}
         self._cache: tuple[Any, torch.Tensor, Any, Any] | None = None
@@ -64,12 +77,19 @@ class StatsCollector:
                 self._gram[name] = torch.zeros(d, d, dtype=torch.float64, device=dev)
             if STAT_SUM in self.required:
                 self._sum[name] = torch.zeros(d, dtype=torch.float64, device=dev)
+            if STAT_CROSS in self.required:
+                self._cross[name] = torch.zeros(d, d, dtype=torch.float64, device=dev)
+            if self.paired and STAT_SQ_NORM in self.required:
+                self._dsq[name] = torch.zeros(d, dtype=torch.float64, device=dev)
+            if self.paired and STAT_SUM in self.required:
+                self._dsum[name] = torch.zeros(d, dtype=torch.float64, device=dev)
 
     def begin_batch(self, token_mask: torch.Tensor | None) -> None:
         """``token_mask`` [b, S] bool, or None when every position is a real token."""
         self.token_mask = token_mask
         self.calls = {}
         self._cache = None
+        self._dense_cache = {}
         if self._tap is not None:
             self._tap.token_mask = token_mask
 
@@ -94,9 +114,31 @@ class StatsCollector:
 
     def _hook(self, name: str) -> Callable:
         def hook(module, args, kwargs):
-            self.record(name, args[0] if args else kwargs["input"])
+            if not self.paused:
+                self.record(name, args[0] if args else kwargs["input"])
 
         return hook
+
+    def _paired_contribution(self, name: str, flat: torch.Tensor) -> tuple[Any, Any, Any]:
+        """(cross [d, d], dense sum of squares [d], dense sum [d]) of this batch for linear ``name``.
+
+        Linears that read one tensor share one computation on both sides (the dense rows are one
+        tensor too, see :class:`~truthprune.pruning.engine.dense.DenseInputs`).
+        """
+        dense = self.dense_inputs.get(name)
+        if dense is None or dense.shape != flat.shape:
+            got = "none" if dense is None else tuple(dense.shape)
+            raise RuntimeError(f"paired statistics for {name}: dense rows {got} do not match the pruned rows "
+                               f"{tuple(flat.shape)}; the dense copy of the batch did not run this linear the same way")
+        key = id(dense)
+        cached = self._dense_cache.get(key)
+        if cached is not None and cached[0] is flat:
+            return cached[1]
+        cross = flat.t() @ dense if STAT_CROSS in self.required else None
+        dsq = (dense * dense).sum(dim=0) if STAT_SQ_NORM in self.required else None
+        dsum = dense.sum(dim=0) if STAT_SUM in self.required else None
+        self._dense_cache[key] = (flat, (cross, dsq, dsum))
+        return cross, dsq, dsum
 
     def record(self, name: str, x: torch.Tensor, rows: Any = False) -> None:
         """Add one input of linear ``name`` to its statistics (see :meth:`_contribution` for ``rows``)."""
@@ -108,6 +150,14 @@ class StatsCollector:
             self._gram[name] += gram
         if total is not None:
             self._sum[name] += total
+        if self.paired:
+            cross, dsq, dsum = self._paired_contribution(name, flat)
+            if cross is not None:
+                self._cross[name] += cross
+            if dsq is not None:
+                self._dsq[name] += dsq
+            if dsum is not None:
+                self._dsum[name] += dsum
         self.calls[name] = self.calls.get(name, 0) + 1
         if self.early_stop and len(self.calls) == len(self.linears):
             self._cache = None
@@ -149,6 +199,7 @@ class StatsCollector:
                     yield self
         finally:
             self._cache = None
+            self._dense_cache = {}
             self._tap = None
             for h in handles:
                 h.remove()
@@ -164,11 +215,15 @@ class StatsCollector:
         all_reduce(counts)
         for n, c in zip(names, counts.tolist()):
             self._n[n] = int(round(c))
-        for acc in (*self._sq.values(), *self._gram.values(), *self._sum.values()):
+        for acc in self._accumulators():
             all_reduce(acc)
 
+    def _accumulators(self) -> tuple[torch.Tensor, ...]:
+        return (*self._sq.values(), *self._gram.values(), *self._sum.values(),
+                *self._cross.values(), *self._dsq.values(), *self._dsum.values())
+
     def _device(self):
-        for acc in (*self._sq.values(), *self._gram.values(), *self._sum.values()):
+        for acc in self._accumulators():
             return acc.device
         return torch.device("cpu")
 
@@ -198,8 +253,16 @@ class StatsCollector:
                     sq_norm=sq.float() if sq is not None else None,
                     gram=gram.float() if gram is not None else None,
                     sum=self._sum[name].float() if name in self._sum else None,
+                    cross=self._cross[name].float() if name in self._cross else None,
+                    dense=self._dense_stats(name) if self.paired else None,
                 )
             return out
+
+    def _dense_stats(self, name: str) -> LinearStats:
+        """The dense inputs' vector statistics of linear ``name`` (same tokens, so same count)."""
+        dsq, dsum = self._dsq.get(name), self._dsum.get(name)
+        return LinearStats(n_tokens=self._n[name], sq_norm=dsq.float() if dsq is not None else None,
+                           sum=dsum.float() if dsum is not None else None)
 
 
 def layer_output(out: Any) -> torch.Tensor:

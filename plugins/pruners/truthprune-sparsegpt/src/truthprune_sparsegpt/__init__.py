@@ -1,8 +1,9 @@
 """SparseGPT for truthprune: the ``sparsegpt`` pruner and its pure OBS maths.
 
 ``obs_prune(weight, hessian, target, blocksize=128, percdamp=0.01)`` is public so other pruners
-(e.g. one that adds terms to H) can reuse the reconstruction. The maths module imports torch, so
-it is loaded on first use of its names, keeping ``truthprune plugins`` fast.
+(e.g. one that adds terms to H) can reuse the reconstruction; ``dense_target_weight`` gives the
+start of the asymmetric (dense-target) sweep. The maths modules import torch, so they are loaded
+on first use of their names, keeping ``truthprune plugins`` fast.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ _OBS_NAMES = (
     "obs_scores",
 )
 
-__all__ = ["SparseGPTConfig", "SparseGPTPruner", *_OBS_NAMES]
+_ASYMMETRIC_NAMES = ("dense_target_weight", "cross_from_stat")
+
+__all__ = ["SparseGPTConfig", "SparseGPTPruner", *_OBS_NAMES, *_ASYMMETRIC_NAMES]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _OBS_NAMES:
-        value = getattr(importlib.import_module(".obs", __name__), name)
+    if name in _OBS_NAMES or name in _ASYMMETRIC_NAMES:
+        module = ".obs" if name in _OBS_NAMES else ".asymmetric"
+        value = getattr(importlib.import_module(module, __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'truthprune_sparsegpt' has no attribute {name!r}")

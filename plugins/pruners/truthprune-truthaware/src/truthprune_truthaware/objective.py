@@ -18,6 +18,12 @@ much as all the general text together", and the values are comparable across lay
 The same H serves two solvers: ``obs`` (SparseGPT's reconstruction, updated weights) and
 ``wanda`` (the Wanda-family score |W_ij| * sqrt(H_jj), no weight update), which is the
 "truth-direction-aware score" mechanism in its diagonal form.
+
+**Dense target** (``target=dense``): every term becomes asymmetric, ||W A_d - W' A_p||^2 with A_p
+the pruned model's inputs and A_d the dense model's on the same tokens (text, statement tokens,
+truth directions d_p/d_d). Each term then contributes A_p A_d^T to a cross matrix C with the same
+weight it gives A_p A_p^T in H (the weights are computed once, from the pruned-side traces), and
+the OBS sweep starts from truthprune_sparsegpt's W* = W (C^T + lambda I)(H + lambda I)^-1.
 """
 
 from __future__ import annotations
@@ -103,6 +109,47 @@ def combined_hessian(stats: LinearStats, gamma: float, delta: float, dtype: torc
             if float(torch.trace(d)) > 0:
                 h = h + (delta * scale / torch.trace(d)) * d
     return h
+
+
+def _dense_side(streams: Mapping[str, LinearStats]) -> dict[str, LinearStats]:
+    """The dense inputs' statistics of each truth stream, shaped like the pruned ones: ``cross`` in
+    place of ``gram`` (the pairing), the dense ``sum`` in place of the pruned one."""
+    out = {}
+    for key, st in streams.items():
+        if parse_stream_key(key) is None:
+            continue
+        if st.cross is None or st.dense is None or st.dense.sum is None:
+            raise UserError("truthaware target=dense needs the cross statistic and dense sums of every statement stream; "
+                            "the engine did not collect them")
+        out[key] = LinearStats(n_tokens=st.n_tokens, gram=st.cross, sum=st.dense.sum)
+    return out
+
+
+def combined_cross(stats: LinearStats, gamma: float, delta: float, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """C = C_g + gamma' C_t + delta' D_c, the asymmetric counterpart of :func:`combined_hessian`.
+
+    C_g = 2 X_p^T X_d / n (text), C_t the same over the statement tokens, D_c = mean_s d_p,s d_d,s^T
+    (pruned-model and dense-model truth directions of set s). gamma' and delta' are exactly the
+    trace ratios :func:`combined_hessian` uses (pruned side), and a term it leaves out is left out.
+    """
+    if stats.cross is None or stats.n_tokens <= 0:
+        raise UserError("truthaware target=dense needs the cross statistic of the calibration data (is --nsamples 0?)")
+    h = general_hessian(stats, dtype)
+    scale = torch.trace(h)
+    c = stats.cross.to(dtype) * (2.0 / stats.n_tokens)
+    if gamma > 0:
+        ht = truth_token_hessian(stats.streams, dtype)
+        if ht is not None and float(torch.trace(ht)) > 0:
+            ct = truth_token_hessian(_dense_side(stats.streams), dtype)
+            c = c + (gamma * scale / torch.trace(ht)) * ct
+    if delta > 0:
+        dirs = truth_directions(stats.streams, dtype)
+        if dirs is not None:
+            d = direction_term(dirs)
+            if float(torch.trace(d)) > 0:
+                dense_dirs = truth_directions(_dense_side(stats.streams), dtype)
+                c = c + (delta * scale / torch.trace(d)) * (dirs.t() @ dense_dirs / dirs.shape[0])
+    return c
 
 
 def diagonal_scores(weight: torch.Tensor, hessian: torch.Tensor) -> torch.Tensor:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-from truthprune import STAT_GRAM, STAT_SUM, PluginConfig, Pruner, PruneResult, UserError, hookimpl
+from pydantic import Field, model_validator
+from truthprune import STAT_CROSS, STAT_GRAM, STAT_SUM, PluginConfig, Pruner, PruneResult, UserError, hookimpl
 
 DEFAULT_BUILD_SETS = ("cities", "neg_cities", "sp_en_trans", "neg_sp_en_trans")
 
@@ -31,6 +31,19 @@ class TruthAwareConfig(PluginConfig):
     """At most this many statements per build set (class-balanced, seeded)."""
     blocksize: int = Field(128, ge=1)
     percdamp: float = Field(0.01, ge=0)
+    target: Literal["pruned", "dense"] = "pruned"
+    """pruned: fit each layer on the pruned model's inputs; dense: fit the dense model's outputs
+    (asymmetric OBS on text, statements and directions; needs solver=obs)."""
+    control: Literal["none", "shuffled_labels", "nonfactual"] = "none"
+    """Controls: shuffled_labels permutes the true/false labels of the sampled statements (same
+    statements, random directions); nonfactual replaces each statement by a generated non-factual
+    sentence with the same token count and label (same form, no truth content)."""
+
+    @model_validator(mode="after")
+    def _dense_needs_obs(self):
+        if self.target == "dense" and self.solver != "obs":
+            raise ValueError("target=dense reconstructs weights, which solver=wanda never does; use solver=obs")
+        return self
 
 
 class TruthAwarePruner(Pruner):
@@ -38,6 +51,11 @@ class TruthAwarePruner(Pruner):
     description = "Truth-aware OBS: SparseGPT under H + gamma*H_truth + delta*truth directions (true/false statements)."
     Config = TruthAwareConfig
     required_stats = frozenset({STAT_GRAM, STAT_SUM})
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        if self.config.target == "dense":
+            self.required_stats = frozenset({STAT_GRAM, STAT_SUM, STAT_CROSS})
 
     def check(self, context):
         """Before the model loads: the build sets exist in --truth-data (or the generated sets)."""
@@ -60,25 +78,29 @@ class TruthAwarePruner(Pruner):
         if cfg.gamma == 0 and cfg.delta == 0:
             return {}
         sets = resolve_sets(context.truth_data, cfg.build_sets, context.seed)
-        return statement_streams(context.tokenizer, sets, cfg.per_set, context.seed, cfg.tokens == "last", context.chat_template)
+        return statement_streams(context.tokenizer, sets, cfg.per_set, context.seed, cfg.tokens == "last", context.chat_template,
+                                 control=cfg.control)
 
     def prune(self, weight, stats, target):
         import torch
 
         from truthprune import mask_from_scores
 
-        from .objective import combined_hessian, diagonal_scores
+        from .objective import combined_cross, combined_hessian, diagonal_scores
 
         cfg = self.config
         h = combined_hessian(stats, cfg.gamma, cfg.delta, torch.float64)
         if cfg.solver == "wanda":
             return PruneResult(mask=mask_from_scores(diagonal_scores(weight, h), target))
         try:
-            from truthprune_sparsegpt import obs_prune
+            from truthprune_sparsegpt import dense_target_weight, obs_prune
         except ImportError:  # pragma: no cover - the distribution depends on it
             raise UserError("truthaware's obs solver needs truthprune-sparsegpt: pip install ./plugins/pruners/truthprune-sparsegpt") from None
-        new_weight, mask = obs_prune(weight, h, target, blocksize=cfg.blocksize, percdamp=cfg.percdamp)
-        return PruneResult(mask=mask, weight=new_weight)
+        start = weight
+        if cfg.target == "dense":
+            start = dense_target_weight(weight, h, combined_cross(stats, cfg.gamma, cfg.delta, torch.float64), cfg.percdamp)
+        new_weight, mask = obs_prune(start, h, target, blocksize=cfg.blocksize, percdamp=cfg.percdamp)
+        return PruneResult(mask=mask, weight=new_weight.to(weight.dtype))
 
 
 @hookimpl

@@ -68,23 +68,46 @@ def resolve_sets(truth_data: str | None, wanted: Sequence[str], seed: int) -> li
     return sets
 
 
+def controlled_sample(tokenizer: Any, statements: list[str], labels: list[int], set_name: str, seed: int, control: str,
+                      chat_template: bool) -> tuple[list[str], list[int]]:
+    """The sampled statements and labels as a control changes them (``none``: unchanged).
+
+    ``shuffled_labels``: the same statements with their labels permuted (seeded per set), so the
+    statement-token term is unchanged and the true-minus-false directions become random ones.
+    ``nonfactual``: each statement replaced by a generated non-factual sentence of the same token
+    count, keeping its label (:mod:`truthprune_truthaware.nonfactual`).
+    """
+    if control == "shuffled_labels":
+        labels = list(labels)
+        random.Random(f"shuffle:{seed}:{set_name}").shuffle(labels)
+    elif control == "nonfactual":
+        from .nonfactual import nonfactual_like
+
+        statements = nonfactual_like(tokenizer, statements, seed, chat_template)
+    return statements, labels
+
+
 def statement_streams(
-    tokenizer: Any, sets: Sequence[Any], per_set: int, seed: int, last_only: bool, chat_template: bool
+    tokenizer: Any, sets: Sequence[Any], per_set: int, seed: int, last_only: bool, chat_template: bool, control: str = "none",
 ) -> dict[str, CalibrationSamples]:
-    """One stream per (set, label): the sampled statements of that class, encoded as probes see them."""
+    """One stream per (set, label): the sampled statements of that class, encoded as probes see them
+    (after the ``control``, see :func:`controlled_sample`)."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad is None:
         pad = 0  # padding positions are masked out of attention and statistics; any id works
     streams: dict[str, CalibrationSamples] = {}
     for s in sets:
         rows = balanced_sample(list(s.labels), per_set, seed)
+        texts, labels = controlled_sample(tokenizer, [s.statements[i] for i in rows], [int(s.labels[i]) for i in rows],
+                                          s.name, seed, control, chat_template)
         for label in (1, 0):
-            picked = [s.statements[i] for i in rows if int(s.labels[i]) == label]
+            picked = [t for t, y in zip(texts, labels) if y == label]
             if not picked:
                 continue
             ids = encode_statements(tokenizer, picked, chat_template=chat_template)
             where = "last token" if last_only else "all tokens"
+            what = "statements" if control == "none" else f"statements, control {control}"
             streams[stream_key(s.name, label)] = padded_stream(
-                ids, pad, last_only, f"{s.name} label {label}: {len(picked)} statements ({where})"
+                ids, pad, last_only, f"{s.name} label {label}: {len(picked)} {what} ({where})"
             )
     return streams
