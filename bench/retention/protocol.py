@@ -16,34 +16,11 @@ import numpy as np
 
 from truthprune import StatementSet, UserError
 from truthprune.truth.probing.protocol import Topic, assemble, build_topics
-from truthprune.truth.probing.splits import grouped_split
+from truthprune.truth.probing.runner import cap_statement_sets
+from truthprune.truth.probing.splits import balanced_rows, grouped_split  # noqa: F401 (balanced_rows re-exported)
 from truthprune.truth.topics import GENERATED_PREFIX, NEGATED_PREFIX
 
 TEST_FRACTION = 0.2
-
-
-def _subset(s: StatementSet, rows: np.ndarray) -> StatementSet:
-    return StatementSet(
-        name=s.name,
-        statements=[s.statements[i] for i in rows],
-        labels=s.labels[rows],
-        polarity=s.polarity,
-        extra={k: [v[i] for i in rows] for k, v in s.extra.items()},
-        source=s.source,
-    )
-
-
-def balanced_rows(labels: np.ndarray, cap: int | None, rng: np.random.Generator) -> np.ndarray:
-    """At most ``cap`` row indices, half of each class where possible (the rest from the larger
-    class), sampled without replacement; all rows when the set is not larger than ``cap``."""
-    n = len(labels)
-    if cap is None or n <= cap:
-        return np.arange(n)
-    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    k_pos = min(len(pos), max(cap // 2, cap - len(neg)))
-    k_neg = cap - k_pos
-    rows = np.concatenate([rng.choice(pos, k_pos, replace=False), rng.choice(neg, k_neg, replace=False)])
-    return np.sort(rows)
 
 
 def _generated(names: Sequence[str], seed: int) -> dict[str, StatementSet]:
@@ -76,15 +53,7 @@ def load_scored_sets(
         if missing:
             raise UserError(f"no generated set(s) {', '.join(missing)}; generated topics: {', '.join(generated)}")
         loaded.update({n: generated[n] for n in gen_names})
-    sets = [loaded[n] for n in names]
-    out: dict[str, StatementSet] = {}
-    for topic in build_topics(sets):
-        first = topic.members[0]
-        rng = np.random.default_rng([seed, zlib.crc32(topic.name.encode())])
-        rows = balanced_rows(first.labels, max_per_set, rng)
-        for m in topic.members:
-            out[m.name] = _subset(m, rows)
-    return [out[n] for n in names]
+    return cap_statement_sets([loaded[n] for n in names], max_per_set, seed)[0]  # the same draw as `truthprune run`
 
 
 def topics_of(sets: Sequence[StatementSet]) -> list[Topic]:

@@ -61,7 +61,7 @@ def ppl_command(
     data: str = typer.Option(_DEFAULTS["ppl_data"], help="pydoc (held-out Python docs, offline), wikitext2 (hub test split) or a text file."),
     seqlen: int = typer.Option(_DEFAULTS["seqlen"], help="Window length in tokens (the reference uses 2048)."),
     batch_size: int = typer.Option(_DEFAULTS["batch_size"], "--batch-size", help="Windows per forward pass (speed only)."),
-    max_windows: Optional[int] = typer.Option(None, "--max-windows", help="Score only the first N windows (default: all; pydoc: 32, as in run)."),
+    max_windows: Optional[int] = typer.Option(None, "--max-windows", help="Score only the first N windows (default: all; pydoc: 16, as in run)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),

@@ -82,9 +82,9 @@ def check_truth_sets(config: Any, allocator: Any) -> Any | None:
     if "probe" not in config.eval and not getattr(allocator, "needs_truth_profile", False):
         return None
     from ..truth.probing.runner import load_truth_sets
-    from .state import TruthSets
+    from .truth_stages import budgeted
 
-    return TruthSets(*load_truth_sets(config.truth_data, config.truth_datasets, seed=config.seed))
+    return budgeted(config, *load_truth_sets(config.truth_data, config.truth_datasets, seed=config.seed))
 
 
 def run_inputs(config: Any) -> list[tuple[str, str]]:
@@ -116,8 +116,9 @@ def _rank() -> int:
         return 0
 
 
-def claim_run_outputs(config: Any, report: bool = True) -> list[Path]:
-    """--out/--save: disjoint, writable, locked (rank 0 only under torchrun)."""
+def claim_run_outputs(config: Any, report: bool = True, claim: bool = True) -> list[Path]:
+    """--out/--save: disjoint, writable, locked (rank 0 only under torchrun); ``claim`` False
+    (--dry-run) checks the same without locking or creating anything."""
     from .outputs import check_disjoint, check_target, prepare_output
 
     wait = bool(getattr(config, "wait", False))
@@ -129,7 +130,7 @@ def claim_run_outputs(config: Any, report: bool = True) -> list[Path]:
         targets.append((config.save, "--save"))
     for target, flag in targets:
         check_inputs_survive(target, flag, run_inputs(config))
-    if _rank() > 0:  # only rank 0 writes; the others check and move on
+    if _rank() > 0 or not claim:  # only rank 0 writes; the others (and a dry run) check and move on
         for target, flag in targets:
             check_target(target, config.overwrite, what=flag)
         return []

@@ -91,8 +91,9 @@ def _finished_with_same_config(cfg: RunConfig) -> bool:
 
 
 def plan_sweep(make_config: Callable[[dict[str, Any]], RunConfig], pruners: list[str], sparsities: list[float],
-               out: str, save: str | None, overwrite: bool) -> list[GridPoint]:
-    """Build and validate every grid point (no model is loaded). ``make_config(overrides)`` builds a RunConfig."""
+               out: str, save: str | None, overwrite: bool, dry_run: bool = False) -> list[GridPoint]:
+    """Build and validate every grid point (no model is loaded). ``make_config(overrides)`` builds a RunConfig;
+    ``dry_run`` checks the outputs without locking them."""
     from .pipeline import plan_run
 
     names = [point_name(p, s) for p in pruners for s in sparsities]
@@ -111,7 +112,7 @@ def plan_sweep(make_config: Callable[[dict[str, Any]], RunConfig], pruners: list
             if not reuse and Path(cfg.out).exists() and not overwrite:
                 raise UserError(f"{cfg.out!r} holds a run with other settings; pass --overwrite to redo it or choose another --out")
             # a reused point is still planned, so its names and options are validated like the rest
-            plan = plan_run(cfg.model_copy(update={"overwrite": True}) if reuse else cfg)
+            plan = plan_run(cfg.model_copy(update={"overwrite": True}) if reuse else cfg, dry_run=dry_run)
             points.append(GridPoint(name, cfg, plan, reuse))
     return points
 
