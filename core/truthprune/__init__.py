@@ -79,6 +79,8 @@ _EXPORTS: dict[str, str] = {
     "prune_structured": "pruning.structured",
     # writing checkpoints: refuse an existing target at plan time, save model + tokenizer + metadata atomically
     "check_target": "run.outputs",
+    "check_model_spec": "models.formats",  # a --model value checked before anything loads (one-line UserError)
+    "progress_bar": "progress",  # a bar with ETA on a terminal, nothing in a pipe: every long loop reports through it
     "save_pruned": "run.saving",
     "PruneReport": "pruning.engine.sequential",
     "BlockContext": "pruning.engine.block",  # what a block-aware pruner (uses_block) sees per decoder layer

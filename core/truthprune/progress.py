@@ -183,16 +183,19 @@ class StageLine:
         self._live_task: Any = None
         self._t0 = time.perf_counter()
 
+    def _speed(self) -> float:
+        """How much slower (>1) or faster this machine ran the finished stages than estimated."""
+        done_est = sum(self.estimates.get(n, 0.0) for n in self.spent)
+        done_real = sum(self.spent.values())
+        speed = done_real / done_est if done_est > 1.0 else 1.0
+        return min(max(speed, 0.25), 8.0)  # one odd stage must not make the estimate absurd
+
     def left(self, after: str) -> float | None:
         """Estimated seconds left after stage ``after`` (None without estimates)."""
         if not self.estimates:
             return None
-        done_est = sum(self.estimates.get(n, 0.0) for n in self.spent)
-        done_real = sum(self.spent.values())
-        speed = done_real / done_est if done_est > 1.0 else 1.0
-        speed = min(max(speed, 0.25), 8.0)  # one odd stage must not make the estimate absurd
         rest = self.names[self.names.index(after) + 1:] if after in self.names else []
-        return speed * sum(self.estimates.get(n, 0.0) for n in rest)
+        return self._speed() * sum(self.estimates.get(n, 0.0) for n in rest)
 
     @contextmanager
     def running(self, name: str) -> Iterator[None]:
@@ -200,7 +203,9 @@ class StageLine:
         task = None
         if _LIVE is not None and not (self.quiet or _DISABLED["quiet"]):
             k = self.names.index(name) + 1 if name in self.names else 0
-            task = _LIVE.add_task(f"[{k}/{len(self.names)}] {name}", total=None, unit="")
+            est = self.estimates.get(name)
+            unit = f"this stage about {format_seconds(self._speed() * est)}" if est and est >= 1 else ""
+            task = _LIVE.add_task(f"[{k}/{len(self.names)}] {name}", total=None, unit=unit)
         try:
             yield
         finally:
@@ -212,10 +217,12 @@ class StageLine:
         k = self.names.index(name) + 1 if name in self.names else len(self.spent)
         left = self.left(name)
         tail = [detail] if detail else []
-        if left is not None and k < len(self.names):
+        if left is not None and left >= 1 and k < len(self.names):
             tail.append(f"about {format_seconds(left)} left")
         text = f"[{k}/{len(self.names)}] {name:<14} {format_seconds(seconds):>9}"
         say(text + (f"  ({'; '.join(tail)})" if tail else ""), quiet=self.quiet)
 
 
-__all__ = ["interactive", "silence_third_party_bars", "session", "bar", "say", "format_seconds", "StageLine"]
+progress_bar = bar  # the public name (``truthprune.progress_bar``) plugins use
+
+__all__ = ["interactive", "silence_third_party_bars", "session", "bar", "progress_bar", "say", "format_seconds", "StageLine"]

@@ -59,12 +59,27 @@ def _click_exceptions() -> tuple[type, type, type, type]:
     return ClickException, UsageError, NoArgsIsHelpError, Abort
 
 
+ARGV: list[str] = []  # the arguments of this invocation (prune --nproc hands them to its workers)
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def speaks() -> bool:
+    """False in the worker processes of a data-parallel prune other than rank 0: every rank meets
+    the same error, and one line is enough (torchrun or --nproc)."""
+    import os
+
+    try:
+        return int(os.environ.get("RANK", "0") or 0) == 0 or int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1
+    except ValueError:
+        return True
+
+
 def _fail(message: str, code: int = 2) -> None:
-    print(f"error: {_one_line(message)}", file=sys.stderr)
+    if speaks():
+        print(f"error: {_one_line(message)}", file=sys.stderr)
     sys.exit(code)
 
 
@@ -112,6 +127,7 @@ def _run(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; always ends with SystemExit."""
     args = list(sys.argv[1:] if argv is None else argv)
+    ARGV[:] = args
     try:
         code = _run(args)
     except KeyboardInterrupt:
@@ -127,8 +143,8 @@ def main(argv: list[str] | None = None) -> None:
             release_all()
         except KeyboardInterrupt:
             pass
-    if code == 130:  # typer turns Ctrl-C inside a command into exit code 130
+    if code == 130 and speaks():  # typer turns Ctrl-C inside a command into exit code 130
         print(_INTERRUPTED, file=sys.stderr)
-    elif code == 143:
+    elif code == 143 and speaks():
         print("terminated (SIGTERM); no output was left half-written", file=sys.stderr)
     sys.exit(code)

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from ..errors import UserError
+from ..run.config import DEFAULT_TRUTH_MAX_PER_SET, MIN_TRUTH_PER_SET
 from .main import app
 
 
@@ -93,7 +94,11 @@ def probe_command(
     probe: str = typer.Option("logreg", help="Probe plugin: logreg, mass-mean, ttpd, ccs (see `truthprune plugins`)."),
     probe_opt: Optional[list[str]] = typer.Option(None, "--probe-opt", help="Probe option key=value (repeatable), e.g. C=1.0."),
     truth_data: Optional[str] = typer.Option(None, "--truth-data", help="Directory of TiU statement CSVs; default: offline generated sets."),
-    datasets: Optional[str] = typer.Option(None, help="Comma-separated set names; default: every X/neg_X pair present."),
+    datasets: Optional[str] = typer.Option(None, "--truth-datasets", "--datasets", help="Which statement sets to use, "
+                                           "comma-separated; default: every X/neg_X pair present (--datasets is the old name)."),
+    truth_max_per_set: int = typer.Option(DEFAULT_TRUTH_MAX_PER_SET, "--truth-max-per-set", min=0,
+                                          help="Statements per set: a seeded, class-balanced sample, as in run; 0 = every "
+                                          "statement (the full protocol)."),
     layers: Optional[str] = typer.Option(None, help="Decoder layers: all (default), 0,4,8 or 10-20."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Statements per forward pass."),
     out: Optional[str] = typer.Option(None, "--out", help="Write the results as JSON to this file."),
@@ -115,6 +120,8 @@ def probe_command(
     wait: bool = typer.Option(False, "--wait", help="If another process is writing the same --out, wait for it."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept a pickle-only (.bin) checkpoint you trust."),
     strict: bool = typer.Option(False, "--strict", help="A misaligned X/neg_X pair is an error instead of skipped."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check everything and print the plan, then exit without "
+                                 "loading the model."),
 ) -> None:
     """Train a truth probe on every decoder layer: held-out and cross-topic accuracy, separation."""
     from ..run.config import parse_options
@@ -137,16 +144,43 @@ def probe_command(
     probe_factory(probe, options)  # unknown probe / bad option: fail before loading the model
     layer_list = parse_layers(layers)
     gen_layers = _gen_layers(generalization_layers)
+    if 0 < truth_max_per_set < MIN_TRUTH_PER_SET:
+        raise UserError(f"--truth-max-per-set {truth_max_per_set} leaves too few statements for a held-out split; use "
+                        f"{MIN_TRUTH_PER_SET} or more (0 = every statement)")
     sets, source = load_truth_sets(
         truth_data, _split_names(datasets), seed=seed, duplicates="keep" if allow_duplicates else "consistent",
         strict=strict or None,
     )
+    if truth_max_per_set:
+        from ..truth.probing.runner import cap_statement_sets
+
+        capped = any(len(s) > truth_max_per_set for s in sets)
+        sets = cap_statement_sets(sets, truth_max_per_set, seed)[0]
+        if capped:
+            source += f"; at most {truth_max_per_set} statements per set (--truth-max-per-set 0 for all)"
     if out:  # checked and locked now: an unwritable or existing --out fails before the extraction
         from ..run.checks import check_inputs_survive
+        from ..run.outputs import check_target
 
         inputs = [(flag, p) for flag, p in (("--model", model), ("--truth-data", truth_data)) if p and os.path.exists(p)]
         check_inputs_survive(out, "--out", inputs)
-        prepare_output(out, overwrite, wait=wait, kind="file", what="--out")
+        if dry_run:
+            check_target(out, overwrite, kind="file", what="--out")
+        else:
+            prepare_output(out, overwrite, wait=wait, kind="file", what="--out")
+    if dry_run:
+        from ..run.estimate import STATEMENTS_PER_S, scale_of
+        from ..progress import format_seconds
+
+        n = sum(len(s) for s in sets)
+        typer.echo("truthprune probe: plan (dry run: nothing loaded or written)")
+        typer.echo(f"  model        {model}")
+        typer.echo(f"  probe        {probe} on {'every layer' if layer_list is None else f'layers {layer_list}'}")
+        typer.echo(f"  statements   {n} in {len(sets)} sets ({source})")
+        typer.echo(f"  writes       {', '.join(x for x in (out, plot) if x) or 'nothing (the table is printed)'}")
+        typer.echo(f"  time         about {format_seconds(n / STATEMENTS_PER_S * (scale_of(model) or 1.0) + 20)} on a "
+                   "2-core CPU; much less on a GPU")
+        return
     typer.echo(f"data: {source}: {', '.join(f'{s.name} ({len(s)})' for s in sets)}", err=True)
     from ..models.loading import load_model
     from ..truth.activations import resolve_layers

@@ -97,6 +97,8 @@ def truthfulness_command(
     out: Optional[str] = typer.Option(None, "--out", help="Write the result as JSON to this .json file."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Write the PCA figure (baseline and model rows) to this .png file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check both models and the data and print the plan, then exit "
+                                 "without loading a model."),
 ) -> None:
     """Output accuracy, flip rate, probe accuracy and "knows but says false" per prompt style x dimension."""
     from ..errors import UserError
@@ -105,6 +107,13 @@ def truthfulness_command(
     from ..eval.truthfulness_items import check_sources, load_items
     from ..truth.probing.protocol import probe_factory
 
+    from ..models.formats import check_model_spec
+    from ..run.checks import check_device
+
+    check_device(device)
+    check_model_spec(model)  # both models before either loads: a missing --model fails now, not after the baseline
+    if baseline is not None:
+        check_model_spec(baseline, flag="--baseline")
     check_sources(truth_data, truthfulqa_data, limit)
     if template not in ("auto", "chat", "plain"):
         raise UserError(f"--template {template!r} is not one of auto, chat, plain")
@@ -115,6 +124,19 @@ def truthfulness_command(
     probe_factory(probe)  # an unknown probe name fails now, not after the model ran
     load_prompts()
     items, notes = load_items(truth_data, truthfulqa_data, limit, seed)
+    if dry_run:
+        from .eval_cmd import _plan
+        from ..run.estimate import STATEMENTS_PER_S
+
+        n = sum(len(v) for v in items.values())
+        prompts = n * 3 * (5 if all_prompts else 1)
+        models = [model] + ([baseline] if baseline else [])
+        _plan("truthfulness", [f"models       {', '.join(models)}" + (" (the baseline first)" if baseline else ""),
+                               f"items        {n} ({', '.join(f'{k} {len(v)}' for k, v in items.items())}), "
+                               f"{prompts} prompts per model",
+                               f"writes       {', '.join(x for x in (out, plot) if x) or 'nothing (the table is printed)'}"],
+              len(models) * (5 + prompts / STATEMENTS_PER_S), model)
+        return
     opts = dict(template=template, all_prompts=all_prompts, probe=probe, seed=seed, batch_size=batch_size, quiet=as_json)
     t0 = time.perf_counter()
     base = None

@@ -62,9 +62,9 @@ def _outputs(plan: Any) -> list[str]:
     replace = " (replaced: --overwrite)" if cfg.overwrite else ""
     out = []
     if plan.writes_report:
-        out.append(f"{cfg.out}/: report.md, report.json and plots{replace}")
+        out.append(f"{cfg.out.rstrip('/')}/: report.md, report.json and plots{replace}")
     if cfg.save:
-        out.append(f"{cfg.save}/: the pruned model (safetensors){replace}")
+        out.append(f"{cfg.save.rstrip('/')}/: the pruned model (safetensors){replace}")
     return out
 
 
