@@ -93,9 +93,10 @@ def probe_command(
     model: str = typer.Option("smollm2-135m", help="smollm2-135m (embedded), a model dir, a .gguf file or a hub id."),
     probe: str = typer.Option("logreg", help="Probe plugin: logreg, mass-mean, ttpd, ccs (see `truthprune plugins`)."),
     probe_opt: Optional[list[str]] = typer.Option(None, "--probe-opt", help="Probe option key=value (repeatable), e.g. C=1.0."),
-    truth_data: Optional[str] = typer.Option(None, "--truth-data", help="Directory of TiU statement CSVs; default: offline generated sets."),
-    datasets: Optional[str] = typer.Option(None, "--truth-datasets", "--datasets", help="Which statement sets to use, "
-                                           "comma-separated; default: every X/neg_X pair present (--datasets is the old name)."),
+    truth_data: Optional[str] = typer.Option(None, "--truth-data", help="Directory of true/false statement CSVs (statement,label columns); default: offline generated sets."),
+    datasets: Optional[str] = typer.Option(None, "--truth-datasets", help="Which statement sets to use, comma-separated; "
+                                           "default: every X/neg_X pair present."),
+    old_datasets: Optional[str] = typer.Option(None, "--datasets", hidden=True, help="The old name of --truth-datasets."),
     truth_max_per_set: int = typer.Option(DEFAULT_TRUTH_MAX_PER_SET, "--truth-max-per-set", min=0,
                                           help="Statements per set: a seeded, class-balanced sample, as in run; 0 = every "
                                           "statement (the full protocol)."),
@@ -132,6 +133,10 @@ def probe_command(
 
     from ..models.bos import check_setting, resolve_bos
 
+    if old_datasets is not None:
+        if datasets is not None:
+            raise UserError("--datasets is the old name of --truth-datasets; give only --truth-datasets")
+        datasets = old_datasets
     bos = "never" if no_bos else check_setting(bos)
     from ..run.checks import check_device, check_seed
 

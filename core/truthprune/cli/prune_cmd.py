@@ -191,7 +191,10 @@ def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> l
     procs = f"{dp.world} data-parallel processes ({backend})" if dp.active else "1 process"
     cells = [f"{r.index:>3}: {r.achieved:.3f}" for r in report.layers]
     rows = ["  " + "  ".join(cells[i:i + 8]) for i in range(0, len(cells), 8)]
-    target = f"{cfg.sparsity:.3f}" + (f", {cfg.nm} pattern" if cfg.nm else "")
+    target = f"target {cfg.sparsity:.3f}" + (f", {cfg.nm} pattern" if cfg.nm else "")
+    ratio = cfg.pruner_options.get("mlp_ratio")
+    if ratio is not None:  # --mlp-ratio sets the width; --sparsity (its default 0.5) was not used
+        target = f"set by --mlp-ratio {ratio}: MLP width {ratio} x hidden size"
     other = wall - sum(plan.timings.values())
     timings = ", ".join([f"{k} {v:.1f} s" for k, v in plan.timings.items()] + [f"start-up and imports {other:.1f} s"])
     structure = getattr(report, "structure", None)
@@ -201,7 +204,7 @@ def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> l
                     f"model parameters {structure['model_params_before']:,} -> {structure['model_params_after']:,}")
     return [
         f"pruned {cfg.model} with {plan.pruner.name} (allocator {plan.allocator.name}): "
-        f"overall sparsity {report.overall:.4f} (target {target})",
+        f"overall sparsity {report.overall:.4f} ({target})",
         *([f"quantized: {describe_line(report.quantization)}"] if getattr(report, "quantization", None) else []),
         f"mode: {mode}; {procs}",
         "per-layer sparsity (achieved):",

@@ -96,9 +96,10 @@ def _param(name: str, annotation: Any, flag: str, help: str, *extra: str, defaul
     import inspect
 
     decls = [f"{flag}/--no-{flag[2:]}"] if annotation is Optional[bool] else [flag]
+    shown = f" [default: {default}]" if default is not None else ""  # the typer default is None (= not given)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
-                             default=typer.Option(None, *decls, *extra, help=literal(help), hidden=hidden,
-                                                  show_default=default if default is not None else False))
+                             default=typer.Option(None, *decls, *extra, help=literal(help + shown), hidden=hidden,
+                                                  show_default=False))
 
 
 def run_flag_params() -> list:
@@ -230,9 +231,15 @@ def run_command(**flags: Any) -> None:
 @config_app.command("show")
 @_run_options
 def config_show(**flags: Any) -> None:
-    """Print the effective, validated run configuration as JSON."""
+    """Print the effective, validated run configuration as JSON, with every default resolved."""
+    from ..plugin.registry import get_registry
     from ..run.checks import check_calibration_options
+    from ..run.stages import ppl_windows
 
     cfg = effective_config(flags)
     check_calibration_options(cfg)
-    typer.echo(json.dumps(cfg.model_dump(), indent=2))
+    data = cfg.model_dump()
+    pruner = get_registry().create("pruner", cfg.pruner, cfg.pruner_options)
+    data["allocator"] = cfg.allocator or pruner.default_allocator  # what the run will use, not "null"
+    data["ppl_max_windows"] = ppl_windows(cfg)  # null: every window of the text
+    typer.echo(json.dumps(data, indent=2))

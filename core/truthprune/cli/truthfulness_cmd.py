@@ -48,7 +48,7 @@ def table_lines(result: dict[str, Any], baseline: dict[str, Any] | None = None) 
 
     head = ["style", "dimension", "output acc", "probe acc", "knows-but-says-false"]
     if baseline:
-        head += ["baseline output", "baseline probe", "baseline kbsf"]
+        head += ["baseline output", "baseline probe", "baseline knows-but-says-false"]
     rows = [head]
     dims = [*result["items"], "all"]
     for style in STYLES:
@@ -83,7 +83,7 @@ def table_lines(result: dict[str, Any], baseline: dict[str, Any] | None = None) 
 def truthfulness_command(
     model: str = typer.Option(_DEFAULTS["model"], help=_MODEL_HELP),
     baseline: Optional[str] = typer.Option(None, help="Also evaluate this model (e.g. smollm2-135m, the dense one) and read --model at its best layer."),
-    truth_data: Optional[str] = typer.Option(None, "--truth-data", help="Directory of TiU statement CSVs (*_conj, *_disj, common_claim_true_false); default: generated offline sets."),
+    truth_data: Optional[str] = typer.Option(None, "--truth-data", help="Directory of true/false statement CSVs (*_conj, *_disj, common_claim_true_false); default: generated offline sets."),
     truthfulqa_data: Optional[str] = typer.Option(None, "--truthfulqa-data", help="TruthfulQA.csv or 'hub' for the imitative-falsehoods dimension (default: skipped, offline)."),
     limit: int = typer.Option(200, help=_LIMIT_HELP),
     all_prompts: bool = typer.Option(False, "--all-prompts", help="Ask every item under all 5 rephrasings per style (5x the cost)."),

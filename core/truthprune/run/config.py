@@ -80,7 +80,7 @@ class RunConfig(BaseModel):
     # --eval truthfulness: items per dimension (balanced, seeded sample)
     truthfulness_limit: int = Field(200, ge=2, description="--eval truthfulness: items per dimension (default 200).")
     lm_eval_tasks: list[str] = Field(default_factory=list, json_schema_extra=SPLIT,
-                                     description="lm-eval harness tasks, comma-separated (needs pip install 'truthprune[lmeval]').")
+                                     description="lm-eval harness tasks, comma-separated (needs lm-eval: pip install 'lm-eval>=0.4.2').")
     lm_eval_limit: int | None = Field(None, ge=1, description="Evaluate only the first N examples of each lm-eval task.")
     lm_eval_fewshot: int | None = Field(None, ge=0, description="Few-shot examples per lm-eval task (default: each task's own).")
     lm_eval_include: list[str] = Field(default_factory=list, description="Directory of your own lm-eval task YAML files (repeatable).")
