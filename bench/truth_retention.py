@@ -136,7 +136,8 @@ def plan(args):
     calib_opt = args.calibration_opt or ["path=../shared/data/wikitext-2/valid.txt"]
     common = ["--calibration", args.calibration, *[x for o in calib_opt for x in ("--calibration-opt", o)],
               "--nsamples", str(args.nsamples), "--seqlen", str(args.seqlen), "--seed", str(args.prune_seed),
-              "--truth-data", args.truth_data, "--truth-datasets", ",".join(DEFAULT_BUILD_SETS)]
+              "--truth-data", args.truth_data, "--truth-datasets", ",".join(DEFAULT_BUILD_SETS),
+              "--truth-max-per-set", "0"]  # the TPLO truth profile from every build statement, as measured before
     return unseen, seen, common, _settings(args), M.select_methods(args.methods, args.method)
 
 
