@@ -95,6 +95,9 @@ def _run(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         check_environment(_command_word(argv))
+        from ..progress import silence_third_party_bars
+
+        silence_third_party_bars()  # before transformers is imported: its tqdm bars become our stage lines
         _register_builtin_commands()
         _register_plugin_commands()
         from .app import app

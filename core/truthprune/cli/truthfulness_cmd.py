@@ -111,9 +111,6 @@ def truthfulness_command(
     from ..run.checks import check_device
 
     check_device(device)
-    check_model_spec(model)  # both models before either loads: a missing --model fails now, not after the baseline
-    if baseline is not None:
-        check_model_spec(baseline, flag="--baseline")
     check_sources(truth_data, truthfulqa_data, limit)
     if template not in ("auto", "chat", "plain"):
         raise UserError(f"--template {template!r} is not one of auto, chat, plain")
@@ -123,6 +120,9 @@ def truthfulness_command(
     _check_output(plot, ".png", "--plot")
     probe_factory(probe)  # an unknown probe name fails now, not after the model ran
     load_prompts()
+    check_model_spec(model)  # both models before either loads: a missing --model fails now, not after the baseline
+    if baseline is not None:
+        check_model_spec(baseline, flag="--baseline")
     items, notes = load_items(truth_data, truthfulqa_data, limit, seed)
     if dry_run:
         from .eval_cmd import _plan

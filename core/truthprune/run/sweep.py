@@ -153,12 +153,16 @@ def run_sweep(points: list[GridPoint], compare_out: str | Path) -> Path:
     from ..reporting.compare import load_runs, write_comparison
     from .pipeline import execute
 
+    from ..progress import say
+
     shared = SharedModel()
     for k, point in enumerate(points, 1):
+        quiet = point.plan.config.quiet
         if point.reuse:
-            log.info("[%d/%d] %s: reusing the finished run in %s (same config; --overwrite redoes it)", k, len(points), point.name, point.out)
+            say(f"sweep {k}/{len(points)}: {point.name}: reusing the finished run in {point.out} (same config; --overwrite "
+                "redoes it)", quiet=quiet)
             continue
-        log.info("[%d/%d] %s -> %s", k, len(points), point.name, point.out)
+        say(f"sweep {k}/{len(points)}: {point.name} -> {point.out}", quiet=quiet)
         execute(point.plan, load=shared)
     runs = load_runs([p.out for p in points])
     return write_comparison(runs, compare_out, overwrite=True)
