@@ -113,8 +113,8 @@ def test_markdown_starts_with_a_verdict_and_names_every_layer():
     assert "--truth-max-per-set 0" not in lines[4]  # this config has no budget key: it asks for more statement sets
     assert "| perplexity (pydoc, 10 windows) | 20.000 | 25.000 |" in md
     assert "| TruthfulQA MC1 | 0.250 | 0.200 |" in md
-    assert "| truth probe at the dense model's best layer (1) | 0.800 [0.750, 0.850] | 0.740 [0.700, 0.780] |" in md
-    assert "| truth probe at each model's own best layer | 0.800 (layer 1) | 0.700 (layer 1) |" in md
+    assert "| truth probe at the dense model's best layer (1; mean of 5 splits) | 0.800 [0.750, 0.850] | 0.740 [0.700, 0.780] |" in md
+    assert "| truth probe at each model's own best layer (one split) | 0.800 (layer 1) | 0.700 (layer 1) |" in md
     assert "| dense probe read on the pruned model (transfer, layer 1) | - | 0.620 [0.580, 0.660] |" in md
     # two per-layer tables with words for headers; raw keys and other allocators stay in report.json
     headers = [line for line in lines if line.startswith("| layer |")]

@@ -40,12 +40,12 @@ def _probe_rows(dense: dict[str, Any], pruned: dict[str, Any]) -> list[tuple[str
     ret = pp.get("retention") or {}
     best = pd.get("best_layer")
     if ret:
-        rows.append((f"truth probe at the dense model's best layer ({ret.get('layer')})",
+        rows.append((f"truth probe at the dense model's best layer ({ret.get('layer')}; mean of {ret.get('seeds', '?')} splits)",
                      interval(ret.get("dense_accuracy"), 3), interval(ret.get("pruned_accuracy"), 3)))
     elif "accuracy_at_dense_best_layer" in pp:
         rows.append((f"truth probe at the dense model's best layer ({best})", _fmt(pd.get("best_accuracy")),
                      _fmt(pp.get("accuracy_at_dense_best_layer"))))
-    rows.append(("truth probe at each model's own best layer", f"{_fmt(pd.get('best_accuracy'))} ({_layer(best)})",
+    rows.append(("truth probe at each model's own best layer (one split)", f"{_fmt(pd.get('best_accuracy'))} ({_layer(best)})",
                  f"{_fmt(pp.get('best_accuracy'))} ({_layer(pp.get('best_layer'))})"))
     n_layers = len(pd.get("layer_accuracy") or pp.get("layer_accuracy") or [])
     rows.append((f"truth probe, mean over all {n_layers} layers", _fmt(pd.get("mean_accuracy")), _fmt(pp.get("mean_accuracy"))))
