@@ -346,3 +346,19 @@ def test_sweep_refuses_to_replace_a_different_run(tmp_path):
     _write_run(tmp_path / "sw" / "wanda-0.5", synthetic_report("wanda", "uniform"))
     out = _cli("sweep", "--pruner", "wanda", "--sparsity", "0.5", "--out", str(tmp_path / "sw"))
     assert out.returncode == 2 and "holds a run with other settings; pass --overwrite" in out.stderr
+
+
+def test_compare_gives_a_verdict_from_the_intervals():
+    from truthprune.reporting.compare import Run, verdict_lines
+
+    def run(label, value, ci, ppl):
+        report = synthetic_report(ppl=(20.0, ppl))
+        report["pruned"]["probe"]["retention"] = _retention(value, ci)
+        return Run(label, Path(label), report)
+
+    lines = verdict_lines([run("a", 0.9, (0.82, 0.97), 30.0), run("b", 0.5, (0.4, 0.6), 25.0)])
+    assert lines[0] == "- a: perplexity 20.00 -> 30.00 (+50 %); retention 0.90 [0.82, 0.97] (unclear); transfer 0.40 [0.30, 0.50]"
+    assert lines[2] == "Lowest perplexity: b (25.00; single runs, no interval)."
+    assert lines[3] == "Keeps more truth signal (retention interval entirely above the other's): a over b."
+    overlap = verdict_lines([run("a", 0.8, (0.6, 0.95), 30.0), run("b", 0.7, (0.5, 0.9), 25.0)])
+    assert overlap[-1].startswith("No run's retention interval lies above another's: the highest point estimate (a, 0.80)")

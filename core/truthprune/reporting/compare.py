@@ -223,7 +223,9 @@ def verdict_lines(runs: Sequence[Run]) -> list[str]:
         if isinstance(d, (int, float)) and isinstance(p, (int, float)) and d > 0:
             parts.append(f"perplexity {d:.2f} -> {p:.2f} ({(p / d - 1) * 100:+.0f} %)")
         ret = _retention(r)
-        if ret.get("retention"):
+        if ret.get("retention") and ret["retention"].get("value") is None:
+            parts.append("retention undefined (the dense probe is at chance)")
+        elif ret.get("retention"):
             parts.append(f"retention {interval(ret['retention'])} ({judge(ret['retention'])})")
             parts.append(f"transfer {interval(ret.get('transfer_retention'))}")
             if (ret["retention"].get("ci") or [None])[0] is not None:
