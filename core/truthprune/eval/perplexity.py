@@ -83,7 +83,7 @@ def eval_text(spec: str) -> tuple[str, str]:
 
         ds = load_hub_dataset(
             "wikitext", "wikitext-2-raw-v1", split="test",
-            fix="pass --data PATH with a local copy of the WikiText-2 test file (e.g. wiki.test.raw)",
+            fix="point at a local copy of the WikiText-2 test file instead (--ppl-data PATH in run, --data PATH in eval ppl)",
         )
         return "\n\n".join(ds["text"]), "wikitext-2-raw-v1 test split (hub), rows joined with blank lines"
     if spec == "pydoc":

@@ -65,15 +65,22 @@ def check_context(model: str, seqlen: int) -> None:
 
 
 def check_eval_data(config: Any) -> None:
-    """Read the user's evaluation files now (perplexity text, TruthfulQA.csv), not after the prune."""
-    if "ppl" in config.eval and config.ppl_data not in ("pydoc", "wikitext2"):
+    """Read the user's evaluation data now (perplexity text, TruthfulQA), not after the prune: a
+    file, or a hub data set (cached, or downloaded now; without a network it fails at once with
+    the flag that points at a local copy)."""
+    if "ppl" in config.eval and config.ppl_data != "pydoc":
         from ..eval.perplexity import eval_text
 
         eval_text(config.ppl_data)
-    if "truthfulqa" in config.eval and config.truthfulqa_data not in (None, "hub"):
-        from ..eval.truthfulqa import read_truthfulqa_csv
+    if "truthfulqa" in config.eval:
+        if config.truthfulqa_data in (None, "hub"):
+            from ..eval.truthfulqa import load_truthfulqa
 
-        read_truthfulqa_csv(config.truthfulqa_data)
+            load_truthfulqa("hub", fix="pass --truthfulqa-data PATH/TO/TruthfulQA.csv")
+        else:
+            from ..eval.truthfulqa import read_truthfulqa_csv
+
+            read_truthfulqa_csv(config.truthfulqa_data)
 
 
 def check_truth_sets(config: Any, allocator: Any) -> Any | None:
