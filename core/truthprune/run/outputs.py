@@ -309,24 +309,6 @@ def disk_full_error(path: Path) -> UserError:
                      "previous output there is unchanged: free some space or choose another path")
 
 
-def umask_mode() -> int:
-    """The mode a new regular file gets from the process umask (0o644 under the usual 022)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def normalize_modes(root: Path) -> None:
-    """Give every regular file under ``root`` the umask's mode. Why: libraries write through
-    private temporary files (``model.safetensors`` came out 0600 while its siblings were 0644)."""
-    mode = umask_mode()
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            p = Path(dirpath) / name
-            if not p.is_symlink() and p.is_file() and (p.stat().st_mode & 0o777) != mode:
-                os.chmod(p, mode)
-
-
 def _new_temp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
 
@@ -340,6 +322,8 @@ def _atomic(target: str | Path, overwrite: bool, wait: bool, kind: str, what: st
             if kind == "dir":
                 os.mkdir(tmp, 0o777)  # the umask gives a finished output normal permissions
             yield tmp, path
+            from .filemodes import normalize_modes, umask_mode
+
             if kind == "dir":
                 normalize_modes(tmp)
             elif tmp.is_file():
