@@ -70,19 +70,27 @@ def silence_third_party_bars() -> None:
 
 
 def _columns() -> tuple[Any, ...]:
-    from rich.progress import (BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    """Spinner, name, bar, 'n/N unit', elapsed, 'eta' + time left; a stage's own row (no total)
+    shows its name, elapsed time and estimate instead of an empty count."""
+    from rich.progress import BarColumn, ProgressColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.text import Text
 
-    return (
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(bar_width=24),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[unit]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
+    class Count(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            unit = task.fields.get("unit", "")
+            if task.total is None:
+                return Text(unit)
+            return Text(f"{int(task.completed)}/{int(task.total)} {unit}".rstrip())
+
+    class Left(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            left = task.time_remaining
+            if task.total is None or left is None:
+                return Text("")
+            return Text(f"eta {format_seconds(left)}")
+
+    return (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=24), Count(), TimeElapsedColumn(),
+            Left())
 
 
 def _console() -> Any:
