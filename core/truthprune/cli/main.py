@@ -67,14 +67,17 @@ def _one_line(text: str) -> str:
 
 
 def speaks() -> bool:
-    """False in the worker processes of a data-parallel prune other than rank 0: every rank meets
-    the same error, and one line is enough (torchrun or --nproc)."""
+    """False in the worker processes of a data-parallel prune other than rank 0 (a launcher set
+    a valid RANK < WORLD_SIZE and the rendezvous address): every rank meets the same error, and one
+    line is enough (torchrun or --nproc). Anything else speaks, so a broken environment is reported."""
     import os
 
     try:
-        return int(os.environ.get("RANK", "0") or 0) == 0 or int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1
+        rank, world = int(os.environ.get("RANK", "0") or 0), int(os.environ.get("WORLD_SIZE", "1") or 1)
     except ValueError:
         return True
+    launched = bool(os.environ.get("MASTER_ADDR")) and bool(os.environ.get("MASTER_PORT"))
+    return not (launched and 0 < rank < world)
 
 
 def _fail(message: str, code: int = 2) -> None:
