@@ -175,7 +175,7 @@ def test_dry_run_loads_nothing_and_writes_nothing(tmp_path, monkeypatch, capsys)
 def test_eval_truthfulness_checks_both_models_before_any_work(tmp_path):
     proc = _cli("eval", "truthfulness", "--model", "pruned/", "--baseline", "smollm2-135m", cwd=tmp_path, timeout=60)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("error: --model 'pruned/': no such model directory; pass an existing model directory "
+    assert proc.stderr.strip() == ("error: --model 'pruned/' does not exist; pass an existing model directory "
                                    "(e.g. one written by --save), a .gguf file, or smollm2-135m")
     proc = _cli("eval", "truthfulness", "--baseline", "gone/", cwd=tmp_path, timeout=60)
     assert proc.returncode == 2 and proc.stderr.startswith("error: --baseline 'gone/'")

@@ -279,7 +279,7 @@ def check_model_spec(spec: str, allow_pickle: bool = False, flag: str = "--model
         raise UserError(f"{flag} {spec!r} is a file but not a .gguf; pass a model directory, a .gguf file or a hub id")
     # a path, not a hub id: starts like one, ends with a separator (pruned/), or has more than one part
     if spec.startswith((".", "/", "~")) or spec.endswith(("/", os.sep)) or os.sep in spec.replace("/", "", 1):
-        raise UserError(f"{flag} {spec!r}: no such model directory; pass an existing model directory (e.g. one written "
+        raise UserError(f"{flag} {spec!r} does not exist; pass an existing model directory (e.g. one written "
                         "by --save), a .gguf file, or smollm2-135m")
     check_hub_id(spec, flag)
     return "hub"
