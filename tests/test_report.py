@@ -118,7 +118,7 @@ def test_markdown_starts_with_a_verdict_and_names_every_layer():
     assert "| dense probe read on the pruned model (transfer, layer 1) | - | 0.620 [0.580, 0.660] |" in md
     # two per-layer tables with words for headers; raw keys and other allocators stay in report.json
     headers = [line for line in lines if line.startswith("| layer |")]
-    assert headers[0] == ("| layer | target sparsity | achieved sparsity | outliers (% of weights, OWL) | truth profile |")
+    assert headers[0] == ("| layer | target sparsity | achieved sparsity | outlier ratio (%) | truth profile |")
     assert headers[1] == ("| layer | dense probe | pruned probe | dense probe on pruned | truth separation, dense | "
                           "truth separation, pruned |")
     assert "outlier_ratio_percent" not in md and "owl alloc" not in md
@@ -148,8 +148,8 @@ def test_verdict_without_probes_or_retention_says_what_it_has():
 def test_human_labels_for_raw_keys():
     from truthprune.reporting.verdict import human_label
 
-    assert human_label("outlier_ratio_percent") == "outliers (% of weights, OWL)"
-    assert human_label("mean_abs_score_percent") == "mean abs score (%)"
+    assert human_label("outlier_ratio_percent") == "outlier ratio (%)"
+    assert human_label("mean_abs_score_percent") == "mean abs score (%)" and human_label("layer_separation") == "truth separation"
 
 
 def test_render_writes_pngs_for_what_exists(tmp_path):

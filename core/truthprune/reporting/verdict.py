@@ -21,9 +21,7 @@ from typing import Any
 KEPT, LOST_MOST = 0.9, 0.5
 
 # raw keys of report.json -> what a person reads (tables, plot titles and axes)
-LABELS = {
-    "outlier_ratio_percent": "outliers (% of weights, OWL)",
-    "outlier_ratio": "outlier ratio (OWL)",
+LABELS = {  # core's own keys; a plugin's diagnostics are worded by human_label's rule
     "layer_separation": "truth separation",
     "truth_profile": "truth profile",
     "layer_accuracy": "probe accuracy",
@@ -32,7 +30,7 @@ LABELS = {
 
 
 def human_label(key: str) -> str:
-    """A raw key (``outlier_ratio_percent``) as words (``outliers (% of weights, OWL)``)."""
+    """A raw key as words: ``outlier_ratio_percent`` -> ``outlier ratio (%)``."""
     if key in LABELS:
         return LABELS[key]
     words = key.replace("_", " ").strip()

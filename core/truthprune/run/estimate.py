@@ -22,7 +22,6 @@ CONVERT_S = 18.0  # the embedded GGUF -> safetensors conversion, once
 LOAD_S = 1.0
 PROBE_FIT_S = 0.02  # one logistic-regression fit on a few hundred statements
 TRUTHFULQA_S_PER_QUESTION = 0.6
-DENSE_PASS_ALLOCATORS = ("owl", "tplo", "tplo-joint")  # a second engine pass over the dense model
 
 # decoder shapes of the embedded models before their first conversion (no config.json yet)
 _EMBEDDED = {
@@ -87,7 +86,7 @@ def stage_seconds(plan: Any, names: list[str]) -> dict[str, float]:
     sets = plan.truth_sets.probed if plan.truth_sets is not None else []
     n_statements = sum(len(s) for s in sets)
     tokens = cfg.nsamples * cfg.seqlen
-    passes = 2 if plan.allocator.name in DENSE_PASS_ALLOCATORS else 1
+    passes = 2 if getattr(plan.allocator, "needs_dense_pass", False) else 1  # a dense pre-pass (OWL-style allocators)
     fits = (getattr(plan, "n_layers", None) or 30) * max(len(sets), 1) * 2 + 100
     est = {
         "convert-gguf": CONVERT_S * scale,
