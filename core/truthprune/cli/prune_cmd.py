@@ -217,7 +217,7 @@ def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> l
 @app.command("prune")
 @_prune_options
 def prune_command(**flags: Any) -> None:
-    """Prune a model and save it, without evaluation (in memory, --offload, or under torchrun)."""
+    """Prune a model and save it, without evaluation (in memory, --offload, or data parallel: --nproc N or torchrun)."""
     t0 = time.perf_counter()
     offload, acts_dir, dry_run = flags.pop("offload"), flags.pop("activations_dir"), flags.pop("dry_run")
     nproc = flags.pop("nproc")
