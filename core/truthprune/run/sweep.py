@@ -159,9 +159,11 @@ def run_sweep(points: list[GridPoint], compare_out: str | Path) -> Path:
     for k, point in enumerate(points, 1):
         quiet = point.plan.config.quiet
         if point.reuse:
+            log.info("[%d/%d] %s: reusing the finished run in %s", k, len(points), point.name, point.out)
             say(f"sweep {k}/{len(points)}: {point.name}: reusing the finished run in {point.out} (same config; --overwrite "
                 "redoes it)", quiet=quiet)
             continue
+        log.info("[%d/%d] %s -> %s", k, len(points), point.name, point.out)
         say(f"sweep {k}/{len(points)}: {point.name} -> {point.out}", quiet=quiet)
         execute(point.plan, load=shared)
     runs = load_runs([p.out for p in points])
