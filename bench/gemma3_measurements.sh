@@ -16,7 +16,7 @@ python bench/bos_ppl_check.py --model gemma3-270m --data $D/wikitext-2/test.txt 
 step "3 Wanda 50 %, 32 x 512 WikiText calibration, ppl on 16 windows, logreg probe on cities"
 /usr/bin/time -f "WALL %e s" truthprune run --model gemma3-270m --pruner wanda --sparsity 0.5 --calibration wikitext2 \
   --calibration-opt path=$D/wikitext-2/valid.txt --nsamples 32 --seqlen 512 --ppl-data $D/wikitext-2/test.txt \
-  --ppl-max-windows 16 --truth-data $D/truth_statements --truth-datasets cities --eval ppl,probe --batch-size 4 \
+  --ppl-max-windows 16 --truth-data $D/truth_statements --truth-datasets cities --truth-max-per-set 0 --eval ppl,probe --batch-size 4 \
   --out "$OUT/gemma3-wanda" --overwrite --quiet > "$OUT/gemma_run.log" 2>&1
 step "4 SmolLM2 dense perplexity under --bos auto (docs/results.md protocol: 64 windows; was 26.79)"
 truthprune eval ppl --model smollm2-135m --data $D/wikitext-2/test.txt --max-windows 64 --json > "$OUT/smol_ppl.json"

@@ -43,7 +43,8 @@ def evaluations(model: str, out: str) -> list[tuple[str, str, str]]:
         ("ppl", f"truthprune eval ppl --model {model} --data {D}/wikitext-2/test.txt --seqlen 512 --max-windows 16 "
                 f"--json > {out}.ppl.json", f"{out}.ppl.json"),
         ("probe", f"truthprune probe --model {model} --probe logreg --truth-data {D}/truth_statements "
-                  f"--datasets cities,neg_cities --seed 0 --out {out}.probe.json --overwrite > {out}.probe.txt",
+                  f"--truth-datasets cities,neg_cities --truth-max-per-set 0 --seed 0 --out {out}.probe.json --overwrite "
+                  f"> {out}.probe.txt",
          f"{out}.probe.json"),
         ("tqa", f"truthprune eval truthfulqa --model {model} --data {D}/truthfulqa/TruthfulQA.csv --limit 150 "
                 f"--json > {out}.tqa.json", f"{out}.tqa.json"),

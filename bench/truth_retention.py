@@ -174,7 +174,8 @@ def plan(args):
     calib_opt = args.calibration_opt or ["path=../shared/data/wikitext-2/valid.txt"]
     common = ["--calibration", args.calibration, *[x for o in calib_opt for x in ("--calibration-opt", o)],
               "--nsamples", str(args.nsamples), "--seqlen", str(args.seqlen),
-              "--truth-data", args.truth_data, "--truth-datasets", ",".join(DEFAULT_BUILD_SETS)]
+              "--truth-data", args.truth_data, "--truth-datasets", ",".join(DEFAULT_BUILD_SETS),
+              "--truth-max-per-set", "0"]  # the TPLO truth profile from every build statement, as measured before
     methods = M.select_methods(args.methods, args.method)
     refs = [r.strip() for r in args.references.split(",") if r.strip()]
     return unseen, seen, reserved, common, _settings(args), methods, refs

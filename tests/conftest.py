@@ -76,5 +76,5 @@ def pytest_terminal_summary(terminalreporter):
     import sys
 
     lib = sys.modules.get("bad_inputs_lib")
-    if lib is not None and lib.TALLY.total:
+    if lib is not None and lib.TALLY.total and terminalreporter.verbosity > 0:  # -v only: no stray line under -q
         terminalreporter.write_line(lib.TALLY.summary())

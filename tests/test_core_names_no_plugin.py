@@ -28,7 +28,6 @@ _GENERATED = "core's offline generated statement sets (truth/generate.py), not t
 # core's own names and need no entry here (docs/architecture.md, "Core runs on its own").
 ALLOWED = {
     ("eval/perplexity.py", "wikitext2"): _EVAL_TEXT,
-    ("run/checks.py", "wikitext2"): _EVAL_TEXT,
     ("run/pipeline.py", "structured"): _STRUCTURED,
     ("run/stages.py", "structured"): _STRUCTURED,
     ("cli/prune_cmd.py", "structured"): _STRUCTURED,

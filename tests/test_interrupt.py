@@ -60,7 +60,8 @@ def _args(root: Path, out: str, *extra: str) -> list[str]:
 
 def _start(root: Path, command: str, args: list[str], cache: Path) -> subprocess.Popen:
     env = {**os.environ, "TRUTHPRUNE_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-c", CHILD, command, *args], cwd=root, env=env,
+    # -v: the stage log the markers below wait for (the runs are --quiet: no stage lines)
+    return subprocess.Popen([sys.executable, "-c", CHILD, "-v", command, *args], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

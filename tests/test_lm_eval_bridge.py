@@ -1,7 +1,8 @@
 """The optional lm-eval harness bridge (``--lm-eval-tasks``).
 
-Without lm-eval (CI): the flags and configuration parse, a run that asks for tasks warns once at
-plan time, records ``{"skipped": ...}`` in report.json and says so in report.md, and finishes.
+Without lm-eval (CI): the flags and configuration parse, and a run that asks for tasks stops at
+plan time with exit 2 and the install command (nothing is loaded or written).
+
 With lm-eval importable: the real bridge runs a tiny local task (a YAML + jsonl written here,
 no hub) on the tiny random Llama before and after pruning.
 """
@@ -18,7 +19,7 @@ import pytest
 
 from truthprune import UserError
 from truthprune.run.config import build_config
-from truthprune.eval.lm_eval_bridge import NOT_INSTALLED, summarize, summary_entries
+from truthprune.eval.lm_eval_bridge import summarize, summary_entries
 from truthprune.reporting.report import lm_eval_rows, render_markdown
 
 
@@ -145,26 +146,26 @@ def no_lm_eval(monkeypatch):
     monkeypatch.setitem(sys.modules, "lm_eval", None)
 
 
-def test_not_installed_warns_once_at_plan_time_and_the_run_continues(no_lm_eval, tiny_llama, tmp_path, caplog):
+def test_not_installed_stops_at_plan_time_with_the_install_command(no_lm_eval, tmp_path):
+    from truthprune.eval.lm_eval_bridge import install_command
     from truthprune.run.pipeline import plan_run
 
-    cfg = build_config(None, {"lm_eval_tasks": ["arc_easy", "hellaswag"], "lm_eval_include": [str(tmp_path / "nope")],
-                              "out": str(tmp_path / "p")})
-    with caplog.at_level(logging.WARNING, logger="truthprune"):
-        plan = plan_run(cfg)  # the include directory is not even looked at: nothing will run
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert warnings == [NOT_INSTALLED]
-    assert NOT_INSTALLED == "lm-eval is not installed; pip install 'truthprune[lmeval]' to run --lm-eval-tasks; skipping"
-    assert plan.lm_eval_skipped == {"skipped": NOT_INSTALLED}
+    cfg = build_config(None, {"lm_eval_tasks": ["arc_easy", "hellaswag"], "out": str(tmp_path / "p")})
+    with pytest.raises(UserError) as err:
+        plan_run(cfg)
+    assert str(err.value) == f"--lm-eval-tasks needs lm-eval, which is not installed; install it with: {install_command()}"
+    assert install_command().startswith("pip install 'lm-eval") and "truthprune[" not in install_command()
+    assert not (tmp_path / "p").exists()  # nothing claimed or created
 
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="truthprune"):
-        _, report, md = _run(tiny_llama, tmp_path, lm_eval_tasks=["arc_easy"])
-    assert [r.getMessage() for r in caplog.records if "lm-eval" in r.getMessage()] == [NOT_INSTALLED]
-    assert report["dense"]["lm_eval"] == {"skipped": NOT_INSTALLED} == report["pruned"]["lm_eval"]
-    assert report["pruning"]["overall"] > 0.4  # the run itself went on
-    assert "| lm-eval arc_easy | skipped | skipped |" in md
-    assert f"lm-eval: {NOT_INSTALLED}" in md
+
+def test_not_installed_exits_2_from_the_cli_before_loading(no_lm_eval, tmp_path, capsys):
+    from truthprune.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--lm-eval-tasks", "arc_easy", "--out", str(tmp_path / "p")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'lm-eval" in err[0]
 
 
 def test_no_tasks_means_no_lm_eval_section(no_lm_eval, tiny_llama, tmp_path, caplog):

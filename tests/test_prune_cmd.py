@@ -104,13 +104,48 @@ def test_torchrun_two_processes_match_one(tiny_dir, tmp_path, capsys, monkeypatc
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("overall sparsity") == 1  # only rank 0 prints
-    assert "2 processes (torchrun, gloo)" in proc.stdout
+    assert "2 data-parallel processes (gloo)" in proc.stdout
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     _prune_in_process(capsys, "--model", str(tiny_dir), *_ARGS, "--save", str(tmp_path / "one"))
     a, b = _tensors(tmp_path / "dist"), _tensors(tmp_path / "one")
     assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "dist" / "truthprune.json").read_text())["world_size"] == 2
+
+
+def test_nproc_launches_workers_with_clean_output(tiny_dir, tmp_path):
+    """--nproc 2: the same data-parallel prune as torchrun, one summary; a bad input is one line and exit 2
+    (torchrun would add its 40-line ChildFailedError summary and exit 1)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_gloo_available()):
+        pytest.skip("torch.distributed with gloo is not available in this build")
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"
+    base = [sys.executable, "-m", "truthprune", "prune", "--model", str(tiny_dir), *_ARGS, "--nproc", "2"]
+    proc = subprocess.run([*base, "--save", str(tmp_path / "dist")], env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("overall sparsity") == 1 and "2 data-parallel processes (gloo)" in proc.stdout
+    assert "ChildFailedError" not in proc.stderr and "elastic" not in proc.stderr
+    assert json.loads((tmp_path / "dist" / "truthprune.json").read_text())["world_size"] == 2
+
+    (tmp_path / "taken").mkdir()
+    proc = subprocess.run([*base, "--save", str(tmp_path / "taken")], env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --save") and "already exists" in lines[0], proc.stderr
+
+
+def test_torchrun_error_is_printed_by_rank_0_only(tiny_dir, tmp_path):
+    if not (torch.distributed.is_available() and torch.distributed.is_gloo_available()):
+        pytest.skip("torch.distributed with gloo is not available in this build")
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"
+    (tmp_path / "taken").mkdir()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "truthprune", "prune", "--model", str(tiny_dir), *_ARGS, "--save", str(tmp_path / "taken")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode != 0
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(ours) == 1 and "already exists" in ours[0], proc.stderr  # torchrun's own summary follows it
 
 
 def test_memory_refusal_names_the_fix_and_writes_nothing(tiny_dir, tiny_llama, tmp_path, capsys, monkeypatch):

@@ -92,21 +92,64 @@ def test_series_helpers():
 # ----------------------------------------------------------------------------- rendering
 
 
-def test_markdown_has_summary_and_per_layer_columns():
-    md = render_markdown(synthetic_report())
-    assert "| perplexity | 20.000 | 25.000 |" in md
+def _retention(value=0.8, ci=(0.7, 0.95), transfer=(0.4, (0.3, 0.5))):
+    est = lambda v, c=None: {"value": v, "ci": list(c) if c else None}  # noqa: E731
+    return {"layer": 1, "seeds": 5, "dense_accuracy": est(0.8, (0.75, 0.85)), "pruned_accuracy": est(0.74, (0.7, 0.78)),
+            "transfer_accuracy": est(0.62, (0.58, 0.66)), "accuracy_change": est(-0.06, (-0.09, -0.03)),
+            "retention": est(value, ci), "transfer_retention": est(transfer[0], transfer[1])}
+
+
+def test_markdown_starts_with_a_verdict_and_names_every_layer():
+    report = synthetic_report()
+    report["config"]["nm"] = "2:4"
+    report["pruned"]["probe"]["retention"] = _retention()
+    md = render_markdown(report)
+    lines = md.splitlines()
+    # the title names pruner, allocator, sparsity and the N:M pattern; the verdict comes next
+    assert lines[0] == "# tplo pruner, tplo allocator: 50 % sparsity as a 2:4 pattern (2 of every 4 weights), on tiny"
+    assert lines[2] == "**Verdict: too few statements to tell whether the truth features survived.**"
+    assert lines[4].startswith("Perplexity rose from 20.00 to 25.00 (+25 %). At the dense model's best probe layer (1)")
+    assert "keeps 0.80 [0.70, 0.95] of the dense model's above-chance accuracy" in lines[4]
+    assert "--truth-max-per-set 0" not in lines[4]  # this config has no budget key: it asks for more statement sets
+    assert "| perplexity (pydoc, 10 windows) | 20.000 | 25.000 |" in md
     assert "| TruthfulQA MC1 | 0.250 | 0.200 |" in md
-    assert "| probe accuracy (best layer) | 0.800 | 0.700 |" in md
-    header = next(line for line in md.splitlines() if line.startswith("| layer |"))
-    for col in ("target", "achieved", "uniform alloc", "owl alloc", "outlier_ratio_percent", "truth profile",
-                "probe acc dense", "probe acc pruned", "transfer", "separation dense", "separation pruned"):
-        assert f" {col} |" in header, col
-    assert "tplo alloc" not in header  # the run's own allocation is the target column
-    # the pruned probe has no value for layer 2: a dash, not a crash
+    assert "| truth probe at the dense model's best layer (1; mean of 5 splits) | 0.800 [0.750, 0.850] | 0.740 [0.700, 0.780] |" in md
+    assert "| truth probe at each model's own best layer (one split) | 0.800 (layer 1) | 0.700 (layer 1) |" in md
+    assert "| dense probe read on the pruned model (transfer, layer 1) | - | 0.620 [0.580, 0.660] |" in md
+    # two per-layer tables with words for headers; raw keys and other allocators stay in report.json
+    headers = [line for line in lines if line.startswith("| layer |")]
+    assert headers[0] == ("| layer | target sparsity | achieved sparsity | outlier ratio (%) | truth profile |")
+    assert headers[1] == ("| layer | dense probe | pruned probe | dense probe on pruned | truth separation, dense | "
+                          "truth separation, pruned |")
+    assert "outlier_ratio_percent" not in md and "owl alloc" not in md
     cells = lambda line: [c.strip() for c in line.strip("|").split("|")]  # noqa: E731
-    row2 = next(cells(line) for line in md.splitlines() if line.startswith("| 2 |"))
-    named = dict(zip(cells(header), row2))
-    assert named["achieved"] == "0.6000" and named["probe acc pruned"] == "-" and named["probe acc dense"] == "0.7000"
+    probe_rows = [cells(line) for line in lines[lines.index(headers[1]) + 2:] if line.startswith("| ")]
+    assert probe_rows[2][:3] == ["2", "0.7000", "-"]  # the pruned probe has no value for layer 2: a dash
+    assert md.rstrip().splitlines()[-3].startswith("**Glossary.** A *truth probe* is")
+
+
+@pytest.mark.parametrize("ci, word", [((0.92, 1.01), "kept its truth features"), ((0.6, 0.85), "lost part of its truth"),
+                                      ((0.1, 0.45), "lost most of its truth"), ((0.7, 0.95), "too few statements")])
+def test_verdict_follows_the_written_rule(ci, word):
+    report = synthetic_report()
+    report["pruned"]["probe"]["retention"] = _retention(sum(ci) / 2, ci)
+    assert word in render_markdown(report).splitlines()[2]
+
+
+def test_verdict_without_probes_or_retention_says_what_it_has():
+    report = synthetic_report()
+    for role in ("dense", "pruned"):
+        del report[role]["probe"]
+    assert render_markdown(report).splitlines()[2].startswith("Verdict: perplexity only")
+    old = synthetic_report()  # written before retention intervals existed
+    assert "no retention interval" in render_markdown(old).splitlines()[2]
+
+
+def test_human_labels_for_raw_keys():
+    from truthprune.reporting.verdict import human_label
+
+    assert human_label("outlier_ratio_percent") == "outlier ratio (%)"
+    assert human_label("mean_abs_score_percent") == "mean abs score (%)" and human_label("layer_separation") == "truth separation"
 
 
 def test_render_writes_pngs_for_what_exists(tmp_path):
@@ -145,7 +188,7 @@ def test_report_command_rerenders_a_copy(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "report written to" in out.stdout
     assert (run / "report.json").read_bytes() == before and (run / "notes.txt").read_text() == "kept"
-    assert "# truthprune report: tplo + tplo at 0.50 on tiny" in (run / "report.md").read_text()
+    assert "# tplo pruner, tplo allocator: 50 % sparsity, unstructured, on tiny" in (run / "report.md").read_text()
     assert sorted(p.name for p in run.glob("*.png")) == sorted([SPARSITY_PNG, PROBE_PNG, SEPARATION_PNG])
     assert all(_is_png(p) for p in run.glob("*.png"))
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no temp or backup directory left
@@ -303,3 +346,19 @@ def test_sweep_refuses_to_replace_a_different_run(tmp_path):
     _write_run(tmp_path / "sw" / "wanda-0.5", synthetic_report("wanda", "uniform"))
     out = _cli("sweep", "--pruner", "wanda", "--sparsity", "0.5", "--out", str(tmp_path / "sw"))
     assert out.returncode == 2 and "holds a run with other settings; pass --overwrite" in out.stderr
+
+
+def test_compare_gives_a_verdict_from_the_intervals():
+    from truthprune.reporting.compare import Run, verdict_lines
+
+    def run(label, value, ci, ppl):
+        report = synthetic_report(ppl=(20.0, ppl))
+        report["pruned"]["probe"]["retention"] = _retention(value, ci)
+        return Run(label, Path(label), report)
+
+    lines = verdict_lines([run("a", 0.9, (0.82, 0.97), 30.0), run("b", 0.5, (0.4, 0.6), 25.0)])
+    assert lines[0] == "- a: perplexity 20.00 -> 30.00 (+50 %); retention 0.90 [0.82, 0.97] (unclear); transfer 0.40 [0.30, 0.50]"
+    assert lines[2] == "Lowest perplexity: b (25.00; single runs, no interval)."
+    assert lines[3] == "Keeps more truth signal (retention interval entirely above the other's): a over b."
+    overlap = verdict_lines([run("a", 0.8, (0.6, 0.95), 30.0), run("b", 0.7, (0.5, 0.9), 25.0)])
+    assert overlap[-1].startswith("No run's retention interval lies above another's: the highest point estimate (a, 0.80)")

@@ -54,6 +54,6 @@ def test_cli_empty_calibration_file_exits_2_fast(tmp_path):
 def test_offline_pydoc_ppl_is_capped_unless_asked_and_files_are_scored_in_full():
     from truthprune.run.stages import ppl_windows
 
-    assert ppl_windows(build_config(None, {})) == 32  # the default ppl_data is pydoc
+    assert ppl_windows(build_config(None, {})) == 16  # the default ppl_data is pydoc
     assert ppl_windows(build_config(None, {"ppl_max_windows": 200})) == 200
     assert ppl_windows(build_config(None, {"ppl_data": "some/test.txt"})) is None

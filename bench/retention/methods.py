@@ -26,7 +26,8 @@ DEFAULT_METHODS: dict[str, str] = {
 # flags the benchmark sets itself (a method may not change the protocol)
 RESERVED = {
     "--model", "--sparsity", "--nm", "--save", "--overwrite", "--calibration", "--calibration-opt", "--nsamples",
-    "--seqlen", "--seed", "--truth-data", "--truth-datasets", "--config", "--quiet", "-q", "--device", "--dtype",
+    "--seqlen", "--seed", "--truth-data", "--truth-datasets", "--truth-max-per-set", "--config", "--quiet", "-q",
+    "--device", "--dtype",
 }
 # presets whose default allocator is not uniform (they cannot take --nm)
 PRESET_ALLOCATORS = {"owl": "owl", "tplo": "tplo"}

@@ -101,6 +101,8 @@ _EXPORTS: dict[str, str] = {
     "plan_run": "run.pipeline",  # every plugin and option resolved and checked, no model loaded
     "execute": "run.pipeline",  # run a plan's stages in order; returns the final RunState
     "SharedModel": "run.sweep",  # a load callable for execute(): one load, dense weights restored per run
+    "check_model_spec": "models.formats",  # a --model value checked before anything loads (one-line UserError)
+    "progress_bar": "progress",  # a bar with ETA on a terminal, nothing in a pipe: every long loop reports through it
     "save_pruned": "run.saving",
     "PruneReport": "pruning.engine.sequential",
     "BlockContext": "pruning.engine.block",  # what a block-aware pruner (uses_block) sees per decoder layer

@@ -84,10 +84,10 @@ def read_stats_file(path: Path) -> dict[str, Any]:
 def _parse_option(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise UserError(f"--option {text!r} must look like KEY=VALUE, e.g. --option outlier_weight=0.3")
+        raise UserError(f"--allocator-opt {text!r} must look like KEY=VALUE, e.g. --allocator-opt outlier_weight=0.3")
     from ..textio import option_value
 
-    return key.strip(), option_value(raw, f"--option {key.strip()}")
+    return key.strip(), option_value(raw, f"--allocator-opt {key.strip()}")
 
 
 def allocate_from_stats(
@@ -171,13 +171,14 @@ def allocate_command(
     allocator: str = typer.Option(..., "--allocator", "-a", help="Registered allocator (see `truthprune plugins`)."),
     stats_file: Path = typer.Option(..., "--stats", help="JSON with the allocator's per-layer statistics (e.g. outlier ratios) and/or separation_ratio."),
     sparsity: float | None = typer.Option(None, "--sparsity", "-s", help="Target sparsity (default: the file's target_sparsity)."),
-    option: list[str] = typer.Option([], "--option", "-o", help="Extra allocator option KEY=VALUE (repeatable)."),
+    option: list[str] = typer.Option([], "--allocator-opt", help="Allocator option KEY=VALUE (repeatable), as in run."),
+    old_option: list[str] = typer.Option([], "--option", "-o", hidden=True, help="The old name of --allocator-opt."),
     as_json: bool = typer.Option(False, "--json", help='Print {"sparsity": [...], "truth_profile": [...]} only.'),
     flags: dict[str, Any] | None = None,  # the allocators' shortcut flags, added by _with_allocator_flags
 ) -> None:
     """Per-layer sparsities from saved layer statistics (no model, no torch)."""
     stats = read_stats_file(stats_file)
-    sparsities, profile, instance = allocate_from_stats(allocator, stats, sparsity, flags, option)
+    sparsities, profile, instance = allocate_from_stats(allocator, stats, sparsity, flags, [*option, *old_option])
     if as_json:
         typer.echo(json.dumps({"sparsity": sparsities, "truth_profile": profile}))
         return

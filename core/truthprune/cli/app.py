@@ -21,9 +21,10 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-v info, -vv debug)."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging: -v what each stage used and "
+                                "decided, -vv debug. Without it a run prints one line per stage (truthprune.progress)."),
 ) -> None:
     """Prune LLMs without destroying their truth features, and measure it."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.getLogger().setLevel(level)
-    logging.getLogger("truthprune").setLevel(level if verbose else logging.INFO)
+    logging.getLogger("truthprune").setLevel(level)

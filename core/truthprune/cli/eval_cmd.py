@@ -47,6 +47,20 @@ def _load(model: str, device: str, dtype: str, trust_remote_code: bool):
     return load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
 
 
+_DRY_RUN_HELP = "Check the model and the data and print the plan, then exit without loading the model."
+
+
+def _plan(command: str, lines: list[str], seconds: float, model: str) -> None:
+    """``--dry-run``: what the evaluation would read and roughly how long it would take."""
+    from ..progress import format_seconds
+    from ..run.estimate import scale_of
+
+    typer.echo(f"truthprune eval {command}: plan (dry run: nothing loaded or written)")
+    for line in lines:
+        typer.echo(f"  {line}")
+    typer.echo(f"  time         about {format_seconds(seconds * (scale_of(model) or 1.0))} on a 2-core CPU; much less on a GPU")
+
+
 def _emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> None:
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -61,21 +75,29 @@ def ppl_command(
     data: str = typer.Option(_DEFAULTS["ppl_data"], help="pydoc (held-out Python docs, offline), wikitext2 (hub test split) or a text file."),
     seqlen: int = typer.Option(_DEFAULTS["seqlen"], help="Window length in tokens (the reference uses 2048)."),
     batch_size: int = typer.Option(_DEFAULTS["batch_size"], "--batch-size", help="Windows per forward pass (speed only)."),
-    max_windows: Optional[int] = typer.Option(None, "--max-windows", help="Score only the first N windows (default: all; pydoc: 32, as in run)."),
+    max_windows: Optional[int] = typer.Option(None, "--max-windows", help="Score only the first N windows (default: all; pydoc: 16, as in run)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept a pickle-only (.bin) checkpoint you trust."),
     bos: str = typer.Option("auto", "--bos", help=_BOS_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help=_DRY_RUN_HELP),
 ) -> None:
-    """Perplexity over non-overlapping windows (REFERENCE 11.1 protocol)."""
+    """Perplexity of one model on non-overlapping windows of a text (docs/evaluation.md)."""
     from ..models.bos import check_setting, resolve_bos
     from ..eval.perplexity import default_max_windows, encode_eval_text, eval_text, perplexity
 
     check_setting(bos)
     _check(model, allow_pickle, device, max_windows=max_windows, seqlen=seqlen, batch_size=batch_size)
     text, _ = eval_text(data)  # fail on bad data before the (slower) model load
+    if dry_run:
+        from ..run.estimate import PPL_TOKENS_PER_S
+
+        windows = default_max_windows(data, max_windows) or max(1, len(text) // 4 // seqlen)
+        _plan("ppl", [f"model        {model}", f"data         {data}: {'about ' if default_max_windows(data, max_windows) is None else ''}"
+                      f"{windows} windows of {seqlen} tokens"], 5 + windows * seqlen / PPL_TOKENS_PER_S, model)
+        return
     loaded = _load(model, device, dtype, trust_remote_code)
     rule = resolve_bos(loaded.tokenizer, bos)
     ids = encode_eval_text(text, loaded.tokenizer, rule)
@@ -104,6 +126,7 @@ def truthfulqa_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept a pickle-only (.bin) checkpoint you trust."),
     bos: str = typer.Option("auto", "--bos", help=_BOS_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help=_DRY_RUN_HELP),
 ) -> None:
     """TruthfulQA MC1/MC2 on the held-out half of the questions."""
     from ..models.bos import check_setting, resolve_bos
@@ -112,6 +135,13 @@ def truthfulqa_command(
     check_setting(bos)
     _check(model, allow_pickle, device, limit=limit, batch_size=batch_size)
     load_truthfulqa(data)  # fail on bad data before the (slower) model load
+    if dry_run:
+        from ..run.estimate import TRUTHFULQA_S_PER_QUESTION
+
+        n = limit or 408
+        _plan("truthfulqa", [f"model        {model}", f"data         {data}: {n} held-out questions"],
+              5 + n * TRUTHFULQA_S_PER_QUESTION, model)
+        return
     loaded = _load(model, device, dtype, trust_remote_code)
     rule = resolve_bos(loaded.tokenizer, bos)
     t0 = time.perf_counter()

@@ -71,6 +71,7 @@ def _click_exceptions() -> tuple[type, type, type, type]:
 
 
 MAX_ERROR_CHARS = 1500  # a longer message (a 100 KB statement or path inside it) is cut in the middle
+ARGV: list[str] = []  # the arguments of this invocation (prune --nproc hands them to its workers)
 
 
 def _one_line(text: str) -> str:
@@ -81,8 +82,23 @@ def _one_line(text: str) -> str:
     return line
 
 
+def speaks() -> bool:
+    """False in the worker processes of a data-parallel prune other than rank 0 (a launcher set
+    a valid RANK < WORLD_SIZE and the rendezvous address): every rank meets the same error, and one
+    line is enough (torchrun or --nproc). Anything else speaks, so a broken environment is reported."""
+    import os
+
+    try:
+        rank, world = int(os.environ.get("RANK", "0") or 0), int(os.environ.get("WORLD_SIZE", "1") or 1)
+    except ValueError:
+        return True
+    launched = bool(os.environ.get("MASTER_ADDR")) and bool(os.environ.get("MASTER_PORT"))
+    return not (launched and 0 < rank < world)
+
+
 def _fail(message: str, code: int = 2) -> None:
-    print(f"error: {_one_line(message)}", file=sys.stderr)
+    if speaks():
+        print(f"error: {_one_line(message)}", file=sys.stderr)
     sys.exit(code)
 
 
@@ -113,6 +129,9 @@ def _run(argv: list[str]) -> int:
     try:
         _check_argv(argv)
         check_environment(_command_word(argv))
+        from ..progress import silence_third_party_bars
+
+        silence_third_party_bars()  # before transformers is imported: its tqdm bars become our stage lines
         _register_builtin_commands()
         _register_plugin_commands()
         from .app import app
@@ -149,6 +168,7 @@ _SIGNAL_EXITS = {129: "SIGHUP: the terminal or connection closed", 131: "SIGQUIT
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; always ends with SystemExit."""
     args = list(sys.argv[1:] if argv is None else argv)
+    ARGV[:] = args
     try:
         code = _run(args)
     except KeyboardInterrupt:
@@ -164,8 +184,8 @@ def main(argv: list[str] | None = None) -> None:
             release_all()
         except (KeyboardInterrupt, SystemExit):
             pass
-    if code == 130:  # typer turns Ctrl-C inside a command into exit code 130
+    if code == 130 and speaks():  # typer turns Ctrl-C inside a command into exit code 130
         print(_INTERRUPTED, file=sys.stderr)
-    elif code in _SIGNAL_EXITS:
+    elif code in _SIGNAL_EXITS and speaks():
         print(f"terminated ({_SIGNAL_EXITS[code]}); no output was left half-written", file=sys.stderr)
     sys.exit(code)

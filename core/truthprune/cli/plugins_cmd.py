@@ -21,10 +21,24 @@ def plugins_command(as_json: bool = typer.Option(False, "--json", help="Print JS
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="truthprune plugins")
-    for col in ("kind", "name", "distribution", "version", "description"):
-        table.add_column(col, overflow="fold")
+    # one block per kind: the name never wraps, the description wraps between words, and the
+    # distribution (what pip installs or removes) closes it; fits 80 columns and wider terminals alike
+    console = Console()
+    kinds: dict[str, list[dict]] = {}
     for r in rows:
-        table.add_row(r["kind"], r["name"], r["distribution"], r["version"], r["description"])
-    Console().print(table)
+        kinds.setdefault(r["kind"], []).append(r)
+    width = max((len(r["name"]) for r in rows), default=4)
+    for k, (kind, entries) in enumerate(kinds.items()):
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True, min_width=width)
+        grid.add_column(overflow="fold")
+        for r in entries:
+            text = Text(r["description"] or "")
+            text.append(f" ({r['distribution']} {r['version']})", style="dim")
+            grid.add_row(Text(r["name"], style="bold"), text)
+        if k:
+            console.print()
+        console.print(Text(f"{kind}s" if not kind.endswith("s") else kind, style="underline"))
+        console.print(grid)

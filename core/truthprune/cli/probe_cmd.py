@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from ..errors import UserError
+from ..run.config import DEFAULT_TRUTH_MAX_PER_SET, MIN_TRUTH_PER_SET
 from .main import app
 
 
@@ -91,8 +92,13 @@ def probe_command(
     model: str = typer.Option("smollm2-135m", help="smollm2-135m (embedded), a model dir, a .gguf file or a hub id."),
     probe: str = typer.Option("logreg", help="Probe plugin: logreg, mass-mean, ttpd, ccs (see `truthprune plugins`)."),
     probe_opt: Optional[list[str]] = typer.Option(None, "--probe-opt", help="Probe option key=value (repeatable), e.g. C=1.0."),
-    truth_data: Optional[str] = typer.Option(None, "--truth-data", help="Directory of TiU statement CSVs; default: offline generated sets."),
-    datasets: Optional[str] = typer.Option(None, help="Comma-separated set names; default: every X/neg_X pair present."),
+    truth_data: Optional[str] = typer.Option(None, "--truth-data", help="Directory of true/false statement CSVs (statement,label columns); default: offline generated sets."),
+    datasets: Optional[str] = typer.Option(None, "--truth-datasets", help="Which statement sets to use, comma-separated; "
+                                           "default: every X/neg_X pair present."),
+    old_datasets: Optional[str] = typer.Option(None, "--datasets", hidden=True, help="The old name of --truth-datasets."),
+    truth_max_per_set: int = typer.Option(DEFAULT_TRUTH_MAX_PER_SET, "--truth-max-per-set", min=0,
+                                          help="Statements per set: a seeded, class-balanced sample, as in run; 0 = every "
+                                          "statement (the full protocol)."),
     layers: Optional[str] = typer.Option(None, help="Decoder layers: all (default), 0,4,8 or 10-20."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Statements per forward pass."),
     out: Optional[str] = typer.Option(None, "--out", help="Write the results as JSON to this file."),
@@ -114,6 +120,8 @@ def probe_command(
     wait: bool = typer.Option(False, "--wait", help="If another process is writing the same --out, wait for it."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept a pickle-only (.bin) checkpoint you trust."),
     strict: bool = typer.Option(False, "--strict", help="A misaligned X/neg_X pair is an error instead of skipped."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check everything and print the plan, then exit without "
+                                 "loading the model."),
 ) -> None:
     """Train a truth probe on every decoder layer: held-out and cross-topic accuracy, separation."""
     from ..run.config import parse_options
@@ -124,6 +132,10 @@ def probe_command(
 
     from ..models.bos import check_setting, resolve_bos
 
+    if old_datasets is not None:
+        if datasets is not None:
+            raise UserError("--datasets is the old name of --truth-datasets; give only --truth-datasets")
+        datasets = old_datasets
     bos = "never" if no_bos else check_setting(bos)
     from ..run.checks import check_device, check_seed
 
@@ -147,15 +159,46 @@ def probe_command(
     check_layer_indices(model, layer_list, "--layers")
     if isinstance(gen_layers, list):
         check_layer_indices(model, gen_layers, "--generalization-layers")
+    if 0 < truth_max_per_set < MIN_TRUTH_PER_SET:
+        raise UserError(f"--truth-max-per-set {truth_max_per_set} leaves too few statements for a held-out split; use "
+                        f"{MIN_TRUTH_PER_SET} or more (0 = every statement)")
     sets, source = load_truth_sets(
         truth_data, _split_names(datasets), seed=seed, duplicates="keep" if allow_duplicates else "consistent",
         strict=strict or None,
     )
+    if truth_max_per_set:
+        from ..truth.probing.runner import cap_statement_sets
+
+        capped = any(len(s) > truth_max_per_set for s in sets)
+        sets = cap_statement_sets(sets, truth_max_per_set, seed)[0]
+        if capped:
+            source += f"; at most {truth_max_per_set} statements per set (--truth-max-per-set 0 for all)"
+    from ..run.outputs import check_target
+
     if out:  # checked and locked now: an unwritable or existing --out fails before the extraction
-        prepare_output(out, overwrite, wait=wait, kind="file", what="--out")
+        if dry_run:
+            check_target(out, overwrite, kind="file", what="--out")
+        else:
+            prepare_output(out, overwrite, wait=wait, kind="file", what="--out")
     plot_files = [os.path.join(plot, f"probe_{probe}_{n}.png") for n in ("accuracy", "separation")] if plot else []
     for f in plot_files:  # each plot is an output of its own: same rule as --out
-        prepare_output(f, overwrite, wait=wait, kind="file", what="--plot")
+        if dry_run:
+            check_target(f, overwrite, kind="file", what="--plot")
+        else:
+            prepare_output(f, overwrite, wait=wait, kind="file", what="--plot")
+    if dry_run:
+        from ..run.estimate import STATEMENTS_PER_S, scale_of
+        from ..progress import format_seconds
+
+        n = sum(len(s) for s in sets)
+        typer.echo("truthprune probe: plan (dry run: nothing loaded or written)")
+        typer.echo(f"  model        {model}")
+        typer.echo(f"  probe        {probe} on {'every layer' if layer_list is None else f'layers {layer_list}'}")
+        typer.echo(f"  statements   {n} in {len(sets)} sets ({source})")
+        typer.echo(f"  writes       {', '.join(x for x in (out, plot) if x) or 'nothing (the table is printed)'}")
+        typer.echo(f"  time         about {format_seconds(n / STATEMENTS_PER_S * (scale_of(model) or 1.0) + 20)} on a "
+                   "2-core CPU; much less on a GPU")
+        return
     typer.echo(f"data: {source}: {', '.join(f'{s.name} ({len(s)})' for s in sets)}", err=True)
     from ..models.loading import load_model
     from ..truth.activations import resolve_layers

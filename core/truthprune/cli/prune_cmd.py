@@ -56,7 +56,12 @@ def _prune_options(func):
         _option("wait", typer.Option(None, "--wait/--no-wait", help="If another process is writing the same --save, wait for it instead of failing."), Optional[bool]),
         _option("offload", typer.Option(False, "--offload", help="Keep the weights on disk; one decoder layer in memory at a time (local safetensors checkpoint or smollm2-135m)."), bool),
         _option("activations_dir", typer.Option(None, "--activations-dir", help="Memory-map calibration activations from files in this existing directory instead of RAM."), Optional[str]),
-        _option("quiet", typer.Option(None, "--quiet/--no-quiet", "-q", help="No progress bars."), Optional[bool]),
+        _option("quiet", typer.Option(None, "--quiet/--no-quiet", "-q", help="No progress bars or stage lines."), Optional[bool]),
+        _option("nproc", typer.Option(1, "--nproc", help="Data-parallel worker processes on this machine (each prunes "
+                                      "its share of the calibration batches; clean output, unlike torchrun's failure "
+                                      "summary)."), int),
+        _option("dry_run", typer.Option(False, "--dry-run", help="Check everything and print the plan (stages, model, "
+                                        "outputs, estimated time), then exit without loading a model."), bool),
     ]
     func.__signature__ = inspect.Signature(params)
     return func
@@ -65,7 +70,7 @@ def _prune_options(func):
 # ----------------------------------------------------------------------------- validation (no torch)
 
 
-def _plan(flags: dict[str, Any]):
+def _plan(flags: dict[str, Any], dry_run: bool = False):
     """The validated config and plugins; exits 2 (UserError) on anything the user can fix."""
     from ..run.config import build_config
     from ..errors import UserError
@@ -82,10 +87,10 @@ def _plan(flags: dict[str, Any]):
     if not cfg.save:
         raise UserError("truthprune prune needs --save DIR (where the pruned checkpoint is written)")
     cfg = cfg.model_copy(update={"out": cfg.save})  # prune writes no report: plan_run checks and locks --save only
-    return plan_run(cfg, report=False)
+    return plan_run(cfg, report=False, dry_run=dry_run)
 
 
-def _check_offload(plan) -> str:
+def _check_offload(plan, dry_run: bool = False) -> str | None:
     """Refuse what offload mode cannot do; return the local checkpoint directory."""
     from ..errors import UserError
     from ..models.loading import resolve_model_path
@@ -105,6 +110,8 @@ def _check_offload(plan) -> str:
                             "choose another --calibration or drop --offload")
     from ..models.loading import needs_conversion
 
+    if dry_run and needs_conversion(cfg.model):  # the conversion is work: a dry run stops before it
+        return None
     if needs_conversion(cfg.model):  # first use of a .gguf: timed as its own stage
         with plan.stage("convert-gguf", model=cfg.model):
             path, kind = resolve_model_path(cfg.model)
@@ -185,10 +192,13 @@ def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> l
     save = Path(cfg.save).resolve()
     files = [f for f in save.iterdir() if f.is_file()]
     size = sum(f.stat().st_size for f in files) / 1e6
-    procs = f"{dp.world} processes (torchrun, {backend})" if dp.active else "1 process"
+    procs = f"{dp.world} data-parallel processes ({backend})" if dp.active else "1 process"
     cells = [f"{r.index:>3}: {r.achieved:.3f}" for r in report.layers]
     rows = ["  " + "  ".join(cells[i:i + 8]) for i in range(0, len(cells), 8)]
-    target = f"{cfg.sparsity:.3f}" + (f", {cfg.nm} pattern" if cfg.nm else "")
+    target = f"target {cfg.sparsity:.3f}" + (f", {cfg.nm} pattern" if cfg.nm else "")
+    ratio = cfg.pruner_options.get("mlp_ratio")
+    if ratio is not None:  # --mlp-ratio sets the width; --sparsity (its default 0.5) was not used
+        target = f"set by --mlp-ratio {ratio}: MLP width {ratio} x hidden size"
     other = wall - sum(plan.timings.values())
     timings = ", ".join([f"{k} {v:.1f} s" for k, v in plan.timings.items()] + [f"start-up and imports {other:.1f} s"])
     structure = getattr(report, "structure", None)
@@ -202,7 +212,7 @@ def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> l
                  + (f"; no bias slot, not corrected: {', '.join(bias['no_slot'])}" if bias["no_slot"] else "")] if bias else []
     return [
         f"pruned {cfg.model} with {plan.pruner.name} (allocator {plan.allocator.name}): "
-        f"overall sparsity {report.overall:.4f} (target {target})",
+        f"overall sparsity {report.overall:.4f} ({target})",
         *([f"quantized: {describe_line(report.quantization)}"] if getattr(report, "quantization", None) else []),
         *bias_line,
         f"mode: {mode}; {procs}",
@@ -216,12 +226,16 @@ def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> l
 @app.command("prune")
 @_prune_options
 def prune_command(**flags: Any) -> None:
-    """Prune a model and save it, without evaluation (in memory, --offload, or under torchrun)."""
+    """Prune a model and save it, without evaluation (in memory, --offload, or data parallel: --nproc N or torchrun)."""
     t0 = time.perf_counter()
-    offload, acts_dir = flags.pop("offload"), flags.pop("activations_dir")
+    offload, acts_dir, dry_run = flags.pop("offload"), flags.pop("activations_dir"), flags.pop("dry_run")
+    nproc = flags.pop("nproc")
     from ..errors import UserError
+    from .launch import check_nproc
 
-    plan = _plan(flags)
+    check_nproc(nproc)
+    launching = nproc > 1 and not dry_run  # this process only checks; the workers lock, prune and write
+    plan = _plan(flags, dry_run or launching)
     if getattr(plan.pruner, "structured", False) and (offload or acts_dir is not None):
         raise UserError(f"structured pruner {plan.pruner.name!r} needs the whole model in memory (gradients through all "
                         "layers); drop --offload/--activations-dir")
@@ -235,7 +249,22 @@ def prune_command(**flags: Any) -> None:
         if contains(plan.config.save, acts_dir):
             raise UserError(f"--activations-dir {acts_dir!r} lies inside --save {plan.config.save!r}, which is replaced "
                             "when the checkpoint is written: give the activations a directory outside it")
-    path = _check_offload(plan) if offload else None
+    path = _check_offload(plan, dry_run or launching) if offload else None
+    if dry_run:
+        from .run_cmd import print_plan
+
+        mode = " (--offload: one decoder layer in memory at a time)" if offload else ""
+        procs = f" in {nproc} worker processes" if nproc > 1 else ""
+        print_plan(plan, f"truthprune prune: plan{mode}{procs} (dry run: nothing loaded or written)")
+        return
+    if launching:
+        from .launch import launch, strip_nproc
+        from .main import ARGV
+
+        from ..run.outputs import release_all
+
+        release_all()
+        raise typer.Exit(launch(nproc, strip_nproc(ARGV)))
 
     from ..pruning.engine.distributed import init_distributed
     from ..models.loading import resolve_device

@@ -13,7 +13,7 @@ from typing import Any, Optional
 import typer
 
 from .main import app
-from .run_cmd import _run_options, effective_config
+from .run_cmd import _run_options, effective_config, with_dry_run
 
 
 def _console():
@@ -54,8 +54,10 @@ def compare_command(
         for run in runs:
             check_disjoint(out, "--out", run, "run directory")
         prepare_output(out, overwrite, what="--out")
-    table, written = run_compare(runs, out, overwrite)
+    table, verdict, written = run_compare(runs, out, overwrite)
     _console().print(table)
+    for line in verdict:
+        typer.echo(line)
     if written is not None:
         typer.echo(f"comparison written to {written}/compare.md")
 
@@ -76,16 +78,17 @@ def _sweep_options(func):
 
 
 @app.command("sweep")
+@with_dry_run
 @_sweep_options
 def sweep_command(**flags: Any) -> None:
     """Run a grid of pruners x sparsities in one process (model loaded once), then compare them."""
-    import logging
     from pathlib import Path
 
-    from ..reporting.compare import load_runs, rich_table, summary
+    from ..reporting.compare import load_runs, rich_table, summary, verdict_lines
     from ..errors import UserError
     from ..run.sweep import mark_sweep, parse_sparsities, plan_sweep, run_sweep, split_list
 
+    dry_run = flags.pop("dry_run")
     pruners = split_list(flags.pop("pruner"), "--pruner")
     sparsities = parse_sparsities(flags.pop("sparsity"))
     out_flag, save_flag = flags.pop("out"), flags.pop("save")
@@ -100,13 +103,19 @@ def sweep_command(**flags: Any) -> None:
     def make_config(overrides: dict[str, Any]):
         return effective_config({**flags, **overrides, "save": overrides.get("save")})
 
-    points = plan_sweep(make_config, pruners or [base.pruner], sparsities or [base.sparsity], out, save, base.overwrite)
-    if not base.quiet:
-        logger = logging.getLogger("truthprune")
-        logger.setLevel(min(logger.level or logging.INFO, logging.INFO))
+    points = plan_sweep(make_config, pruners or [base.pruner], sparsities or [base.sparsity], out, save, base.overwrite,
+                        dry_run=dry_run)
+    if dry_run:
+        from .run_cmd import print_plan
+
+        for point in points:
+            print_plan(point.plan, f"truthprune sweep: {point.out} (dry run: nothing loaded or written)")
+        return
     compare_dir = run_sweep(points, Path(out) / "compare")
     mark_sweep(out)
     runs = load_runs([p.out for p in points])
     header, rows, _ = summary(runs)
     _console().print(rich_table(header, rows, f"truthprune sweep: {len(runs)} runs in {out}"))
+    for line in verdict_lines(runs):
+        typer.echo(line)
     typer.echo(f"comparison written to {compare_dir}/compare.md")

@@ -71,12 +71,34 @@ def _cli_type(annotation: Any) -> Any:
     return Optional[annotation]
 
 
-def _param(name: str, annotation: Any, flag: str, help: str, *extra: str) -> Any:
+def literal(text: str) -> str:
+    """Help text shown as written: rich would read ``[lmeval]`` as a style tag and drop it."""
+    return text.replace("[", "\\[")
+
+
+def shown_default(field: Any) -> str | None:
+    """A RunConfig field's default as ``--help`` shows it (None: nothing to show, e.g. 'the pruner's own')."""
+    from pydantic_core import PydanticUndefined
+
+    value = field.default_factory() if field.default_factory is not None else field.default
+    if value is None or value is PydanticUndefined or value == {}:
+        return None
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) if value else None
+    return str(value)
+
+
+def _param(name: str, annotation: Any, flag: str, help: str, *extra: str, default: str | None = None,
+           hidden: bool = False) -> Any:
     import inspect
 
     decls = [f"{flag}/--no-{flag[2:]}"] if annotation is Optional[bool] else [flag]
+    shown = f" [default: {default}]" if default is not None else ""  # the typer default is None (= not given)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
-                             default=typer.Option(None, *decls, *extra, help=help))
+                             default=typer.Option(None, *decls, *extra, help=literal(help + shown), hidden=hidden,
+                                                  show_default=False))
 
 
 def run_flag_params() -> list:
@@ -96,7 +118,8 @@ def run_flag_params() -> list:
                                  field.description))
             continue
         short = (extra["cli_short"],) if "cli_short" in extra else ()
-        params.append(_param(name, _cli_type(field.annotation), _flag(name), field.description, *short))
+        params.append(_param(name, _cli_type(field.annotation), _flag(name), field.description, *short,
+                             default=shown_default(field)))
     return params
 
 
@@ -160,29 +183,65 @@ def effective_config(flags: dict[str, Any]):
     return build_config(config_file, _overrides(**flags))
 
 
+def dry_run_param() -> Any:
+    import inspect
+
+    return inspect.Parameter("dry_run", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                             default=typer.Option(False, "--dry-run", help="Check everything and print the plan (stages, "
+                                                  "model, data, outputs, estimated time), then exit without loading "
+                                                  "a model.", show_default=False))
+
+
+def with_dry_run(func):
+    """Add ``--dry-run`` to a command whose flags come from :func:`_run_options`."""
+    import inspect
+
+    sig = inspect.signature(func)
+    func.__signature__ = sig.replace(parameters=[*sig.parameters.values(), dry_run_param()])
+    return func
+
+
+def print_plan(plan: Any, title: str) -> None:
+    """``--dry-run``: the resolved plan on stdout (nothing was loaded, locked or written)."""
+    from ..run.pipeline import planned_stages
+    from ..run.plan_text import plan_lines
+
+    typer.echo(title)
+    for line in plan_lines(plan, planned_stages(plan)):
+        typer.echo(line)
+
+
 @app.command("run")
+@with_dry_run
 @_run_options
 def run_command(**flags: Any) -> None:
     """Prune a model and report what it did to perplexity, TruthfulQA and truth probes."""
-    import logging
-
+    from ..reporting.report import head_of_report
     from ..run.pipeline import execute, plan_run
 
+    dry_run = flags.pop("dry_run")
     cfg = effective_config(flags)
-    if not cfg.quiet:
-        logging.getLogger("truthprune").setLevel(min(logging.getLogger("truthprune").level or logging.INFO, logging.INFO))
-    plan = plan_run(cfg)
+    plan = plan_run(cfg, dry_run=dry_run)
+    if dry_run:
+        print_plan(plan, f"truthprune run: plan (dry run: nothing loaded or written; {cfg.out} would hold the report)")
+        return
     out = execute(plan).out
-    typer.echo((out / "report.md").read_text())
-    typer.echo(f"report written to {out}/report.md")
+    typer.echo(head_of_report((out / "report.md").read_text()))
+    typer.echo(f"full report: {out}/report.md")
 
 
 @config_app.command("show")
 @_run_options
 def config_show(**flags: Any) -> None:
-    """Print the effective, validated run configuration as JSON."""
+    """Print the effective, validated run configuration as JSON, with every default resolved."""
+    from ..plugin.registry import get_registry
     from ..run.checks import check_calibration_options
+    from ..run.stages import ppl_windows
 
     cfg = effective_config(flags)
     check_calibration_options(cfg)
-    typer.echo(json.dumps(cfg.model_dump(), indent=2))
+    data = cfg.model_dump()
+    pruner = get_registry().create("pruner", cfg.pruner, cfg.pruner_options)
+    data["allocator"] = cfg.allocator or pruner.default_allocator  # what the run will use, not "null"
+    data["ppl_max_windows"] = ppl_windows(cfg)  # null: every window of the text
+    typer.echo(json.dumps(data, indent=2))

@@ -48,7 +48,7 @@ def table_lines(result: dict[str, Any], baseline: dict[str, Any] | None = None) 
 
     head = ["style", "dimension", "output acc", "probe acc", "knows-but-says-false"]
     if baseline:
-        head += ["baseline output", "baseline probe", "baseline kbsf"]
+        head += ["baseline output", "baseline probe", "baseline knows-but-says-false"]
     rows = [head]
     dims = [*result["items"], "all"]
     for style in STYLES:
@@ -83,7 +83,7 @@ def table_lines(result: dict[str, Any], baseline: dict[str, Any] | None = None) 
 def truthfulness_command(
     model: str = typer.Option(_DEFAULTS["model"], help=_MODEL_HELP),
     baseline: Optional[str] = typer.Option(None, help="Also evaluate this model (e.g. smollm2-135m, the dense one) and read --model at its best layer."),
-    truth_data: Optional[str] = typer.Option(None, "--truth-data", help="Directory of TiU statement CSVs (*_conj, *_disj, common_claim_true_false); default: generated offline sets."),
+    truth_data: Optional[str] = typer.Option(None, "--truth-data", help="Directory of true/false statement CSVs (*_conj, *_disj, common_claim_true_false); default: generated offline sets."),
     truthfulqa_data: Optional[str] = typer.Option(None, "--truthfulqa-data", help="TruthfulQA.csv or 'hub' for the imitative-falsehoods dimension (default: skipped, offline)."),
     limit: int = typer.Option(200, help=_LIMIT_HELP),
     all_prompts: bool = typer.Option(False, "--all-prompts", help="Ask every item under all 5 rephrasings per style (5x the cost)."),
@@ -98,6 +98,8 @@ def truthfulness_command(
     plot: Optional[str] = typer.Option(None, "--plot", help="Write the PCA figure (baseline and model rows) to this .png file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out/--plot file that truthprune wrote."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check both models and the data and print the plan, then exit "
+                                 "without loading a model."),
 ) -> None:
     """Output accuracy, flip rate, probe accuracy and "knows but says false" per prompt style x dimension."""
     from ..errors import UserError
@@ -106,6 +108,10 @@ def truthfulness_command(
     from ..eval.truthfulness_items import check_sources, load_items
     from ..truth.probing.protocol import probe_factory
 
+    from ..models.formats import check_model_spec
+    from ..run.checks import check_device
+
+    check_device(device)
     check_sources(truth_data, truthfulqa_data, limit)
     if template not in ("auto", "chat", "plain"):
         raise UserError(f"--template {template!r} is not one of auto, chat, plain")
@@ -120,11 +126,23 @@ def truthfulness_command(
     _check_output(plot, ".png", "--plot", overwrite)
     probe_factory(probe)  # an unknown probe name fails now, not after the model ran
     load_prompts()
-    from ..models.formats import check_model_spec
-
-    for spec in (model, *([baseline] if baseline else [])):
-        check_model_spec(spec)
+    check_model_spec(model)  # both models before either loads: a missing --model fails now, not after the baseline
+    if baseline is not None:
+        check_model_spec(baseline, flag="--baseline")
     items, notes = load_items(truth_data, truthfulqa_data, limit, seed)
+    if dry_run:
+        from .eval_cmd import _plan
+        from ..run.estimate import STATEMENTS_PER_S
+
+        n = sum(len(v) for v in items.values())
+        prompts = n * 3 * (5 if all_prompts else 1)
+        models = [model] + ([baseline] if baseline else [])
+        _plan("truthfulness", [f"models       {', '.join(models)}" + (" (the baseline first)" if baseline else ""),
+                               f"items        {n} ({', '.join(f'{k} {len(v)}' for k, v in items.items())}), "
+                               f"{prompts} prompts per model",
+                               f"writes       {', '.join(x for x in (out, plot) if x) or 'nothing (the table is printed)'}"],
+              len(models) * (5 + prompts / STATEMENTS_PER_S), model)
+        return
     opts = dict(template=template, all_prompts=all_prompts, probe=probe, seed=seed, batch_size=batch_size, quiet=as_json)
     t0 = time.perf_counter()
     base = None

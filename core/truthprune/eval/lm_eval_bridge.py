@@ -5,10 +5,9 @@ then wraps the loaded model and tokenizer in lm-eval's ``HFLM`` (no reload from 
 pruned weights are what gets measured) and calls ``lm_eval.simple_evaluate`` once per requested
 task, before and after pruning.
 
-Three ways this can not happen, none of which stops a run:
+lm-eval not being installed stops the run at plan time (:func:`check`, exit 2 with the install
+command). Two ways a task can still not happen, neither of which stops a run:
 
-* lm-eval is not installed: decided in :func:`check`, at plan time, with one warning line; the
-  report records ``{"skipped": "..."}``;
 * a task cannot be loaded (typically its data set is on the Hugging Face hub and there is no
   network): one warning line, the task is recorded under ``skipped`` and not retried for the
   pruned model;
@@ -32,7 +31,21 @@ from ..errors import UserError
 
 log = logging.getLogger("truthprune.run")
 
-NOT_INSTALLED = "lm-eval is not installed; pip install 'truthprune[lmeval]' to run --lm-eval-tasks; skipping"
+def install_command() -> str:
+    """The pip command that installs the lm-eval this truthprune was built against (its ``lmeval``
+    extra), e.g. ``pip install 'lm-eval>=0.4.2'``: truthprune itself is not on the package index,
+    so ``pip install 'truthprune[lmeval]'`` would not find it."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        reqs = requires("truthprune") or []
+    except PackageNotFoundError:
+        reqs = []
+    for req in reqs:
+        spec, _, marker = req.partition(";")
+        if "lmeval" in marker:
+            return f"pip install '{spec.strip().replace(' ', '')}'"
+    return "pip install lm-eval"
 
 # TaskManager builds an index of every task YAML lm-eval ships (~10 s); one per include set per process
 _TASK_MANAGERS: dict[tuple[str, ...], Any] = {}
@@ -69,15 +82,15 @@ def task_manager(include: list[str] | tuple[str, ...] = ()):
 
 
 def check(config) -> dict[str, Any] | None:
-    """Plan-time check of ``--lm-eval-*``: None when no tasks were asked for (or all is well),
-    ``{"skipped": reason}`` when lm-eval is not installed (one warning line). Unknown task names
-    and include directories that do not exist raise :class:`UserError`."""
+    """Plan-time check of ``--lm-eval-*``: None when no tasks were asked for or all is well.
+    lm-eval not installed, unknown task names and include directories that do not exist raise
+    :class:`UserError` (exit 2 before anything loads: a run that was asked for tasks it cannot
+    measure should not spend minutes and then report them as skipped)."""
     tasks = list(config.lm_eval_tasks)
     if not tasks:
         return None
     if _import_lm_eval() is None:
-        log.warning(NOT_INSTALLED)
-        return {"skipped": NOT_INSTALLED}
+        raise UserError(f"--lm-eval-tasks needs lm-eval, which is not installed; install it with: {install_command()}")
     for d in config.lm_eval_include:
         if not Path(d).is_dir():
             raise UserError(f"--lm-eval-include {d!r} is not a directory of lm-eval task YAML files")

@@ -112,15 +112,10 @@ def score_requests(model: Any, requests: Sequence[Request], batch_size: int = 16
     handles = [layer.register_forward_hook(hook(k)) for k, layer in enumerate(layers)]
     was_training = model.training
     model.eval()
-    progress = None
-    try:
-        if not quiet:
-            from rich.progress import Progress
+    from ..progress import bar
 
-            progress = Progress(transient=True)
-            progress.start()
-            task = progress.add_task("asking the model", total=n)
-        with torch.inference_mode():
+    try:
+        with torch.inference_mode(), bar("asking the model", n, unit="prompts", quiet=quiet) as advance:
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
                 ids, mask = right_pad([requests[i][0] for i in idx], pad_id)
@@ -135,8 +130,7 @@ def score_requests(model: Any, requests: Sequence[Request], batch_size: int = 16
                     a, b = requests[i][1]
                     if len(a) == 1 and len(b) == 1:
                         lp[i] = (logp[r, a[0]], logp[r, b[0]])
-                if progress is not None:
-                    progress.update(task, advance=len(idx))
+                advance(len(idx))
         for h in handles:  # the hooks capture prompt positions only
             h.remove()
         handles = []
@@ -150,8 +144,6 @@ def score_requests(model: Any, requests: Sequence[Request], batch_size: int = 16
         for h in handles:
             h.remove()
         model.train(was_training)
-        if progress is not None:
-            progress.stop()
     assert acts is not None
     return lp, acts
 

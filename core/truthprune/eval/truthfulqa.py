@@ -233,7 +233,9 @@ def continuation_logliks(
         n_prefix = 0
     order = sorted(range(len(pairs)), key=lambda i: (-(len(pairs[i][0]) + len(pairs[i][1])), i))
     out = [0.0] * len(pairs)
-    with torch.inference_mode():
+    from ..progress import bar
+
+    with torch.inference_mode(), bar("scoring answers", len(order), unit="answers") as advance:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             seqs = [(pairs[i][0] + pairs[i][1])[n_prefix:] for i in idx]
@@ -256,6 +258,7 @@ def continuation_logliks(
                 lp = torch.log_softmax(logits[r, n_ctx - 1 : n_ctx - 1 + n_cont].float(), dim=-1)
                 target = ids[r, n_ctx : n_ctx + n_cont].to(lp.device)
                 out[i] = float(lp.gather(1, target[:, None]).sum())
+            advance(len(idx))
     return out
 
 

@@ -323,17 +323,17 @@ def _cached_hub_file(repo: str, filename: str) -> Path | None:
     return Path(hit) if isinstance(hit, str) else None
 
 
-def check_hub_id(spec: str) -> None:
+def check_hub_id(spec: str, flag: str = "--model") -> None:
     """Plan time, no network: a well-formed id; a cached config is checked; offline and uncached fails."""
     if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?", spec) or ".." in spec:
-        raise UserError(f"--model {spec!r} is not an existing path, a .gguf file or a Hugging Face hub id; "
+        raise UserError(f"{flag} {spec!r} is not an existing path, a .gguf file or a Hugging Face hub id; "
                         "pass a model directory, a .gguf file or 'smollm2-135m'")
     cached = _cached_hub_file(spec, "config.json")
     if cached is not None:
         check_config(_read_json(cached, "model config"), f"config.json of {spec!r}")
         return
     if _hub_offline():
-        raise UserError(f"--model {spec!r} is a hub id that is not in the local cache, and the hub is switched off "
+        raise UserError(f"{flag} {spec!r} is a hub id that is not in the local cache, and the hub is switched off "
                         "(HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE); download it first or pass a local directory")
 
 
@@ -350,12 +350,13 @@ def check_hub_reachable(spec: str) -> None:
 # ----------------------------------------------------------------------------- entry point
 
 
-def check_model_spec(spec: str, allow_pickle: bool = False) -> str:
-    """Check ``--model`` before anything loads; returns its kind (embedded, gguf, local, hub)."""
+def check_model_spec(spec: str, allow_pickle: bool = False, flag: str = "--model") -> str:
+    """Check ``--model`` (or the option named ``flag``, e.g. ``--baseline``) before anything loads;
+    returns its kind (embedded, gguf, local, hub)."""
     from .loading import EMBEDDED_MODELS
 
     if not isinstance(spec, str) or not spec.strip():
-        raise UserError("--model is empty; pass smollm2-135m, a model directory, a .gguf file or a hub id")
+        raise UserError(f"{flag} is empty; pass smollm2-135m, a model directory, a .gguf file or a hub id")
     if spec in EMBEDDED_MODELS:
         return "embedded"
     p = Path(spec).expanduser()
@@ -371,7 +372,7 @@ def check_model_spec(spec: str, allow_pickle: bool = False) -> str:
     if p.is_dir():
         cfg = p / "config.json"
         if not os.path.lexists(cfg):
-            raise UserError(f"model directory {spec!r} has no config.json; {_FIX_DIR}")
+            raise UserError(f"{flag}: model directory {spec!r} has no config.json; {_FIX_DIR}")
         config = _read_json(cfg, "model config")
         check_config(config, f"{str(cfg)!r}")
         tensors = check_weights(p, allow_pickle)
@@ -383,11 +384,13 @@ def check_model_spec(spec: str, allow_pickle: bool = False) -> str:
         check_checkpoint(p, config, tensors)
         return "local"
     if os.path.lexists(p):
-        raise UserError(f"--model {spec!r} {describe(p)}, not a .gguf file or a model directory; pass a model directory, "
+        raise UserError(f"{flag} {spec!r} {describe(p)}, not a .gguf file or a model directory; pass a model directory, "
                         "a .gguf file or a hub id")
-    if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
-        raise UserError(f"--model {spec!r} does not exist; pass an existing model directory, a .gguf file or a hub id")
-    check_hub_id(spec)
+    # a path, not a hub id: starts like one, ends with a separator (pruned/), or has more than one part
+    if spec.startswith((".", "/", "~")) or spec.endswith(("/", os.sep)) or os.sep in spec.strip("/").replace("/", "", 1):
+        raise UserError(f"{flag} {spec!r} does not exist; pass an existing model directory (e.g. one written "
+                        "by --save), a .gguf file, or smollm2-135m")
+    check_hub_id(spec, flag)
     return "hub"
 
 

@@ -113,6 +113,7 @@ class Column:
 
 METRICS: tuple[Column, ...] = (
     Column("ppl", ("ppl", "ppl"), 2),
+    Column("retention", ("probe", "retention", "retention", "value"), 2),
     Column("probe best", ("probe", "best_accuracy")),
     Column("probe mean", ("probe", "mean_accuracy")),
     Column("cross-topic", ("probe", "cross_topic_accuracy")),
@@ -202,10 +203,55 @@ def _title(runs: Sequence[Run]) -> str:
     return f"truthprune compare: {len(runs)} runs of {_cfg('model')(r)}"
 
 
+def _retention(r: dict[str, Any]) -> dict[str, Any]:
+    return _get(r, "pruned", "probe", "retention") or {}
+
+
+def verdict_lines(runs: Sequence[Run]) -> list[str]:
+    """The comparison in words: one line per run (perplexity change, retention with its interval,
+    the verdict of :func:`truthprune.reporting.verdict.judge`), then which differences the
+    intervals allow one to claim. Rule: run A keeps more truth signal than run B only when A's
+    retention interval lies entirely above B's."""
+    from .verdict import interval, judge
+
+    lines = []
+    scored = []
+    for run in runs:
+        r = run.report
+        parts = []
+        d, p = _get(r, "dense", "ppl", "ppl"), _get(r, "pruned", "ppl", "ppl")
+        if isinstance(d, (int, float)) and isinstance(p, (int, float)) and d > 0:
+            parts.append(f"perplexity {d:.2f} -> {p:.2f} ({(p / d - 1) * 100:+.0f} %)")
+        ret = _retention(r)
+        if ret.get("retention") and ret["retention"].get("value") is None:
+            parts.append("retention undefined (the dense probe is at chance)")
+        elif ret.get("retention"):
+            parts.append(f"retention {interval(ret['retention'])} ({judge(ret['retention'])})")
+            parts.append(f"transfer {interval(ret.get('transfer_retention'))}")
+            if (ret["retention"].get("ci") or [None])[0] is not None:
+                scored.append((run.label, ret["retention"]["ci"], ret["retention"]["value"]))
+        lines.append(f"- {run.label}: " + ("; ".join(parts) if parts else "no perplexity or probe results"))
+    ppls = [(run.label, _get(run.report, "pruned", "ppl", "ppl")) for run in runs]
+    ppls = [(label, v) for label, v in ppls if isinstance(v, (int, float))]
+    if len(ppls) > 1:
+        best = min(ppls, key=lambda x: x[1])
+        lines.append(f"Lowest perplexity: {best[0]} ({best[1]:.2f}; single runs, no interval).")
+    if len(scored) > 1:
+        above = [(a[0], b[0]) for a in scored for b in scored if a is not b and a[1][0] > b[1][1]]
+        if above:
+            lines.append("Keeps more truth signal (retention interval entirely above the other's): "
+                         + ", ".join(f"{a} over {b}" for a, b in above) + ".")
+        else:
+            top = max(scored, key=lambda x: x[2])
+            lines.append(f"No run's retention interval lies above another's: the highest point estimate ({top[0]}, "
+                         f"{top[2]:.2f}) is not a measured difference at this sample size.")
+    return lines
+
+
 def compare_markdown(runs: Sequence[Run], plot: str | None) -> str:
     header, rows, _ = summary(runs)
     r = runs[0].report
-    lines = [f"# {_title(runs)}", "", markdown_table(header, rows), ""]
+    lines = [f"# {_title(runs)}", "", *verdict_lines(runs), "", markdown_table(header, rows), ""]
     notes = []
     ppl = _get(r, "pruned", "ppl") or _get(r, "dense", "ppl")
     if isinstance(ppl, dict):
@@ -252,9 +298,10 @@ def write_comparison(runs: Sequence[Run], out_dir: str | Path, overwrite: bool =
 
 
 def run_compare(paths: Sequence[str | Path], out: str | Path | None = None, overwrite: bool = False):
-    """Load, check and summarise runs; write files when ``out`` is given. Returns (rich table, out)."""
+    """Load, check and summarise runs; write files when ``out`` is given. Returns (rich table,
+    verdict lines, out)."""
     runs = load_runs(paths)
     check_comparable(runs)
     header, rows, _ = summary(runs)
     written = write_comparison(runs, out, overwrite) if out is not None else None
-    return rich_table(header, rows, _title(runs)), written
+    return rich_table(header, rows, _title(runs)), verdict_lines(runs), written

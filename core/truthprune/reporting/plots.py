@@ -186,12 +186,12 @@ def plot_separation(report: Mapping[str, Any], out_dir: Path) -> str | None:
         for role, (x, y) in curves.items():
             ax.plot(x, y, marker="o", linestyle="-" if role == "dense" else "--", label=role)
         _log_if_positive(ax, [y for _, y in curves.values()])
-        _layer_axis(ax, "separation ratio B/W", "truth separation per layer: dense vs pruned")
+        _layer_axis(ax, "between / within-class spread", "truth separation per layer: dense vs pruned")
         ax.legend(fontsize=8)
     if profile is not None:
         ax = axes.pop(0)
         ax.plot(range(len(profile)), profile, marker="o", color="tab:green", label="truth profile (dense)")
-        _layer_axis(ax, "normalised importance", "truth profile used by the allocator")
+        _layer_axis(ax, "share of the truth separation", "truth profile used by the allocator")
         ax.legend(fontsize=8)
     return _save(fig, out_dir, SEPARATION_PNG)
 
@@ -202,10 +202,13 @@ def plot_diagnostics(report: Mapping[str, Any], out_dir: Path) -> str | None:
     series = diagnostic_series(pruning.get("diagnostics"), n_layers)
     if not series:
         return None
+    from .verdict import human_label
+
     fig, axes = _figure(rows=len(series))
     for ax, (name, values) in zip(axes, series.items()):
+        label = human_label(name)
         ax.bar(range(len(values)), values, color="tab:orange")
-        _layer_axis(ax, name, f"allocator diagnostic: {name}")
+        _layer_axis(ax, label, f"what the {pruning.get('allocator', '')} allocator read: {label}")
     return _save(fig, out_dir, DIAGNOSTICS_PNG)
 
 

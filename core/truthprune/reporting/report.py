@@ -25,20 +25,55 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def _layer(x: Any) -> str:
+    return f"layer {x}" if isinstance(x, int) else "-"
+
+
+def _probe_rows(dense: dict[str, Any], pruned: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The probe rows, each saying which layer it reads; with retention intervals when the run has them."""
+    from .verdict import interval
+
+    pd, pp = dense.get("probe") or {}, pruned.get("probe") or {}
+    if not pd and not pp:
+        return []
+    rows = []
+    ret = pp.get("retention") or {}
+    best = pd.get("best_layer")
+    if ret:
+        rows.append((f"truth probe at the dense model's best layer ({ret.get('layer')}; mean of {ret.get('seeds', '?')} splits)",
+                     interval(ret.get("dense_accuracy"), 3), interval(ret.get("pruned_accuracy"), 3)))
+    elif "accuracy_at_dense_best_layer" in pp:
+        rows.append((f"truth probe at the dense model's best layer ({best})", _fmt(pd.get("best_accuracy")),
+                     _fmt(pp.get("accuracy_at_dense_best_layer"))))
+    rows.append(("truth probe at each model's own best layer (one split)", f"{_fmt(pd.get('best_accuracy'))} ({_layer(best)})",
+                 f"{_fmt(pp.get('best_accuracy'))} ({_layer(pp.get('best_layer'))})"))
+    n_layers = len(pd.get("layer_accuracy") or pp.get("layer_accuracy") or [])
+    rows.append((f"truth probe, mean over all {n_layers} layers", _fmt(pd.get("mean_accuracy")), _fmt(pp.get("mean_accuracy"))))
+    if pd.get("cross_topic_accuracy") is not None or pp.get("cross_topic_accuracy") is not None:
+        where = pd.get("cross_topic_layer", best)
+        rows.append((f"cross-topic probe (layer {where})", _fmt(pd.get("cross_topic_accuracy")), _fmt(pp.get("cross_topic_accuracy"))))
+    if ret:
+        rows.append((f"dense probe read on the pruned model (transfer, layer {ret.get('layer')})", "-",
+                     interval(ret.get("transfer_accuracy"), 3)))
+        rows.append(("retention (retrained probe / dense probe)", "1",
+                     f"{interval(ret.get('retention'))} / {interval(ret.get('transfer_retention'))}"))
+    elif pp.get("transfer_accuracy") is not None:
+        rows.append((f"dense probe read on the pruned model (transfer, layer {best})", "-", _fmt(pp.get("transfer_accuracy"))))
+    return rows
+
+
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(metric, dense, pruned) rows for every evaluation present in the report."""
     dense, pruned = report.get("dense", {}), report.get("pruned", {})
     rows = []
     if "ppl" in dense or "ppl" in pruned:
-        rows.append(("perplexity", _fmt(dense.get("ppl", {}).get("ppl")), _fmt(pruned.get("ppl", {}).get("ppl"))))
+        ppl = pruned.get("ppl") or dense.get("ppl") or {}
+        where = f" ({(report.get('config') or {}).get('ppl_data', '')}, {ppl.get('windows', '?')} windows)"
+        rows.append(("perplexity" + where, _fmt(dense.get("ppl", {}).get("ppl")), _fmt(pruned.get("ppl", {}).get("ppl"))))
     if "truthfulqa" in dense or "truthfulqa" in pruned:
         for k in ("mc1", "mc2"):
             rows.append((f"TruthfulQA {k.upper()}", _fmt(dense.get("truthfulqa", {}).get(k)), _fmt(pruned.get("truthfulqa", {}).get(k))))
-    probe_d, probe_p = dense.get("probe", {}), pruned.get("probe", {})
-    for key, label in (("best_accuracy", "probe accuracy (best layer)"), ("mean_accuracy", "probe accuracy (mean over layers)"),
-                       ("cross_topic_accuracy", "probe cross-topic accuracy"), ("transfer_accuracy", "dense probe on pruned model")):
-        if key in probe_d or key in probe_p:
-            rows.append((label, _fmt(probe_d.get(key)), _fmt(probe_p.get(key))))
+    rows += _probe_rows(dense, pruned)
     rows += lm_eval_rows(report)
     from ..run.truthfulness_stage import summary_rows as truthfulness_rows
 
@@ -104,31 +139,37 @@ def _aligned(section: dict[str, Any] | None, key: str, n_layers: int) -> list[fl
 
 # per-layer probe columns: (column, section, key in section["probe"])
 _PROBE_COLUMNS = (
-    ("probe acc dense", "dense", "layer_accuracy"),
-    ("probe acc pruned", "pruned", "layer_accuracy"),
-    ("transfer", "pruned", "layer_transfer_accuracy"),  # the dense-trained probe on pruned activations
-    ("separation dense", "dense", "layer_separation"),
-    ("separation pruned", "pruned", "layer_separation"),
+    ("dense probe", "dense", "layer_accuracy"),
+    ("pruned probe", "pruned", "layer_accuracy"),
+    ("dense probe on pruned", "pruned", "layer_transfer_accuracy"),  # the dense-trained probe on pruned activations
+    ("truth separation, dense", "dense", "layer_separation"),
+    ("truth separation, pruned", "pruned", "layer_separation"),
 )
 
 
-def per_layer_columns(report: dict[str, Any]) -> dict[str, list[Any]]:
-    """Column name -> one value per decoder layer, for every per-layer quantity the report holds."""
-    from .plots import diagnostic_series, other_allocations
+def sparsity_columns(report: dict[str, Any]) -> dict[str, list[Any]]:
+    """Column name -> one value per decoder layer: the run's sparsity, what the allocator read
+    (its diagnostics, the truth profile). Other allocators' choices stay in report.json and the plot."""
+    from .plots import diagnostic_series
+    from .verdict import human_label
 
     pr = report["pruning"]
     n = len(pr["layers"])
     cols: dict[str, list[Any]] = {
-        "target": [layer["target"] for layer in pr["layers"]],
-        "achieved": [layer["achieved"] for layer in pr["layers"]],
+        "target sparsity": [layer["target"] for layer in pr["layers"]],
+        "achieved sparsity": [layer["achieved"] for layer in pr["layers"]],
     }
-    for name, values in other_allocations(report).items():  # the run's own allocation is the target column
-        if len(values) == n:
-            cols[f"{name} alloc"] = values
-    cols.update(diagnostic_series(pr.get("diagnostics"), n))
+    cols.update({human_label(k): v for k, v in diagnostic_series(pr.get("diagnostics"), n).items()})
     profile = report.get("truth_profile")
     if isinstance(profile, list) and len(profile) == n:
         cols["truth profile"] = profile
+    return cols
+
+
+def probe_columns(report: dict[str, Any]) -> dict[str, list[Any]]:
+    """Column name -> one value per decoder layer of every per-layer probe result the report holds."""
+    n = len(report["pruning"]["layers"])
+    cols: dict[str, list[Any]] = {}
     for label, role, key in _PROBE_COLUMNS:
         values = _aligned((report.get(role) or {}).get("probe"), key, n)
         if values is not None:
@@ -136,20 +177,31 @@ def per_layer_columns(report: dict[str, Any]) -> dict[str, list[Any]]:
     return cols
 
 
+def per_layer_columns(report: dict[str, Any]) -> dict[str, list[Any]]:
+    """Every per-layer column of the report (both tables)."""
+    return {**sparsity_columns(report), **probe_columns(report)}
+
+
+def _layer_table(heading: str, cols: dict[str, list[Any]], n: int) -> list[str]:
+    if not cols:
+        return []
+    lines = ["", f"## {heading}", "", "| layer | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    lines += [f"| {i} | " + " | ".join(_fmt(values[i], 4) for values in cols.values()) + " |" for i in range(n)]
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
-    cfg, pr = report["config"], report["pruning"]
-    lines = [
-        f"# truthprune report: {pr['pruner']} + {pr['allocator']} at {cfg['sparsity']:.2f}"
-        + (f" + {pr['quantization'].get('method')} {pr['quantization'].get('bits', '?')}-bit" if pr.get("quantization") else "")
-        + f" on {cfg['model']}",
-        "",
-        f"Calibration: {', '.join(report['calibration']['sources'])}, {report['calibration']['nsamples']} x "
-        f"{report['calibration']['seqlen']} tokens, seed {report['seed']}.",
+    from .verdict import GLOSSARY, title, verdict
+
+    pr = report["pruning"]
+    lines = [f"# {title(report)}", ""] + verdict(report) + [
         "",
         "| metric | dense | pruned |",
         "|---|---|---|",
     ]
     lines += [f"| {m} | {d} | {p} |" for m, d, p in summary_rows(report)]
+    lines += ["", f"Calibration: {', '.join(report['calibration']['sources'])}, {report['calibration']['nsamples']} x "
+                  f"{report['calibration']['seqlen']} tokens, seed {report['seed']}."]
     ppl = report.get("pruned", {}).get("ppl")
     if ppl:
         lines += ["", f"Perplexity protocol: {ppl.get('protocol', '')} ({ppl.get('windows', '?')} windows of {ppl.get('seqlen', '?')}, {ppl.get('scored_tokens', '?')} scored tokens of the text's {ppl.get('tokens', '?')})."]
@@ -167,18 +219,27 @@ def render_markdown(report: dict[str, Any]) -> str:
     from ..run.truthfulness_stage import section as truthfulness_section
 
     lines += [""] + truthfulness_section(report)
-    lines += ["", "## Per layer", ""]
-    cols = per_layer_columns(report)
-    lines += ["| layer | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
-    for i in range(len(pr["layers"])):
-        lines.append(f"| {i} | " + " | ".join(_fmt(values[i], 4) for values in cols.values()) + " |")
+    n = len(pr["layers"])
+    lines += _layer_table("Sparsity per layer", sparsity_columns(report), n)
+    lines += _layer_table("Truth probe per layer (held-out accuracy)", probe_columns(report), n)
     lines += ["", "## Stages", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {s['stage']} | {s['seconds']:.1f} |" for s in report.get("stages", [])]
     plots = report.get("plots") or []
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
-    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items()), ""]
+    lines += ["", GLOSSARY, "", "Versions: " + ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items()), ""]
     return "\n".join(lines)
+
+
+def head_of_report(markdown: str) -> str:
+    """The part of report.md a terminal shows after a run: the title, the verdict and the summary
+    table (everything before the per-layer sections)."""
+    kept = []
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            break
+        kept.append(line)
+    return "\n".join(kept).rstrip()
 
 
 def render_report(report: dict[str, Any], out_dir: Path) -> None:

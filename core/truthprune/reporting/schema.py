@@ -71,7 +71,25 @@ class TruthfulQA(_Open):
     mc2: Num = None
 
 
+class Estimate(_Open):
+    value: Num = None
+    ci: Optional[list[Num]] = None
+
+
+class Retention(_Open):
+    layer: Optional[int] = None
+    seeds: Optional[int] = None
+    dense_accuracy: Optional[Estimate] = None
+    pruned_accuracy: Optional[Estimate] = None
+    transfer_accuracy: Optional[Estimate] = None
+    accuracy_change: Optional[Estimate] = None
+    retention: Optional[Estimate] = None
+    transfer_retention: Optional[Estimate] = None
+
+
 class ProbeSummary(_Open):
+    best_layer: Optional[int] = None
+    retention: Optional[Retention] = None
     best_accuracy: Num = None
     mean_accuracy: Num = None
     cross_topic_accuracy: Num = None

@@ -65,7 +65,9 @@ def check_context(model: str, seqlen: int) -> None:
 
 
 def check_eval_data(config: Any) -> None:
-    """Read the user's evaluation files now (perplexity text, TruthfulQA.csv), not after the prune."""
+    """Read the user's evaluation data now (perplexity text, TruthfulQA), not after the prune. A hub
+    data set is read now only when the hub cannot be reached (then it must come from the cache, or
+    it fails at once with the flag that points at a local copy)."""
     from ..eval.hub import hub_reachable
 
     hub_data = ("ppl" in config.eval and config.ppl_data == "wikitext2") or (
@@ -75,14 +77,16 @@ def check_eval_data(config: Any) -> None:
         from ..eval.perplexity import eval_text
 
         eval_text(config.ppl_data)
-    if "truthfulqa" in config.eval and config.truthfulqa_data not in (None, "hub"):
-        from ..eval.truthfulqa import read_truthfulqa_csv
+    if "truthfulqa" in config.eval:
+        if config.truthfulqa_data in (None, "hub"):
+            from ..eval.truthfulqa import load_truthfulqa
 
-        read_truthfulqa_csv(config.truthfulqa_data)
-    elif "truthfulqa" in config.eval and offline:
-        from ..eval.truthfulqa import load_truthfulqa
+            if offline:
+                load_truthfulqa("hub", fix="pass --truthfulqa-data PATH/TO/TruthfulQA.csv")
+        else:
+            from ..eval.truthfulqa import read_truthfulqa_csv
 
-        load_truthfulqa("hub")
+            read_truthfulqa_csv(config.truthfulqa_data)
 
 
 def check_truth_sets(config: Any, allocator: Any) -> Any | None:
@@ -91,9 +95,9 @@ def check_truth_sets(config: Any, allocator: Any) -> Any | None:
     if "probe" not in config.eval and not getattr(allocator, "needs_truth_profile", False):
         return None
     from ..truth.probing.runner import load_truth_sets
-    from .state import TruthSets
+    from .truth_stages import budgeted
 
-    return TruthSets(*load_truth_sets(config.truth_data, config.truth_datasets, seed=config.seed))
+    return budgeted(config, *load_truth_sets(config.truth_data, config.truth_datasets, seed=config.seed))
 
 
 def run_inputs(config: Any) -> list[tuple[str, str]]:
@@ -133,8 +137,9 @@ def _rank() -> int:
         return 0
 
 
-def claim_run_outputs(config: Any, report: bool = True) -> list[Path]:
-    """--out/--save: disjoint, writable, locked (rank 0 only under torchrun)."""
+def claim_run_outputs(config: Any, report: bool = True, claim: bool = True) -> list[Path]:
+    """--out/--save: disjoint, writable, locked (rank 0 only under torchrun); ``claim`` False
+    (--dry-run) checks the same without locking or creating anything."""
     from .outputs import check_disjoint, check_target, prepare_output
 
     wait = bool(getattr(config, "wait", False))
@@ -146,7 +151,7 @@ def claim_run_outputs(config: Any, report: bool = True) -> list[Path]:
         targets.append((config.save, "--save"))
     for target, flag in targets:
         check_inputs_survive(target, flag, run_inputs(config))
-    if _rank() > 0:  # only rank 0 writes; the others check and move on
+    if _rank() > 0 or not claim:  # only rank 0 writes; the others (and a dry run) check and move on
         for target, flag in targets:
             check_target(target, config.overwrite, what=flag)
         return []

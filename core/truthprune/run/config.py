@@ -19,6 +19,8 @@ from ..errors import UserError
 from ..models.adapter import DEFAULT_IGNORE, DEFAULT_TARGETS
 
 EVALS = ("ppl", "probe", "truthfulqa", "truthfulness")
+DEFAULT_TRUTH_MAX_PER_SET = 100  # statements per set: a run of the embedded model within minutes on a CPU (docs/usage.md)
+MIN_TRUTH_PER_SET = 40  # fewer leave a held-out split of a handful of statements
 
 
 # CLI metadata on a field (json_schema_extra): SPLIT = the flag takes comma-separated lists;
@@ -71,15 +73,15 @@ class RunConfig(BaseModel):
     eval: list[str] = Field(default_factory=lambda: ["ppl", "probe"], json_schema_extra=SPLIT,
                             description="Evaluations: ppl,probe,truthfulqa,truthfulness.")
     ppl_data: str = Field("pydoc", description="pydoc (offline default) | wikitext2 (hub) | path to a .txt file.")
-    # None: every window (pydoc: first 32, eval.perplexity.DEFAULT_MAX_WINDOWS)
+    # None: every window (pydoc: first 16, eval.perplexity.DEFAULT_MAX_WINDOWS)
     ppl_max_windows: int | None = Field(None, ge=1, description="Score only the first N perplexity windows (default: all; "
-                                                                "the offline pydoc text: 32).")
+                                                                "the offline pydoc text: 16).")
     truthfulqa_data: str | None = Field(None, description="TruthfulQA.csv path (default: the hub).")
     truthfulqa_limit: int | None = Field(None, ge=1, description="Evaluate only the first N held-out questions.")
     # --eval truthfulness: items per dimension (balanced, seeded sample)
     truthfulness_limit: int = Field(200, ge=2, description="--eval truthfulness: items per dimension (default 200).")
     lm_eval_tasks: list[str] = Field(default_factory=list, json_schema_extra=SPLIT,
-                                     description="lm-eval harness tasks, comma-separated (needs pip install 'truthprune[lmeval]').")
+                                     description="lm-eval harness tasks, comma-separated (needs lm-eval: pip install 'lm-eval>=0.4.2').")
     lm_eval_limit: int | None = Field(None, ge=1, description="Evaluate only the first N examples of each lm-eval task.")
     lm_eval_fewshot: int | None = Field(None, ge=0, description="Few-shot examples per lm-eval task (default: each task's own).")
     lm_eval_include: list[str] = Field(default_factory=list, description="Directory of your own lm-eval task YAML files (repeatable).")
@@ -89,6 +91,10 @@ class RunConfig(BaseModel):
     # directory of Truth-is-Universal CSVs; None: generated offline sets
     truth_data: str | None = Field(None, description="Directory of true/false statement CSVs (default: generated offline sets).")
     truth_datasets: list[str] | None = Field(None, json_schema_extra=SPLIT, description="Which statement sets to use, comma-separated.")
+    # the probes' statement budget: a seeded, class-balanced sample per topic (truth.probing.runner.cap_statement_sets)
+    truth_max_per_set: int = Field(DEFAULT_TRUTH_MAX_PER_SET, ge=0, description="Statements per set for the probes: a seeded, "
+                                   "class-balanced sample, so a run takes minutes on a CPU; 0 = every statement (the full "
+                                   "protocol).")
     chat_template: bool = Field(False, description="Wrap statements in the chat template.")
     # BOS at the start of every window/statement (truthprune.models.bos)
     bos: Literal["auto", "always", "never"] = Field("auto", description="auto | always | never: start every window/statement "
@@ -129,6 +135,14 @@ class RunConfig(BaseModel):
             raise ValueError("must look like N:M, e.g. 2:4") from None
         if not 0 < n < m:
             raise ValueError(f"{v} needs 0 < N < M, e.g. 2:4")
+        return v
+
+    @field_validator("truth_max_per_set")
+    @classmethod
+    def _check_truth_budget(cls, v: int) -> int:
+        if 0 < v < MIN_TRUTH_PER_SET:
+            raise ValueError(f"{v} statements per set leave too few for a held-out split; use {MIN_TRUTH_PER_SET} or more "
+                             "(0 = every statement)")
         return v
 
     @field_validator("eval")

@@ -326,6 +326,12 @@ def _atomic(target: str | Path, overwrite: bool, wait: bool, kind: str, what: st
             elif kind == "file" and os.path.lexists(tmp) and replace_refusal(tmp) is not None:
                 raise RuntimeError(f"{str(path)!r} was written without the truthprune output marker "
                                    "(truthprune.run.markers); a later --overwrite could not replace it")
+            from .filemodes import normalize_modes, umask_mode
+
+            if kind == "dir":
+                normalize_modes(tmp)
+            elif tmp.is_file() and not tmp.is_symlink():
+                os.chmod(tmp, umask_mode())
             if kind == "dir" or os.path.lexists(tmp):  # a file output may decide to write nothing
                 _swap_in(tmp, path, what)
         except BaseException as exc:

@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,12 +47,16 @@ class RunPlan:
     check_memory: bool = True  # refuse before loading when the model + activations will not fit (a huge --nsamples)
     timings: dict[str, float] = field(default_factory=dict)  # the stage log: seconds per stage
     stages: list[dict[str, Any]] = field(default_factory=list)  # the stage log: what each stage used
+    estimates: dict[str, float] = field(default_factory=dict)  # stage -> rough seconds (truthprune.run.estimate)
+    lines: Any = None  # the StageLine printing one line per finished stage (truthprune.progress)
 
     @contextmanager
     def stage(self, name: str, **used: Any):
         log.info("stage %s: %s", name, ", ".join(f"{k}={v}" for k, v in used.items()) or "-")
         t0 = time.perf_counter()
-        yield
+        running = self.lines.running(name) if self.lines is not None else nullcontext()
+        with running:
+            yield
         dt = time.perf_counter() - t0
         self.timings[name] = round(dt, 3)
         self.stages.append({"stage": name, "seconds": round(dt, 3), **{k: str(v) for k, v in used.items()}})
@@ -65,9 +69,10 @@ def _source_options(config: RunConfig, name: str) -> dict[str, Any]:
     return {**shared, **opts.get(name, {})}
 
 
-def plan_run(config: RunConfig, report: bool = True) -> RunPlan:
+def plan_run(config: RunConfig, report: bool = True, dry_run: bool = False) -> RunPlan:
     """Resolve and validate every plugin and option; no model is loaded. The outputs (--out unless
-    ``report`` is False, --save) are checked and locked last (:mod:`truthprune.run.checks`)."""
+    ``report`` is False, --save) are checked and locked last (:mod:`truthprune.run.checks`);
+    ``dry_run`` checks them without locking or creating anything."""
     check_run_config(config)
     reg = get_registry()
     pruner = reg.create("pruner", config.pruner, config.pruner_options)
@@ -103,14 +108,19 @@ def plan_run(config: RunConfig, report: bool = True) -> RunPlan:
 
         check_bias_correction(config, structured=getattr(pruner, "structured", False))
     truth_sets = check_truth_sets(config, allocator)
-    claim_run_outputs(config, report=report)
     lm_eval_skipped = None
     if config.lm_eval_tasks:
         from ..eval.lm_eval_bridge import check
 
         lm_eval_skipped = check(config)
-    return RunPlan(config=config, pruner=pruner, allocator=allocator, sources=sources, writes_report=report,
-                   truth_sets=truth_sets, lm_eval_skipped=lm_eval_skipped, quantizer=plan_quantizer(config, pruner))
+    quantizer = plan_quantizer(config, pruner)
+    claim_run_outputs(config, report=report, claim=not dry_run)
+    plan = RunPlan(config=config, pruner=pruner, allocator=allocator, sources=sources, writes_report=report,
+                   truth_sets=truth_sets, lm_eval_skipped=lm_eval_skipped, quantizer=quantizer)
+    from .estimate import stage_seconds
+
+    plan.estimates = stage_seconds(plan, planned_stages(plan))
+    return plan
 
 
 def plan_quantizer(config: RunConfig, pruner: Any) -> Any | None:
@@ -150,6 +160,7 @@ class Stage:
     applies: Callable[[RunState], bool] = lambda state: True
     used: Callable[[RunState], dict[str, Any]] = lambda state: {}
     timed: bool = True
+    said: Callable[[RunState], str] = lambda state: ""  # what the stage's progress line adds (after it ran)
 
 
 def _stages() -> tuple[Stage, ...]:
@@ -170,24 +181,36 @@ def _stages() -> tuple[Stage, ...]:
                 **({"quantizer": p.quantizer.name} if p.quantizer else {})}
 
     probing = lambda state: state.plan.writes_report and "probe" in cfg(state).eval  # noqa: E731
+    from . import stage_lines as said
+
     return (
         Stage("convert-gguf", st.convert, lambda s: s.load is None and needs_conversion(cfg(s).model),
-              lambda s: {"model": cfg(s).model}),
+              lambda s: {"model": cfg(s).model}, said=said.converted),
         Stage("check-memory", st.check_memory, lambda s: s.plan.check_memory, timed=False),
         Stage("load", st.load_stage, used=lambda s: {"model": cfg(s).model, "device": s.plan.device or cfg(s).device,
-                                                     "dtype": cfg(s).dtype}),
-        Stage("dense-eval", st.dense_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(cfg(s))}),
-        Stage("dense-truth", truth.dense_truth, probing, lambda s: {"data": cfg(s).truth_data or "generated"}),
+                                                     "dtype": cfg(s).dtype}, said=said.loaded),
+        Stage("dense-eval", st.dense_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(cfg(s))},
+              said=lambda s: said.evaluated(s, "dense")),
+        Stage("dense-truth", truth.dense_truth, probing, lambda s: {"data": cfg(s).truth_data or "generated"},
+              said=said.statements),
         Stage("truth-profile", truth.truth_profile, lambda s: s.plan.allocator.needs_truth_profile,
-              lambda s: {"data": cfg(s).truth_data or "generated"}),
-        Stage("calibrate", st.calibrate, used=calibrating),
-        Stage("prune", st.prune, used=pruning),
-        Stage("pruned-eval", st.pruned_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(cfg(s))}),
-        Stage("truth-compare", truth.truth_compare, probing, lambda s: {"probe": cfg(s).probe}),
+              lambda s: {"data": cfg(s).truth_data or "generated"}, said=said.profile),
+        Stage("calibrate", st.calibrate, used=calibrating, said=said.calibrated),
+        Stage("prune", st.prune, used=pruning, said=said.pruned),
+        Stage("pruned-eval", st.pruned_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(cfg(s))},
+              said=lambda s: said.evaluated(s, "pruned")),
+        Stage("truth-compare", truth.truth_compare, probing, lambda s: {"probe": cfg(s).probe}, said=said.compared),
         Stage("report", st.build_report, lambda s: s.plan.writes_report, timed=False),
-        Stage("save", st.save, lambda s: bool(cfg(s).save), lambda s: {"path": cfg(s).save}),
+        Stage("save", st.save, lambda s: bool(cfg(s).save), lambda s: {"path": cfg(s).save},
+              said=lambda s: f"checkpoint in {cfg(s).save}"),
         Stage("write-report", st.write_report, lambda s: s.plan.writes_report, timed=False),
     )
+
+
+def planned_stages(plan: RunPlan, load: Callable[[RunConfig], Any] | None = None) -> list[str]:
+    """The timed stages ``plan`` will run, in order (what --dry-run lists and the progress lines count)."""
+    state = RunState(plan=plan, load=load)
+    return [s.name for s in _stages() if s.timed and s.applies(state)]
 
 
 def __getattr__(name: str) -> Any:
@@ -203,14 +226,22 @@ def execute(plan: RunPlan, load: Callable[[RunConfig], Any] | None = None) -> Ru
     ``load(config) -> LoadedModel`` replaces the load stage; a sweep passes one that loads the
     model once and restores the dense weights for every later run.
     """
+    from ..pruning.engine.distributed import data_parallel
+    from ..progress import StageLine, session, silence_third_party_bars
+
+    silence_third_party_bars()
     seed_everything(plan.config.seed)
     state = RunState(plan=plan, load=load)
-    for stage in _stages():
-        if not stage.applies(state):
-            continue
-        if stage.timed:
+    quiet = plan.config.quiet or not data_parallel().is_writer
+    plan.lines = StageLine(planned_stages(plan, load), plan.estimates, quiet=quiet)
+    with session(quiet):
+        for stage in _stages():
+            if not stage.applies(state):
+                continue
+            if not stage.timed:
+                state = stage.run(state)
+                continue
             with plan.stage(stage.name, **stage.used(state)):
                 state = stage.run(state)
-        else:
-            state = stage.run(state)
+            plan.lines.done(stage.name, plan.timings[stage.name], stage.said(state))
     return state

@@ -27,10 +27,20 @@ if TYPE_CHECKING:  # torch-heavy types: only for annotations
 
 @dataclass(frozen=True)
 class TruthSets:
-    """The true/false statement sets of a run (loaded or generated once) and where they came from."""
+    """The true/false statement sets of a run (loaded or generated once) and where they came from.
+
+    ``sets`` are whole (the truth profile an allocator reads is computed on them); ``probe_sets``
+    are the probes' statement budget (``--truth-max-per-set``), ``probe_rows`` the rows of each
+    whole set they kept, so activations of a whole set can be sliced instead of recomputed."""
 
     sets: list[StatementSet]
     description: str
+    probe_sets: list[StatementSet] | None = None  # None: the whole sets
+    probe_rows: dict[str, Any] | None = None  # set name -> row indices into the whole set
+
+    @property
+    def probed(self) -> list[StatementSet]:
+        return self.sets if self.probe_sets is None else self.probe_sets
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,8 @@ class RunState:
     loaded: LoadedModel | None = None  # load
     dense: dict[str, Any] = field(default_factory=dict)  # dense-eval (+ dense-vs-pruned: "probe")
     truth_sets: TruthSets | None = None  # dense-truth / truth-profile, whichever runs first
-    dense_acts: dict[str, np.ndarray] | None = None  # dense-truth: activations per statement set
+    dense_acts: dict[str, np.ndarray] | None = None  # dense-truth: activations per probed statement set
+    dense_whole_acts: dict[str, np.ndarray] | None = None  # dense-truth: whole sets the truth profile also needs
     truth_profile: TruthProfile | None = None  # truth-profile
     calibration: CalibrationSamples | None = None  # calibrate
     pruning: PruneReport | None = None  # prune

@@ -91,8 +91,9 @@ def _finished_with_same_config(cfg: RunConfig) -> bool:
 
 
 def plan_sweep(make_config: Callable[[dict[str, Any]], RunConfig], pruners: list[str], sparsities: list[float],
-               out: str, save: str | None, overwrite: bool) -> list[GridPoint]:
-    """Build and validate every grid point (no model is loaded). ``make_config(overrides)`` builds a RunConfig."""
+               out: str, save: str | None, overwrite: bool, dry_run: bool = False) -> list[GridPoint]:
+    """Build and validate every grid point (no model is loaded). ``make_config(overrides)`` builds a RunConfig;
+    ``dry_run`` checks the outputs without locking them."""
     from .pipeline import plan_run
 
     from .outputs import check_target
@@ -114,7 +115,7 @@ def plan_sweep(make_config: Callable[[dict[str, Any]], RunConfig], pruners: list
             if not reuse and Path(cfg.out).exists() and not overwrite:
                 raise UserError(f"{cfg.out!r} holds a run with other settings; pass --overwrite to redo it or choose another --out")
             # a reused point is still planned, so its names and options are validated like the rest
-            plan = plan_run(cfg.model_copy(update={"overwrite": True}) if reuse else cfg)
+            plan = plan_run(cfg.model_copy(update={"overwrite": True}) if reuse else cfg, dry_run=dry_run)
             points.append(GridPoint(name, cfg, plan, reuse))
     return points
 
@@ -155,12 +156,18 @@ def run_sweep(points: list[GridPoint], compare_out: str | Path) -> Path:
     from ..reporting.compare import load_runs, write_comparison
     from .pipeline import execute
 
+    from ..progress import say
+
     shared = SharedModel()
     for k, point in enumerate(points, 1):
+        quiet = point.plan.config.quiet
         if point.reuse:
-            log.info("[%d/%d] %s: reusing the finished run in %s (same config; --overwrite redoes it)", k, len(points), point.name, point.out)
+            log.info("[%d/%d] %s: reusing the finished run in %s", k, len(points), point.name, point.out)
+            say(f"sweep {k}/{len(points)}: {point.name}: reusing the finished run in {point.out} (same config; --overwrite "
+                "redoes it)", quiet=quiet)
             continue
         log.info("[%d/%d] %s -> %s", k, len(points), point.name, point.out)
+        say(f"sweep {k}/{len(points)}: {point.name} -> {point.out}", quiet=quiet)
         execute(point.plan, load=shared)
     runs = load_runs([p.out for p in points])
     return write_comparison(runs, compare_out, overwrite=True)

@@ -152,15 +152,10 @@ def _run_batches(model, layer_modules, layer_idx, encoded, batch_size, device, p
         return hook
 
     handles = [layer_modules[layer].register_forward_hook(make_hook(k, layer)) for k, layer in enumerate(layer_idx)]
-    progress = None
-    try:
-        if not quiet:
-            from rich.progress import Progress
+    from ..progress import bar
 
-            progress = Progress(transient=True)
-            progress.start()
-            task = progress.add_task("extracting activations", total=n)
-        with torch.inference_mode():
+    try:
+        with bar("extracting activations", n, unit="statements", quiet=quiet) as advance, torch.inference_mode():
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
                 ids, mask = right_pad([encoded[i] for i in idx], pad_id)
@@ -175,13 +170,10 @@ def _run_batches(model, layer_modules, layer_idx, encoded, batch_size, device, p
                     out = np.empty((len(layer_idx), n, d), dtype=np.float32)
                 for k in range(len(layer_idx)):
                     out[k, idx] = captured[k]
-                if progress is not None:
-                    progress.update(task, advance=len(idx))
+                advance(len(idx))
     finally:
         for h in handles:
             h.remove()
-        if progress is not None:
-            progress.stop()
     assert out is not None
     return out
 

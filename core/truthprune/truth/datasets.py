@@ -73,6 +73,18 @@ class StatementSet:
         """sha256 over statements and labels: the activation cache key part for this set."""
         return statements_hash(self.statements, self.labels)
 
+    def subset(self, rows: Sequence[int] | np.ndarray) -> StatementSet:
+        """The rows ``rows`` of this set (statements, labels and extra columns), same name and polarity."""
+        rows = [int(i) for i in rows]
+        return StatementSet(
+            name=self.name,
+            statements=[self.statements[i] for i in rows],
+            labels=self.labels[rows],
+            polarity=self.polarity,
+            extra={k: [v[i] for i in rows] for k, v in self.extra.items()},
+            source=self.source,
+        )
+
     def entities(self) -> list[str]:
         """The subject entity of each row, for grouped train/test splits (see :func:`entity_keys`)."""
         return entity_keys(self.statements, self.extra.get("entity"))

@@ -1,4 +1,7 @@
-"""A rich progress bar per engine stage (layer i/L, samples/s, elapsed); silent with quiet."""
+"""A progress bar per engine stage (layer i/L, samples/s, elapsed, time left); silent with quiet.
+
+Drawn through :func:`truthprune.progress.bar`: on a terminal only, and inside the run's one live
+display when there is one, so a piped log gets no bar debris."""
 
 from __future__ import annotations
 
@@ -12,27 +15,15 @@ class LayerProgress:
 
     @contextmanager
     def stage(self, title: str, n_layers: int):
-        if self.quiet:
-            yield lambda samples: None
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from ...progress import bar
 
         t0 = time.perf_counter()
         seen = {"samples": 0}
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("layers"),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            transient=False,
-        ) as progress:
-            task = progress.add_task(title, total=n_layers, rate="")
+        with bar(title, n_layers, unit="layers", quiet=self.quiet) as advance:
 
             def step(samples: int) -> None:
                 seen["samples"] += samples
                 rate = seen["samples"] / max(time.perf_counter() - t0, 1e-9)
-                progress.update(task, advance=1, rate=f"{rate:.1f} samples/s")
+                advance(1, unit=f"layers, {rate:.1f} samples/s")
 
             yield step

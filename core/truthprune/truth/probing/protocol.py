@@ -126,12 +126,23 @@ def heldout_accuracy(
     ``extra_acts`` (tag -> activations) scores the same fitted probe on other activations of the
     same statements (the transfer accuracy). Returns (acc, extra_acc, skipped reasons).
     """
+    from ...progress import bar
+
     needs_pairs = bool(getattr(make_probe(), "needs_polarity", False))
     extra_acts = extra_acts or {}
     n_layers = next(iter(acts.values())).shape[0]
     acc: dict[str, list[list[float]]] = {}
     extra: dict[str, dict[str, list[list[float]]]] = {tag: {} for tag in extra_acts}
     skipped: dict[str, str] = {}
+    with bar("fitting probes", len(topics) * repeats * n_layers, unit="topic-layers") as advance:
+        _heldout_loop(topics, acts, make_probe, test_fraction, repeats, seed, extra_acts, needs_pairs, n_layers, acc, extra,
+                      skipped, advance)
+    return acc, extra, skipped
+
+
+def _heldout_loop(topics, acts, make_probe, test_fraction, repeats, seed, extra_acts, needs_pairs, n_layers, acc, extra,
+                  skipped, advance) -> None:
+    """The fits of :func:`heldout_accuracy` (one probe per topic member, split and layer)."""
     for topic in topics:
         if needs_pairs and len(topic.members) < 2:
             skipped[topic.name] = "needs a negated twin (neg_ set) for this probe"
@@ -155,7 +166,7 @@ def heldout_accuracy(
                         for tag, other in extra_acts.items():
                             xo, _, _ = assemble([(m, other[m.name][k], test)])
                             extra[tag][m.name][k].append(probe.score(xo, yt, mt))
-    return acc, extra, skipped
+            advance(n_layers)
 
 
 def cross_topic(

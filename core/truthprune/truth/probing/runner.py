@@ -94,6 +94,35 @@ def _load_truth_sets(truth_data, datasets, seed: int, duplicates: str) -> tuple[
     return load_statement_dir(truth_data, names, duplicates=duplicates), f"statement CSVs from {truth_data}"
 
 
+def cap_statement_sets(
+    sets: Sequence[StatementSet], max_per_set: int | None, seed: int = 0
+) -> tuple[list[StatementSet], dict[str, np.ndarray]]:
+    """(capped sets, rows kept per set name): every topic (a set and its negated twin) keeps the
+    same seeded, class-balanced ``max_per_set`` rows, so twins stay row-aligned; ``None`` or 0
+    keeps everything.
+
+    Why: extraction is the slow part of a probe evaluation on a CPU (a forward pass per statement
+    on the dense and again on the pruned model); a few hundred statements per set give accuracy
+    intervals of a few points at a fraction of the cost. The draw depends only on the seed and
+    the topic's name, so every model of a comparison sees the same statements."""
+    import zlib
+
+    from .protocol import build_topics
+    from .splits import balanced_rows
+
+    if not max_per_set:
+        return list(sets), {s.name: np.arange(len(s)) for s in sets}
+    out: dict[str, StatementSet] = {}
+    rows_of: dict[str, np.ndarray] = {}
+    for topic in build_topics(sets):
+        rng = np.random.default_rng([seed, zlib.crc32(topic.name.encode())])
+        rows = balanced_rows(topic.members[0].labels, max_per_set, rng)
+        for member in topic.members:
+            out[member.name] = member if len(rows) == len(member) else member.subset(rows)
+            rows_of[member.name] = rows
+    return [out[s.name] for s in sets], {s.name: rows_of[s.name] for s in sets}
+
+
 def extract_statement_sets(
     model: Any,
     tokenizer: Any,
@@ -127,4 +156,4 @@ def extract_statement_sets(
     return out
 
 
-__all__ = ["default_dataset_names", "load_truth_sets", "extract_statement_sets"]
+__all__ = ["default_dataset_names", "load_truth_sets", "cap_statement_sets", "extract_statement_sets"]

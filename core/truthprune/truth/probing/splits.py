@@ -76,4 +76,21 @@ def balanced_subsample(n_rows: int, size: int, rng: np.random.Generator) -> np.n
     return np.sort(rng.choice(n_rows, size=size, replace=False))
 
 
-__all__ = ["group_rows", "grouped_split", "balanced_subsample"]
+def balanced_rows(labels: np.ndarray, cap: int | None, rng: np.random.Generator) -> np.ndarray:
+    """At most ``cap`` row indices, half of each class where possible (the rest from the larger
+    class), sampled without replacement and sorted; all rows when the set is not larger than ``cap``.
+
+    Why balanced: a capped sample that happened to hold 70 % true statements would let a probe
+    that always says "true" score 0.7; with equal classes chance stays at 0.5 for every set."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    if cap is None or n <= cap:
+        return np.arange(n)
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    k_pos = min(len(pos), max(cap // 2, cap - len(neg)))
+    k_neg = cap - k_pos
+    rows = np.concatenate([rng.choice(pos, k_pos, replace=False), rng.choice(neg, k_neg, replace=False)])
+    return np.sort(rows)
+
+
+__all__ = ["group_rows", "grouped_split", "balanced_subsample", "balanced_rows"]

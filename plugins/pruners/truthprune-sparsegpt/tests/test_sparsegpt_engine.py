@@ -125,7 +125,7 @@ def test_torchrun_two_processes_match_one(tiny_dir, tmp_path, capsys, monkeypatc
            "-m", "truthprune", "prune", "--model", str(tiny_dir), *_ARGS, "--save", str(tmp_path / "dist")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "2 processes (torchrun, gloo)" in proc.stdout
+    assert "2 data-parallel processes (gloo)" in proc.stdout
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     _prune_in_process(capsys, "--model", str(tiny_dir), *_ARGS, "--save", str(tmp_path / "one"))

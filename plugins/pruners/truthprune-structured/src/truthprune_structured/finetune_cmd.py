@@ -21,8 +21,10 @@ log = logging.getLogger("truthprune.finetune")
 
 
 def _plan(model, save, overwrite, calibration, calibration_opt, checkpoint_dir, resume, eval_data, target_modules):
-    from truthprune import UserError, check_target, declare_inputs, get_registry, model_input_paths, option_value
+    from truthprune import (UserError, check_model_spec, check_target, declare_inputs, get_registry, model_input_paths,
+                            option_value)
 
+    check_model_spec(model)  # a missing checkpoint fails now, not after the imports and the load
     if not save:
         raise UserError("truthprune finetune needs --save DIR (where the merged checkpoint is written)")
     declare_inputs(model_input_paths(model))  # --save may not replace the model (a link to it included)
@@ -92,6 +94,7 @@ def add_finetune_command(app) -> None:
         dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16 (bfloat16 autocast is used on GPU anyway)."),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Check everything and print the plan, then exit without loading the model."),
     ) -> None:
         """LoRA recovery (peft): train adapters on local text, merge them, save a standard checkpoint; resumable."""
         t0 = time.perf_counter()
@@ -104,6 +107,13 @@ def add_finetune_command(app) -> None:
                 raise UserError(f"{flag} {value} is not a finite number; give e.g. --lr 2e-4 --alpha 16")
         sources, modules, ckpt = _plan(model, save, overwrite, calibration, calibration_opt, checkpoint_dir, resume, eval_data,
                                        target_modules)
+        if dry_run:
+            typer.echo("truthprune finetune: plan (dry run: nothing loaded or written)")
+            typer.echo(f"  model        {model}")
+            typer.echo(f"  training     LoRA r={rank} alpha={alpha} on {','.join(modules)}: {steps} steps of {batch_size} x "
+                       f"{seqlen} tokens from {'+'.join(s.name for s in sources)} ({nsamples} windows, seed {seed})")
+            typer.echo(f"  writes       {str(save).rstrip('/')}/: the merged checkpoint (resumable checkpoints in {ckpt})")
+            return
 
         import torch
 

@@ -176,15 +176,6 @@ def load_state(path: Path, model, optimizer, s: LoraSettings) -> TrainState:
     return TrainState(step=blob["step"], losses=list(blob["losses"]), resumed_from=blob["step"])
 
 
-def _progress(quiet: bool, total: int, start: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn("lora"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                        TimeElapsedColumn(), TimeRemainingColumn(), disable=quiet, transient=False)
-    task = progress.add_task("lora", total=total, completed=start, loss="-")
-    return progress, task
-
-
 def train_lora(model, windows, s: LoraSettings, checkpoint_dir: Path | None = None, checkpoint_every: int = 0,
                resume: bool = False, quiet: bool = True, on_step: Callable[[int], None] | None = None):
     """Train LoRA adapters on ``windows`` (CalibrationSamples) and merge them; return (model, TrainState).
@@ -209,9 +200,11 @@ def train_lora(model, windows, s: LoraSettings, checkpoint_dir: Path | None = No
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     n = len(windows)
     peft_model.train()
-    progress, task = _progress(quiet, s.steps, state.step)
+    from truthprune import progress_bar
+
     t0 = time.perf_counter()
-    with progress:
+    with progress_bar("LoRA recovery", s.steps, unit="steps", quiet=quiet) as advance:  # a bar on a terminal only
+        advance(state.step)  # a resumed run starts where it stopped
         while state.step < s.steps:
             idx = torch.tensor(batch_indices(n, s.batch_size, state.step, s.seed))
             ids = windows.input_ids[idx].to(device)
@@ -233,7 +226,7 @@ def train_lora(model, windows, s: LoraSettings, checkpoint_dir: Path | None = No
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
             state.losses.append(float(loss.detach()))
-            progress.update(task, advance=1, loss=f"{state.losses[-1]:.4f}")
+            advance(1, unit=f"steps, loss {state.losses[-1]:.4f}")
             if checkpoint_dir is not None and checkpoint_every and state.step % checkpoint_every == 0 and state.step < s.steps:
                 save_state(checkpoint_dir, peft_model, optimizer, state, s)
             if on_step is not None:
