@@ -95,7 +95,7 @@ def probe_command(
     truth_data: Optional[str] = typer.Option(None, "--truth-data", help="Directory of TiU statement CSVs; default: offline generated sets."),
     datasets: Optional[str] = typer.Option(None, help="Comma-separated set names; default: every X/neg_X pair present."),
     layers: Optional[str] = typer.Option(None, help="Decoder layers: all (default), 0,4,8 or 10-20."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Statements per forward pass."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="At most this many statements per forward pass (default: as many as fit in 4096 padded tokens)."),
     out: Optional[str] = typer.Option(None, "--out", help="Write the results as JSON to this file."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Write accuracy/separation vs layer PNGs to this directory."),
     seed: int = typer.Option(0, help="Seed of splits, subsampling and generated data."),

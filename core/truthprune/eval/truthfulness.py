@@ -136,10 +136,11 @@ def evaluate_truthfulness(
     probe: str = "logreg",
     probe_options: dict[str, Any] | None = None,
     seed: int = 0,
-    batch_size: int = 16,
+    batch_size: int | None = 16,
     report_layer: int | None = None,
     quiet: bool = True,
     prompts: PromptSet | None = None,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
 ) -> dict[str, Any]:
     """Output and internal truthfulness per prompt style x dimension (a JSON-able dict).
 
@@ -170,7 +171,7 @@ def evaluate_truthfulness(
         for dim, its in items.items():
             units = [(i, k) for d, i, k in zip(dims, item_idx, prompt_idx) if d == dim]
             requests += build_requests(tokenizer, prompts, template, its, units, style)
-        logprobs[style], activations[style] = score_requests(model, requests, batch_size, pad_id, quiet)
+        logprobs[style], activations[style] = score_requests(model, requests, batch_size, pad_id, quiet, token_budget)
         log.info("truthfulness: %s prompts scored (%d units)", style, len(requests))
     result = summarize(
         logprobs, activations, np.asarray(labels), np.asarray(dims), np.asarray(prompt_idx), groups,
@@ -200,18 +201,20 @@ def truthfulness_key(fingerprint: str, items: dict[str, list[Item]], **settings:
 
 def cached_truthfulness(loaded: Any, items: dict[str, list[Item]], notes: dict[str, str], *, template: str = "auto",
                         all_prompts: bool = False, probe: str = "logreg", probe_options: dict[str, Any] | None = None,
-                        seed: int = 0, batch_size: int = 16, report_layer: int | None = None,
-                        quiet: bool = True) -> dict[str, Any]:
+                        seed: int = 0, batch_size: int | None = 16, report_layer: int | None = None,
+                        quiet: bool = True, token_budget: int = DEFAULT_TOKEN_BUDGET) -> dict[str, Any]:
     """:func:`evaluate_truthfulness` of a :class:`LoadedModel`, cached on disk by its weights'
     fingerprint (a sweep or a series of ``eval truthfulness --baseline`` runs asks the dense
-    model once). ``batch_size`` is not part of the key: it changes float rounding only."""
+    model once). ``batch_size`` and ``token_budget`` are not part of the key: they change float
+    rounding only."""
     from ..run.stages import _cached_json
 
     settings = {"template": template, "all_prompts": all_prompts, "probe": probe, "probe_options": probe_options or {},
                 "seed": seed, "report_layer": report_layer}
     key = truthfulness_key(loaded.fingerprint, items, **settings)
     return _cached_json("truthfulness", key, lambda: evaluate_truthfulness(
-        loaded.model, loaded.tokenizer, items, notes, batch_size=batch_size, quiet=quiet, **settings))
+        loaded.model, loaded.tokenizer, items, notes, batch_size=batch_size, quiet=quiet, token_budget=token_budget,
+        **settings))
 
 
 __all__ = ["assign_prompts", "build_requests", "cached_truthfulness", "evaluate_truthfulness", "items_hash", "score_requests"]

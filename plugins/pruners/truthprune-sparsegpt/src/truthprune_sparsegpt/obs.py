@@ -143,6 +143,32 @@ def _check(weight: torch.Tensor, hessian: torch.Tensor, target: SparsityTarget, 
         raise UserError(f"N:M pattern {n}:{m} needs input width divisible by {m}, got {cols}")
 
 
+def obs_factor(hessian: torch.Tensor, percdamp: float, compute_dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """U of :func:`inverse_hessian_factor` for H with its dead inputs decoupled (``hessian`` is not
+    modified). It depends on H and ``percdamp`` only, so linears that read the same input (q/k/v,
+    gate/up) can share one: pass it to :func:`obs_prune` as ``factor``."""
+    h = hessian.detach().to(compute_dtype).clone()
+    fix_dead_inputs(torch.empty(0, h.shape[1], dtype=h.dtype, device=h.device), h)
+    return inverse_hessian_factor(h, percdamp)
+
+
+class FactorCache:
+    """Remembers the last :func:`obs_factor`: consecutive linears that read the same input (q/k/v,
+    gate/up) bring an equal H, and the factorisation is the costliest step of a linear. Reusing
+    it changes no bit of the result (H is compared exactly)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[torch.Tensor, float, torch.Tensor] | None = None
+
+    def get(self, hessian: torch.Tensor, percdamp: float) -> torch.Tensor:
+        last = self._last
+        if (last is None or last[1] != percdamp or last[0].shape != hessian.shape or last[0].dtype != hessian.dtype
+                or not torch.equal(last[0], hessian)):
+            last = (hessian, percdamp, obs_factor(hessian, percdamp, hessian.dtype))
+            self._last = last
+        return last[2]
+
+
 def obs_prune(
     weight: torch.Tensor,
     hessian: torch.Tensor,
@@ -151,22 +177,29 @@ def obs_prune(
     percdamp: float = 0.01,
     *,
     compute_dtype: torch.dtype = torch.float64,
+    factor: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prune ``weight`` [out, in] for ``target`` with SparseGPT's OBS updates under ``hessian`` [in, in].
 
     ``hessian`` is the already-formed H (e.g. 2 X^T X / n, or that plus extra PSD terms); only its
     relative scale matters for the result except through ``percdamp``, which is relative too.
-    Returns ``(new_weight, mask)``: the updated weights in ``weight``'s dtype and device (zero where
-    ``mask`` is True and in dead input columns), and the bool mask, True = pruned. Unstructured
-    masks hold exactly floor(out*in*s) True entries. Inputs are not modified. Deterministic.
+    ``factor``: :func:`obs_factor` of the same H and ``percdamp`` when already computed (else it
+    is computed here). Returns ``(new_weight, mask)``: the updated weights in ``weight``'s dtype and
+    device (zero where ``mask`` is True and in dead input columns), and the bool mask, True =
+    pruned. Unstructured masks hold exactly floor(out*in*s) True entries. Inputs are not
+    modified. Deterministic.
     """
     _check(weight, hessian, target, blocksize, percdamp)
     w = weight.detach().to(compute_dtype).clone()
-    h = hessian.detach().to(device=w.device, dtype=compute_dtype).clone()
     rows, cols = w.shape
-    fix_dead_inputs(w, h)
-    u = inverse_hessian_factor(h, percdamp)
-    del h
+    if factor is None:
+        h = hessian.detach().to(device=w.device, dtype=compute_dtype).clone()
+        fix_dead_inputs(w, h)
+        u = inverse_hessian_factor(h, percdamp)
+        del h
+    else:
+        w[:, torch.diagonal(hessian).to(w.device) == 0] = 0.0
+        u = factor.to(device=w.device, dtype=compute_dtype)
     nm = target.nm
     if nm is not None:
         blocksize = max(nm[1], blocksize // nm[1] * nm[1])
@@ -177,35 +210,52 @@ def obs_prune(
     for b, c0 in enumerate(range(0, cols, blocksize)):
         c1 = min(c0 + blocksize, cols)
         with _one_cpu_thread(w.device):
-            q1, err1, mask[:, c0:c1] = _sweep_block(w[:, c0:c1], u[c0:c1, c0:c1], nm, None if budgets is None else budgets[b])
+            q1, err1, mask[:, c0:c1] = sweep_block(w[:, c0:c1], u[c0:c1, c0:c1], nm, None if budgets is None else budgets[b])
         w[:, c0:c1] = q1
         if c1 < cols:  # lazy batch: the block's errors reach every later column in one product
-            w[:, c1:] -= err1 @ u[c0:c1, c1:]
+            lazy_update(w[:, c1:], err1, u[c0:c1, c1:])
     return w.to(weight.dtype), mask
 
 
-def _sweep_block(w_block: torch.Tensor, u1: torch.Tensor, nm, budget: int | None):
+def lazy_update(w_rest: torch.Tensor, err: torch.Tensor, u_rows: torch.Tensor) -> None:
+    """``w_rest -= err @ u_rows`` in place: a processed block's scaled errors [rows, b] reach the
+    columns after it through the block's rows of U [b, rest]."""
+    w_rest -= err @ u_rows
+
+
+SUB_BLOCK = 16
+"""Columns per sub-block of a block's sweep (rounded up to a multiple of M for N:M)."""
+
+
+def sweep_block(w_block: torch.Tensor, u1: torch.Tensor, nm, budget: int | None):
     """One block's column sweep; returns (new block weights, scaled errors, block mask).
 
-    Each column's error is pushed onto the block's later columns at once; the caller applies
-    the errors to the columns after the block. ``w_block`` is not modified.
+    Column i's error e = (w_i - q_i) / U_ii reaches the block's later columns along U[i, i+1:].
+    Within a sub-block of :data:`SUB_BLOCK` columns it is applied column by column; the columns
+    after the sub-block receive the sub-block's errors in one product (the lazy-batch rule one
+    level down), so the per-column work is a sub-block's width, not the block's. A processed
+    column is never touched again, so the new weights and the errors are read off at the end.
+    ``w_block`` is not modified.
     """
     w1 = w_block.clone()
+    cols = w1.shape[1]
     d = torch.diagonal(u1)
-    q1 = torch.zeros_like(w1)
-    err1 = torch.zeros_like(w1)
     if nm is None:
         mask1 = lowest_k_mask(obs_scores(w1, d), budget)
     else:
         mask1 = torch.zeros(w1.shape, dtype=torch.bool, device=w1.device)
-    for i in range(w1.shape[1]):
-        if nm is not None and i % nm[1] == 0:
-            g = slice(i, i + nm[1])
-            mask1[:, g] = row_lowest_n_mask(obs_scores(w1[:, g], d[g]), nm[0])
-        col = w1[:, i]
-        q = col.masked_fill(mask1[:, i], 0.0)
-        q1[:, i] = q
-        e = (col - q) / d[i]
-        w1[:, i:] -= e.unsqueeze(1) * u1[i, i:].unsqueeze(0)
-        err1[:, i] = e
-    return q1, err1, mask1
+    sub = SUB_BLOCK if nm is None else -(-SUB_BLOCK // nm[1]) * nm[1]
+    for s0 in range(0, cols, sub):
+        s1 = min(s0 + sub, cols)
+        for i in range(s0, s1):
+            if nm is not None and i % nm[1] == 0:
+                g = slice(i, i + nm[1])
+                mask1[:, g] = row_lowest_n_mask(obs_scores(w1[:, g], d[g]), nm[0])
+            if i + 1 < s1:
+                e = w1[:, i].masked_fill(~mask1[:, i], 0.0) / d[i]
+                w1[:, i + 1 : s1] -= e.unsqueeze(1) * u1[i, i + 1 : s1].unsqueeze(0)
+        if s1 < cols:
+            err = w1[:, s0:s1].masked_fill(~mask1[:, s0:s1], 0.0) / d[s0:s1]
+            lazy_update(w1[:, s1:], err, u1[s0:s1, s1:])
+    err1 = w1.masked_fill(~mask1, 0.0) / d
+    return w1.masked_fill(mask1, 0.0), err1, mask1

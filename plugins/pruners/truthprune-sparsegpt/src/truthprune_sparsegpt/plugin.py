@@ -35,14 +35,24 @@ class SparseGPTPruner(Pruner):
             raise UserError("sparsegpt needs the 'gram' statistic; the engine did not collect it")
         return hessian_from_gram(stats.gram, stats.n_tokens, getattr(torch, self.config.dtype))
 
+    def factor(self, hessian):
+        """U of H (:func:`~truthprune_sparsegpt.obs.obs_factor`), shared by consecutive linears
+        with an equal H (q/k/v, gate/up); bit-identical to factorising each."""
+        from .obs import FactorCache
+
+        if not hasattr(self, "_factors"):
+            self._factors = FactorCache()
+        return self._factors.get(hessian, self.config.percdamp)
+
     def prune(self, weight, stats, target):
         import torch
 
         from .obs import obs_prune
 
+        h = self.hessian(stats)
         new_weight, mask = obs_prune(
-            weight, self.hessian(stats), target, blocksize=self.config.blocksize,
-            percdamp=self.config.percdamp, compute_dtype=getattr(torch, self.config.dtype),
+            weight, h, target, blocksize=self.config.blocksize, percdamp=self.config.percdamp,
+            compute_dtype=getattr(torch, self.config.dtype), factor=self.factor(h),
         )
         return PruneResult(mask=mask, weight=new_weight)
 

@@ -74,10 +74,13 @@ class TruthAwarePruner(Pruner):
         if cfg.solver == "wanda":
             return PruneResult(mask=mask_from_scores(diagonal_scores(weight, h), target))
         try:
-            from truthprune_sparsegpt import obs_prune
+            from truthprune_sparsegpt import FactorCache, obs_prune
         except ImportError:  # pragma: no cover - the distribution depends on it
             raise UserError("truthaware's obs solver needs truthprune-sparsegpt: pip install ./plugins/pruners/truthprune-sparsegpt") from None
-        new_weight, mask = obs_prune(weight, h, target, blocksize=cfg.blocksize, percdamp=cfg.percdamp)
+        if not hasattr(self, "_factors"):  # q/k/v (gate/up) share H: factorise it once
+            self._factors = FactorCache()
+        new_weight, mask = obs_prune(weight, h, target, blocksize=cfg.blocksize, percdamp=cfg.percdamp,
+                                     factor=self._factors.get(h, cfg.percdamp))
         return PruneResult(mask=mask, weight=new_weight)
 
 
