@@ -6,9 +6,10 @@ Calibration as in tests/test_mask_fingerprint.py: WikiText-2 validation text, 8 
 tokens, seed 0, float32 on the CPU; sparsity 0.5 (or --nm). Every variant prunes the same dense
 model from the same calibration windows:
 
-  reference      float64; one column-by-column sweep over each whole block and one factorisation
-                 per linear (the arithmetic before sub-block sweeps and shared factors)
-  float64        the shipped default: sub-block sweeps, one factorisation per distinct H
+  reference      float64, the arithmetic before the speed-ups (bench/obs_reference.py: explicit
+                 inverse, sort, full-width column sweep, one factorisation per linear)
+  float64        the shipped default: reversed Cholesky + triangular solve, selection, sub-block
+                 sweeps in the transposed layout, one factorisation per distinct H
   lazy-float32   as float64, but the lazy-batch products (both levels) in float32
   sweep-float32  factorisation in float64; sweep and lazy-batch products in float32
   float32        everything in float32 (``--pruner-opt dtype=float32``)
@@ -28,33 +29,38 @@ import time
 from pairing import (eval_windows, identical_linears, machine_state, mask_agreement, ppl, ppl_ratio, wikitext_path,
                      window_nlls, zero_masks)
 
-_SHIPPED: dict = {}  # the plugin's own lazy_update and SUB_BLOCK, restored between variants
+_SHIPPED: dict = {}  # the plugin's own lazy_update, restored between variants
 VARIANTS = ("reference", "float64", "lazy-float32", "sweep-float32", "float32")
 
 
-def _float32_lazy_update(w_rest, err, u_rows) -> None:
-    w_rest -= (err.float() @ u_rows.float()).to(w_rest.dtype)
+def _float32_lazy_update(wt_rest, err_t, u_rows) -> None:
+    wt_rest -= (u_rows.t().float() @ err_t.float()).to(wt_rest.dtype)
 
 
 def make_pruner(variant: str):
     """The sparsegpt pruner with ``variant``'s precision (patching the plugin's public steps)."""
     import torch
 
+    import obs_reference
     import truthprune
     import truthprune_sparsegpt.obs as obs
+    from truthprune import PruneResult
     from truthprune_sparsegpt import hessian_from_gram
 
     _SHIPPED.setdefault("lazy_update", obs.lazy_update)
-    _SHIPPED.setdefault("SUB_BLOCK", obs.SUB_BLOCK)
-    obs.SUB_BLOCK = 10**9 if variant == "reference" else _SHIPPED["SUB_BLOCK"]
     obs.lazy_update = _float32_lazy_update if variant == "lazy-float32" else _SHIPPED["lazy_update"]
     dtype = "float32" if variant in ("sweep-float32", "float32") else "float64"
     pruner = truthprune.get_registry().create("pruner", "sparsegpt", {"dtype": dtype})
+    cfg = pruner.config
     if variant == "reference":
-        pruner.factor = lambda h: None  # obs_prune factorises every linear itself
+        def reference_prune(weight, stats, target):
+            new_weight, mask = obs_reference.obs_prune(weight, pruner.hessian(stats), target, cfg.blocksize, cfg.percdamp)
+            return PruneResult(mask=mask, weight=new_weight)
+
+        pruner.prune = reference_prune
     if variant == "sweep-float32":
         pruner.hessian = lambda stats: hessian_from_gram(stats.gram, stats.n_tokens, torch.float64)
-        pruner.factor = lambda h: obs.obs_factor(h, pruner.config.percdamp, torch.float64).float()
+        pruner.factor = lambda h: obs.obs_factor(h, cfg.percdamp, torch.float64).float()
     return pruner
 
 

@@ -11,8 +11,9 @@ validation windows (``--valid-text``; the calibration of docs/results.md), with 
 * inside statistics, the statistic arithmetic (input flattening, float32 casts, Gram products,
   square sums), the rest being the layer forward;
 * inside masks, the named steps of methods that have them (SparseGPT and the pruners built on
-  its OBS functions: H from the Gram statistic, factorisation, column sweep, lazy-batch update;
-  exclusive times, so the sub-block updates inside the sweep count as lazy update only);
+  its OBS functions: H from the Gram statistic, factorisation, column sweep, mask selection,
+  lazy-batch update; exclusive times, so the selection and the sub-block updates inside the
+  sweep count under their own names only);
 * every ``pruner.prune`` call, attributed to its linear's name (summed over layers).
 
 The timers add a few function calls per linear and per batch; nothing else changes. Prints the
@@ -35,6 +36,7 @@ STEPS = {
     "sparsegpt": [("truthprune_sparsegpt.obs", "hessian_from_gram", "H from the Gram statistic"),
                   ("truthprune_sparsegpt.obs", "inverse_hessian_factor", "factorisation"),
                   ("truthprune_sparsegpt.obs", "sweep_block", "column sweep"),
+                  ("truthprune_sparsegpt.obs", "lowest_k_mask", "mask selection"),
                   ("truthprune_sparsegpt.obs", "lazy_update", "lazy update")],
 }
 STEPS["truthaware"] = STEPS["sparsegpt"][1:]
