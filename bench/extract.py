@@ -87,9 +87,10 @@ def main() -> None:
     for r in range(args.repeats):
         d = dense()
         e, acts = extract(token_budget=budget)
-        pairs.append({"dense_tok_s": d, "extract_tok_s": e, "ratio": e / d, "load": os.getloadavg()})
+        pairs.append({"dense_tok_s": d, "extract_tok_s": e, "ratio": e / d, "load": os.getloadavg(),
+                      "threads": torch.get_num_threads()})
         print(f"pair {r + 1}: dense {d:7.1f} tok/s   extraction {e:7.1f} tok/s   ratio {e / d:.2f}   "
-              f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+              f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {torch.get_num_threads()} threads", flush=True)
     med = statistics.median(p["ratio"] for p in pairs)
 
     sub = statements[: args.check]
