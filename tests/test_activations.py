@@ -10,6 +10,7 @@ transformers = pytest.importorskip("transformers")
 
 from truthprune import UserError, extract_last_token  # noqa: E402
 from truthprune.truth.activations import encode_statements, resolve_layers, tokenizer_adds_bos  # noqa: E402
+from truthprune.truth.last_token import length_sorted_batches, right_pad  # noqa: E402
 
 STATEMENTS = [
     "The city of Lodz is in Poland.",
@@ -55,6 +56,62 @@ def test_batched_equals_batch_size_one(model):
         assert many.dtype == np.float32 and many.shape == (3, len(STATEMENTS), 32)
         rel = np.abs(many - one).max(axis=-1) / np.abs(one).max(axis=-1)
         assert rel.max() < 1e-4
+
+
+def test_token_budget_and_row_cap_do_not_change_the_result(model):
+    tok = CharTokenizer()
+    one = extract_last_token(model, tok, STATEMENTS, token_budget=1)  # one statement per forward
+    for budget, cap in ((8, None), (50, 2), (10**6, None), (10**6, 1)):
+        many = extract_last_token(model, tok, STATEMENTS, token_budget=budget, batch_size=cap)
+        assert np.abs(many - one).max() / np.abs(one).max() < 1e-5
+    with pytest.raises(UserError, match="token budget"):
+        extract_last_token(model, tok, STATEMENTS, token_budget=0)
+
+
+@pytest.mark.parametrize("style", ["gemma", "smollm2"])
+def test_batched_tokenisation_equals_one_call_per_statement(style):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))  # tiny_models (pytest runs in importlib mode)
+    from tiny_models import word_tokenizer
+
+    fast = word_tokenizer(style)
+    assert fast.is_fast
+
+    class OneByOne:  # the same tokenizer seen as a plain callable: one call per text
+        bos_token_id = fast.bos_token_id
+        chat_template = fast.chat_template
+
+        def __call__(self, text, add_special_tokens=True):
+            return fast(text, add_special_tokens=add_special_tokens)
+
+        def apply_chat_template(self, *a, **kw):
+            return fast.apply_chat_template(*a, **kw)
+
+    texts = ["the city of paris is in france .", "a cat", "one two three four five six seven"]
+    for chat in (False, True):
+        assert encode_statements(fast, texts, chat_template=chat) == encode_statements(OneByOne(), texts, chat_template=chat)
+
+
+def test_length_sorted_batches_respect_budget_and_cap():
+    lengths = [5, 1, 9, 3, 3, 12, 2, 7]
+    for budget, cap in ((1, None), (10, None), (12, 2), (100, None), (100, 3)):
+        batches = length_sorted_batches(lengths, budget, cap)
+        order = np.concatenate(batches)
+        assert sorted(order.tolist()) == list(range(len(lengths)))  # every index once
+        assert [lengths[i] for i in order] == sorted(lengths)  # ascending, ties by index
+        for b in batches:
+            assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= budget
+            assert cap is None or len(b) <= cap
+    assert len(length_sorted_batches(lengths, 10**6)) == 1
+
+
+def test_right_pad_matches_a_plain_loop():
+    seqs = [[5, 6, 7], [8], [9, 10]]
+    ids, mask = right_pad(seqs, pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0], [9, 10, 0]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0], [1, 1, 0]]
 
 
 def test_matches_hidden_states_and_skips_final_norm(model):

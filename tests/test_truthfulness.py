@@ -123,6 +123,9 @@ def test_answer_log_probabilities_single_and_multi_token(tiny_llama):
     multi = [(c, ([70, 72, 73], [71])) for c in ctxs]
     lp1, acts = score_requests(tiny_llama, single, batch_size=2)
     lp2, _ = score_requests(tiny_llama, multi, batch_size=3)
+    lp3, acts3 = score_requests(tiny_llama, single + multi, batch_size=None, token_budget=12)  # mixed, by token budget
+    assert np.allclose(lp3[:3], lp1, atol=1e-5) and np.allclose(lp3[3:], lp2, atol=1e-5)
+    assert np.allclose(acts3[:, :3], acts, atol=1e-5)
     for i, c in enumerate(ctxs):
         assert lp1[i] == pytest.approx([_loglik(tiny_llama, c, [70]), _loglik(tiny_llama, c, [71])], abs=1e-4)
         assert lp2[i] == pytest.approx([_loglik(tiny_llama, c, [70, 72, 73]), _loglik(tiny_llama, c, [71])], abs=1e-4)

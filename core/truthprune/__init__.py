@@ -52,6 +52,7 @@ _EXPORTS: dict[str, str] = {
     "load_plugins": "plugin.registry",
     # pruning maths shared by pruners (torch)
     "unstructured_mask": "pruning.masks",
+    "lowest_per_row": "pruning.masks",
     "nm_mask": "pruning.masks",
     "mask_from_scores": "pruning.masks",
     "wanda_scores": "pruning.masks",

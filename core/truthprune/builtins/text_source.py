@@ -23,6 +23,8 @@ class RecordsConfig(PluginConfig):
 class TextFileConfig(RecordsConfig):
     path: str | None = None
     field: str = "text"
+    split: Literal["empty-lines", "blank-lines"] = "empty-lines"
+    """.txt only: records are separated by empty lines; blank-lines: whitespace-only lines separate them too."""
 
 
 class TextFileSource(CalibrationSource):
@@ -37,7 +39,7 @@ class TextFileSource(CalibrationSource):
         if not self.config.path:
             raise UserError("calibration source 'text' needs a file: pass --calibration-opt path=FILE")
         if getattr(self, "_cached", None) is None:
-            self._cached = read_text_records(self.config.path, self.config.field)
+            self._cached = read_text_records(self.config.path, self.config.field, self.config.split)
         return self._cached
 
     def check(self) -> None:

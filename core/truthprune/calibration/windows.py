@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -142,8 +143,25 @@ def padded_records(
     return window_samples(windows, f"{name}: {nsamples} single records padded {padding_side} to {seqlen}, seed {seed}", masks)
 
 
-def read_text_records(path: str | Path, field: str = "text") -> list[str]:
-    """Records from a local file: .txt (blank-line separated), .jsonl (``field``), .parquet.
+def text_file_records(text: str, split: str = "empty-lines") -> list[str]:
+    """Records of a plain-text file: blocks separated by empty lines, each block's lines stripped
+    and joined with single spaces.
+
+    ``split="empty-lines"`` (the default): only a truly empty line separates records, so a line
+    holding a space is text. WikiText's raw files mark paragraph breaks with lines holding one
+    space, so such a file is ONE record and windows are random cuts of the whole text.
+    ``split="blank-lines"``: a line of whitespace only separates records too (paragraphs and
+    headings of a WikiText file become records of their own).
+    """
+    if split not in ("empty-lines", "blank-lines"):
+        raise UserError(f"split {split!r} must be 'empty-lines' or 'blank-lines'")
+    blocks = text.split("\n\n") if split == "empty-lines" else re.split(r"\n[^\S\n]*(?:\n[^\S\n]*)*\n", text)
+    return [" ".join(line.strip() for line in block.splitlines() if line.strip()) for block in blocks]
+
+
+def read_text_records(path: str | Path, field: str = "text", split: str = "empty-lines") -> list[str]:
+    """Records from a local file: .txt (blocks separated by empty lines, see
+    :func:`text_file_records` for ``split``), .jsonl (``field``), .parquet.
 
     Read through :mod:`truthprune.textio` (encodings, binary files, non-string records); text too
     poor to calibrate on (fewer than two distinct words) is refused, little text is warned about."""
@@ -159,7 +177,7 @@ def read_text_records(path: str | Path, field: str = "text") -> list[str]:
         records = parquet_records(p, field)
     else:
         text = read_text_file(p, "calibration file", "pass an existing .txt, .jsonl or .parquet file")
-        records = [" ".join(line.strip() for line in block.splitlines() if line.strip()) for block in text.split("\n\n")]
+        records = text_file_records(text, split)
     records = [r for r in records if r.strip()]
     if not records:
         raise UserError(f"calibration file {str(p)!r} is empty; it needs some text")

@@ -100,7 +100,7 @@ def probe_command(
                                           help="Statements per set: a seeded, class-balanced sample, as in run; 0 = every "
                                           "statement (the full protocol)."),
     layers: Optional[str] = typer.Option(None, help="Decoder layers: all (default), 0,4,8 or 10-20."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Statements per forward pass."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="At most this many statements per forward pass (default: as many as fit in 4096 padded tokens)."),
     out: Optional[str] = typer.Option(None, "--out", help="Write the results as JSON to this file."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Write accuracy/separation vs layer PNGs to this directory."),
     seed: int = typer.Option(0, help="Seed of splits, subsampling and generated data."),

@@ -16,8 +16,9 @@ every style (``k`` cycles over the five, assigned by a seeded permutation), so a
 neutral prompt ``k`` with deceptive prompt ``k`` on the same item. ``all_prompts=True`` asks every
 item under all five rephrasings (5x the cost). Metrics are in :mod:`.truthfulness_metrics`.
 
-Batching: contexts are sorted by length and right-padded with an attention mask (real tokens keep
-positions 0..len-1), so results equal the one-by-one ones up to float rounding (tested).
+Batching: the prompts go through the same batched last-token pass as statement extraction
+(:mod:`truthprune.truth.last_token`: sorted by length, right-padded with an attention mask, real
+tokens keep positions 0..len-1), so results equal the one-by-one ones up to float rounding (tested).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..truth.activations import right_pad
+from ..truth.last_token import DEFAULT_TOKEN_BUDGET, last_token_states, pad_token_id
 from ..errors import UserError
 from .prompt_styles import STYLES, PromptSet, load_prompts, render, resolve_template
 from .truthfulness_items import Item
@@ -67,84 +68,52 @@ def _decoder_layers(model: Any):
     return decoder_layers(model)
 
 
-def _last_logits(model: Any, ids, mask, last_pos):
-    """Logits at each row's last real position; only those positions go through the LM head
-    when the model accepts ``logits_to_keep`` as positions (recent transformers)."""
-    import torch
-
-    positions = torch.unique(last_pos)
-    try:
-        logits = model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=positions).logits
-        if logits.shape[1] == len(positions):
-            col = torch.searchsorted(positions, last_pos)
-            return logits[torch.arange(len(last_pos), device=logits.device), col]
-    except TypeError:
-        pass
-    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-    return logits[torch.arange(len(last_pos), device=logits.device), last_pos]
+def _single_token_answers(requests: Sequence[Request]) -> np.ndarray:
+    """[n, 2] token ids of the two answers, -1 where an answer has several tokens."""
+    return np.array([[a[0] if len(a) == 1 else -1, b[0] if len(b) == 1 else -1] for _, (a, b) in requests],
+                    dtype=np.int64).reshape(-1, 2)
 
 
-def score_requests(model: Any, requests: Sequence[Request], batch_size: int = 16, pad_id: int = 0,
-                   quiet: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(log-probs [n, 2] of the two answers, last-token activations [n_layers, n, d] float32)."""
+def score_requests(model: Any, requests: Sequence[Request], batch_size: int | None = 16, pad_id: int = 0,
+                   quiet: bool = True, token_budget: int = DEFAULT_TOKEN_BUDGET) -> tuple[np.ndarray, np.ndarray]:
+    """(log-probs [n, 2] of the two answers, last-token activations [n_layers, n, d] float32).
+
+    Prompts go through :func:`truthprune.truth.last_token.last_token_states` (length-sorted
+    batches of at most ``token_budget`` padded tokens and ``batch_size`` prompts)."""
     import torch
 
     from .truthfulqa import continuation_logliks
 
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise UserError(f"--batch-size {batch_size} must be at least 1")
     n = len(requests)
-    device = next(model.parameters()).device
     layers = _decoder_layers(model)
-    order = sorted(range(n), key=lambda i: (len(requests[i][0]), i))
+    answers = _single_token_answers(requests)
+    single = (answers >= 0).all(axis=1)
     lp = np.zeros((n, 2), dtype=np.float64)
-    acts: np.ndarray | None = None
-    captured: dict[int, Any] = {}
-    last: list[Any] = [None]
 
-    def hook(slot: int):
-        def fn(_module, _inputs, output):
-            hidden = output[0] if isinstance(output, (tuple, list)) else output
-            captured[slot] = hidden[torch.arange(hidden.shape[0], device=hidden.device), last[0]].detach().float().cpu().numpy()
+    def read_answers(idx: np.ndarray, logits) -> None:
+        keep = single[idx]
+        if keep.any():
+            logp = torch.log_softmax(logits[torch.from_numpy(keep)].float(), dim=-1)
+            picked = torch.gather(logp, 1, torch.from_numpy(answers[idx[keep]]).to(logp.device))
+            lp[idx[keep]] = picked.double().cpu().numpy()
 
-        return fn
-
-    handles = [layer.register_forward_hook(hook(k)) for k, layer in enumerate(layers)]
     was_training = model.training
     model.eval()
-    from ..progress import bar
-
     try:
-        with torch.inference_mode(), bar("asking the model", n, unit="prompts", quiet=quiet) as advance:
-            for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size]
-                ids, mask = right_pad([requests[i][0] for i in idx], pad_id)
-                last[0] = (mask.sum(1) - 1).to(device)
-                logits = _last_logits(model, ids.to(device), mask.to(device), last[0])
-                logp = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
-                if acts is None:
-                    acts = np.empty((len(layers), n, captured[0].shape[-1]), dtype=np.float32)
-                for k in range(len(layers)):
-                    acts[k, idx] = captured[k]
-                for r, i in enumerate(idx):
-                    a, b = requests[i][1]
-                    if len(a) == 1 and len(b) == 1:
-                        lp[i] = (logp[r, a[0]], logp[r, b[0]])
-                advance(len(idx))
-        for h in handles:  # the hooks capture prompt positions only
-            h.remove()
-        handles = []
-        multi = [i for i in range(n) if len(requests[i][1][0]) > 1 or len(requests[i][1][1]) > 1]
+        acts = last_token_states(model, layers, list(range(len(layers))), [r[0] for r in requests], pad_id=pad_id,
+                                 token_budget=token_budget, max_rows=batch_size, on_logits=read_answers,
+                                 progress_label=None if quiet else "asking the model")
+        multi = np.flatnonzero(~single).tolist()
         if multi:  # answers of several tokens: full continuation log-likelihoods
             pairs = [(requests[i][0], requests[i][1][j]) for i in multi for j in (0, 1)]
-            ll = continuation_logliks(model, pairs, batch_size=batch_size, device=device, share_prefix=False)
+            ll = continuation_logliks(model, pairs, batch_size=batch_size or 16, device=next(model.parameters()).device,
+                                      share_prefix=False)
             for m, i in enumerate(multi):
                 lp[i] = (ll[2 * m], ll[2 * m + 1])
     finally:
-        for h in handles:
-            h.remove()
         model.train(was_training)
-    assert acts is not None
     return lp, acts
 
 
@@ -167,10 +136,11 @@ def evaluate_truthfulness(
     probe: str = "logreg",
     probe_options: dict[str, Any] | None = None,
     seed: int = 0,
-    batch_size: int = 16,
+    batch_size: int | None = 16,
     report_layer: int | None = None,
     quiet: bool = True,
     prompts: PromptSet | None = None,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
 ) -> dict[str, Any]:
     """Output and internal truthfulness per prompt style x dimension (a JSON-able dict).
 
@@ -185,9 +155,7 @@ def evaluate_truthfulness(
     items = {d: its for d, its in items.items() if its}
     if not items:
         raise UserError("no truthfulness items to evaluate")
-    pad_id = getattr(tokenizer, "pad_token_id", None)
-    if pad_id is None:
-        pad_id = getattr(tokenizer, "eos_token_id", None) or 0
+    pad_id = pad_token_id(tokenizer)
     t0 = time.perf_counter()
     dims, item_idx, prompt_idx, labels, groups = [], [], [], [], []
     for dim, its in items.items():
@@ -203,7 +171,7 @@ def evaluate_truthfulness(
         for dim, its in items.items():
             units = [(i, k) for d, i, k in zip(dims, item_idx, prompt_idx) if d == dim]
             requests += build_requests(tokenizer, prompts, template, its, units, style)
-        logprobs[style], activations[style] = score_requests(model, requests, batch_size, pad_id, quiet)
+        logprobs[style], activations[style] = score_requests(model, requests, batch_size, pad_id, quiet, token_budget)
         log.info("truthfulness: %s prompts scored (%d units)", style, len(requests))
     result = summarize(
         logprobs, activations, np.asarray(labels), np.asarray(dims), np.asarray(prompt_idx), groups,
@@ -233,18 +201,20 @@ def truthfulness_key(fingerprint: str, items: dict[str, list[Item]], **settings:
 
 def cached_truthfulness(loaded: Any, items: dict[str, list[Item]], notes: dict[str, str], *, template: str = "auto",
                         all_prompts: bool = False, probe: str = "logreg", probe_options: dict[str, Any] | None = None,
-                        seed: int = 0, batch_size: int = 16, report_layer: int | None = None,
-                        quiet: bool = True) -> dict[str, Any]:
+                        seed: int = 0, batch_size: int | None = 16, report_layer: int | None = None,
+                        quiet: bool = True, token_budget: int = DEFAULT_TOKEN_BUDGET) -> dict[str, Any]:
     """:func:`evaluate_truthfulness` of a :class:`LoadedModel`, cached on disk by its weights'
     fingerprint (a sweep or a series of ``eval truthfulness --baseline`` runs asks the dense
-    model once). ``batch_size`` is not part of the key: it changes float rounding only."""
+    model once). ``batch_size`` and ``token_budget`` are not part of the key: they change float
+    rounding only."""
     from ..run.stages import _cached_json
 
     settings = {"template": template, "all_prompts": all_prompts, "probe": probe, "probe_options": probe_options or {},
                 "seed": seed, "report_layer": report_layer}
     key = truthfulness_key(loaded.fingerprint, items, **settings)
     return _cached_json("truthfulness", key, lambda: evaluate_truthfulness(
-        loaded.model, loaded.tokenizer, items, notes, batch_size=batch_size, quiet=quiet, **settings))
+        loaded.model, loaded.tokenizer, items, notes, batch_size=batch_size, quiet=quiet, token_budget=token_budget,
+        **settings))
 
 
 __all__ = ["assign_prompts", "build_requests", "cached_truthfulness", "evaluate_truthfulness", "items_hash", "score_requests"]

@@ -56,7 +56,7 @@ def _acts(state: RunState, sets) -> dict[str, np.ndarray]:
     cfg, loaded = state.plan.config, state.loaded
     return extract_statement_sets(
         loaded.model, loaded.tokenizer, sets, layers=None, fingerprint=loaded.fingerprint,
-        batch_size=max(cfg.batch_size, 16), chat_template=cfg.chat_template, quiet=cfg.quiet,
+        token_budget=cfg.batch_size * cfg.seqlen, chat_template=cfg.chat_template, quiet=cfg.quiet,
         add_bos=resolve_bos(loaded.tokenizer, cfg.bos).statements,
     )
 

@@ -59,7 +59,8 @@ def truthfulness(state, role: str) -> tuple[dict[str, Any], Any]:
     if role != "dense" and dense and isinstance(dense.get("truthfulness"), dict):
         layer = dense["truthfulness"]["probe"]["best_layer"]
     result = cached_truthfulness(loaded, items, notes, probe=probe, probe_options=options, seed=cfg.seed,
-                                 batch_size=max(cfg.batch_size, 16), report_layer=layer, quiet=cfg.quiet)
+                                 batch_size=None, token_budget=cfg.batch_size * cfg.seqlen, report_layer=layer,
+                                 quiet=cfg.quiet)
     if layer is not None:
         result["probe"]["layer_source"] = "the dense model's best layer"
     acc = result["accuracy"]

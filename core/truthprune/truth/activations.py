@@ -13,7 +13,8 @@ first word, so the statement's own tokens are processed as in normal use. ``chat
 instead wraps each statement as a user turn of the tokenizer's chat template (trailing whitespace
 removed, so the last token is the end-of-turn marker).
 
-Batching: statements are sorted by length, RIGHT-padded and run with an attention mask. With
+Batching (:mod:`truthprune.truth.last_token`): statements are sorted by length, cut into batches
+of at most ``token_budget`` padded tokens, RIGHT-padded and run with an attention mask. With
 right padding the real tokens keep positions 0..len-1 and never attend to padding (causal
 mask), so the gathered last-token vectors equal the batch-size-1 ones up to float rounding
 (tested to 1e-4 relative). Layers past the deepest requested one are not run.
@@ -37,14 +38,11 @@ import numpy as np
 
 from ..models.bos import tokenizer_adds_bos  # one BOS rule for the whole package (re-exported here)
 from ..errors import UserError
+from .last_token import DEFAULT_TOKEN_BUDGET, last_token_states, pad_token_id, right_pad  # noqa: F401 (right_pad re-exported)
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
-
-
-class _StopForward(Exception):
-    """Raised by the hook of the deepest requested layer: the rest of the model is not needed."""
 
 
 def default_cache_dir() -> Path:
@@ -69,6 +67,14 @@ def resolve_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
     return out
 
 
+def _token_ids(tokenizer: Any, texts: list[str], add_special_tokens: bool) -> list[list[int]]:
+    """Token ids of each text; one batched call for a fast (Rust) tokenizer, which encodes the
+    texts in parallel, else one call per text (any callable returning ``input_ids`` works)."""
+    if getattr(tokenizer, "is_fast", False) and texts:
+        return [list(ids) for ids in tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"]]
+    return [list(tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"]) for t in texts]
+
+
 def encode_statements(
     tokenizer: Any, statements: Sequence[str], chat_template: bool = False, add_bos: bool = True
 ) -> list[list[int]]:
@@ -76,22 +82,20 @@ def encode_statements(
     bos = getattr(tokenizer, "bos_token_id", None)
     if add_bos and bos is None:
         log.warning("the tokenizer has no BOS token; statements are encoded without one")
-    encoded = []
-    for s in statements:
-        if chat_template:
-            if not getattr(tokenizer, "chat_template", None):
-                raise UserError("--chat-template was given but the tokenizer has no chat template; drop the flag")
-            from ..models.bos import apply_chat_template
+    if chat_template:
+        if not getattr(tokenizer, "chat_template", None):
+            raise UserError("--chat-template was given but the tokenizer has no chat template; drop the flag")
+        from ..models.bos import apply_chat_template
 
-            text = apply_chat_template(tokenizer, [{"role": "user", "content": s}]).rstrip()
-            ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-        else:
-            ids = list(tokenizer(s)["input_ids"])
-        if add_bos and bos is not None and (not ids or ids[0] != bos):
-            ids = [bos, *ids]
-        if not ids:
-            raise UserError(f"statement {s!r} encodes to no tokens")
-        encoded.append(ids)
+        texts = [apply_chat_template(tokenizer, [{"role": "user", "content": s}]).rstrip() for s in statements]
+        encoded = _token_ids(tokenizer, texts, add_special_tokens=False)
+    else:
+        encoded = _token_ids(tokenizer, list(statements), add_special_tokens=True)
+    if add_bos and bos is not None:
+        encoded = [ids if ids and ids[0] == bos else [bos, *ids] for ids in encoded]
+    empty = next((s for s, ids in zip(statements, encoded) if not ids), None)
+    if empty is not None:
+        raise UserError(f"statement {empty!r} encodes to no tokens")
     return encoded
 
 
@@ -114,91 +118,32 @@ def cache_key(fingerprint: str, content_hash: str, layers: Sequence[int], chat_t
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:40]
 
 
-def right_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
-    """Token-id lists right-padded into (ids, attention mask) LongTensors [len(seqs), longest].
-
-    Why: every batched last-token read (statements here, TruthfulQA prompts in
-    :mod:`truthprune.eval.truthfulness`) pads the same way, so row r's last real token is
-    ``mask[r].sum() - 1``."""
-    import torch
-
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for r, s in enumerate(seqs):
-        ids[r, : len(s)] = torch.tensor(s)
-        mask[r, : len(s)] = 1
-    return ids, mask
-
-
-def _run_batches(model, layer_modules, layer_idx, encoded, batch_size, device, pad_id, quiet) -> np.ndarray:
-    import torch
-
-    n = len(encoded)
-    order = sorted(range(n), key=lambda i: (len(encoded[i]), i))
-    out: np.ndarray | None = None
-    captured: dict[int, Any] = {}
-    last_pos: list[Any] = [None]
-    deepest = max(layer_idx)
-
-    def make_hook(slot: int, layer: int):
-        def hook(_module, _inputs, output):
-            hidden = output[0] if isinstance(output, (tuple, list)) else output
-            rows = torch.arange(hidden.shape[0], device=hidden.device)
-            captured[slot] = hidden[rows, last_pos[0]].detach().float().cpu().numpy()
-            if layer == deepest:
-                raise _StopForward
-
-        return hook
-
-    handles = [layer_modules[layer].register_forward_hook(make_hook(k, layer)) for k, layer in enumerate(layer_idx)]
-    from ..progress import bar
-
-    try:
-        with bar("extracting activations", n, unit="statements", quiet=quiet) as advance, torch.inference_mode():
-            for start in range(0, n, batch_size):
-                idx = order[start : start + batch_size]
-                ids, mask = right_pad([encoded[i] for i in idx], pad_id)
-                last_pos[0] = (mask.sum(1) - 1).to(device)
-                captured.clear()
-                try:
-                    model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
-                except _StopForward:
-                    pass
-                if out is None:
-                    d = captured[0].shape[-1]
-                    out = np.empty((len(layer_idx), n, d), dtype=np.float32)
-                for k in range(len(layer_idx)):
-                    out[k, idx] = captured[k]
-                advance(len(idx))
-    finally:
-        for h in handles:
-            h.remove()
-    assert out is not None
-    return out
-
-
 def extract_last_token(
     model: Any,
     tokenizer: Any,
     statements: Sequence[str],
     layers: Sequence[int] | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     device: str | None = None,
     chat_template: bool = False,
     add_bos: bool = True,
     fingerprint: str | None = None,
     cache_dir: str | Path | None = None,
     quiet: bool = True,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
 ) -> np.ndarray:
     """Activations [n_layers, n, d] float32 of each requested decoder layer at the last token.
 
     ``layers`` (None = all, negative = from the end) are returned in the order given.
     ``fingerprint`` (e.g. ``LoadedModel.fingerprint``) enables the disk cache in ``cache_dir``
-    (default :func:`default_cache_dir`); without it nothing is cached.
+    (default :func:`default_cache_dir`); without it nothing is cached. Statements are batched by
+    ``token_budget`` padded tokens per forward; ``batch_size`` additionally caps the statements
+    per forward (None: no cap). Neither changes the result beyond float rounding.
     """
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    if token_budget < 1:
+        raise UserError(f"the token budget per forward must be >= 1, got {token_budget}")
     statements = list(statements)
     if not statements:
         raise UserError("no statements to extract activations for")
@@ -220,15 +165,13 @@ def extract_last_token(
                 log.info("activations from cache %s", path)
                 return arr
             log.warning("ignoring cache file %s with unexpected shape %s", path, arr.shape)
-    dev = device or str(next(model.parameters()).device)
-    pad_id = getattr(tokenizer, "pad_token_id", None)
-    if pad_id is None:
-        pad_id = getattr(tokenizer, "eos_token_id", None) or 0
     encoded = encode_statements(tokenizer, statements, chat_template=chat_template, add_bos=add_bos)
     was_training = model.training
     model.eval()
     try:
-        acts = _run_batches(model, modules, layer_idx, encoded, batch_size, dev, pad_id, quiet)
+        acts = last_token_states(model, modules, layer_idx, encoded, pad_id=pad_token_id(tokenizer), device=device,
+                                 token_budget=token_budget, max_rows=batch_size,
+                                 progress_label=None if quiet else "extracting activations")
     finally:
         model.train(was_training)
     if path is not None:

@@ -129,13 +129,15 @@ def extract_statement_sets(
     sets: Sequence[StatementSet],
     layers: Sequence[int] | None = None,
     fingerprint: str | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     chat_template: bool = False,
     add_bos: bool = True,
     cache_dir: str | Path | None = None,
     quiet: bool = True,
+    token_budget: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """name -> [n_layers, n, d] activations, one cached extraction per set."""
+    """name -> [n_layers, n, d] activations, one cached extraction per set (batching as in
+    :func:`~truthprune.truth.activations.extract_last_token`; None = its default budget)."""
     from ..activations import extract_last_token
 
     out = {}
@@ -152,6 +154,7 @@ def extract_statement_sets(
             fingerprint=fingerprint,
             cache_dir=cache_dir,
             quiet=quiet,
+            **({} if token_budget is None else {"token_budget": token_budget}),
         )
     return out
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from truthprune import LinearStats, SparsityTarget, UserError, get_registry, mask_from_scores, wanda_scores
-from truthprune_sparsegpt import SparseGPTPruner, block_budgets, obs_prune
+from truthprune_sparsegpt import FactorCache, SparseGPTPruner, block_budgets, inverse_hessian_factor, obs_prune
 
 
 def _correlated_inputs(n: int, d: int, seed: int) -> torch.Tensor:
@@ -168,3 +168,31 @@ def test_bad_input_is_a_user_error(call, fragment):
 def test_config_errors_name_the_field(opts, field):
     with pytest.raises(UserError, match=field):
         get_registry().create("pruner", "sparsegpt", opts)
+
+
+def test_inverse_hessian_factor_is_the_upper_cholesky_factor_of_the_inverse():
+    _, _, h = _layer(3, 24, seed=19)
+    u = inverse_hessian_factor(h, 0.01)
+    damped = h + 0.01 * torch.diagonal(h).mean() * torch.eye(24, dtype=h.dtype)
+    assert torch.equal(u, u.triu()) and (torch.diagonal(u) > 0).all()
+    assert torch.allclose(u.T @ u, torch.linalg.inv(damped), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("target", [SparsityTarget(0.5), SparsityTarget(0.5, (2, 4))])
+def test_shared_factor_and_sub_blocks_change_no_bit(target, monkeypatch):
+    """A factor computed once (FactorCache) and the sub-block sweep give exactly the per-linear,
+    column-by-column result (the sub-block products only reorder float64 sums: equal here after
+    the cast to float32, and the masks equal)."""
+    import truthprune_sparsegpt.obs as obs
+
+    w, _, h = _layer(12, 64, seed=23)
+    w32 = w.float()
+    cache = FactorCache()
+    u = cache.get(h, 0.01)
+    assert cache.get(h.clone(), 0.01) is u  # an equal H: reused
+    other = cache.get(h, 0.02)  # another percdamp: recomputed
+    assert other is not u and not torch.equal(other, u)
+    shared = obs_prune(w32, h, target, blocksize=32, factor=cache.get(h, 0.01))
+    monkeypatch.setattr(obs, "SUB_BLOCK", 10**9)  # one column at a time over the whole block
+    alone = obs_prune(w32, h, target, blocksize=32)
+    assert torch.equal(shared[1], alone[1]) and torch.equal(shared[0], alone[0])

@@ -15,6 +15,10 @@ from .plugin import SparseGPTConfig, SparseGPTPruner
 
 _OBS_NAMES = (
     "obs_prune",
+    "obs_factor",
+    "FactorCache",
+    "sweep_block",
+    "lazy_update",
     "hessian_from_gram",
     "fix_dead_inputs",
     "inverse_hessian_factor",

@@ -52,6 +52,14 @@ class SparseGPTPruner(Pruner):
         if stats.cross is None:
             raise UserError("sparsegpt target=dense needs the 'cross' statistic; the engine did not collect it")
         return cross_from_stat(stats.cross, stats.n_tokens, getattr(torch, self.config.dtype))
+    def factor(self, hessian):
+        """U of H (:func:`~truthprune_sparsegpt.obs.obs_factor`), shared by consecutive linears
+        with an equal H (q/k/v, gate/up); bit-identical to factorising each."""
+        from .obs import FactorCache
+
+        if not hasattr(self, "_factors"):
+            self._factors = FactorCache()
+        return self._factors.get(hessian, self.config.percdamp)
 
     def prune(self, weight, stats, target):
         import torch
@@ -66,7 +74,7 @@ class SparseGPTPruner(Pruner):
 
             start = dense_target_weight(weight, h, self.cross(stats), self.config.percdamp, dtype)
         new_weight, mask = obs_prune(start, h, target, blocksize=self.config.blocksize, percdamp=self.config.percdamp,
-                                     compute_dtype=dtype)
+                                     compute_dtype=dtype, factor=self.factor(h))
         return PruneResult(mask=mask, weight=new_weight.to(weight.dtype))
 
 

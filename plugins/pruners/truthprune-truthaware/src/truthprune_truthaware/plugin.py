@@ -93,13 +93,16 @@ class TruthAwarePruner(Pruner):
         if cfg.solver == "wanda":
             return PruneResult(mask=mask_from_scores(diagonal_scores(weight, h), target))
         try:
-            from truthprune_sparsegpt import dense_target_weight, obs_prune
+            from truthprune_sparsegpt import FactorCache, dense_target_weight, obs_prune
         except ImportError:  # pragma: no cover - the distribution depends on it
             raise UserError("truthaware's obs solver needs truthprune-sparsegpt: pip install ./plugins/pruners/truthprune-sparsegpt") from None
+        if not hasattr(self, "_factors"):  # q/k/v (gate/up) share H: factorise it once
+            self._factors = FactorCache()
         start = weight
         if cfg.target == "dense":
             start = dense_target_weight(weight, h, combined_cross(stats, cfg.gamma, cfg.delta, torch.float64), cfg.percdamp)
-        new_weight, mask = obs_prune(start, h, target, blocksize=cfg.blocksize, percdamp=cfg.percdamp)
+        new_weight, mask = obs_prune(start, h, target, blocksize=cfg.blocksize, percdamp=cfg.percdamp,
+                                     factor=self._factors.get(h, cfg.percdamp))
         return PruneResult(mask=mask, weight=new_weight.to(weight.dtype))
 
 
