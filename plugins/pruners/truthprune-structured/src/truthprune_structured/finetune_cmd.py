@@ -17,7 +17,7 @@ from typing import Optional
 
 import typer
 
-from .lora import ALL_LINEARS
+from .lora import ALL_LINEARS, KEEP_SPARSITY
 
 log = logging.getLogger("truthprune.finetune")
 
@@ -55,6 +55,36 @@ def _plan(save, overwrite, calibration, calibration_opt, checkpoint_dir, resume,
     return sources, modules, ckpt
 
 
+def _check_keep_sparsity(mode: str, dropout: float) -> None:
+    from truthprune import UserError
+
+    if mode not in KEEP_SPARSITY:
+        raise UserError(f"--keep-sparsity {mode!r} is not one of {', '.join(KEEP_SPARSITY)}")
+    if mode == "adapter" and dropout:
+        raise UserError("--keep-sparsity adapter trains the masked update in weight space, which has no LoRA dropout; "
+                        "pass --dropout 0 or use --keep-sparsity merge")
+
+
+def _sparsity_record(path, keep_sparsity: str) -> dict:
+    """The input checkpoint's sparsity record (truthprune.json), carried into the output when the mask is kept,
+    so ``truthprune inspect`` checks the fine-tuned model against the pattern it was pruned to."""
+    source = Path(str(path)) / "truthprune.json"
+    if keep_sparsity == "off" or not source.is_file():
+        return {}
+    try:
+        meta = json.loads(source.read_text())
+    except (OSError, ValueError):
+        return {}
+    keys = ("per_layer_sparsity", "overall_sparsity", "pruning")
+    record = {k: meta[k] for k in keys if k in meta}
+    if isinstance(record.get("pruning"), dict):  # the merged model is not quantized, whatever its input was
+        record["pruning"] = {k: v for k, v in record["pruning"].items() if k != "quantization"}
+    nm = (meta.get("config") or {}).get("nm")
+    if nm:
+        record["config"] = {"nm": nm}
+    return record
+
+
 def _ppl(model, tokenizer, spec, seqlen, max_windows, batch_size):
     from truthprune import load_eval_text, perplexity
 
@@ -90,9 +120,13 @@ def add_finetune_command(app) -> None:
         dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16 (bfloat16 autocast is used on GPU anyway)."),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        keep_sparsity: str = typer.Option("merge", "--keep-sparsity", help="Keep pruned (exactly 0) weights at 0: merge "
+                                          "(re-apply the mask after merging), adapter (masked update while training, no "
+                                          "dropout) or off (the zeros fill in)."),
     ) -> None:
         """LoRA recovery (peft): train adapters on local text, merge them, save a standard checkpoint; resumable."""
         t0 = time.perf_counter()
+        _check_keep_sparsity(keep_sparsity, dropout)
         sources, modules, ckpt = _plan(save, overwrite, calibration, calibration_opt, checkpoint_dir, resume, eval_data, target_modules)
 
         import torch
@@ -106,7 +140,7 @@ def add_finetune_command(app) -> None:
         windows = load_calibration(sources, loaded.tokenizer, nsamples, seqlen, seed)
         base = weights_fingerprint(loaded.model) + hashlib.sha256(windows.input_ids.numpy().tobytes()).hexdigest()[:16]
         settings = LoraSettings(steps=steps, lr=lr, rank=rank, alpha=alpha, dropout=dropout, batch_size=batch_size, warmup=warmup,
-                                seed=seed, target_modules=modules, base=base)
+                                seed=seed, target_modules=modules, keep_sparsity=keep_sparsity, base=base)
         result: dict = {"settings": {k: v for k, v in settings.__dict__.items() if k != "base"}, "nsamples": nsamples,
                         "seqlen": seqlen, "training_text": windows.description}
         if eval_data:
@@ -117,7 +151,8 @@ def add_finetune_command(app) -> None:
         if eval_data:
             result["ppl_after"] = _ppl(merged, loaded.tokenizer, eval_data, eval_seqlen, eval_max_windows, 8)
             typer.echo(f"perplexity after:  {result['ppl_after']['ppl']:.3f}")
-        meta = {"command": "finetune", "model": {"spec": model, "path": loaded.path}, "seed": seed, "finetune": result}
+        meta = {"command": "finetune", "model": {"spec": model, "path": loaded.path}, "seed": seed, "finetune": result,
+                **_sparsity_record(loaded.path, keep_sparsity)}
         save_pruned(merged, loaded.tokenizer, save, meta, overwrite=overwrite)
         if ckpt.is_dir():
             shutil.rmtree(ckpt)
