@@ -202,6 +202,8 @@ def point_stage(args, method, setting, common, sets, topics, dense, probes) -> d
     out = Path(args.out)
     identity = {"format": FORMAT, "dense": dense["identity_hash"], "flags": list(method.flags), "setting": setting,
                 "common": common, "model": args.model}
+    if method.finetune is not None:  # a recovered point: its identity also holds the finetune command
+        identity["finetune"] = [*finetune_common(args), *method.finetune]
     done = S.load_matching(out / "points" / f"{name}.json", identity)
     if done is not None:
         say(f"{name}: reusing points/{name}.json")
@@ -230,6 +232,11 @@ def point_stage(args, method, setting, common, sets, topics, dense, probes) -> d
     import truthprune
 
     meta = json.loads((work / "truthprune.json").read_text())
+    finetune = None
+    if method.finetune is not None:
+        work, finetune = finetune_point(args, method, name, work, identity)
+        if work is None:
+            return None
     loaded = truthprune.load_model(str(work), device=args.device)
     layers = sorted({k for info in dense["sets"].values() for k in info["top_layers"]})
     metrics, acts = evaluate_model(loaded, args, sets, layers)
@@ -241,9 +248,49 @@ def point_stage(args, method, setting, common, sets, topics, dense, probes) -> d
     point = {"identity": identity, "identity_hash": S.identity_hash(identity), "label": method.label,
              "flags": list(method.flags), "setting": setting, "setting_tag": setting["nm"] or f"{setting['sparsity']:g}",
              "prune_seconds": prune_s, "achieved_sparsity": meta.get("overall_sparsity"), **metrics, "sets": result}
+    if finetune is not None:
+        point["finetune"] = finetune
     S.write_json(out / "points" / f"{name}.json", point)
     shutil.rmtree(work, ignore_errors=True)
+    if finetune is not None:
+        shutil.rmtree(Path(str(work)[: -len(".lora")]), ignore_errors=True)
     return point
+
+
+def finetune_common(args) -> list[str]:
+    """The training text and seed of every recovered point (the pruning calibration text, seed 0)."""
+    calib_opt = args.calibration_opt or ["path=../shared/data/wikitext-2/valid.txt"]
+    return ["--calibration", args.calibration, *[x for o in calib_opt for x in ("--calibration-opt", o)],
+            "--seed", "0", "--device", args.device]
+
+
+def finetune_point(args, method, name, work: Path, identity) -> tuple[Path | None, dict | None]:
+    """LoRA-recover the pruned checkpoint ``work`` into ``work.lora`` (resumable like the prune); returns
+    (the recovered checkpoint, what finetune recorded plus the sparsity check) or (None, None) on failure."""
+    import json
+
+    from truthprune.reporting.inspect_model import inspect_checkpoint
+
+    done = Path(f"{work}.lora")
+    marker = done / "bench_identity.json"
+    if S.load_matching(marker, identity) is None:
+        cmd = M.finetune_command(method, str(work), str(done), finetune_common(args))
+        say(f"{name}: {' '.join(cmd[2:])}")
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            say(f"WARNING {name}: truthprune finetune exited {proc.returncode}, skipped: {' | '.join(tail)}")
+            return None, None
+        S.write_json(marker, {"identity_hash": S.identity_hash(identity), "finetune_seconds": time.perf_counter() - t})
+        say(f"{name}: recovered in {time.perf_counter() - t:.0f}s")
+    record = json.loads((done / "truthprune.json").read_text())["finetune"]
+    before, after = inspect_checkpoint(work), inspect_checkpoint(done)
+    record["sparsity_before"] = before["overall_sparsity"]
+    record["sparsity_after"] = after["overall_sparsity"]
+    record["inspect_warnings"] = after["warnings"]
+    record["finetune_seconds"] = S.load_matching(marker, identity)["finetune_seconds"]
+    return done, record
 
 
 # ----------------------------------------------------------------------------- main
