@@ -24,12 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=import
 import bad_inputs_data as data  # noqa: E402
 import bad_inputs_rows as rows1  # noqa: E402
 import bad_inputs_rows2 as rows2  # noqa: E402
+import bad_inputs_rows_serving as rows_serving  # noqa: E402
 from bad_inputs_lib import TALLY, Case, invoke, judge, leftovers, snapshot  # noqa: E402
 
 ROWS: list[Case] = [
     *rows1.usage_rows(), *rows1.config_rows(), *rows1.env_rows(), *rows1.model_rows(), *rows1.text_rows(),
     *rows1.truth_rows(), *rows1.tqa_rows(), *rows2.report_rows(), *rows2.output_rows(), *rows2.stale_rows(),
     *rows2.interrupt_rows(), *rows2.plugin_rows(), *rows2.allocate_rows(), *rows2.sweep_rows(),
+    *rows_serving.serving_rows(),
 ]
 
 
