@@ -124,7 +124,8 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
 
         check_compressed_tensors("inspect of a compressed-tensors checkpoint")
     quant = meta.get("quantization")
-    quantized = scheme is not None or bool(quant)
+    # quantized now, or fine-tuned from a quantized model: weights rounded to 0 are zeros beyond the record
+    quantized = scheme is not None or bool(quant) or bool(meta.get("sparsity_source_quantized"))
     recorded_layers, recorded_linears, pattern = _recorded(meta)
     checked = pattern or (2, 4)
     measured = measure(p, scheme, checked)

@@ -85,3 +85,21 @@ def test_inspect_warns_when_a_mask_is_lost(pruned, tmp_path, cli):
     assert code == 1 and "warning: layer 1" in err
     code, out, err = cli("inspect", str(pruned["2:4"]), "--strict")
     assert code == 0 and "2:4 pattern (recorded): holds in 3 of 3 layers" in out
+
+
+def test_finetune_of_a_compressed_tensors_checkpoint_keeps_its_zeros(pruned, tmp_path, cli):
+    """Reload path: the packed model is loaded through transformers, recovered, saved plain; no zero is lost."""
+    pytest.importorskip("compressed_tensors")
+    src = tmp_path / "ct"
+    code, _, err = cli("prune", "--model", str(pruned["2:4"]), "--pruner", "magnitude", "--sparsity", "0", "--quantizer", "rtn",
+                       "--bits", "4", "--group-size", "16", "--format", "compressed-tensors", "--save", str(src),
+                       "--calibration", "text", "--calibration-opt", f"path={pruned['text']}", "--nsamples", "4",
+                       "--seqlen", "32", "--device", "cpu", "--quiet")
+    assert code == 0, err[-2000:]
+    before = inspect_checkpoint(src)
+    assert before["quantization"]["bits"] == 4 and all(r["nm_valid"] for r in before["layers"])
+    out = _finetune(cli, src, pruned["text"], tmp_path / "ft", "merge")
+    after = inspect_checkpoint(out)
+    assert after["warnings"] == [] and after["quantization"] is None
+    assert [r["sparsity"] for r in after["layers"]] == [r["sparsity"] for r in before["layers"]]
+    assert all(r["nm_valid"] for r in after["layers"])

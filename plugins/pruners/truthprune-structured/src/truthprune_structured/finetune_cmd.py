@@ -79,6 +79,8 @@ def _sparsity_record(path, keep_sparsity: str) -> dict:
     record = {k: meta[k] for k in keys if k in meta}
     if isinstance(record.get("pruning"), dict):  # the merged model is not quantized, whatever its input was
         record["pruning"] = {k: v for k, v in record["pruning"].items() if k != "quantization"}
+    if meta.get("quantization"):  # its zeros include weights rounded to 0, which are kept too
+        record["sparsity_source_quantized"] = True
     nm = (meta.get("config") or {}).get("nm")
     if nm:
         record["config"] = {"nm": nm}
