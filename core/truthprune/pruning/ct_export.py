@@ -180,6 +180,10 @@ def write_compressed_tensors(model: Any, results: dict[str, QuantResult], direct
     from compressed_tensors.compressors import ModelCompressor
     from compressed_tensors.quantization import QuantizationConfig
 
+    not_linear = [n for n in results if not isinstance(model.get_submodule(n), torch.nn.Linear)]
+    if not_linear:
+        raise UserError(f"{not_linear[0]} is not a torch Linear (fused MoE experts?); compressed-tensors export writes "
+                        "Linear layers only: save without --format compressed-tensors")
     layout = ct_layout(results)
     ct_scheme = scheme(layout)
     packed = {name: compress_linear(r, layout, ct_scheme, name) for name, r in results.items()}  # all checked first
