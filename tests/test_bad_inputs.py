@@ -26,6 +26,7 @@ import bad_inputs_rows2 as rows2  # noqa: E402
 import bad_inputs_rows3 as rows3  # noqa: E402
 import bad_inputs_rows4 as rows4  # noqa: E402
 import bad_inputs_rows5 as rows5  # noqa: E402
+import bad_inputs_rows_serving as rows_serving  # noqa: E402
 from bad_inputs_lib import TALLY, Case, leftovers  # noqa: E402
 from bad_inputs_runner import _one_thread, base, run_case  # noqa: E402,F401  (fixtures)
 
@@ -33,7 +34,7 @@ ROWS: list[Case] = [
     *rows1.usage_rows(), *rows1.config_rows(), *rows1.env_rows(), *rows1.model_rows(), *rows1.text_rows(),
     *rows1.truth_rows(), *rows1.tqa_rows(), *rows2.report_rows(), *rows2.output_rows(), *rows2.stale_rows(),
     *rows2.interrupt_rows(), *rows2.plugin_rows(), *rows2.allocate_rows(), *rows2.sweep_rows(),
-    *rows3.all_rows(), *rows4.all_rows(), *rows5.all_rows(),
+    *rows3.all_rows(), *rows4.all_rows(), *rows5.all_rows(), *rows_serving.serving_rows(),
 ]
 
 

@@ -189,7 +189,42 @@ def dense_stage(work: Work, identity: dict) -> None:
 
 def point_identity(work: Work, method, setting: dict, prune_seed: int, common: list[str]) -> dict:
     return {"format": FORMAT, "dense": work.dense["identity_hash"], "flags": list(method.flags), "setting": setting,
-            "prune_seed": prune_seed, "common": common, "model": work.args.model}
+            "prune_seed": prune_seed, "common": common, "model": work.args.model,
+            **({"finetune": [*finetune_common(work.args), *method.finetune]} if method.finetune is not None else {})}
+
+
+def finetune_common(args) -> list[str]:
+    """The training text and seed of every recovered point (the pruning calibration text, seed 0)."""
+    calib_opt = args.calibration_opt or ["path=../shared/data/wikitext-2/valid.txt"]
+    return ["--calibration", args.calibration, *[x for o in calib_opt for x in ("--calibration-opt", o)],
+            "--seed", "0", "--device", args.device]
+
+
+def finetune_point(work: Work, method, name: str, ckpt: Path, identity: dict) -> tuple[Path | None, dict | None]:
+    """LoRA-recover the pruned checkpoint ``ckpt`` into ``ckpt.lora`` (resumable like the prune); returns
+    (the recovered checkpoint, what finetune recorded plus the sparsity check) or (None, None) on failure."""
+    import truthprune
+
+    done = Path(f"{ckpt}.lora")
+    marker = done / "bench_identity.json"
+    if S.load_matching(marker, identity) is None:
+        cmd = M.finetune_command(method, str(ckpt), str(done), finetune_common(work.args))
+        work.say(f"{name}: {' '.join(cmd[2:])}")
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            work.say(f"WARNING {name}: truthprune finetune exited {proc.returncode}, skipped: {' | '.join(tail)}")
+            return None, None
+        S.write_json(marker, {"identity_hash": S.identity_hash(identity), "finetune_seconds": time.perf_counter() - t})
+        work.say(f"{name}: recovered in {time.perf_counter() - t:.0f}s")
+    record = json.loads((done / "truthprune.json").read_text())["finetune"]
+    before, after = truthprune.inspect_checkpoint(ckpt), truthprune.inspect_checkpoint(done)
+    record["sparsity_before"] = before["overall_sparsity"]
+    record["sparsity_after"] = after["overall_sparsity"]
+    record["inspect_warnings"] = after["warnings"]
+    record["finetune_seconds"] = S.load_matching(marker, identity)["finetune_seconds"]
+    return done, record
 
 
 def load_point(work: Work, name: str, identity: dict) -> dict | None:
@@ -250,6 +285,12 @@ def point_stage(work: Work, method, setting: dict, prune_seed: int, common: list
     if ckpt is None:
         return None
     meta = json.loads((ckpt / "truthprune.json").read_text())
+    pruned, finetune = ckpt, None
+    if method.finetune is not None:
+        with clock("finetune"):
+            ckpt, finetune = finetune_point(work, method, name, pruned, identity)
+        if ckpt is None:
+            return None
     with clock("load"):
         loaded = truthprune.load_model(str(ckpt), device=work.args.device)
     metrics = model_metrics(loaded, work.args, work.say, clock, prune_seed)
@@ -273,11 +314,15 @@ def point_stage(work: Work, method, setting: dict, prune_seed: int, common: list
     doc = {"identity": identity, "identity_hash": S.identity_hash(identity), "label": method.label,
            "flags": list(method.flags), "setting": setting, "setting_tag": setting["nm"] or f"{setting['sparsity']:g}",
            "prune_seed": prune_seed, "achieved_sparsity": meta.get("overall_sparsity"), **metrics, "sets": values}
+    if finetune is not None:
+        doc["finetune"] = finetune
     out = work.out / "points"
     if reserved:
         S.write_tensors(out / f"{name}.reserved.safetensors", reserved, {"identity_hash": doc["identity_hash"]})
     S.write_json(out / f"{name}.json", doc)
     shutil.rmtree(ckpt, ignore_errors=True)
+    if ckpt != pruned:
+        shutil.rmtree(pruned, ignore_errors=True)
     return doc
 
 

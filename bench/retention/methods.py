@@ -29,14 +29,21 @@ RESERVED = {
     "--seqlen", "--seed", "--truth-data", "--truth-datasets", "--truth-max-per-set", "--config", "--quiet", "-q",
     "--device", "--dtype",
 }
+# finetune flags the benchmark sets itself (model, output, training text, seed, device)
+FINETUNE_RESERVED = {"--model", "--save", "--overwrite", "--calibration", "--calibration-opt", "--seed", "--device",
+                     "--quiet", "-q", "--eval-data"}
 # presets whose default allocator is not uniform (they cannot take --nm)
 PRESET_ALLOCATORS = {"owl": "owl", "tplo": "tplo"}
+
+
+FINETUNE = "+finetune"  # in a method spec: the flags after it go to `truthprune finetune` of the pruned model
 
 
 @dataclass(frozen=True)
 class Method:
     label: str
     flags: tuple[str, ...]
+    finetune: tuple[str, ...] | None = None  # LoRA recovery after pruning (the point scores the recovered model)
 
     @property
     def pruner(self) -> str:
@@ -64,12 +71,19 @@ def parse_method(label: str, spec: str) -> Method:
         flags = tuple(shlex.split(spec))
     except ValueError as err:
         raise UserError(f"method {label!r}: cannot parse flags {spec!r} ({err})") from None
+    finetune = None
+    if FINETUNE in flags:
+        cut = flags.index(FINETUNE)
+        flags, finetune = flags[:cut], flags[cut + 1:]
+        bad = sorted({f.split("=", 1)[0] for f in finetune if f.split("=", 1)[0] in FINETUNE_RESERVED})
+        if bad:
+            raise UserError(f"method {label!r}: {', '.join(bad)} after {FINETUNE} is set by the benchmark; remove it")
     if not flags or flags[0] != "--pruner" and not flags[0].startswith("--pruner="):
         raise UserError(f"method {label!r}: flags must start with --pruner NAME, e.g. '{label}=--pruner wanda'")
     bad = sorted({f.split("=", 1)[0] for f in flags if f.split("=", 1)[0] in RESERVED})
     if bad:
         raise UserError(f"method {label!r}: {', '.join(bad)} is set by the benchmark for every method; remove it")
-    return Method(label, flags)
+    return Method(label, flags, finetune)
 
 
 def select_methods(names: str | None, custom: list[str]) -> list[Method]:
@@ -130,7 +144,14 @@ def prune_command(method: Method, model: str, setting: dict, save: str, common: 
             "--save", save, "--overwrite", *common, "--quiet"]
 
 
+def finetune_command(method: Method, pruned: str, save: str, common_finetune: list[str]) -> list[str]:
+    """The ``truthprune finetune`` argv that recovers a pruned point (``method.finetune`` flags)."""
+    return [sys.executable, "-m", "truthprune", "finetune", "--model", pruned, "--save", save, "--overwrite",
+            *common_finetune, *(method.finetune or ()), "--quiet"]
+
+
 __all__ = [
+    "finetune_command",
     "Method",
     "DEFAULT_METHODS",
     "parse_method",

@@ -105,6 +105,7 @@ _EXPORTS: dict[str, str] = {
     "check_model_spec": "models.formats",  # a --model value checked before anything loads (one-line UserError)
     "progress_bar": "progress",  # a bar with ETA on a terminal, nothing in a pipe: every long loop reports through it
     "save_pruned": "run.saving",
+    "inspect_checkpoint": "reporting.inspect_model",  # sparsity, formats and warnings of a saved checkpoint, no model load
     "PruneReport": "pruning.engine.sequential",
     "BlockContext": "pruning.engine.block",  # what a block-aware pruner (uses_block) sees per decoder layer
     # bounded-memory (offload) pruning, data parallelism, the up-front memory check (torch)

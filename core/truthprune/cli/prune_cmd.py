@@ -38,7 +38,7 @@ _SHARED = (
     "pruner_opt", "allocator_opt", "calibration", "calibration_opt",
     "nsamples", "seqlen", "batch_size", "seed", "truth_data", "truth_datasets", "chat_template", "allow_pickle",
     "bos", "targets", "ignore", "bias_correction",
-    "quantizer", "bits", "group_size", "quantizer_opt",
+    "quantizer", "bits", "group_size", "quantizer_opt", "format",
 )
 
 

@@ -247,4 +247,5 @@ def perplexity(
         "seqlen": seqlen,
         "bos_per_window": bos_id is not None,
         "protocol": PROTOCOL + ("; every window is BOS + seqlen-1 text tokens" if bos_id is not None else ""),
+        "window_nll": [float(v) for v in nll],  # per-window mean NLL: paired comparisons of two models bootstrap over windows
     }

@@ -227,6 +227,13 @@ class Quantizer(Plugin, ABC):
         """What a report row says about this quantizer: its method name and every option."""
         return {"method": self.name, **self.config.model_dump()}
 
+    def contiguous_groups(self) -> bool:
+        """Whether, with these options, every ``g_idx`` is contiguous runs of columns (``c // group_size``).
+
+        Formats without a group index (compressed-tensors) cannot store permuted groups, so
+        ``--format compressed-tensors`` asks this at plan time; the export checks the real g_idx again."""
+        return True
+
 
 # --------------------------------------------------------------------------- structured pruning
 

@@ -109,6 +109,10 @@ class RunConfig(BaseModel):
 
     out: str = Field("runs/latest", description="Report directory (default runs/latest).")
     save: str | None = Field(None, description="Also save the pruned model (safetensors) here.")
+    format: Literal["safetensors", "compressed-tensors"] = Field(
+        "safetensors", description="--save format: safetensors (dequantized weights + truthprune's quantization sidecar) | "
+                                   "compressed-tensors (packed int weights that transformers and vLLM load; needs a "
+                                   "--quantizer and pip install 'truthprune[compressed-tensors]').")
     overwrite: bool = Field(False, description="Replace existing --out/--save directories.")
     # queue behind another process writing the same --out/--save (docs/reliability.md)
     wait: bool = Field(False, description="If another process is writing the same --out/--save, wait for it instead of failing.")

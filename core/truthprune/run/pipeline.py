@@ -74,6 +74,8 @@ def plan_run(config: RunConfig, report: bool = True, dry_run: bool = False) -> R
     ``report`` is False, --save) are checked and locked last (:mod:`truthprune.run.checks`);
     ``dry_run`` checks them without locking or creating anything."""
     check_run_config(config)
+    if config.format == "compressed-tensors":
+        check_export_plan(config)
     reg = get_registry()
     pruner = reg.create("pruner", config.pruner, config.pruner_options)
     if getattr(pruner, "structured", False):  # whole units, one width: no allocator, N:M or per-layer saving
@@ -134,7 +136,22 @@ def plan_quantizer(config: RunConfig, pruner: Any) -> Any | None:
     if getattr(pruner, "structured", False):
         raise UserError(f"structured pruner {pruner.name!r} does not run through the quantizing engine; save its model, "
                         f"then quantize it: truthprune prune --model DIR --pruner magnitude --sparsity 0 --quantizer {quantizer.name}")
+    if config.format == "compressed-tensors" and not quantizer.contiguous_groups():
+        raise UserError(f"quantizer {quantizer.name!r} with these options permutes its groups (act-order), which "
+                        "--format compressed-tensors cannot store; drop act_order, use --group-size 0, or drop --format")
     return quantizer
+
+
+def check_export_plan(config: RunConfig) -> None:
+    """--format compressed-tensors: a quantizer, a --save directory and a supported compressed-tensors."""
+    from ..pruning.ct_export import check_compressed_tensors
+
+    if config.quantizer is None:
+        raise UserError("--format compressed-tensors stores quantized weights, and no --quantizer was given; add e.g. "
+                        "--quantizer gptq --bits 4 (pruned-only models are saved as plain safetensors with zeros)")
+    if not config.save:
+        raise UserError("--format compressed-tensors is the format of --save, and no --save DIR was given")
+    check_compressed_tensors()
 
 
 def _evals(cfg: RunConfig) -> str:

@@ -18,7 +18,7 @@ def environment_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {}
-    for dist in ("truthprune", "torch", "transformers", "datasets", "scikit-learn", "pydantic"):
+    for dist in ("truthprune", "torch", "transformers", "datasets", "scikit-learn", "pydantic", "compressed-tensors"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -48,17 +48,22 @@ def check_finite_weights(model: Any, out_dir: str | Path) -> None:
 
 
 def save_pruned(model: Any, tokenizer: Any, out_dir: str | Path, metadata: dict[str, Any], overwrite: bool = False,
-                quantization: Any = None, kind: str = "prune", what: str = "--save") -> Path:
+                quantization: Any = None, kind: str = "prune", what: str = "--save", fmt: str = "safetensors") -> Path:
     """Write model + tokenizer + truthprune.json to ``out_dir`` atomically; return the path.
 
     ``quantization`` (a :class:`truthprune.pruning.quantization.QuantizedLinears`) adds the sidecar
-    ``quantization.safetensors`` (codes, scales, zero-points), referenced from truthprune.json."""
+    ``quantization.safetensors`` (codes, scales, zero-points), referenced from truthprune.json; with
+    ``fmt="compressed-tensors"`` the quantized linears are written packed instead
+    (:mod:`truthprune.pruning.ct_export`), a checkpoint transformers and vLLM load as quantized."""
     check_finite_weights(model, out_dir)
     with atomic_dir(out_dir, overwrite=overwrite, what=what, kind=kind) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
         meta = {"versions": environment_versions(), **metadata}
-        if quantization is not None:
+        if quantization is not None and fmt == "compressed-tensors":
+            meta["quantization"] = quantization.write_compressed_tensors(tmp, model)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if quantization is not None and fmt != "compressed-tensors":
             meta["quantization"] = quantization.write(tmp, model)
         (tmp / "truthprune.json").write_text(json.dumps(meta, indent=2, default=str))
     return Path(out_dir)

@@ -377,7 +377,7 @@ def save(state: RunState) -> RunState:
     dp = data_parallel()
     if dp.is_writer:
         save_pruned(state.loaded.model, state.loaded.tokenizer, cfg.save, checkpoint_metadata(state),
-                    overwrite=cfg.overwrite, quantization=state.quantized)
+                    overwrite=cfg.overwrite, quantization=state.quantized, fmt=cfg.format)
     dp.barrier()
     if state.report is None:
         return state

@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from .lora import ALL_LINEARS
+from .lora import ALL_LINEARS, KEEP_SPARSITY
 
 log = logging.getLogger("truthprune.finetune")
 
@@ -59,6 +59,38 @@ def _plan(model, save, overwrite, calibration, calibration_opt, checkpoint_dir, 
     return sources, modules, ckpt
 
 
+def _check_keep_sparsity(mode: str, dropout: float) -> None:
+    from truthprune import UserError
+
+    if mode not in KEEP_SPARSITY:
+        raise UserError(f"--keep-sparsity {mode!r} is not one of {', '.join(KEEP_SPARSITY)}")
+    if mode == "adapter" and dropout:
+        raise UserError("--keep-sparsity adapter trains the masked update in weight space, which has no LoRA dropout; "
+                        "pass --dropout 0 or use --keep-sparsity merge")
+
+
+def _sparsity_record(path, keep_sparsity: str) -> dict:
+    """The input checkpoint's sparsity record (truthprune.json), carried into the output when the mask is kept,
+    so ``truthprune inspect`` checks the fine-tuned model against the pattern it was pruned to."""
+    source = Path(str(path)) / "truthprune.json"
+    if keep_sparsity == "off" or not source.is_file():
+        return {}
+    try:
+        meta = json.loads(source.read_text())
+    except (OSError, ValueError):
+        return {}
+    keys = ("per_layer_sparsity", "overall_sparsity", "pruning")
+    record = {k: meta[k] for k in keys if k in meta}
+    if isinstance(record.get("pruning"), dict):  # the merged model is not quantized, whatever its input was
+        record["pruning"] = {k: v for k, v in record["pruning"].items() if k != "quantization"}
+    if meta.get("quantization"):  # its zeros include weights rounded to 0, which are kept too
+        record["sparsity_source_quantized"] = True
+    nm = (meta.get("config") or {}).get("nm")
+    if nm:
+        record["config"] = {"nm": nm}
+    return record
+
+
 def _ppl(model, tokenizer, spec, seqlen, max_windows, batch_size):
     from truthprune import load_eval_text, perplexity
 
@@ -95,6 +127,9 @@ def add_finetune_command(app) -> None:
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Check everything and print the plan, then exit without loading the model."),
+        keep_sparsity: str = typer.Option("merge", "--keep-sparsity", help="Keep pruned (exactly 0) weights at 0: merge "
+                                          "(re-apply the mask after merging), adapter (masked update while training, no "
+                                          "dropout) or off (the zeros fill in)."),
     ) -> None:
         """LoRA recovery (peft): train adapters on local text, merge them, save a standard checkpoint; resumable."""
         t0 = time.perf_counter()
@@ -105,6 +140,7 @@ def add_finetune_command(app) -> None:
         for flag, value in (("--lr", lr), ("--alpha", alpha), ("--dropout", dropout)):
             if not math.isfinite(value):
                 raise UserError(f"{flag} {value} is not a finite number; give e.g. --lr 2e-4 --alpha 16")
+        _check_keep_sparsity(keep_sparsity, dropout)
         sources, modules, ckpt = _plan(model, save, overwrite, calibration, calibration_opt, checkpoint_dir, resume, eval_data,
                                        target_modules)
         if dry_run:
@@ -112,6 +148,7 @@ def add_finetune_command(app) -> None:
             typer.echo(f"  model        {model}")
             typer.echo(f"  training     LoRA r={rank} alpha={alpha} on {','.join(modules)}: {steps} steps of {batch_size} x "
                        f"{seqlen} tokens from {'+'.join(s.name for s in sources)} ({nsamples} windows, seed {seed})")
+            typer.echo(f"  sparsity     --keep-sparsity {keep_sparsity}")
             typer.echo(f"  writes       {str(save).rstrip('/')}/: the merged checkpoint (resumable checkpoints in {ckpt})")
             return
 
@@ -126,7 +163,7 @@ def add_finetune_command(app) -> None:
         windows = load_calibration(sources, loaded.tokenizer, nsamples, seqlen, seed)
         base = weights_fingerprint(loaded.model) + hashlib.sha256(windows.input_ids.numpy().tobytes()).hexdigest()[:16]
         settings = LoraSettings(steps=steps, lr=lr, rank=rank, alpha=alpha, dropout=dropout, batch_size=batch_size, warmup=warmup,
-                                seed=seed, target_modules=modules, base=base)
+                                seed=seed, target_modules=modules, keep_sparsity=keep_sparsity, base=base)
         result: dict = {"settings": {k: v for k, v in settings.__dict__.items() if k != "base"}, "nsamples": nsamples,
                         "seqlen": seqlen, "training_text": windows.description}
         if eval_data:
@@ -137,7 +174,8 @@ def add_finetune_command(app) -> None:
         if eval_data:
             result["ppl_after"] = _ppl(merged, loaded.tokenizer, eval_data, eval_seqlen, eval_max_windows, 8)
             typer.echo(f"perplexity after:  {result['ppl_after']['ppl']:.3f}")
-        meta = {"command": "finetune", "model": {"spec": model, "path": loaded.path}, "seed": seed, "finetune": result}
+        meta = {"command": "finetune", "model": {"spec": model, "path": loaded.path}, "seed": seed, "finetune": result,
+                **_sparsity_record(loaded.path, keep_sparsity)}
         save_pruned(merged, loaded.tokenizer, save, meta, overwrite=overwrite, kind="finetune")
         from .lora import remove_checkpoint
 

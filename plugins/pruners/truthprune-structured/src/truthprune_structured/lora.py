@@ -1,4 +1,4 @@
-"""LoRA recovery after structured pruning: deterministic, resumable, merged at the end.
+"""LoRA recovery after pruning: deterministic, resumable, merged at the end, pruned weights kept at 0.
 
 Why every piece is a pure function of (seed, step): the batch of step ``t`` (:func:`batch_indices`)
 and its learning rate (:func:`lr_at`) depend on nothing else, and a checkpoint stores the adapter
@@ -8,6 +8,13 @@ uninterrupted run performs from step ``k`` on, and ends with bit-identical weigh
 
 Checkpoints are one file, ``state.pt``, replaced atomically (written beside it, then renamed), so
 an interruption while writing leaves the previous checkpoint intact.
+
+Why the zeros need care: a merged LoRA update ``B @ A`` is dense, so merging it into an
+unstructured or N:M pruned model fills every pruned weight back in (the model is no longer sparse,
+and a 2:4 pattern is gone). ``keep_sparsity`` decides how the weights that are exactly 0 before
+training stay 0 (:mod:`.masked_lora`): ``merge`` trains ordinary peft adapters and re-applies the
+mask after merging; ``adapter`` multiplies the update by the mask during training too, so the
+model trained is the model saved; ``off`` keeps the old behaviour (zeros fill in).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any, Callable
 log = logging.getLogger("truthprune.finetune")
 
 ALL_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+KEEP_SPARSITY = ("merge", "adapter", "off")
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class LoraSettings:
     grad_clip: float = 1.0
     seed: int = 0
     target_modules: tuple[str, ...] = ALL_LINEARS
+    keep_sparsity: str = "merge"  # merge | adapter | off (see the module docstring)
     base: str = ""  # fingerprint of the base weights and the training windows (set by the caller)
 
     def key(self) -> str:
@@ -184,12 +193,11 @@ def train_lora(model, windows, s: LoraSettings, checkpoint_dir: Path | None = No
     interrupts training the way a kill would (tests use it).
     """
     import torch
-    from peft import LoraConfig, get_peft_model
+
+    from .masked_lora import attach_adapters
 
     torch.manual_seed(s.seed)  # LoRA A initialisation
-    config = LoraConfig(r=s.rank, lora_alpha=s.alpha, lora_dropout=s.dropout, target_modules=list(s.target_modules),
-                        bias="none", task_type="CAUSAL_LM")
-    peft_model = get_peft_model(model, config)
+    peft_model, merge = attach_adapters(model, s.target_modules, s.rank, s.alpha, s.dropout, s.keep_sparsity)
     params = [p for _, p in _trainable(peft_model)]
     optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay, foreach=False)
     state = TrainState()
@@ -233,6 +241,6 @@ def train_lora(model, windows, s: LoraSettings, checkpoint_dir: Path | None = No
                 on_step(state.step)
     log.info("finetune: %d steps (%d this session) in %.1f s; loss %.4f -> %.4f", s.steps,
              s.steps - (state.resumed_from or 0), time.perf_counter() - t0, state.losses[0], state.losses[-1])
-    merged = peft_model.merge_and_unload()
+    merged = merge()
     merged.eval()
     return merged, state

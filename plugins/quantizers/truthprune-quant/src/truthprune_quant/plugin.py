@@ -92,6 +92,10 @@ class GptqQuantizer(Quantizer):
                               act_order=c.act_order, zero_dead=c.zero_dead, dtype=dtype)
         return _result(q, c.bits)
 
+    def contiguous_groups(self) -> bool:
+        """act-order with groups numbers the groups in activation order, not column order."""
+        return not (self.config.act_order and self.config.group_size > 0)
+
 
 @hookimpl
 def register_quantizers(register):
