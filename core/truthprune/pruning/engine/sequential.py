@@ -40,6 +40,7 @@ from .block import BlockContext, begin_block, end_block
 from .capture import LayerBatch, batch_kwargs_to, capture_layer0_inputs, use_layer_kwargs
 from .distributed import DataParallel, data_parallel
 from .memory import ModelShape, available_memory, check_memory, estimate_memory
+from .prepare import prepare_extras, with_model_extras
 from .progress import LayerProgress
 from .stats import StatsCollector, StopLayer, layer_output
 
@@ -295,6 +296,8 @@ def run_engine(
     if quantizer is not None:
         report.quantization = {**quantizer.describe(), "layer_weight_change": []}
     t1 = time.perf_counter()
+    model_extras = prepare_extras(pruner, model, calibration, {i: prunable_linears(layer, setup.selection) for i, layer in enumerate(layers)},
+                                  setup.device, setup.batch_size, setup.quiet, isinstance(source, ResidentLayers))
     with torch.inference_mode():
         batches = _capture(model, calibration, setup, source) if needs_data else []
         main_len = int(calibration.input_ids.shape[1])
@@ -321,6 +324,7 @@ def run_engine(
                 block = BlockContext(i, layer, linears, setup.device, batches, dense, setup.dp.all_reduce()) if pruner.uses_block else None
                 if block is not None:
                     stats = begin_block(pruner, block, stats)
+                stats = with_model_extras(stats, linears, model_extras.pop(i, {}))
                 achieved = _prune_linears(linears, stats, pruner, SparsityTarget(allocation[i], nm), setup.dp)
                 if block is not None:
                     achieved = end_block(pruner, block, setup.dp)
