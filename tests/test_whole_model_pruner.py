@@ -20,8 +20,8 @@ class ModelScorePruner(Pruner):
     description = "Test pruner: |W| flipped, computed once from the whole model."
     uses_model = True
 
-    def __init__(self, answer=None):
-        super().__init__()
+    def __init__(self, config=None, answer=None):
+        super().__init__(config)
         self.calls, self.seen, self._answer = [], [], answer
 
     def prepare(self, model, calibration, context):
@@ -65,7 +65,7 @@ def test_prepare_is_called_once_and_its_extras_reach_prune(tiny_llama, tiny_cali
 ])
 def test_malformed_prepare_answer_is_the_plugins_fault(tiny_llama, tiny_calibration, answer, fragment):
     with pytest.raises(PluginContractError, match=fragment):
-        prune_model(tiny_llama, tiny_calibration, ModelScorePruner(answer), _uniform(), 0.5, batch_size=4, quiet=True)
+        prune_model(tiny_llama, tiny_calibration, ModelScorePruner(answer=answer), _uniform(), 0.5, batch_size=4, quiet=True)
 
 
 def test_offload_refuses_a_whole_model_pruner(tiny_calibration, tmp_path):
