@@ -338,6 +338,11 @@ class SparsityAllocator(Plugin, ABC):
     ) -> None:
         """Dense pre-pass callback for decoder layer ``index`` (only if ``needs_dense_pass``)."""
 
+    def check(self) -> None:
+        """Cheap validation before a run loads its model (not called by `truthprune allocate`,
+        which passes the stats file's signals instead), e.g. that a required input was given.
+        Raise UserError with the fix; the default checks nothing."""
+
     @abstractmethod
     def allocate(self, target: float, info: LayerInfo) -> list[float]:
         """Per-layer sparsities, len == info.num_layers."""

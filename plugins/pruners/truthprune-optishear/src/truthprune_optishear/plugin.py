@@ -71,6 +71,11 @@ class OptiShearAllocator(SparsityAllocator):
     Config = OptiShearAllocatorConfig
     layer_signals = (SPARSITY_KEY,)  # `truthprune allocate --stats SEARCH.json` reads them from the file
 
+    def check(self) -> None:
+        """A run needs a result (`truthprune allocate` passes the file's signal instead)."""
+        if self.config.sparsity is None:
+            raise UserError("allocator 'optishear' needs a result: pass --allocator-opt from=FILE (a search's --state file)")
+
     def allocate(self, target: float, info: LayerInfo) -> list[float]:
         """The saved profile shifted so that its parameter-weighted mean is ``target``:
         s_l = saved_l + target - sum_l w_l saved_l (the saved spread is kept)."""
