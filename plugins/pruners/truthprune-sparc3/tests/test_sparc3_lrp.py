@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from truthprune.testing import tiny_llama
-from truthprune_sparc3.relevance import combine, next_token_score, weight_relevance
+from truthprune_sparc3.relevance import combine, next_token_logits, next_token_score, weight_relevance
 from truthprune_sparc3.rules import lrp_rules
 
 
@@ -73,11 +73,21 @@ def test_rules_keep_forward_values_and_are_removed_on_exit():
 
 
 def test_next_token_score_hand_worked():
+    """Logits [b=2, S=3, vocab=4] = 0..23; ids row 0 = [0, 1, 2], row 1 = [3, 0, 0] with padding last:
+    row 0 explains logit[0,0,1] + logit[0,1,2] = 1 + 6, row 1 logit[1,0,0] = 12 (its last pair is padding)."""
     logits = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 4)
     ids = torch.tensor([[0, 1, 2], [3, 0, 0]])
     mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
-    # row 0: logit[0,0,1] + logit[0,1,2] = 1 + 6; row 1: logit[1,0,0] = 12 (its last pair has padding)
-    assert float(next_token_score(logits, ids, mask)) == 19.0
+    picked = logits[:, :-1].gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    assert float(next_token_score(picked, mask)) == 19.0
+
+
+def test_next_token_logits_equal_the_full_head_output():
+    head = torch.nn.Linear(8, 11, bias=True)
+    hidden = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(5))
+    ids = torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(6))
+    full = head(hidden)[:, :-1].gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(next_token_logits(head, hidden, ids), full, atol=1e-6)
 
 
 def test_combine_normalises_per_linear_and_keeps_text_where_truth_is_absent():

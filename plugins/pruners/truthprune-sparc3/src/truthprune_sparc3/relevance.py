@@ -2,7 +2,8 @@
 from a truth probe's logit on true/false statements.
 
 * **text**: for each calibration window, the explained score is the sum over its positions of
-  the logit of the token that really comes next (the LM head's output, before any soft-capping);
+  the logit of the token that really comes next (the LM head's output, before any soft-capping;
+  computed from the head's rows of those tokens only);
   that window's weight relevance is ``W * W.grad`` under :func:`~truthprune_sparc3.rules.lrp_rules`,
   and a weight's text score is the mean over windows of its absolute relevance (a window is one
   reference sample; a weight that pushes the prediction strongly either way matters);
@@ -71,12 +72,21 @@ def _zeros(linears: Linears) -> Scores:
             for i, mods in linears.items()}
 
 
-def next_token_score(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Sum over positions of the logit of the real next token (both positions real tokens)."""
-    nxt = ids[:, 1:]
-    valid = (mask[:, 1:] * mask[:, :-1]).to(logits.dtype)
-    picked = logits[:, :-1].gather(-1, nxt.unsqueeze(-1)).squeeze(-1)
-    return (picked * valid).sum()
+def next_token_logits(head: torch.nn.Module, hidden: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """[b, S-1]: the LM head's logit of each position's real next token, from the head's input
+    (one head row per position instead of the whole vocabulary: the same values and gradients as
+    gathering from the full logits, without a [b, S, vocab] tensor)."""
+    rows = head.weight[ids[:, 1:]]  # [b, S-1, d]
+    logits = (hidden[:, :-1] * rows).sum(-1)
+    if getattr(head, "bias", None) is not None:
+        logits = logits + head.bias[ids[:, 1:]]
+    return logits
+
+
+def next_token_score(next_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum of the next-token logits [b, S-1] where both the position and the next one are real tokens."""
+    valid = (mask[:, 1:] * mask[:, :-1]).to(next_logits.dtype)
+    return (next_logits * valid).sum()
 
 
 def text_relevance(model: torch.nn.Module, linears: Linears, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -84,14 +94,22 @@ def text_relevance(model: torch.nn.Module, linears: Linears, input_ids: torch.Te
     """Mean over windows of |W * grad| of each window's next-token score (see the module doc)."""
     head = model.get_output_embeddings()
     captured: dict[str, torch.Tensor] = {}
-    hook = head.register_forward_hook(lambda _m, _i, out: captured.__setitem__("logits", out))
+
+    def grab(_module, args):
+        captured["h"] = args[0]
+        raise _Stop
+
+    hook = head.register_forward_pre_hook(grab)
     acc = _zeros(linears)
     try:
         with lrp_rules(model), weights_require_grad(model, linears), torch.enable_grad():
             for j in range(int(input_ids.shape[0])):
                 ids, mask = input_ids[j:j + 1].to(device), attention_mask[j:j + 1].to(device)
-                model(input_ids=ids, attention_mask=mask)
-                next_token_score(captured.pop("logits"), ids, mask).backward()
+                try:
+                    model(input_ids=ids, attention_mask=mask)
+                except _Stop:
+                    pass
+                next_token_score(next_token_logits(head, captured.pop("h"), ids), mask).backward()
                 for i, mods in linears.items():
                     for n, lin in mods.items():
                         acc[i][n] += weight_relevance(lin).abs()
