@@ -57,7 +57,7 @@ def make_plan(args, overrides: dict, out: str):
     common = {"model": args.model, "sparsity": args.sparsity, "nm": args.nm, "calibration": ["wikitext2"],
               "calibration_options": {"path": f"{SHARED}/wikitext-2/valid.txt"}, "nsamples": 32, "seqlen": 512,
               "eval": ["ppl"], "ppl_data": f"{SHARED}/wikitext-2/test.txt", "ppl_max_windows": args.ppl_windows,
-              "truth_data": args.truth_data, "out": out, "quiet": True}
+              "truth_data": args.truth_data, "batch_size": args.batch_size, "out": out, "quiet": True}
     return plan_run(build_config(None, {**common, **overrides}))
 
 
@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--method", action="append", required=True, help="LABEL=FLAGS (repeatable; the first is the time reference)")
     ap.add_argument("--ppl-windows", type=int, default=64, help="first N WikiText-2 test windows (64 = docs/results.md)")
     ap.add_argument("--truth-data", default=f"{SHARED}/truth_statements")
+    ap.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (4 for Gemma: 262k-token logits)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="literature-")
