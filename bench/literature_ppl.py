@@ -1,4 +1,5 @@
-"""Any methods against the first one in one process: perplexity and prune time as a ratio.
+"""Any methods against the first one in one process: perplexity with a paired interval, and prune
+time as a ratio.
 
     python bench/literature_ppl.py --sparsity 0.7 [--nm 2:4] [--model smollm2-135m] [--ppl-windows 64] \\
         --method 'wanda=--pruner wanda' \\
@@ -12,12 +13,21 @@ method is planned (names, options, files checked) before the model loads; the mo
 once and its dense weights are restored before each method. Each method's prune time (the
 engine's dense pre-pass, whole-model pass and layer loop) is divided by the first method's, all
 in this one process. ``--truth-data`` reaches every method (sparc3 target=truth reads it).
+
+Interval: the per-window NLLs are those of ``truthprune run``'s perplexity (the same windows,
+batches and functions, so the perplexity is the CLI's); a method's perplexity ratio to the first
+method is exp(mean over windows of the NLL difference), with a 95 % percentile bootstrap over the
+windows, paired (the same windows for both; the methods are deterministic for the seed, so the
+windows are the only source of variance). Decision rule, fixed before the numbers: a method is
+better (worse) than the reference when the whole interval lies below (above) 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import random
 import shlex
 import tempfile
 
@@ -61,6 +71,37 @@ def make_plan(args, overrides: dict, out: str):
     return plan_run(build_config(None, {**common, **overrides}))
 
 
+def window_nlls(model, tokenizer, cfg) -> list[float]:
+    """Per-window mean NLL exactly as the run's perplexity stage computes it (see the module doc)."""
+    import torch
+
+    from truthprune.eval.perplexity import load_eval_text, window_count, window_nll
+    from truthprune.run import stages as st
+
+    rule = st.bos_rule(cfg, tokenizer)
+    ids = load_eval_text(cfg.ppl_data, tokenizer, rule)
+    bos = rule.window_bos
+    step = cfg.seqlen - 1 if bos is not None else cfg.seqlen
+    n = window_count(int(ids.numel()), step, st.ppl_windows(cfg))
+    windows = ids[: n * step].view(n, step)
+    if bos is not None:
+        windows = torch.cat([torch.full((n, 1), bos, dtype=windows.dtype), windows], dim=1)
+    out: list[float] = []
+    with torch.inference_mode():
+        for s in range(0, n, cfg.batch_size):
+            batch = windows[s:s + cfg.batch_size].to(next(model.parameters()).device)
+            out.extend(window_nll(model(input_ids=batch, use_cache=False).logits, batch))
+    return out
+
+
+def paired_interval(ref: list[float], other: list[float], replicates: int = 2000, seed: int = 0) -> dict[str, float]:
+    """ppl(other) / ppl(ref) = exp(mean(other - ref)) and its 95 % percentile bootstrap over windows."""
+    d = [b - a for a, b in zip(ref, other)]
+    rng = random.Random(seed)
+    boots = sorted(math.exp(sum(rng.choice(d) for _ in d) / len(d)) for _ in range(replicates))
+    return {"ratio": math.exp(sum(d) / len(d)), "lo": boots[int(0.025 * replicates)], "hi": boots[int(0.975 * replicates) - 1]}
+
+
 def main() -> None:
     import os
     import time
@@ -78,6 +119,7 @@ def main() -> None:
     ap.add_argument("--truth-data", default=f"{SHARED}/truth_statements")
     ap.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (4 for Gemma: 262k-token logits)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--check-cli", action="store_true", help="also run the CLI's perplexity stage and assert the same value")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="literature-")
     methods = [method_flags(m) for m in args.method]
@@ -97,15 +139,21 @@ def main() -> None:
         t = time.perf_counter()
         pruned = st.prune(state)
         wall = time.perf_counter() - t
-        pruned = st.pruned_eval(pruned)
         report = pruned.pruning
+        nll = window_nlls(model, loaded.tokenizer, plan.config)
+        ppl = math.exp(math.fsum(nll) / len(nll))
+        if args.check_cli:  # the run's own perplexity stage must give the same number
+            cli = st.pruned_eval(pruned).pruned["ppl"]["ppl"]
+            assert abs(cli - ppl) <= 1e-9 * ppl, (cli, ppl)
         prune_s = report.prune_pass_s + report.dense_pass_s
-        ref = ref or prune_s
-        row = {"flags": dict(methods)[label], "ppl": pruned.pruned["ppl"]["ppl"], "prune_s": prune_s, "prune_wall_s": wall,
-               "time_ratio": prune_s / ref, "overall": report.overall, "allocation": report.allocation}
+        ref = ref or (prune_s, nll)
+        row = {"flags": dict(methods)[label], "ppl": ppl, "window_nll": nll, "prune_s": prune_s, "prune_wall_s": wall,
+               "time_ratio": prune_s / ref[0], "ppl_ratio": paired_interval(ref[1], nll), "overall": report.overall,
+               "allocation": report.allocation, "load_average": os.getloadavg()}
         results["methods"][label] = row
-        print(f"{label}: ppl {row['ppl']:.3f}, prune {prune_s:.1f} s (x{row['time_ratio']:.2f}), sparsity {report.overall:.4f}",
-              flush=True)
+        r = row["ppl_ratio"]
+        print(f"{label}: ppl {ppl:.3f} (x{r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]), prune {prune_s:.1f} s "
+              f"(x{row['time_ratio']:.2f}), sparsity {report.overall:.4f}", flush=True)
         if args.json:  # after every method: an interrupted run keeps what it measured
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=1)
