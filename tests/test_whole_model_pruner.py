@@ -90,3 +90,49 @@ def test_kit_checks_a_whole_model_pruner_through_the_engine_only():
 
     done = check_pruner(ModelScorePruner)
     assert any("engine run" in line for line in done) and not any("deterministic" in line for line in done)
+
+
+PICKY = """
+from truthprune import PruneResult, Pruner, SparsityAllocator, UserError, hookimpl
+class Picky(SparsityAllocator):
+    name = "picky"
+    description = "A test allocator that needs an option."
+    def check(self):
+        raise UserError("allocator 'picky' needs its file: pass --allocator-opt from=FILE")
+    def allocate(self, target, info):
+        return [target] * info.num_layers
+class Whole(Pruner):
+    name = "whole"
+    description = "A test whole-model pruner."
+    uses_model = True
+    def prune(self, weight, stats, target):
+        raise NotImplementedError
+@hookimpl
+def register_allocators(register):
+    register(Picky)
+@hookimpl
+def register_pruners(register):
+    register(Whole)
+"""
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--allocator", "picky"), "pass --allocator-opt from=FILE"),
+    (("--pruner", "whole", "--offload"), "drop --offload"),
+])
+def test_plan_time_refusals_through_the_cli(tmp_path, args, fragment):
+    """Allocator.check() and the offload refusal of a whole-model pruner: one line, exit 2, before
+    the model loads, nothing written."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_plugins import cli, make_dist  # the fake-distribution helpers of the plugin-discovery tests
+
+    from truthprune.testing import save_tiny_checkpoint
+
+    make_dist(tmp_path, "truthprune-picky", "tp_picky", PICKY)
+    model = save_tiny_checkpoint(tmp_path / "tiny")
+    out = cli("prune", "--model", str(model), *args, "--save", str(tmp_path / "x"), path=tmp_path)
+    assert out.returncode == 2 and fragment in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert not (tmp_path / "x").exists()
