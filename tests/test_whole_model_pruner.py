@@ -133,6 +133,6 @@ def test_plan_time_refusals_through_the_cli(tmp_path, args, fragment):
 
     make_dist(tmp_path, "truthprune-picky", "tp_picky", PICKY)
     model = save_tiny_checkpoint(tmp_path / "tiny")
-    out = cli("prune", "--model", str(model), *args, "--save", str(tmp_path / "x"), path=tmp_path)
+    out = cli("prune", "--model", str(model), "--seqlen", "32", *args, "--save", str(tmp_path / "x"), path=tmp_path)
     assert out.returncode == 2 and fragment in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert not (tmp_path / "x").exists()
