@@ -64,6 +64,7 @@ _EXPORTS: dict[str, str] = {
     "record_windows": "calibration.windows",
     "padded_records": "calibration.windows",
     "load_calibration": "calibration.windows",
+    "resolve_bos": "models.bos",  # the --bos rule (.window_bos: the id every window starts with, or None) for plugin commands
     "read_text_records": "calibration.windows",
     "window_samples": "calibration.windows",  # CalibrationSamples from token windows (attention mask of ones)
     "formatted_records": "calibration.windows",  # a record source's concat / single format

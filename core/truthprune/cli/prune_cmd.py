@@ -104,6 +104,9 @@ def _check_offload(plan, dry_run: bool = False) -> str | None:
             f"--offload cannot compute the truth profile allocator {plan.allocator.name!r} needs (it runs the whole dense "
             "model on the truth statements); drop --offload, or use an allocator without a truth profile (e.g. owl)"
         )
+    if getattr(plan.pruner, "uses_model", False):
+        raise UserError(f"pruner {plan.pruner.name!r} scores weights with a backward pass through the whole model, which "
+                        "--offload never holds in memory; drop --offload")
     for src in plan.sources:
         if src.needs_model:
             raise UserError(f"calibration source {src.name!r} samples text from the loaded model, which --offload never loads; "

@@ -138,6 +138,24 @@ def check_block_weights(pruner: Any, new: Any, linears: dict[str, Any]) -> dict[
     return new
 
 
+def check_model_extras(pruner: Any, extras: Any, linears: dict[int, dict[str, Any]]) -> dict[int, dict[str, dict[str, Any]]]:
+    """``prepare``'s answer: None or {layer index: {pruned linear name: {key: value}}}."""
+    if extras is None:
+        return {}
+    if not isinstance(extras, dict):
+        raise violation(pruner, f"prepare() must return None or a dict {{layer index: {{linear name: dict}}}}, got {type(extras).__name__}")
+    for index, per_linear in extras.items():
+        if index not in linears:
+            raise violation(pruner, f"prepare() returned extras for layer {index!r}; the model has layers 0..{len(linears) - 1}")
+        if not isinstance(per_linear, dict) or not all(isinstance(v, dict) for v in per_linear.values()):
+            raise violation(pruner, f"prepare() must map layer {index} to {{linear name: dict}}, got {type(per_linear).__name__}")
+        unknown = sorted(set(per_linear) - set(linears[index]))
+        if unknown:
+            raise violation(pruner, f"prepare() returned extras for {unknown[0]!r} in layer {index}, which is not a pruned "
+                                    f"linear there ({', '.join(sorted(linears[index]))})")
+    return extras
+
+
 # ----------------------------------------------------------------------------- allocators
 
 

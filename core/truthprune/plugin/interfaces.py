@@ -151,6 +151,10 @@ class Pruner(Plugin, ABC):
     # True: the engine also calls begin_block/end_block once per decoder layer (Wanda++-style
     # methods that need the whole block, its calibration inputs and its dense outputs)
     uses_block: ClassVar[bool] = False
+    # True: before the layer loop the engine calls prepare() once with the whole dense model in
+    # memory (scores that need a backward pass through every layer, e.g. LRP relevance);
+    # --offload, which never holds the model, refuses such pruners at plan time
+    uses_model: ClassVar[bool] = False
 
     @abstractmethod
     def prune(self, weight: torch.Tensor, stats: LinearStats, target: SparsityTarget) -> PruneResult:
@@ -164,6 +168,14 @@ class Pruner(Plugin, ABC):
     def end_block(self, block: BlockContext) -> dict[str, torch.Tensor] | None:
         """(``uses_block`` only) After the masks are applied (``block.masks``), before the
         pruned layer is propagated: may return new weights by linear name; the masks are re-applied."""
+        return None
+
+    def prepare(self, model: Any, calibration: CalibrationSamples, context: Mapping[str, Any]) -> dict[int, dict[str, dict[str, Any]]] | None:
+        """(``uses_model`` only) Once, before any layer is pruned, with the dense model and the
+        calibration data (its ``auxiliary`` streams included). ``context``: ``device``,
+        ``batch_size``, ``quiet`` and ``linears`` ({layer index: {name: module}}, the linears
+        the engine will prune). May return ``{layer index: {linear name: {key: value}}}``, which
+        arrives in that linear's ``LinearStats.extra``."""
         return None
 
     def check(self, context: CalibrationContext) -> None:
@@ -347,6 +359,11 @@ class SparsityAllocator(Plugin, ABC):
         self, index: int, weights: Mapping[str, torch.Tensor], stats: Mapping[str, LinearStats]
     ) -> None:
         """Dense pre-pass callback for decoder layer ``index`` (only if ``needs_dense_pass``)."""
+
+    def check(self) -> None:
+        """Cheap validation before a run loads its model (not called by `truthprune allocate`,
+        which passes the stats file's signals instead), e.g. that a required input was given.
+        Raise UserError with the fix; the default checks nothing."""
 
     @abstractmethod
     def allocate(self, target: float, info: LayerInfo) -> list[float]:

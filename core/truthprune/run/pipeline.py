@@ -84,6 +84,7 @@ def plan_run(config: RunConfig, report: bool = True, dry_run: bool = False) -> R
         check_structured_plan(config, pruner)
     allocator_name = config.allocator or pruner.default_allocator
     allocator = reg.create("allocator", allocator_name, config.allocator_options)
+    allocator.check()
     sources = [reg.create("calibration", name, _source_options(config, name)) for name in config.calibration]
     for src in sources:
         src.check()

@@ -119,7 +119,7 @@ def check_pruner(pruner: type | str, options: dict[str, Any] | None = None, allo
     inst = cls(options or {})
     tok = TinyTokenizer()
     streams = tuple(_aux_streams(inst, tok))
-    if not inst.uses_block:  # block-aware pruners need begin_block's extras: checked through the engine only
+    if not (inst.uses_block or inst.uses_model):  # their scores come from begin_block/prepare: engine only
         for shape in ((16, 64), (24, 32)):
             mask = _check_prune_call(inst, shape, streams, SparsityTarget(0.5))
             frac = float(mask.float().mean())

@@ -204,6 +204,9 @@ def prune_checkpoint(
     from ...run.saving import environment_versions
 
     o = PruneOptions(**options)
+    if pruner.uses_model:
+        raise UserError(f"pruner {pruner.name!r} scores weights with a pass through the whole model, which offload mode "
+                        "never holds in memory; prune it in memory (prune_model)")
     dev = resolve_device(device)
     compute_dtype = resolve_dtype(dtype, dev)
     path, kind = resolve_model_path(model)

@@ -44,6 +44,7 @@ from .passes import (_capture, _dense_pass, _pruned_means, _run_layer, _statisti
                      execution_groups, stream_batch_size)
 from .distributed import DataParallel, data_parallel
 from .memory import ModelShape, available_memory, check_memory, estimate_memory
+from .prepare import prepare_extras, with_model_extras
 from .progress import LayerProgress
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,8 @@ def run_engine(
     if quantizer is not None:
         report.quantization = {**quantizer.describe(), "layer_weight_change": []}
     t1 = time.perf_counter()
+    model_extras = prepare_extras(pruner, model, calibration, {i: prunable_linears(layer, setup.selection) for i, layer in enumerate(layers)},
+                                  setup.device, setup.batch_size, setup.quiet, isinstance(source, ResidentLayers))
     with torch.inference_mode():
         batches = _capture(model, calibration, setup, source) if needs_data else []
         main_len = int(calibration.input_ids.shape[1])
@@ -291,6 +294,7 @@ def run_engine(
                     block = BlockContext(i, layer, group, setup.device, batches, dense, setup.dp.all_reduce()) if pruner.uses_block else None
                     if block is not None:
                         group_stats = begin_block(pruner, block, group_stats)
+                    group_stats = with_model_extras(group_stats, group, model_extras.get(i, {}))
                     achieved.update(_prune_linears(group, group_stats, pruner, SparsityTarget(allocation[i], nm), setup.dp))
                     if block is not None:
                         achieved = end_block(pruner, block, setup.dp)
@@ -299,6 +303,7 @@ def run_engine(
                 dense_batches = next_dense if main_dense else None
                 dense_streams = next_dense_streams if stream_dense else None
                 del replay, stream_replay
+                model_extras.pop(i, None)
                 if quantizer is not None:  # pruned zeros are the quantizer's mask: they stay zero
                     t = time.perf_counter()
                     change = quantize_linears(linears, stats, quantizer, setup.dp.broadcast_,

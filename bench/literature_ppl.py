@@ -1,0 +1,163 @@
+"""Any methods against the first one in one process: perplexity with a paired interval, and prune
+time as a ratio.
+
+    python bench/literature_ppl.py --sparsity 0.7 [--nm 2:4] [--model smollm2-135m] [--ppl-windows 64] \\
+        --method 'wanda=--pruner wanda' \\
+        --method 'optishear=--pruner optishear --pruner-opt from=runs/os/s0.7.json --allocator optishear --allocator-opt from=runs/os/s0.7.json' \\
+        --method 'sparc3=--pruner sparc3' [--json out.json]
+
+The docs/results.md protocol (calibration: WikiText-2 valid, 32 x 512, seed 0; perplexity: the
+first --ppl-windows windows of WikiText-2 test) through the pipeline stages of ``truthprune run
+--eval ppl`` (plan, load, calibrate, prune, evaluate), so the perplexities equal the CLI's. Every
+method is planned (names, options, files checked) before the model loads; the model is loaded
+once and its dense weights are restored before each method. Each method's prune time (the
+engine's dense pre-pass, whole-model pass and layer loop) is divided by the first method's, all
+in this one process. ``--truth-data`` reaches every method (sparc3 target=truth reads it).
+
+Interval: the per-window NLLs are those of ``truthprune run``'s perplexity (the same windows,
+batches and functions, so the perplexity is the CLI's); a method's perplexity ratio to the first
+method is exp(mean over windows of the NLL difference), with a 95 % percentile bootstrap over the
+windows, paired (the same windows for both; the methods are deterministic for the seed, so the
+windows are the only source of variance). Decision rule, fixed before the numbers: a method is
+better (worse) than the reference when the whole interval lies below (above) 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shlex
+import tempfile
+
+SHARED = "../shared/data"
+
+
+def method_flags(spec: str) -> tuple[str, dict]:
+    """'label=--pruner X --pruner-opt k=v --allocator Y --allocator-opt k=v' -> (label, overrides)."""
+    label, sep, flags = spec.partition("=")
+    if not sep or not label.strip():
+        raise SystemExit(f"--method {spec!r} must look like LABEL=FLAGS, e.g. 'wanda=--pruner wanda'")
+    ap = argparse.ArgumentParser(prog=f"--method {label}", add_help=False)
+    ap.add_argument("--pruner", required=True)
+    ap.add_argument("--allocator")
+    ap.add_argument("--pruner-opt", action="append", default=[])
+    ap.add_argument("--allocator-opt", action="append", default=[])
+    ns = ap.parse_args(shlex.split(flags))
+
+    def opts(pairs):
+        out = {}
+        for pair in pairs:
+            k, _, v = pair.partition("=")
+            try:
+                out[k] = json.loads(v)
+            except json.JSONDecodeError:
+                out[k] = v
+        return out
+
+    return label.strip(), {"pruner": ns.pruner, "allocator": ns.allocator, "pruner_options": opts(ns.pruner_opt),
+                           "allocator_options": opts(ns.allocator_opt)}
+
+
+def make_plan(args, overrides: dict, out: str):
+    from truthprune.run.config import build_config
+    from truthprune.run.pipeline import plan_run
+
+    common = {"model": args.model, "sparsity": args.sparsity, "nm": args.nm, "calibration": ["wikitext2"],
+              "calibration_options": {"path": f"{SHARED}/wikitext-2/valid.txt"}, "nsamples": 32, "seqlen": 512,
+              "eval": ["ppl"], "ppl_data": f"{SHARED}/wikitext-2/test.txt", "ppl_max_windows": args.ppl_windows,
+              "truth_data": args.truth_data, "batch_size": args.batch_size, "out": out, "quiet": True}
+    return plan_run(build_config(None, {**common, **overrides}))
+
+
+def window_nlls(model, tokenizer, cfg) -> list[float]:
+    """Per-window mean NLL exactly as the run's perplexity stage computes it (see the module doc)."""
+    import torch
+
+    from truthprune.eval.perplexity import load_eval_text, window_count, window_nll
+    from truthprune.run import stages as st
+
+    rule = st.bos_rule(cfg, tokenizer)
+    ids = load_eval_text(cfg.ppl_data, tokenizer, rule)
+    bos = rule.window_bos
+    step = cfg.seqlen - 1 if bos is not None else cfg.seqlen
+    n = window_count(int(ids.numel()), step, st.ppl_windows(cfg))
+    windows = ids[: n * step].view(n, step)
+    if bos is not None:
+        windows = torch.cat([torch.full((n, 1), bos, dtype=windows.dtype), windows], dim=1)
+    out: list[float] = []
+    with torch.inference_mode():
+        for s in range(0, n, cfg.batch_size):
+            batch = windows[s:s + cfg.batch_size].to(next(model.parameters()).device)
+            out.extend(window_nll(model(input_ids=batch, use_cache=False).logits, batch))
+    return out
+
+
+def paired_interval(ref: list[float], other: list[float], replicates: int = 2000, seed: int = 0) -> dict[str, float]:
+    """ppl(other) / ppl(ref) = exp(mean(other - ref)) and its 95 % percentile bootstrap over windows."""
+    d = [b - a for a, b in zip(ref, other)]
+    rng = random.Random(seed)
+    boots = sorted(math.exp(sum(rng.choice(d) for _ in d) / len(d)) for _ in range(replicates))
+    return {"ratio": math.exp(sum(d) / len(d)), "lo": boots[int(0.025 * replicates)], "hi": boots[int(0.975 * replicates) - 1]}
+
+
+def main() -> None:
+    import os
+    import time
+
+    from truthprune.run import stages as st
+    from truthprune.run.pipeline import seed_everything
+    from truthprune.run.state import RunState
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--sparsity", type=float, default=None)
+    ap.add_argument("--nm", default=None)
+    ap.add_argument("--method", action="append", required=True, help="LABEL=FLAGS (repeatable; the first is the time reference)")
+    ap.add_argument("--ppl-windows", type=int, default=64, help="first N WikiText-2 test windows (64 = docs/results.md)")
+    ap.add_argument("--truth-data", default=f"{SHARED}/truth_statements")
+    ap.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (4 for Gemma: 262k-token logits)")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--check-cli", action="store_true", help="also run the CLI's perplexity stage and assert the same value")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="literature-")
+    methods = [method_flags(m) for m in args.method]
+    plans = {label: make_plan(args, o, f"{tmp}/{label}") for label, o in methods}  # every name, option, file checked first
+    first = next(iter(plans.values()))
+    loaded = st.load(first.config)
+    model = loaded.model
+    dense = {k: v.clone() for k, v in model.state_dict().items()}
+    results = {"model": args.model, "sparsity": args.sparsity, "nm": args.nm, "ppl_windows": args.ppl_windows,
+               "load_average": os.getloadavg(), "methods": {}}
+    ref = None
+    for label, plan in plans.items():
+        model.load_state_dict(dense)
+        loaded.invalidate_fingerprint()
+        seed_everything(plan.config.seed)
+        state = st.calibrate(RunState(plan=plan, loaded=loaded))
+        t = time.perf_counter()
+        pruned = st.prune(state)
+        wall = time.perf_counter() - t
+        report = pruned.pruning
+        nll = window_nlls(model, loaded.tokenizer, plan.config)
+        ppl = math.exp(math.fsum(nll) / len(nll))
+        if args.check_cli:  # the run's own perplexity stage must give the same number
+            cli = st.pruned_eval(pruned).pruned["ppl"]["ppl"]
+            assert abs(cli - ppl) <= 1e-9 * ppl, (cli, ppl)
+        prune_s = report.prune_pass_s + report.dense_pass_s
+        ref = ref or (prune_s, nll)
+        row = {"flags": dict(methods)[label], "ppl": ppl, "window_nll": nll, "prune_s": prune_s, "prune_wall_s": wall,
+               "time_ratio": prune_s / ref[0], "ppl_ratio": paired_interval(ref[1], nll), "overall": report.overall,
+               "allocation": report.allocation, "load_average": os.getloadavg()}
+        results["methods"][label] = row
+        r = row["ppl_ratio"]
+        print(f"{label}: ppl {ppl:.3f} (x{r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]), prune {prune_s:.1f} s "
+              f"(x{row['time_ratio']:.2f}), sparsity {report.overall:.4f}", flush=True)
+        if args.json:  # after every method: an interrupted run keeps what it measured
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
