@@ -136,6 +136,11 @@ class Pruner(Plugin, ABC):
     # True: the engine also calls begin_block/end_block once per decoder layer (Wanda++-style
     # methods that need the whole block, its calibration inputs and its dense outputs)
     uses_block: ClassVar[bool] = False
+    # True: every statistic comes from the *dense* model in one calibration pass (scores defined on
+    # the unpruned model, e.g. UniPruning), not from the already pruned layers; the statistics then
+    # do not depend on the sparsity, so a sweep over sparsities calibrates once
+    # (truthprune.pruning.engine.dense). Cannot be combined with uses_block.
+    dense_statistics: ClassVar[bool] = False
 
     @abstractmethod
     def prune(self, weight: torch.Tensor, stats: LinearStats, target: SparsityTarget) -> PruneResult:

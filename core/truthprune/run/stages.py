@@ -151,7 +151,8 @@ def prune(state: RunState) -> RunState:
         report = prune_structured(model, state.calibration, plan.pruner, cfg.sparsity, batch_size=cfg.batch_size, quiet=quiet)
     else:
         args = (state.calibration, plan.pruner, plan.allocator, cfg.sparsity)
-        kw = {"nm": cfg.nm_tuple, "truth_profile": state.profile_values, "quantizer": plan.quantizer, "quant_store": quantized}
+        kw = {"nm": cfg.nm_tuple, "truth_profile": state.profile_values, "quantizer": plan.quantizer, "quant_store": quantized,
+              "dense_cache": dense_cache(state.loaded) if getattr(plan.pruner, "dense_statistics", False) else None}
         if plan.activations_dir is None:
             report = prune_model(model, *args, batch_size=cfg.batch_size, quiet=quiet, selection=selection_of(cfg), **kw)
         else:  # the layer activations memory-mapped from files
@@ -162,6 +163,14 @@ def prune(state: RunState) -> RunState:
             report = run_engine(model, ResidentLayers(decoder_layers(model)), *args, setup, **kw)
     state.loaded.invalidate_fingerprint()
     return state.but(pruning=report, quantized=quantized)
+
+
+def dense_cache(loaded):
+    """The loaded model's store of dense statistics: a sweep restores the dense weights before every
+    grid point, so a dense-statistics pruner calibrates once for all its sparsities."""
+    from ..pruning.engine.dense import DenseCache
+
+    return DenseCache(loaded.reuse, lambda: loaded.fingerprint)
 
 
 # ------------------------------------------------------------------------- evaluation

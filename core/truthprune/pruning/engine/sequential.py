@@ -260,12 +260,15 @@ def run_engine(
     extras: dict[str, Any] | None = None,
     quantizer: Any = None,
     quant_store: Any = None,
+    dense_cache: Any = None,
 ) -> PruneReport:
     """The layer loop shared by :func:`prune_model` and the offload mode.
 
     With a ``quantizer`` every linear is quantized right after it is pruned, in the same pass
     (before propagation, so later layers calibrate on the pruned *and* quantized outputs);
     ``quant_store`` (a :class:`truthprune.pruning.quantization.QuantizedLinears`) keeps the codes.
+    A pruner with ``dense_statistics`` runs through :func:`truthprune.pruning.engine.dense.run_dense_engine`
+    instead (one dense calibration pass, reusable through ``dense_cache``).
     """
     if setup.batch_size < 1:
         raise UserError(f"batch_size {setup.batch_size} must be at least 1")
@@ -276,6 +279,12 @@ def run_engine(
     n_layers = len(layers)
     progress = LayerProgress(quiet=setup.quiet or not setup.dp.is_writer)
     report = PruneReport(target=sparsity, nm=nm, allocation=[])
+    if getattr(pruner, "dense_statistics", False):
+        from .dense import run_dense_engine
+
+        return run_dense_engine(model, source, calibration, pruner, allocator, sparsity, setup, report, progress, nm=nm,
+                                truth_profile=truth_profile, extras=extras, quantizer=quantizer, quant_store=quant_store,
+                                cache=dense_cache)
 
     with torch.inference_mode():
         t0 = time.perf_counter()
@@ -284,11 +293,7 @@ def run_engine(
         report.dense_pass_s = time.perf_counter() - t0
 
     params = [sum(m.weight.numel() for m in prunable_linears(layer, setup.selection).values()) for layer in layers]
-    info = LayerInfo(num_layers=n_layers, params_per_layer=params, truth_profile=truth_profile, extras=dict(extras or {}))
-    allocation = [float(nm[0] / nm[1])] * n_layers if nm else _check_allocation(allocator.allocate(sparsity, info), n_layers, allocator)
-    report.allocation = allocation
-    report.diagnostics = allocator.diagnostics()
-    log.info("allocation (%s): %s", allocator.name, ", ".join(f"{s:.3f}" for s in allocation))
+    allocation = _allocate(allocator, sparsity, nm, params, truth_profile, extras, report)
 
     required = pruner.required_stats | (quantizer.required_stats if quantizer is not None else frozenset())
     needs_data = bool(required) or pruner.uses_block  # without statistics no forward pass is needed
@@ -318,10 +323,12 @@ def run_engine(
                     del collector
                 phase["statistics"] += time.perf_counter() - t
                 t = time.perf_counter()
-                block = BlockContext(i, layer, linears, setup.device, batches, dense, setup.dp.all_reduce()) if pruner.uses_block else None
+                target = SparsityTarget(allocation[i], nm)
+                block = BlockContext(i, layer, linears, setup.device, batches, dense, setup.dp.all_reduce(),
+                                     target=target) if pruner.uses_block else None
                 if block is not None:
                     stats = begin_block(pruner, block, stats)
-                achieved = _prune_linears(linears, stats, pruner, SparsityTarget(allocation[i], nm), setup.dp)
+                achieved = _prune_linears(linears, stats, pruner, target, setup.dp)
                 if block is not None:
                     achieved = end_block(pruner, block, setup.dp)
                     del block, dense
@@ -346,6 +353,20 @@ def run_engine(
                 step(len(calibration))
             report.phase_s = {k: round(v, 4) for k, v in phase.items()}
     report.prune_pass_s = time.perf_counter() - t1
+    return _finish(report, params, sparsity)
+
+
+def _allocate(allocator: SparsityAllocator, sparsity: float, nm, params: list[int], truth_profile, extras, report: PruneReport) -> list[float]:
+    """The per-layer sparsities (uniform n/m for N:M), checked, recorded in ``report``."""
+    info = LayerInfo(num_layers=len(params), params_per_layer=params, truth_profile=truth_profile, extras=dict(extras or {}))
+    allocation = [float(nm[0] / nm[1])] * len(params) if nm else _check_allocation(allocator.allocate(sparsity, info), len(params), allocator)
+    report.allocation = allocation
+    report.diagnostics = allocator.diagnostics()
+    log.info("allocation (%s): %s", allocator.name, ", ".join(f"{s:.3f}" for s in allocation))
+    return allocation
+
+
+def _finish(report: PruneReport, params: list[int], sparsity: float) -> PruneReport:
     report.overall = sum(r.achieved * r.params for r in report.layers) / sum(params)
     log.info("achieved overall sparsity %.4f (target %.4f)", report.overall, sparsity)
     return report
@@ -388,6 +409,7 @@ def prune_model(
     storage: str = "cpu",
     quantizer: Any = None,
     quant_store: Any = None,
+    dense_cache: Any = None,
     **options: Any,
 ) -> PruneReport:
     """Prune (and, with ``quantizer``, quantize) ``model`` in place and report what was done;
@@ -399,7 +421,8 @@ def prune_model(
 
     Under ``torchrun`` (an initialised process group, see :func:`init_distributed`) each rank
     handles its share of the calibration batches; the statistics are summed across ranks, so
-    every rank ends with the same pruned model.
+    every rank ends with the same pruned model. ``dense_cache`` (a :class:`truthprune.pruning.engine.dense.DenseCache`)
+    lets a ``dense_statistics`` pruner reuse the statistics of an earlier prune of the same dense weights.
     """
     o = PruneOptions(**options)
     dp = data_parallel()
@@ -408,4 +431,5 @@ def prune_model(
     if storage == "cpu":
         check_calibration_memory(model, calibration, o.batch_size, dp, offload=False)
     return run_engine(model, ResidentLayers(decoder_layers(model)), calibration, pruner, allocator, sparsity, setup,
-                      nm=o.nm, truth_profile=o.truth_profile, extras=o.extras, quantizer=quantizer, quant_store=quant_store)
+                      nm=o.nm, truth_profile=o.truth_profile, extras=o.extras, quantizer=quantizer, quant_store=quant_store,
+                      dense_cache=dense_cache)
