@@ -156,6 +156,7 @@ def run_dense_engine(model, source, calibration: CalibrationSamples, pruner: Pru
                 cache.put(key, stats)
         else:
             log.info("dense statistics reused (same weights and calibration): no calibration pass")
+            report.statistics_reused = True
             if observe is not None:  # the allocator still sees every layer, from the stored statistics
                 for i in range(n_layers):
                     layer = source.open(i)

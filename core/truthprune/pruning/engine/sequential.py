@@ -70,6 +70,7 @@ class PruneReport:
     diagnostics: dict[str, list[float]] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None  # the quantizer's description + relative weight change per layer
     structure: dict[str, Any] | None = None  # structured pruning: kept widths, parameter counts (truthprune.pruning.structured)
+    statistics_reused: bool = False  # dense-statistics pruners: an earlier run's calibration pass was reused (engine.dense)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
