@@ -239,5 +239,4 @@ def perplexity(
         "seqlen": seqlen,
         "bos_per_window": bos_id is not None,
         "protocol": PROTOCOL + ("; every window is BOS + seqlen-1 text tokens" if bos_id is not None else ""),
-        "window_nll": nll,  # per window, in order: lets a comparison pair two models window by window (bootstrap)
     }

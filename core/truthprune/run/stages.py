@@ -22,16 +22,13 @@ from ..models.support import selection_of
 log = logging.getLogger("truthprune.run")
 
 
-def _cached_json(kind: str, key: dict[str, Any], compute, required: tuple[str, ...] = ()):
-    """Return the cached result for ``key`` or compute, store and return it. A cached result that
-    lacks one of the ``required`` keys (written by an older truthprune) is computed again."""
+def _cached_json(kind: str, key: dict[str, Any], compute):
+    """Return the cached result for ``key`` or compute, store and return it."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = cache_root() / "results" / kind / f"{digest}.json"
     if path.is_file():
-        cached = json.loads(path.read_text())
-        if all(k in cached for k in required):
-            log.info("%s: using cached result %s", kind, path)
-            return cached
+        log.info("%s: using cached result %s", kind, path)
+        return json.loads(path.read_text())
     value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # per process: parallel runs share the cache
@@ -197,7 +194,7 @@ def eval_ppl(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str,
         return perplexity(loaded.model, ids, cfg.seqlen, batch_size=cfg.batch_size, max_windows=max_windows,
                           bos_id=rule.window_bos)
 
-    return _cached_json("ppl", key, compute, required=("window_nll",))
+    return _cached_json("ppl", key, compute)
 
 
 def eval_truthfulqa(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str, Any]:
