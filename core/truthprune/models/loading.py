@@ -240,6 +240,9 @@ class LoadedModel:
     kind: str
     device: str
     _fingerprint: str | None = field(default=None, repr=False)
+    # results computed from these weights that a later run on the same (restored) weights may reuse,
+    # e.g. the engine's dense statistics (truthprune.pruning.engine.dense_stats.DenseCache); keyed by fingerprint
+    reuse: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def fingerprint(self) -> str:

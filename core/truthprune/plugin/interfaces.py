@@ -155,6 +155,11 @@ class Pruner(Plugin, ABC):
     # memory (scores that need a backward pass through every layer, e.g. LRP relevance);
     # --offload, which never holds the model, refuses such pruners at plan time
     uses_model: ClassVar[bool] = False
+    # True: every statistic comes from the *dense* model in one calibration pass (scores defined on
+    # the unpruned model, e.g. UniPruning), not from the already pruned layers; the statistics then
+    # do not depend on the sparsity, so a sweep over sparsities calibrates once
+    # (truthprune.pruning.engine.dense_stats). Cannot be combined with uses_block.
+    dense_statistics: ClassVar[bool] = False
 
     @abstractmethod
     def prune(self, weight: torch.Tensor, stats: LinearStats, target: SparsityTarget) -> PruneResult:

@@ -166,7 +166,8 @@ def prune(state: RunState) -> RunState:
     else:
         args = (state.calibration, plan.pruner, plan.allocator, cfg.sparsity)
         kw = {"nm": cfg.nm_tuple, "truth_profile": state.profile_values, "quantizer": plan.quantizer, "quant_store": quantized,
-              "bias_correction": cfg.bias_correction}
+              "bias_correction": cfg.bias_correction,
+              "dense_cache": dense_cache(state.loaded) if getattr(plan.pruner, "dense_statistics", False) else None}
         if plan.activations_dir is None:
             report = prune_model(model, *args, batch_size=cfg.batch_size, quiet=quiet, selection=selection_of(cfg), **kw)
         else:  # the layer activations memory-mapped from files
@@ -177,6 +178,14 @@ def prune(state: RunState) -> RunState:
             report = run_engine(model, ResidentLayers(decoder_layers(model)), *args, setup, **kw)
     state.loaded.invalidate_fingerprint()
     return state.but(pruning=report, quantized=quantized)
+
+
+def dense_cache(loaded):
+    """The loaded model's store of dense statistics: a sweep restores the dense weights before every
+    grid point, so a dense-statistics pruner calibrates once for all its sparsities."""
+    from ..pruning.engine.dense_stats import DenseCache
+
+    return DenseCache(loaded.reuse, lambda: loaded.fingerprint)
 
 
 # ------------------------------------------------------------------------- evaluation

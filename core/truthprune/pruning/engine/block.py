@@ -7,7 +7,10 @@ so that the pruned block reproduces the dense block's outputs. A pruner that set
 ``uses_block = True`` gets two calls per decoder layer with a :class:`BlockContext`:
 
 * ``begin_block(ctx)`` after the statistics pass and before ``prune`` of the block's linears; it
-  may return ``{linear name: {key: value}}``, merged into that linear's ``LinearStats.extra``;
+  may return ``{linear name: {key: value}}``, merged into that linear's ``LinearStats.extra``.
+  ``ctx.stats`` holds the statistics ``prune`` will get and ``ctx.target`` what the block is
+  pruned to; :meth:`BlockContext.permute_channels` may reorder channels inside the block (e.g.
+  RIA's channel permutation for N:M) without changing what it computes;
 * ``end_block(ctx)`` after the masks are applied (``ctx.masks``) and before the propagation pass;
   it may return ``{linear name: new weight}``. The engine copies those in and re-applies the
   masks, so a pruned weight can never come back.
@@ -27,7 +30,7 @@ from typing import Any
 import torch
 
 from ...plugin import contracts
-from ...plugin.interfaces import LinearStats, Pruner
+from ...plugin.interfaces import LinearStats, Pruner, SparsityTarget
 from .capture import LayerBatch
 from .stats import layer_output
 
@@ -58,6 +61,8 @@ class BlockContext:
     _all_reduce: Any = None
     masks: dict[str, torch.Tensor] = field(default_factory=dict)  # filled before end_block; True = pruned
     _params: dict[str, torch.Tensor] | None = None
+    target: SparsityTarget | None = None  # what this block's linears are pruned to
+    stats: dict[str, LinearStats] = field(default_factory=dict)  # what prune() gets, by linear name (set before begin_block)
 
     @property
     def n_batches(self) -> int:
@@ -97,6 +102,44 @@ class BlockContext:
             full = {**self.parameters(), **(params or {})}
         return layer_output(torch.func.functional_call(self.layer, full, (x,), kwargs))
 
+    def permute_channels(self, perm: torch.Tensor, *, inputs_of: list[str], outputs_of: list[str]) -> None:
+        """Reorder one set of channels inside the block, in place: rows (and biases) of the
+        linears in ``outputs_of`` that produce the channels, columns of the linears in
+        ``inputs_of`` that read them, and everything recorded about those columns (statistics of
+        every stream, masks), so ``prune`` and a quantizer see weights and statistics that agree.
+
+        Why: an N:M pattern groups consecutive input columns, so which columns share a group
+        changes which weights survive; reordering the MLP's intermediate channels (gate/up rows and
+        down columns together) is exact, so the saved model computes what the dense one did and
+        its N:M masks hold in the stored column order. The caller names linears whose channels
+        correspond one to one (new channel ``c`` is old channel ``perm[c]``); an element-wise
+        function between them (SwiGLU) keeps the block's output unchanged.
+        """
+        perm = perm.to(torch.long).cpu()
+        n = int(perm.numel())
+        if not torch.equal(torch.sort(perm).values, torch.arange(n)):
+            raise ValueError("permute_channels needs a permutation of 0..n-1")
+        for name in outputs_of:
+            lin = self.linears[name]
+            if lin.weight.shape[0] != n:
+                raise ValueError(f"{name} produces {lin.weight.shape[0]} channels, the permutation has {n}")
+            idx = perm.to(lin.weight.device)
+            lin.weight.data.copy_(lin.weight.data[idx])
+            if getattr(lin, "bias", None) is not None:
+                lin.bias.data.copy_(lin.bias.data[idx])
+            if name in self.masks:
+                self.masks[name] = self.masks[name][idx.to(self.masks[name].device)]
+        for name in inputs_of:
+            lin = self.linears[name]
+            if lin.weight.shape[1] != n:
+                raise ValueError(f"{name} reads {lin.weight.shape[1]} channels, the permutation has {n}")
+            lin.weight.data.copy_(lin.weight.data[:, perm.to(lin.weight.device)])
+            if name in self.masks:
+                self.masks[name] = self.masks[name][:, perm.to(self.masks[name].device)]
+            if name in self.stats:
+                _permute_stats(self.stats[name], perm)
+        self._params = None  # parameters() hands out copies: recompute from the reordered weights
+
     def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum ``tensor`` in place over data-parallel ranks (each holds its own batches); no-op alone."""
         if self._all_reduce is not None:
@@ -104,14 +147,28 @@ class BlockContext:
         return tensor
 
 
+def _permute_stats(st: LinearStats, perm: torch.Tensor) -> None:
+    """Reorder a linear's input statistics (and its streams') to the permuted column order."""
+    for attr in ("sq_norm", "sum"):
+        t = getattr(st, attr)
+        if t is not None:
+            setattr(st, attr, t[perm.to(t.device)])
+    if st.gram is not None:
+        p = perm.to(st.gram.device)
+        st.gram = st.gram[p][:, p]
+    for sub in st.streams.values():
+        _permute_stats(sub, perm)
+
+
 def begin_block(pruner: Pruner, ctx: BlockContext, stats: dict[str, LinearStats]) -> dict[str, LinearStats]:
-    """Call the pruner's ``begin_block`` and merge its per-linear extras into ``stats``."""
-    extras = pruner.begin_block(ctx) or {}
+    """Call the pruner's ``begin_block`` (with ``ctx.stats``) and merge its per-linear extras into the statistics."""
     out = dict(stats)
     for name in ctx.linears:
-        st = out.get(name) or LinearStats(n_tokens=0)
-        st.extra.update(extras.get(name, {}))
-        out[name] = st
+        out[name] = out.get(name) or LinearStats(n_tokens=0)
+    ctx.stats = out
+    extras = pruner.begin_block(ctx) or {}
+    for name in ctx.linears:
+        out[name].extra.update(extras.get(name, {}))
     return out
 
 

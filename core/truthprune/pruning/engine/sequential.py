@@ -75,6 +75,7 @@ class PruneReport:
     quantization: dict[str, Any] | None = None  # the quantizer's description + relative weight change per layer
     bias_correction: dict[str, Any] | None = None  # --bias-correction: config flags set, linears corrected, shift per layer
     structure: dict[str, Any] | None = None  # structured pruning: kept widths, parameter counts (truthprune.pruning.structured)
+    statistics_reused: bool = False  # dense-statistics pruners: an earlier run's calibration pass was reused (engine.dense_stats)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,6 +192,7 @@ def run_engine(
     quantizer: Any = None,
     quant_store: Any = None,
     bias_correction: bool = False,
+    dense_cache: Any = None,
 ) -> PruneReport:
     """The layer loop shared by :func:`prune_model` and the offload mode.
 
@@ -200,6 +202,8 @@ def run_engine(
     With ``bias_correction`` every pruned linear that has (or, through a config flag such as
     Llama's ``attention_bias``, can get) a bias receives the shift between the dense model's and
     the pruned model's mean output on the calibration tokens (:mod:`truthprune.pruning.engine.bias`).
+    A pruner with ``dense_statistics`` runs through :func:`truthprune.pruning.engine.dense_stats.run_dense_engine`
+    instead (one dense calibration pass, reusable through ``dense_cache``).
     """
     if setup.batch_size < 1:
         raise UserError(f"batch_size {setup.batch_size} must be at least 1")
@@ -210,6 +214,22 @@ def run_engine(
     n_layers = len(layers)
     progress = LayerProgress(quiet=setup.quiet or not setup.dp.is_writer)
     report = PruneReport(target=sparsity, nm=nm, allocation=[])
+    if getattr(pruner, "dense_statistics", False):
+        from .dense_stats import run_dense_engine
+
+        if bias_correction:
+            raise UserError(f"--bias-correction needs the pruned model's layer outputs, which pruner {pruner.name!r} never "
+                            "computes (it prunes from dense statistics in one pass); drop --bias-correction")
+        if getattr(pruner, "uses_model", False):
+            raise contracts.violation(pruner, "a pruner cannot set both dense_statistics and uses_model: the dense-statistics "
+                                              "pass has no prepare() step")
+        if STAT_CROSS in _instance_stats(pruner):
+            raise contracts.violation(pruner, "a dense-statistics pruner cannot ask for the cross statistic (pruned inputs x "
+                                              "dense inputs): it never runs the pruned model")
+
+        return run_dense_engine(model, source, calibration, pruner, allocator, sparsity, setup, report, progress, nm=nm,
+                                truth_profile=truth_profile, extras=extras, quantizer=quantizer, quant_store=quant_store,
+                                cache=dense_cache)
 
     with torch.inference_mode():
         t0 = time.perf_counter()
@@ -218,11 +238,7 @@ def run_engine(
         report.dense_pass_s = time.perf_counter() - t0
 
     params = [sum(m.weight.numel() for m in prunable_linears(layer, setup.selection).values()) for layer in layers]
-    info = LayerInfo(num_layers=n_layers, params_per_layer=params, truth_profile=truth_profile, extras=dict(extras or {}))
-    allocation = [float(nm[0] / nm[1])] * n_layers if nm else _check_allocation(allocator.allocate(sparsity, info), n_layers, allocator)
-    report.allocation = allocation
-    report.diagnostics = allocator.diagnostics()
-    log.info("allocation (%s): %s", allocator.name, ", ".join(f"{s:.3f}" for s in allocation))
+    allocation = _allocate(allocator, sparsity, nm, params, truth_profile, extras, report)
 
     pruner_stats = _instance_stats(pruner)
     required = pruner_stats | (quantizer.required_stats if quantizer is not None else frozenset())
@@ -291,7 +307,8 @@ def run_engine(
                     t = time.perf_counter()
                     if bias is not None:  # before this group's weights change
                         targets.update(bias.dense_means(group, group_stats))
-                    block = BlockContext(i, layer, group, setup.device, batches, dense, setup.dp.all_reduce()) if pruner.uses_block else None
+                    block = BlockContext(i, layer, group, setup.device, batches, dense, setup.dp.all_reduce(),
+                                         target=SparsityTarget(allocation[i], nm)) if pruner.uses_block else None
                     if block is not None:
                         group_stats = begin_block(pruner, block, group_stats)
                     group_stats = with_model_extras(group_stats, group, model_extras.get(i, {}))
@@ -329,6 +346,20 @@ def run_engine(
                 step(len(calibration))
             report.phase_s = {k: round(v, 4) for k, v in phase.items()}
     report.prune_pass_s = time.perf_counter() - t1
+    return _finish(report, params, sparsity)
+
+
+def _allocate(allocator: SparsityAllocator, sparsity: float, nm, params: list[int], truth_profile, extras, report: PruneReport) -> list[float]:
+    """The per-layer sparsities (uniform n/m for N:M), checked, recorded in ``report``."""
+    info = LayerInfo(num_layers=len(params), params_per_layer=params, truth_profile=truth_profile, extras=dict(extras or {}))
+    allocation = [float(nm[0] / nm[1])] * len(params) if nm else _check_allocation(allocator.allocate(sparsity, info), len(params), allocator)
+    report.allocation = allocation
+    report.diagnostics = allocator.diagnostics()
+    log.info("allocation (%s): %s", allocator.name, ", ".join(f"{s:.3f}" for s in allocation))
+    return allocation
+
+
+def _finish(report: PruneReport, params: list[int], sparsity: float) -> PruneReport:
     report.overall = sum(r.achieved * r.params for r in report.layers) / sum(params)
     log.info("achieved overall sparsity %.4f (target %.4f)", report.overall, sparsity)
     return report
@@ -374,6 +405,7 @@ def prune_model(
     storage: str = "cpu",
     quantizer: Any = None,
     quant_store: Any = None,
+    dense_cache: Any = None,
     **options: Any,
 ) -> PruneReport:
     """Prune (and, with ``quantizer``, quantize) ``model`` in place and report what was done;
@@ -386,7 +418,8 @@ def prune_model(
 
     Under ``torchrun`` (an initialised process group, see :func:`init_distributed`) each rank
     handles its share of the calibration batches; the statistics are summed across ranks, so
-    every rank ends with the same pruned model.
+    every rank ends with the same pruned model. ``dense_cache`` (a :class:`truthprune.pruning.engine.dense_stats.DenseCache`)
+    lets a ``dense_statistics`` pruner reuse the statistics of an earlier prune of the same dense weights.
     """
     o = PruneOptions(**options)
     dp = data_parallel()
@@ -398,4 +431,4 @@ def prune_model(
                                  dense_rows=cross)
     return run_engine(model, ResidentLayers(decoder_layers(model)), calibration, pruner, allocator, sparsity, setup,
                       nm=o.nm, truth_profile=o.truth_profile, extras=o.extras, quantizer=quantizer, quant_store=quant_store,
-                      bias_correction=o.bias_correction)
+                      bias_correction=o.bias_correction, dense_cache=dense_cache)
