@@ -67,7 +67,7 @@ def model_rows() -> list[Case]:
              msg="chat template fails.*refuses every conversation"),
         Case("model3/run-chat-template-raises", [*_m([*RUN, *OUT], "m_chatraise"), "--eval", "probe", "--chat-template"],
              plan_time=False, msg="chat template fails", absent=["out"]),
-        Case("model3/run-quiet-no-bars", [*RUN, "--out", "{C}/o"], code=0, plan_time=False, msg="report written",
+        Case("model3/run-quiet-no-bars", [*RUN, "--out", "{C}/o"], code=0, plan_time=False, msg="full report: ",
              no="Loading weights|LOAD REPORT"),
     ]
     return rows
@@ -328,7 +328,7 @@ def env_rows() -> list[Case]:
 def cache_rows() -> list[Case]:
     return [Case("cache/run-truncated-entries", [*_with(RUN, "--eval", "ppl,probe"), "--out", "{C}/o2"],
                  env={"TRUTHPRUNE_CACHE": "{C}/cache"}, setup=_truncated_cache, code=0, plan_time=False,
-                 msg="report written", warn="(?s)(?=.*discarded the damaged cached ppl result)(?=.*discarded the damaged cached activations)")]
+                 msg="full report: ", warn="(?s)(?=.*discarded the damaged cached ppl result)(?=.*discarded the damaged cached activations)")]
 
 
 def _truncated_cache(ctx):
