@@ -157,7 +157,7 @@ N_EXPERIMENTS = 240
 
 
 def test_intervals_cover_the_truth_at_the_nominal_rate():
-    res = simulate.coverage(simulate.Params(), N_EXPERIMENTS, n_boot=300, seed=11)
+    res = simulate.coverage(simulate.Params(), N_EXPERIMENTS, n_boot=1000, seed=11)
     # if the true coverage were 0.95, an estimate from N experiments falls within 3 binomial SE
     # of it with probability 0.997: the tolerance is what the simulation's size justifies
     tol = 3 * math.sqrt(0.95 * 0.05 / N_EXPERIMENTS)

@@ -20,19 +20,33 @@ methods stay paired:
    same weights for every set of the family (a set, its negated twin and any set that names the
    same entities move together) and for every split seed (the seeds re-split the *same*
    statements, so a statement drawn twice counts twice in every seed that tests it);
-2. split seeds: each seed's own shift (``seed_effects``: what is left of its mean once the item
-   effects of its held-out statements are taken out) resampled over the S seeds, scaled by
-   sqrt(S/(S-1)). Resampling whole seeds instead would count the statement variance twice (a
-   seed's mean varies with which statements it holds out, which level 1 already draws);
+2. split seeds: each seed's own shift (``seed_effects``) resampled over the S seeds, scaled by
+   sqrt(S/(S-1)). The shifts are the least-squares seed effects of the two-way model item + seed on
+   the incomplete design (each statement is held out by only some seeds), rescaled to the
+   method-of-moments estimate of the shift variance: the raw shifts also carry the item-by-seed
+   noise, which level 1 already resamples. (Resampling whole seeds would count the statement
+   variance twice; the earlier "value minus the item's mean over its seeds" shifts shrank the real
+   shifts by about half, since a statement held out once says nothing, and the simulation's
+   split-heavy regime under-covered.)
 3. prune seeds (calibration draws, the same K draws for every method): a variance component
-   with K - 1 degrees of freedom (``combine``), because a resample of K = 3 seeds has ten
-   distinct means and no tails.
+   estimated from the K one-seed estimates (``combine``), because a resample of K = 3 seeds has
+   ten distinct means and no tails. Its degrees of freedom are those of the whole seed spread
+   s^2 (K - 1), not of its excess over the statement noise: crediting the excess alone with K - 1
+   df made the df large exactly when s^2 came out small, and the intervals under-covered.
 
 A replicate of levels 1-2 recomputes every value, R, drop and difference from the stored item
-values; ``combine`` turns the replicates and the K one-seed estimates into the interval. The
-draws depend only on the bootstrap seed, S and the families' cluster counts, never on the
-methods, so scoring a method later does not change the others' intervals. Coverage is measured,
-not assumed: ``simulate``, tests/test_retention_stats.py and bench/README.md.
+values (the ratio R is recomputed inside each replicate, so the percentile interval follows its
+skew); ``combine`` turns the replicates and the K one-seed estimates into the interval, adding the
+prune-seed variance to each side's statement-level half-width in quadrature (a symmetric
+component must not be stretched by the statement draws' skew). The draws depend only on the
+bootstrap seed, S and the families' cluster counts, never on the methods, so scoring a method
+later does not change the others' intervals.
+
+Coverage is measured, not assumed (``simulate``, bench/retention_coverage.py, bench/README.md):
+with K = 3 the prune-seed variance has 2 df, and no interval built from 2 df is exact for every
+ratio of seed to statement variance. Welch-Satterthwaite (used here) dips to about 0.92-0.93 where
+the seed variance dominates; the fiducial alternative (tried) over-covers to 0.98-0.99 where it is
+absent. More prune seeds close the gap.
 """
 
 from __future__ import annotations
@@ -140,18 +154,66 @@ def bootstrap_draws(sets: Sequence[SetData], n_prune: int, n_split: int, n_boot:
 
 
 def seed_effects(s: SetData, measure: str) -> np.ndarray:
-    """[S, units]: each split seed's mean over its held-out items of (item value - that item's mean
-    over the seeds that hold it out). The item effects cancel, what is left is the seed's own
-    shift (the probe it trained), which the cluster draws do not vary."""
+    """[S, units]: each split seed's own shift (the probe it trained), with the variance the data
+    support for it, ready to be resampled by the split-seed level.
+
+    Per unit the held-out values follow v[r, i] = item_i + shift_r + noise[r, i] on an incomplete
+    crossed design (each statement is held out by some seeds only). The shifts are the least-squares
+    estimates of that two-way model (``_two_way_shifts``: item effects taken out exactly, whatever
+    the design). They still carry the item-by-seed noise, which the cluster draws already resample
+    (a cluster's values move with its weight in every seed): resampling them raw would count that
+    noise twice. So they are rescaled to the method-of-moments estimate of the shift variance,
+    sigma_g^2 = (sum of squared shifts - sigma_e^2 tr(L+)) / (S - 1), floored at 0 (the rescaled
+    residuals of a multilevel residual bootstrap)."""
+    shifts, spread, noise = _two_way_shifts(s, measure)
+    n_split = shifts.shape[0]
+    if n_split < 2:
+        return shifts
+    target = np.maximum(spread - noise, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(spread > 0, np.sqrt(target / spread), 0.0)
+    return shifts * scale[None, :]
+
+
+def _two_way_shifts(s: SetData, measure: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares seed shifts of v[r, i] = item_i + shift_r + noise (shifts summing to 0), per unit:
+    ([S, units] shifts, [units] their sum of squares, [units] that sum's expected part from the noise,
+    sigma_e^2 tr(L+)). L = diag(n_r) - sum_i h_i h_i' / c_i is the seeds' information matrix once the
+    item effects are absorbed (h_i: the seeds that hold statement i out, c_i their number); the
+    shifts solve L shift = q, q_r = sum over seed r's items of (v - the item's mean over its seeds)."""
     per_seed = s.values[measure]
-    n_rows = len(s.clusters)
+    n_split, n_rows = len(per_seed), len(s.clusters)
     n_units = per_seed[0].shape[0]
+    held = np.zeros((n_split, n_rows), dtype=bool)
     total, count = np.zeros((n_units, n_rows)), np.zeros(n_rows)
     for r, v in enumerate(per_seed):
+        held[r, s.test_rows[r]] = True
         total[:, s.test_rows[r]] += v
         count[s.test_rows[r]] += 1
     item_mean = total / np.maximum(count, 1)
-    return np.array([(v - item_mean[:, s.test_rows[r]]).mean(axis=1) for r, v in enumerate(per_seed)])
+    q = np.array([(v - item_mean[:, s.test_rows[r]]).sum(axis=1) for r, v in enumerate(per_seed)])  # [S, units]
+    used = count > 0
+    h = held[:, used].astype(np.float64)
+    lap = np.diag(h.sum(axis=1)) - (h / count[used]) @ h.T
+    lap_pinv = np.linalg.pinv(lap, rcond=1e-10, hermitian=True)
+    shifts = lap_pinv @ q
+    shifts -= shifts.mean(axis=0, keepdims=True)
+    # residuals of the two-way fit: item effects are the item means of v - shift
+    rss, n_obs = np.zeros(n_units), 0
+    adj_total = np.zeros((n_units, n_rows))
+    for r, v in enumerate(per_seed):
+        adj_total[:, s.test_rows[r]] += v - shifts[r][:, None]
+    item_fit = adj_total / np.maximum(count, 1)
+    for r, v in enumerate(per_seed):
+        res = v - item_fit[:, s.test_rows[r]] - shifts[r][:, None]
+        rss += (res * res).sum(axis=1)
+        n_obs += v.shape[1]
+    dof = n_obs - int(used.sum()) - (n_split - 1)
+    # no residual df (every statement held out once): the noise cannot be told from the shifts, which
+    # are then kept whole (the noise counted twice errs wide, never narrow)
+    sigma_e2 = rss / dof if dof > 0 else np.zeros(n_units)
+    spread = (shifts * shifts).sum(axis=0)
+    return shifts, spread, sigma_e2 * float(np.trace(lap_pinv))
 
 
 def set_values(s: SetData, measure: str, draws: Draws) -> np.ndarray:
@@ -258,14 +320,15 @@ def combine(point: float, boot: np.ndarray, seed_points: np.ndarray | None, seed
     prune seed in place and (b) the spread over prune seeds.
 
     Prune seeds enter as a variance component, not by resampling: with K = 3 seeds a resample has
-    ten distinct means and no tails, and the simulation shows it under-covers when calibration
-    draws matter. The spread s^2 of the K one-seed estimates, minus the part the statement draws
-    already explain (their replicates of each one-seed estimate around the K-seed mean), estimates
-    the seed variance sigma_p^2; the total variance is V = V_a + sigma_p^2 / K with Welch-
-    Satterthwaite degrees of freedom nu = V^2 / ((sigma_p^2 / K)^2 / (K - 1)), and the percentile
-    interval of (a) is widened about the point by t_nu / z * sqrt(V / V_a). With no seed variance
-    it is the plain percentile interval; when the seed variance dominates it tends to the t
-    interval with K - 1 degrees of freedom.
+    ten distinct means and no tails. The spread s^2 of the K one-seed estimates, minus the part the
+    statement draws already explain (their replicates of each one-seed estimate around the K-seed
+    mean), estimates the seed variance sigma_p^2 (floored at 0); the total variance is
+    V = V_a + sigma_p^2 / K. V moves with s^2, whose chi-square has K - 1 df, so its Welch-
+    Satterthwaite df is nu = V^2 / ((s^2 / K)^2 / (K - 1)); where the floor holds, V = V_a does not
+    move with s^2 and nu is infinite. Each side of the interval is t_nu * sqrt((h / z)^2 + sigma_p^2 / K)
+    with h that side's percentile half-width of (a): the statement level keeps its skew, the seed
+    level adds symmetrically. With no seed variance it is the plain percentile interval; when the
+    seed variance dominates it tends to the t interval with K - 1 degrees of freedom.
 
     Returns {"point", "ci", "sd", "sd_statements", "sd_prune", "df", "mde"}."""
     from scipy.special import ndtri, stdtrit  # quantiles of N(0, 1) and Student t (fast, no scipy.stats import)
@@ -286,12 +349,16 @@ def combine(point: float, boot: np.ndarray, seed_points: np.ndarray | None, seed
         explained = float(dev.var(axis=1, ddof=1).sum()) / (k - 1) if dev.shape[1] > 1 else 0.0
         v_p = max(0.0, s2 - explained) / k
     v = v_a + v_p
-    df = v * v / (v_p * v_p / (k - 1)) if v_p > 0 else math.inf
+    # Satterthwaite: V moves with s^2, whose chi-square has K - 1 df, wherever v_p > 0 (a floored
+    # v_p does not move with s^2, so V = V_a is then known as well as the replicates know it)
+    df = v * v / ((s2 / k) ** 2 / (k - 1)) if v_p > 0 else math.inf
     a = (1 - level) / 2
     z = float(ndtri(1 - a))
     q = float(stdtrit(df, 1 - a)) if math.isfinite(df) else z
-    widen = q / z * math.sqrt(v / v_a) if v_a > 0 else 1.0
-    ci = [point - widen * max(point - lo, 0.0), point + widen * max(hi - point, 0.0)]
+    # each side: the percentile half-width is z times that side's statement-level SD; the prune-seed
+    # variance adds to it in quadrature (symmetric), and the t quantile replaces z
+    half = [q * math.sqrt((max(point - lo, 0.0) / z) ** 2 + v_p), q * math.sqrt((max(hi - point, 0.0) / z) ** 2 + v_p)]
+    ci = [point - half[0], point + half[1]]
     power = float(stdtrit(df, 1 - a) + stdtrit(df, 0.8)) if math.isfinite(df) else (Z_975 + Z_80)
     return {"point": float(point), "ci": [float(ci[0]), float(ci[1])], "sd": math.sqrt(v), "sd_statements": math.sqrt(v_a),
             "sd_prune": math.sqrt(v_p), "df": float(df), "mde": float(power * math.sqrt(v))}
