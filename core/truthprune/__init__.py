@@ -149,6 +149,7 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_SCORED_GROUPS": "truth.topics",
     "DEFAULT_SEEN_GROUPS": "truth.topics",
     "extract_last_token": "truth.activations",
+    "DEFAULT_TOKEN_BUDGET": "truth.last_token",  # padded tokens per forward extract_last_token batches by default (benches print it)
     "encode_statements": "truth.activations",
     "load_truth_sets": "truth.probing.runner",
     "logistic_regression": "truth.probing.linear",
