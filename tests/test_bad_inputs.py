@@ -250,7 +250,7 @@ def test_kill9_during_a_write_is_cleaned_up_by_the_next_writer(base, tmp_path, m
     """kill -9 mid-write leaves a PID-named temporary and a lock; the next writer removes both."""
     import signal
 
-    code = ("import sys, time\nfrom truthprune.run.outputs import atomic_dir\n"
+    code = ("import sys, time\nfrom truthprune.outputs.atomic import atomic_dir\n"
             "with atomic_dir(sys.argv[1]) as tmp:\n"
             "    (tmp / 'model.safetensors').write_bytes(bytes(1 << 20))\n"
             "    print('ready', flush=True)\n    time.sleep(60)\n")

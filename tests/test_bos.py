@@ -76,7 +76,7 @@ def test_auto_keeps_todays_windows_bit_identical(style):
 
 def test_smollm2_tokenizer_adds_no_bos():
     """The real embedded SmolLM2 tokenizer (if its converted copy is cached): auto inserts nothing."""
-    from truthprune.models.loading import converted_target, embedded_gguf
+    from truthprune.models.spec import converted_target, embedded_gguf
 
     try:
         path = converted_target(embedded_gguf("smollm2-135m"))

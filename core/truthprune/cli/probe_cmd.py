@@ -126,7 +126,7 @@ def probe_command(
     """Train a truth probe on every decoder layer: held-out and cross-topic accuracy, separation."""
     from ..run.config import parse_options
     from ..models.formats import check_model_spec
-    from ..run.outputs import atomic_file, check_writable, prepare_output, resolve_target, write_json_atomic
+    from ..outputs.atomic import atomic_file, check_writable, prepare_output, resolve_target, write_json_atomic
     from ..truth.probing.protocol import probe_factory, run_probe_protocol
     from ..truth.probing.runner import extract_statement_sets, load_truth_sets
 
@@ -144,8 +144,8 @@ def probe_command(
     check_model_spec(model, allow_pickle=allow_pickle)
     if not 0.0 < test_fraction < 1.0:
         raise UserError(f"--test-fraction {test_fraction} must lie strictly between 0 and 1, e.g. 0.2")
-    from ..models.loading import model_input_paths
-    from ..run.outputs import declare_inputs
+    from ..models.spec import model_input_paths
+    from ..outputs.atomic import declare_inputs
 
     declare_inputs([*model_input_paths(model), ("--truth-data", truth_data)])  # no output may replace them
     if plot:
@@ -173,7 +173,7 @@ def probe_command(
         sets = cap_statement_sets(sets, truth_max_per_set, seed)[0]
         if capped:
             source += f"; at most {truth_max_per_set} statements per set (--truth-max-per-set 0 for all)"
-    from ..run.outputs import check_target
+    from ..outputs.atomic import check_target
 
     if out:  # checked and locked now: an unwritable or existing --out fails before the extraction
         if dry_run:
@@ -201,7 +201,7 @@ def probe_command(
         return
     typer.echo(f"data: {source}: {', '.join(f'{s.name} ({len(s)})' for s in sets)}", err=True)
     from ..models.loading import load_model
-    from ..truth.activations import resolve_layers
+    from ..models.adapter import resolve_layers
 
     t0 = time.perf_counter()
     loaded = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)

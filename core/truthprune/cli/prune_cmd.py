@@ -76,7 +76,7 @@ def _plan(flags: dict[str, Any], dry_run: bool = False):
     from ..errors import UserError
     from ..run.pipeline import plan_run
 
-    from ..run.outputs import declare_inputs
+    from ..outputs.atomic import declare_inputs
 
     config_file = flags.pop("config")
     declare_inputs([("--config", config_file)])  # no output of this command may replace it
@@ -111,7 +111,7 @@ def _check_offload(plan, dry_run: bool = False) -> str | None:
         if src.needs_model:
             raise UserError(f"calibration source {src.name!r} samples text from the loaded model, which --offload never loads; "
                             "choose another --calibration or drop --offload")
-    from ..models.loading import needs_conversion
+    from ..models.spec import needs_conversion
 
     if dry_run and needs_conversion(cfg.model):  # the conversion is work: a dry run stops before it
         return None
@@ -239,15 +239,15 @@ def prune_command(**flags: Any) -> None:
     check_nproc(nproc)
     launching = nproc > 1 and not dry_run  # this process only checks; the workers lock, prune and write
     plan = _plan(flags, dry_run or launching)
-    if getattr(plan.pruner, "structured", False) and (offload or acts_dir is not None):
+    if plan.kind.whole_model and (offload or acts_dir is not None):
         raise UserError(f"structured pruner {plan.pruner.name!r} needs the whole model in memory (gradients through all "
                         "layers); drop --offload/--activations-dir")
     if acts_dir is not None and not Path(acts_dir).is_dir():
-        from ..run.markers import describe
+        from ..outputs.markers import describe
 
         raise UserError(f"--activations-dir {acts_dir!r} {describe(acts_dir)}; give an existing directory (on a disk with room)")
     if acts_dir is not None:
-        from ..run.targets import contains
+        from ..outputs.targets import contains
 
         if contains(plan.config.save, acts_dir):
             raise UserError(f"--activations-dir {acts_dir!r} lies inside --save {plan.config.save!r}, which is replaced "
@@ -264,7 +264,7 @@ def prune_command(**flags: Any) -> None:
         from .launch import launch, strip_nproc
         from .main import ARGV
 
-        from ..run.outputs import release_all
+        from ..outputs.atomic import release_all
 
         release_all()
         raise typer.Exit(launch(nproc, strip_nproc(ARGV)))

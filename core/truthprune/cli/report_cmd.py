@@ -48,7 +48,7 @@ def compare_command(
     if len(runs) < 2:
         raise UserError("compare needs at least two run directories, e.g. truthprune compare runs/a runs/b")
     if out is not None:  # plan time: writable, not one of the runs, locked until written
-        from ..run.outputs import check_disjoint, declare_inputs, prepare_output
+        from ..outputs.atomic import check_disjoint, declare_inputs, prepare_output
 
         declare_inputs([("run directory", run) for run in runs])
         for run in runs:

@@ -176,7 +176,7 @@ def _run_options(func):
 def effective_config(flags: dict[str, Any]):
     from ..run.config import build_config
 
-    from ..run.outputs import declare_inputs
+    from ..outputs.atomic import declare_inputs
 
     config_file = flags.pop("config")
     declare_inputs([("--config", config_file)])  # no output of this command may replace it

@@ -21,10 +21,10 @@ _LIMIT_HELP = "Items per dimension (balanced true/false, seeded sample; default 
 
 
 def _check_output(path: Optional[str], suffix: str, flag: str, overwrite: bool) -> None:
-    """A file output: its suffix, then the rule every output follows (truthprune.run.outputs):
+    """A file output: its suffix, then the rule every output follows (truthprune.outputs.atomic):
     refused when it exists without --overwrite, is an input, or is not a file truthprune wrote."""
     from ..errors import UserError
-    from ..run.outputs import prepare_output
+    from ..outputs.atomic import prepare_output
 
     if path is None:
         return
@@ -117,8 +117,8 @@ def truthfulness_command(
         raise UserError(f"--template {template!r} is not one of auto, chat, plain")
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size} must be at least 1")
-    from ..models.loading import model_input_paths
-    from ..run.outputs import declare_inputs
+    from ..models.spec import model_input_paths
+    from ..outputs.atomic import declare_inputs
 
     declare_inputs([*model_input_paths(model), *(model_input_paths(baseline) if baseline else []),
                     ("--truth-data", truth_data), ("--truthfulqa-data", truthfulqa_data)])
@@ -160,14 +160,14 @@ def truthfulness_command(
     result["wall_seconds"] = round(time.perf_counter() - t0, 2)
     if plot is not None:
         from ..eval.truthfulness_plots import pca_figure
-        from ..run.outputs import atomic_file
+        from ..outputs.atomic import atomic_file
 
         panels = ([(f"baseline {baseline}", base)] if base else []) + [(model, result)]
         with atomic_file(plot, overwrite=overwrite, what="--plot") as tmp:
             pca_figure(panels, tmp)
     text = json.dumps(result, indent=2)
     if out is not None:
-        from ..run.outputs import write_json_atomic
+        from ..outputs.atomic import write_json_atomic
 
         write_json_atomic(out, result, "truthfulness", overwrite=overwrite, what="--out")
     if as_json:

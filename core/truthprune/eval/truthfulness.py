@@ -207,12 +207,12 @@ def cached_truthfulness(loaded: Any, items: dict[str, list[Item]], notes: dict[s
     fingerprint (a sweep or a series of ``eval truthfulness --baseline`` runs asks the dense
     model once). ``batch_size`` and ``token_budget`` are not part of the key: they change float
     rounding only."""
-    from ..run.stages import _cached_json
+    from ..cache import cached_json
 
     settings = {"template": template, "all_prompts": all_prompts, "probe": probe, "probe_options": probe_options or {},
                 "seed": seed, "report_layer": report_layer}
     key = truthfulness_key(loaded.fingerprint, items, **settings)
-    return _cached_json("truthfulness", key, lambda: evaluate_truthfulness(
+    return cached_json("truthfulness", key, lambda: evaluate_truthfulness(
         loaded.model, loaded.tokenizer, items, notes, batch_size=batch_size, quiet=quiet, token_budget=token_budget,
         **settings))
 

@@ -113,7 +113,7 @@ def _sha256(path: Path) -> str:
 
 
 def assembled_path(alias: str) -> Path:
-    from .loading import cache_root
+    from ..cache import cache_root
 
     return cache_root() / "gguf" / CHUNKED[alias].file
 

@@ -353,7 +353,7 @@ def check_hub_reachable(spec: str) -> None:
 def check_model_spec(spec: str, allow_pickle: bool = False, flag: str = "--model") -> str:
     """Check ``--model`` (or the option named ``flag``, e.g. ``--baseline``) before anything loads;
     returns its kind (embedded, gguf, local, hub)."""
-    from .loading import EMBEDDED_MODELS
+    from .spec import EMBEDDED_MODELS
 
     if not isinstance(spec, str) or not spec.strip():
         raise UserError(f"{flag} is empty; pass smollm2-135m, a model directory, a .gguf file or a hub id")
@@ -363,9 +363,9 @@ def check_model_spec(spec: str, allow_pickle: bool = False, flag: str = "--model
     if spec.endswith(".gguf"):
         if not p.is_file():
             raise UserError(f"GGUF file {spec!r} {describe(p)}; pass an existing .gguf file")
-        from .loading import _file_key, cache_root
+        from ..cache import cache_root, file_key
 
-        converted = cache_root() / "models" / f"{p.stem}-{_file_key(p.resolve())}" / "config.json"
+        converted = cache_root() / "models" / f"{p.stem}-{file_key(p.resolve())}" / "config.json"
         if not converted.is_file():  # a converted copy exists only for a file that loaded before
             check_gguf(p)
         return "gguf"

@@ -173,14 +173,14 @@ def check_layer_indices(spec: str, layers: list[int] | None, flag: str) -> None:
     """Decoder-layer indices (``--layers 99``) against a local model's config, before it loads."""
     if not layers:
         return
-    from .loading import cached_config
+    from .spec import cached_config
 
     cfg = cached_config(spec)
     sizes = cfg.get("text_config") if isinstance(cfg, dict) and isinstance(cfg.get("text_config"), dict) else cfg
     n = sizes.get("num_hidden_layers") if isinstance(sizes, dict) else None
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         return  # known only once the model is loaded (a hub id, a first-use .gguf): checked then
-    from ..truth.activations import resolve_layers
+    from .adapter import resolve_layers
 
     try:
         resolve_layers(layers, n)

@@ -139,14 +139,6 @@ class QuantizedLinears:
         prefix = layers_prefix(model)
         return {f"{prefix}.{i}.{name}": r for (i, name), r in sorted(self.results.items())}
 
-    def write_compressed_tensors(self, directory: Path, model: Any) -> dict[str, Any]:
-        """Save ``model`` into ``directory`` in compressed-tensors pack-quantized form (no sidecar: the packed
-        codes, scales and zero-points are the checkpoint); return the truthprune.json ``quantization`` entry."""
-        from .ct_export import write_compressed_tensors
-
-        written = write_compressed_tensors(model, self.by_module(model), Path(directory))
-        return {**self.description, "linears": len(self.results), **written}
-
     def write(self, directory: Path, model: Any) -> dict[str, Any]:
         """Write the sidecar into ``directory``; return the truthprune.json ``quantization`` entry."""
         from safetensors.torch import save_file

@@ -282,7 +282,7 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
 
 def write_comparison(runs: Sequence[Run], out_dir: str | Path, overwrite: bool = False) -> Path:
     """compare.md + compare.json + compare.png into ``out_dir``, atomically."""
-    from ..run.outputs import atomic_dir
+    from ..outputs.atomic import atomic_dir
     from .plots import compare_plot
 
     header, rows, records = summary(runs)

@@ -75,7 +75,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
             rows.append((f"TruthfulQA {k.upper()}", _fmt(dense.get("truthfulqa", {}).get(k)), _fmt(pruned.get("truthfulqa", {}).get(k))))
     rows += _probe_rows(dense, pruned)
     rows += lm_eval_rows(report)
-    from ..run.truthfulness_stage import summary_rows as truthfulness_rows
+    from .truthfulness_section import summary_rows as truthfulness_rows
 
     rows += truthfulness_rows(report)
     rows.append(("sparsity (overall)", "0", _fmt(report["pruning"]["overall"], 4)))
@@ -216,7 +216,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                       "the in-memory model through lm-eval's HFLM."]
     for note in lm_eval_notes(report):
         lines += ["", f"lm-eval: {note}"]
-    from ..run.truthfulness_stage import section as truthfulness_section
+    from .truthfulness_section import section as truthfulness_section
 
     lines += [""] + truthfulness_section(report)
     n = len(pr["layers"])
@@ -297,13 +297,13 @@ def rerender_report(out: str | Path) -> tuple[Path, list[str]]:
     other file copied, stale plots dropped) and swapped in with one rename, so an interruption
     leaves the old report as it was. The working directory (``report .``) or a directory that
     also holds other files is never swapped: there only report.md and the plots are replaced,
-    file by file (:func:`truthprune.run.outputs.replace_files`).
+    file by file (:func:`truthprune.outputs.atomic.replace_files`).
     """
     import shutil
 
-    from ..run.markers import replace_refusal
-    from ..run.outputs import atomic_dir, holds_working_directory, replace_files
-    from ..run.targets import special
+    from ..outputs.markers import replace_refusal
+    from ..outputs.atomic import atomic_dir, holds_working_directory, replace_files
+    from ..outputs.targets import special
     from .plots import REPORT_PLOT_FILES
 
     p = Path(os.path.abspath(out))  # 'report .' must name the directory, not an empty basename

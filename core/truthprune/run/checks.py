@@ -29,7 +29,7 @@ def check_calibration_options(config: Any) -> None:
 
 def check_run_config(config: Any) -> None:
     """Config-shape and model checks; nothing is loaded, locked or created."""
-    from ..cli.envcheck import check_distributed
+    from ..environment import check_distributed
     from ..models.formats import check_model_spec
 
     check_calibration_options(config)
@@ -103,7 +103,7 @@ def check_truth_sets(config: Any, allocator: Any) -> Any | None:
 def run_inputs(config: Any) -> list[tuple[str, str]]:
     """(flag, path) of every local input of a run: the model (for an embedded or .gguf model also
     its converted copy in the cache), calibration files, evaluation data, truth statements."""
-    from ..models.loading import model_input_paths
+    from ..models.spec import model_input_paths
 
     found = [*model_input_paths(config.model), ("--ppl-data", config.ppl_data),
              ("--truthfulqa-data", config.truthfulqa_data), ("--truth-data", config.truth_data)]
@@ -117,9 +117,9 @@ def run_inputs(config: Any) -> list[tuple[str, str]]:
 def check_inputs_survive(target: Any, flag: str, inputs: list[tuple[str, str]]) -> None:
     """An output may not be, or contain, one of the run's inputs: writing it (with --overwrite) would
     delete the model or the data the run is reading, e.g. --save pointing at the --model directory.
-    Paths are compared resolved and by inode (:func:`truthprune.run.targets.contains`)."""
-    from .outputs import declare_inputs, resolve_target
-    from .targets import contains
+    Paths are compared resolved and by inode (:func:`truthprune.outputs.targets.contains`)."""
+    from ..outputs.atomic import declare_inputs, resolve_target
+    from ..outputs.targets import contains
 
     declare_inputs(inputs)
     out = resolve_target(target, flag)
@@ -140,7 +140,7 @@ def _rank() -> int:
 def claim_run_outputs(config: Any, report: bool = True, claim: bool = True) -> list[Path]:
     """--out/--save: disjoint, writable, locked (rank 0 only under torchrun); ``claim`` False
     (--dry-run) checks the same without locking or creating anything."""
-    from .outputs import check_disjoint, check_target, prepare_output
+    from ..outputs.atomic import check_disjoint, check_target, prepare_output
 
     wait = bool(getattr(config, "wait", False))
     targets = []

@@ -36,7 +36,7 @@ def model_shape(spec: str) -> Any | None:
     """The model's :class:`~truthprune.pruning.engine.memory.ModelShape` from its config.json (a
     local directory, or a cached conversion), or the known shape of an embedded model; None when
     unknown (a hub id not in the cache)."""
-    from ..models.loading import cached_config
+    from ..models.spec import cached_config
     from ..pruning.engine.memory import ModelShape
 
     data = cached_config(spec) or _EMBEDDED.get(spec)

@@ -14,53 +14,19 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
 from ..errors import UserError
 from .checks import check_run_config, check_truth_sets, claim_run_outputs
-from .state import RunState, TruthSets
+from .kinds import kind_of
+from .state import RunPlan, RunState
 from ..plugin.registry import get_registry
 
 log = logging.getLogger("truthprune.run")
-
-
-@dataclass
-class RunPlan:
-    """The validated plugins of a run, created before anything heavy happens."""
-
-    config: RunConfig
-    pruner: Any
-    allocator: Any
-    sources: list[Any]
-    writes_report: bool = True  # run: evaluate and write --out; prune: neither (only --save)
-    truth_sets: TruthSets | None = None  # loaded at plan time when the probe or the allocator needs them
-    lm_eval_skipped: dict[str, str] | None = None  # {"skipped": reason} when --lm-eval-tasks cannot run at all
-    quantizer: Any | None = None  # applied by the engine right after the pruner, per linear
-    device: str | None = None  # prune: the device resolved before loading (torchrun: one per rank)
-    activations_dir: str | None = None  # prune --activations-dir: layer activations memory-mapped from files
-    check_memory: bool = True  # refuse before loading when the model + activations will not fit (a huge --nsamples)
-    timings: dict[str, float] = field(default_factory=dict)  # the stage log: seconds per stage
-    stages: list[dict[str, Any]] = field(default_factory=list)  # the stage log: what each stage used
-    estimates: dict[str, float] = field(default_factory=dict)  # stage -> rough seconds (truthprune.run.estimate)
-    lines: Any = None  # the StageLine printing one line per finished stage (truthprune.progress)
-
-    @contextmanager
-    def stage(self, name: str, **used: Any):
-        log.info("stage %s: %s", name, ", ".join(f"{k}={v}" for k, v in used.items()) or "-")
-        t0 = time.perf_counter()
-        running = self.lines.running(name) if self.lines is not None else nullcontext()
-        with running:
-            yield
-        dt = time.perf_counter() - t0
-        self.timings[name] = round(dt, 3)
-        self.stages.append({"stage": name, "seconds": round(dt, 3), **{k: str(v) for k, v in used.items()}})
-        log.info("stage %s done in %.1f s", name, dt)
 
 
 def _source_options(config: RunConfig, name: str) -> dict[str, Any]:
@@ -78,10 +44,8 @@ def plan_run(config: RunConfig, report: bool = True, dry_run: bool = False) -> R
         check_export_plan(config)
     reg = get_registry()
     pruner = reg.create("pruner", config.pruner, config.pruner_options)
-    if getattr(pruner, "structured", False):  # whole units, one width: no allocator, N:M or per-layer saving
-        from ..pruning.structured import check_structured_plan
-
-        check_structured_plan(config, pruner)
+    kind = kind_of(pruner)
+    kind.check_plan(config, pruner)
     allocator_name = config.allocator or pruner.default_allocator
     allocator = reg.create("allocator", allocator_name, config.allocator_options)
     allocator.check()
@@ -106,19 +70,15 @@ def plan_run(config: RunConfig, report: bool = True, dry_run: bool = False) -> R
     from ..models.support import plan_check
 
     plan_check(config)  # --targets/--ignore, and a local model's architecture (meta device, no weights)
-    if config.bias_correction:
-        from ..pruning.engine.bias import check_bias_correction
-
-        check_bias_correction(config, structured=getattr(pruner, "structured", False))
     truth_sets = check_truth_sets(config, allocator)
     lm_eval_skipped = None
     if config.lm_eval_tasks:
         from ..eval.lm_eval_bridge import check
 
         lm_eval_skipped = check(config)
-    quantizer = plan_quantizer(config, pruner)
+    quantizer = plan_quantizer(config)
     claim_run_outputs(config, report=report, claim=not dry_run)
-    plan = RunPlan(config=config, pruner=pruner, allocator=allocator, sources=sources, writes_report=report,
+    plan = RunPlan(config=config, pruner=pruner, kind=kind, allocator=allocator, sources=sources, writes_report=report,
                    truth_sets=truth_sets, lm_eval_skipped=lm_eval_skipped, quantizer=quantizer)
     from .estimate import stage_seconds
 
@@ -126,7 +86,7 @@ def plan_run(config: RunConfig, report: bool = True, dry_run: bool = False) -> R
     return plan
 
 
-def plan_quantizer(config: RunConfig, pruner: Any) -> Any | None:
+def plan_quantizer(config: RunConfig) -> Any | None:
     """The quantizer of a run (None without --quantizer); its options are checked here, before any load."""
     if config.quantizer is None:
         if config.quantizer_options:
@@ -134,9 +94,6 @@ def plan_quantizer(config: RunConfig, pruner: Any) -> Any | None:
             raise UserError(f"quantizer options ({keys}) were given without --quantizer; add e.g. --quantizer gptq (or rtn)")
         return None
     quantizer = get_registry().create("quantizer", config.quantizer, config.quantizer_options)
-    if getattr(pruner, "structured", False):
-        raise UserError(f"structured pruner {pruner.name!r} does not run through the quantizing engine; save its model, "
-                        f"then quantize it: truthprune prune --model DIR --pruner magnitude --sparsity 0 --quantizer {quantizer.name}")
     if config.format == "compressed-tensors" and not quantizer.contiguous_groups():
         raise UserError(f"quantizer {quantizer.name!r} with these options permutes its groups (act-order), which "
                         "--format compressed-tensors cannot store; drop act_order, use --group-size 0, or drop --format")
@@ -184,7 +141,7 @@ class Stage:
 def _stages() -> tuple[Stage, ...]:
     from . import stages as st
     from . import truth_stages as truth
-    from ..models.loading import needs_conversion
+    from ..models.spec import needs_conversion
 
     def cfg(state: RunState) -> RunConfig:
         return state.plan.config

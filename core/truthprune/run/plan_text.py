@@ -11,7 +11,7 @@ from typing import Any
 
 
 def _model(cfg: Any) -> str:
-    from ..models.loading import EMBEDDED_MODELS, needs_conversion
+    from ..models.spec import EMBEDDED_MODELS, needs_conversion
 
     spec = cfg.model
     if spec in EMBEDDED_MODELS:

@@ -7,37 +7,18 @@ fingerprint and the evaluation settings, so a sweep computes the dense baselines
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
 from .state import RunState
-from ..models.loading import LoadedModel, cache_root
+from ..cache import cached_json
+from ..models.loading import LoadedModel
 from ..models.support import selection_of
 
 log = logging.getLogger("truthprune.run")
-
-
-def _cached_json(kind: str, key: dict[str, Any], compute):
-    """Return the cached result for ``key`` or compute, store and return it."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    path = cache_root() / "results" / kind / f"{digest}.json"
-    from ..cachefiles import read_cache_entry, read_json_entry
-
-    cached = read_cache_entry(path, read_json_entry, f"cached {kind} result")
-    if cached is not None:
-        log.info("%s: using cached result %s", kind, path)
-        return cached
-    value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # per process: parallel runs share the cache
-    tmp.write_text(json.dumps(value, default=str))
-    tmp.replace(path)
-    return value
 
 
 def load(cfg: RunConfig) -> LoadedModel:
@@ -146,38 +127,48 @@ def calibrate(state: RunState) -> RunState:
 
 
 def prune(state: RunState) -> RunState:
-    """Stage ``prune``: the engine (or structured pruning) on the loaded model, in place."""
+    """Stage ``prune``: the pruner's kind prunes the loaded model in place (:mod:`truthprune.run.kinds`)."""
     from ..pruning.engine.distributed import data_parallel
-    from ..pruning.engine.sequential import EngineSetup, ResidentLayers, prune_model, run_engine
 
-    plan, model = state.plan, state.loaded.model
-    cfg = plan.config
-    dp = data_parallel()
-    quiet = cfg.quiet or not dp.is_writer
+    plan = state.plan
+    quiet = plan.config.quiet or not data_parallel().is_writer
     quantized = None
     if plan.quantizer is not None:  # where the engine leaves the codes (saved as the sidecar by --save)
         from ..pruning.quantization import QuantizedLinears
 
         quantized = QuantizedLinears(plan.quantizer)
-    if getattr(plan.pruner, "structured", False):  # whole units removed, config rewritten
-        from ..pruning.structured import prune_structured
-
-        report = prune_structured(model, state.calibration, plan.pruner, cfg.sparsity, batch_size=cfg.batch_size, quiet=quiet)
-    else:
-        args = (state.calibration, plan.pruner, plan.allocator, cfg.sparsity)
-        kw = {"nm": cfg.nm_tuple, "truth_profile": state.profile_values, "quantizer": plan.quantizer, "quant_store": quantized,
-              "bias_correction": cfg.bias_correction,
-              "dense_cache": dense_cache(state.loaded) if getattr(plan.pruner, "dense_statistics", False) else None}
-        if plan.activations_dir is None:
-            report = prune_model(model, *args, batch_size=cfg.batch_size, quiet=quiet, selection=selection_of(cfg), **kw)
-        else:  # the layer activations memory-mapped from files
-            from ..models.adapter import decoder_layers
-
-            setup = EngineSetup(device=next(model.parameters()).device, batch_size=cfg.batch_size, quiet=quiet, dp=dp,
-                                activations_dir=plan.activations_dir, selection=selection_of(cfg))
-            report = run_engine(model, ResidentLayers(decoder_layers(model)), *args, setup, **kw)
+    report = plan.kind.prune(state, quiet, quantized)
     state.loaded.invalidate_fingerprint()
     return state.but(pruning=report, quantized=quantized)
+
+
+def prune_masks(state: RunState, quiet: bool, quantized: Any) -> Any:
+    """The mask engine on the loaded model (layer activations in memory, or memory-mapped from files)."""
+    from ..pruning.engine.distributed import data_parallel
+    from ..pruning.engine.sequential import EngineSetup, ResidentLayers, prune_model, run_engine
+
+    plan, model = state.plan, state.loaded.model
+    cfg = plan.config
+    args = (state.calibration, plan.pruner, plan.allocator, cfg.sparsity)
+    kw = {"nm": cfg.nm_tuple, "truth_profile": state.profile_values, "quantizer": plan.quantizer, "quant_store": quantized,
+          "bias_correction": cfg.bias_correction,
+          "dense_cache": dense_cache(state.loaded) if getattr(plan.pruner, "dense_statistics", False) else None}
+    if plan.activations_dir is None:
+        return prune_model(model, *args, batch_size=cfg.batch_size, quiet=quiet, selection=selection_of(cfg), **kw)
+    from ..models.adapter import decoder_layers
+
+    setup = EngineSetup(device=next(model.parameters()).device, batch_size=cfg.batch_size, quiet=quiet, dp=data_parallel(),
+                        activations_dir=plan.activations_dir, selection=selection_of(cfg))
+    return run_engine(model, ResidentLayers(decoder_layers(model)), *args, setup, **kw)
+
+
+def prune_units(state: RunState, quiet: bool, quantized: Any) -> Any:
+    """Structured pruning: whole units removed, the config rewritten (no quantizer: refused at plan time)."""
+    from ..pruning.structured import prune_structured
+
+    cfg = state.plan.config
+    return prune_structured(state.loaded.model, state.calibration, state.plan.pruner, cfg.sparsity,
+                            batch_size=cfg.batch_size, quiet=quiet)
 
 
 def dense_cache(loaded):
@@ -209,7 +200,7 @@ def eval_ppl(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str,
         return perplexity(loaded.model, ids, cfg.seqlen, batch_size=cfg.batch_size, max_windows=max_windows,
                           bos_id=rule.window_bos)
 
-    return _cached_json("ppl", key, compute)
+    return cached_json("ppl", key, compute)
 
 
 def eval_truthfulqa(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str, Any]:
@@ -217,7 +208,7 @@ def eval_truthfulqa(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> di
 
     bos = bos_rule(cfg, loaded.tokenizer).window_bos
     key = {"fp": fingerprint, "data": cfg.truthfulqa_data, "limit": cfg.truthfulqa_limit, "seed": cfg.seed, "bos": bos}
-    return _cached_json(
+    return cached_json(
         "truthfulqa",
         key,
         lambda: evaluate_truthfulqa(loaded.model, loaded.tokenizer, data=cfg.truthfulqa_data, limit=cfg.truthfulqa_limit,
@@ -245,7 +236,7 @@ def _evaluate(state: RunState, role: str) -> tuple[dict[str, Any], RunState]:
         from ..eval.lm_eval_bridge import evaluate as lm_eval_evaluate
 
         failed = dict(state.lm_eval_failed)
-        out["lm_eval"] = lm_eval_evaluate(cfg, state.plan.lm_eval_skipped, failed, loaded, fingerprint, role, _cached_json)
+        out["lm_eval"] = lm_eval_evaluate(cfg, state.plan.lm_eval_skipped, failed, loaded, fingerprint, role, cached_json)
         state = state.but(lm_eval_failed=failed)
     return out, state
 
@@ -300,7 +291,7 @@ def alternative_allocations(plan, prune_report, truth_profile) -> dict[str, list
 
 def build_report(state: RunState) -> RunState:
     """Stage ``report``: report.json's content (rendered and written by ``write-report``)."""
-    from .saving import environment_versions
+    from ..environment import environment_versions
 
     plan, loaded, prune_report = state.plan, state.loaded, state.pruning
     cfg = plan.config
@@ -396,7 +387,7 @@ def save(state: RunState) -> RunState:
 def write_report(state: RunState) -> RunState:
     """Stage ``write-report``: report.json, report.md and the plots, into a temporary directory renamed to --out."""
     from ..reporting.report import render_report
-    from .outputs import atomic_dir
+    from ..outputs.atomic import atomic_dir
 
     cfg = state.plan.config
     with atomic_dir(cfg.out, overwrite=cfg.overwrite, what="--out", kind="run") as tmp:

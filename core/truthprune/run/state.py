@@ -1,4 +1,5 @@
-"""What a run has computed so far: :class:`RunState`, the one value every stage reads and returns.
+"""What a run has computed so far: :class:`RunState`, the one value every stage reads and returns,
+and its :class:`RunPlan` (the validated plugins and options, made by :func:`truthprune.run.pipeline.plan_run`).
 
 Why a typed state instead of a dict on the plan: each field says which stage fills it and which
 stages read it, so following a run means reading :data:`truthprune.run.pipeline.STAGES` top to
@@ -9,20 +10,25 @@ a stage returns a new state (``state.but(field=value)``) instead of mutating the
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+log = logging.getLogger("truthprune.run")
 
 if TYPE_CHECKING:  # torch-heavy types: only for annotations
     import numpy as np
 
     from ..models.loading import LoadedModel
     from ..plugin.interfaces import CalibrationSamples
-    from ..pruning.engine.sequential import PruneReport
+    from ..pruning.engine.steps import PruneReport
     from ..pruning.quantization import QuantizedLinears
     from ..truth.datasets import StatementSet
-    from .pipeline import RunPlan
+    from .config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -79,3 +85,37 @@ class RunState:
     @property
     def profile_values(self) -> list[float] | None:
         return None if self.truth_profile is None else self.truth_profile.values
+
+
+@dataclass
+class RunPlan:
+    """The validated plugins of a run, created before anything heavy happens."""
+
+    config: RunConfig
+    pruner: Any
+    kind: Any  # the pruner's kind (truthprune.run.kinds): its plan check and its prune step
+    allocator: Any
+    sources: list[Any]
+    writes_report: bool = True  # run: evaluate and write --out; prune: neither (only --save)
+    truth_sets: TruthSets | None = None  # loaded at plan time when the probe or the allocator needs them
+    lm_eval_skipped: dict[str, str] | None = None  # {"skipped": reason} when --lm-eval-tasks cannot run at all
+    quantizer: Any | None = None  # applied by the engine right after the pruner, per linear
+    device: str | None = None  # prune: the device resolved before loading (torchrun: one per rank)
+    activations_dir: str | None = None  # prune --activations-dir: layer activations memory-mapped from files
+    check_memory: bool = True  # refuse before loading when the model + activations will not fit (a huge --nsamples)
+    timings: dict[str, float] = field(default_factory=dict)  # the stage log: seconds per stage
+    stages: list[dict[str, Any]] = field(default_factory=list)  # the stage log: what each stage used
+    estimates: dict[str, float] = field(default_factory=dict)  # stage -> rough seconds (truthprune.run.estimate)
+    lines: Any = None  # the StageLine printing one line per finished stage (truthprune.progress)
+
+    @contextmanager
+    def stage(self, name: str, **used: Any):
+        log.info("stage %s: %s", name, ", ".join(f"{k}={v}" for k, v in used.items()) or "-")
+        t0 = time.perf_counter()
+        running = self.lines.running(name) if self.lines is not None else nullcontext()
+        with running:
+            yield
+        dt = time.perf_counter() - t0
+        self.timings[name] = round(dt, 3)
+        self.stages.append({"stage": name, "seconds": round(dt, 3), **{k: str(v) for k, v in used.items()}})
+        log.info("stage %s done in %.1f s", name, dt)

@@ -96,7 +96,7 @@ def plan_sweep(make_config: Callable[[dict[str, Any]], RunConfig], pruners: list
     ``dry_run`` checks the outputs without locking them."""
     from .pipeline import plan_run
 
-    from .outputs import check_target
+    from ..outputs.atomic import check_target
 
     check_target(Path(out) / "compare", True, what="--out")  # rewritten at the end: a foreign compare/ fails now
     names = [point_name(p, s) for p in pruners for s in sparsities]
@@ -177,7 +177,7 @@ def mark_sweep(out: str | Path) -> None:
     """Mark the sweep directory as a truthprune output (kind ``sweep``) when everything in it is one
     (its runs and its comparison): a directory that also holds other files stays unmarked, so
     ``--overwrite`` elsewhere can never replace those."""
-    from .markers import MARKER, read_marker, replace_refusal, write_marker
+    from ..outputs.markers import MARKER, read_marker, replace_refusal, write_marker
 
     d = Path(out)
     entries = [e for e in d.iterdir() if e.name != MARKER]

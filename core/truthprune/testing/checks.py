@@ -31,6 +31,7 @@ from ..plugin.interfaces import (
     SparsityTarget,
     StructuredPruner,
 )
+from ..run.kinds import UNITS, kind_of
 from .fixtures import VOCAB, TinyTokenizer, fake_linear_stats, tiny_calibration, tiny_llama
 
 KIND_BASES = {"pruner": (Pruner, StructuredPruner), "allocator": SparsityAllocator,
@@ -114,7 +115,7 @@ def check_pruner(pruner: type | str, options: dict[str, Any] | None = None, allo
 
     cls = _resolve("pruner", pruner)
     done = check_class("pruner", cls)
-    if getattr(cls, "structured", False):
+    if kind_of(cls) is UNITS:
         return done + check_structured_pruner(cls, options)
     inst = cls(options or {})
     tok = TinyTokenizer()

@@ -120,12 +120,9 @@ def plan_bias(config: Any, selection: Any = None, trust_remote_code: bool = Fals
     return plan
 
 
-def check_bias_correction(config: Any, structured: bool = False) -> None:
-    """Plan-time check of ``--bias-correction`` (a run config): refuse a structured pruner, and a local
-    model no pruned linear of which can get a bias. Hub ids and .gguf files are checked after loading."""
-    if structured:
-        raise UserError("--bias-correction applies to the mask engine's linears; a structured pruner slices whole units "
-                        "instead: drop --bias-correction")
+def check_bias_correction(config: Any) -> None:
+    """Plan-time check of ``--bias-correction`` (a run config): refuse a local model no pruned linear of
+    which can get a bias. Hub ids and .gguf files are checked after loading."""
     from pathlib import Path
 
     from ...models.support import selection_of

@@ -27,13 +27,15 @@ from typing import Any
 
 import torch
 
+from ...environment import environment_versions
 from ...errors import UserError
 from ...plugin.interfaces import CalibrationSamples, Pruner, SparsityAllocator
 from ...models.adapter import decoder_layers
 from .checkpoint import INDEX, SINGLE, CheckpointReader, ShardWriter, group_by_size
 from .distributed import data_parallel
 from .memory import ModelShape, available_memory, check_memory, estimate_memory
-from .sequential import EngineSetup, PruneOptions, PruneReport, run_engine
+from .sequential import EngineSetup, PruneOptions, run_engine
+from .steps import PruneReport
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +202,7 @@ def prune_checkpoint(
     the available memory. Under torchrun every rank computes and only rank 0 writes.
     """
     from ...models.loading import resolve_device, resolve_dtype, resolve_model_path
-    from ...run.outputs import atomic_dir, check_target
-    from ...run.saving import environment_versions
+    from ...outputs.atomic import atomic_dir, check_target
 
     o = PruneOptions(**options)
     if pruner.uses_model:
