@@ -148,19 +148,17 @@ def _in_memory(plan, device: str, acts_dir: str | None):
 def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
     import json
 
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from ..calibration.windows import attach_auxiliary, load_calibration
     from ..pruning.engine.offload import prune_checkpoint
+    from ..models.formats import check_seqlen, model_context
     from ..models.support import selection_of
     from ..run.stages import calibration_context, calibration_summary, prune_metadata, pruning_metadata
-    from ..errors import UserError
 
     cfg = plan.config
     with plan.stage("calibrate", sources="+".join(cfg.calibration), nsamples=cfg.nsamples, seqlen=cfg.seqlen, seed=cfg.seed):
-        ctx = getattr(AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code), "max_position_embeddings", None)
-        if ctx is not None and cfg.seqlen > ctx:
-            raise UserError(f"--seqlen {cfg.seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
+        check_seqlen(cfg.seqlen, model_context(path))
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
         from ..models.bos import resolve_bos
 

@@ -15,7 +15,8 @@ from typing import Any, Optional
 
 import typer
 
-from .eval_cmd import _DEFAULTS, _MODEL_HELP, _load, eval_app
+from .eval_cmd import _DEFAULTS, _load, eval_app
+from .options import config_option
 
 _LIMIT_HELP = "Items per dimension (balanced true/false, seeded sample; default 200)."
 
@@ -81,7 +82,7 @@ def table_lines(result: dict[str, Any], baseline: dict[str, Any] | None = None) 
 
 @eval_app.command("truthfulness")
 def truthfulness_command(
-    model: str = typer.Option(_DEFAULTS["model"], help=_MODEL_HELP),
+    model: str = config_option("model"),
     baseline: Optional[str] = typer.Option(None, help="Also evaluate this model (e.g. smollm2-135m, the dense one) and read --model at its best layer."),
     truth_data: Optional[str] = typer.Option(None, "--truth-data", help="Directory of true/false statement CSVs (*_conj, *_disj, common_claim_true_false); default: generated offline sets."),
     truthfulqa_data: Optional[str] = typer.Option(None, "--truthfulqa-data", help="TruthfulQA.csv or 'hub' for the imitative-falsehoods dimension (default: skipped, offline)."),
@@ -91,9 +92,9 @@ def truthfulness_command(
     probe: str = typer.Option("logreg", help="Probe trained on neutral-style activations (one that needs no polarity)."),
     seed: int = typer.Option(_DEFAULTS["seed"], help="Seed of the item sample, prompt assignment and probe folds."),
     batch_size: int = typer.Option(16, "--batch-size", help="Prompts per forward pass (speed only)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
+    device: str = config_option("device"),
+    dtype: str = config_option("dtype"),
+    trust_remote_code: bool = config_option("trust_remote_code"),
     out: Optional[str] = typer.Option(None, "--out", help="Write the result as JSON to this .json file."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Write the PCA figure (baseline and model rows) to this .png file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..models.formats import check_seqlen, context_length
 
 log = logging.getLogger(__name__)
 
@@ -133,16 +134,6 @@ def load_eval_text(spec: str, tokenizer: Any, bos: Any = None):
 # --------------------------------------------------------------------------- maths
 
 
-def model_context(model: Any) -> int | None:
-    """The longest sequence the model's position scheme supports, if its config says."""
-    cfg = getattr(model, "config", None)
-    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(cfg, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 # The offline default text is scored on its first windows unless the caller asks for more: the
 # whole held-out half (~54k SmolLM2 tokens) costs ~3 min per model on 2 CPU cores. 16 windows
 # (8,176 scored tokens, about 28 s per model there) keep the first-run demo within minutes; the
@@ -205,9 +196,7 @@ def perplexity(
         raise UserError(f"--seqlen {seqlen} is too short to score a token; use 2 or more")
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size} must be at least 1")
-    ctx = model_context(model)
-    if ctx is not None and seqlen > ctx:
-        raise UserError(f"--seqlen {seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
+    check_seqlen(seqlen, context_length(getattr(model, "config", None)))
     step = seqlen - 1 if bos_id is not None else seqlen
     n_windows = window_count(int(input_ids.numel()), step, max_windows)
     if n_windows == 0:

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..errors import UserError
 from .embedded import embedded_gguf
+from .formats import context_length
 from .spec import EMBEDDED_MODELS, converted_target
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class LoadedModel:
 
     @property
     def max_context(self) -> int | None:
-        return getattr(self.model.config, "max_position_embeddings", None)
+        return context_length(getattr(self.model, "config", None))
 
 
 def weights_fingerprint(model: Any) -> str:

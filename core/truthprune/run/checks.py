@@ -57,11 +57,9 @@ def check_device(device: str) -> None:
 
 def check_context(model: str, seqlen: int) -> None:
     """--seqlen against a local model's context, from its config.json, before it loads."""
-    from ..models.formats import model_context
+    from ..models.formats import check_seqlen, model_context
 
-    ctx = model_context(model)
-    if ctx is not None and seqlen > ctx:
-        raise UserError(f"--seqlen {seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
+    check_seqlen(seqlen, model_context(model))
 
 
 def check_eval_data(config: Any) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from .config import RunConfig
 from .state import RunState
 from ..cache import cached_json
+from ..models.formats import check_seqlen
 from ..models.loading import LoadedModel
 from ..models.support import selection_of
 
@@ -26,11 +27,7 @@ def load(cfg: RunConfig) -> LoadedModel:
 
     loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
                         quiet=cfg.quiet)
-    ctx = loaded.max_context
-    if ctx is not None and cfg.seqlen > ctx:
-        from ..errors import UserError
-
-        raise UserError(f"--seqlen {cfg.seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
+    check_seqlen(cfg.seqlen, loaded.max_context)
     from ..models.bos import resolve_bos
     from ..models.support import check_loaded
 
