@@ -14,7 +14,7 @@ from typing import Any, Optional
 import typer
 
 from ..run.config import RunConfig
-from .main import app
+from .app import app
 from .options import config_option
 
 eval_app = typer.Typer(help="Evaluate a model: perplexity, TruthfulQA MC1/MC2, truthfulness under prompt styles.", no_args_is_help=True)

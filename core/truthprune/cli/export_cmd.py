@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from .main import app
+from .app import app
 
 
 def _plan(model: str, fmt: str, out: Optional[str], overwrite: bool):

@@ -20,19 +20,10 @@ inside :func:`main`'s ``try`` instead of printing a KeyboardInterrupt traceback.
 from __future__ import annotations
 
 import sys
-from typing import Any
+
 
 _INTERRUPTED = "interrupted; no output was left half-written"
 PLUGIN_CONTRACT_EXIT = 3  # a plugin broke its contract (truthprune.PluginContractError): not the user's input, so not 2
-
-
-def __getattr__(name: str) -> Any:
-    """``from .main import app`` (how every command module registers) without an eager import."""
-    if name == "app":
-        from .app import app
-
-        return app
-    raise AttributeError(name)
 
 
 def _register_builtin_commands() -> None:

@@ -11,7 +11,7 @@ import typer
 
 from ..errors import UserError
 from ..run.config import DEFAULT_TRUTH_MAX_PER_SET, MIN_TRUTH_PER_SET
-from .main import app
+from .app import app
 from .options import config_option
 
 

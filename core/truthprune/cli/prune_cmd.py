@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import typer
 
-from .main import app
+from .app import app
 from .run_cmd import _overrides, _run_options, allocator_flags
 
 log = logging.getLogger("truthprune.prune")

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import typer
 
-from .main import app
+from .app import app
 from .run_cmd import _run_options, effective_config, with_dry_run
 
 

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import typer
 
-from .main import app
+from .app import app
 from .options import literal, option_help
 
 config_app = typer.Typer(help="Inspect the effective run configuration.", no_args_is_help=True)

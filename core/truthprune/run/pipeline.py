@@ -22,7 +22,11 @@ from typing import Any
 from .config import RunConfig
 from ..errors import UserError
 from .checks import check_run_config, check_truth_sets, claim_run_outputs
+from . import stage_lines as said
+from . import stages as st
+from . import truth_stages as truth
 from .kinds import kind_of
+from ..models.spec import needs_conversion
 from .state import RunPlan, RunState
 from ..plugin.registry import get_registry
 
@@ -138,60 +142,53 @@ class Stage:
     said: Callable[[RunState], str] = lambda state: ""  # what the stage's progress line adds (after it ran)
 
 
-def _stages() -> tuple[Stage, ...]:
-    from . import stages as st
-    from . import truth_stages as truth
-    from ..models.spec import needs_conversion
+def _cfg(state: RunState) -> RunConfig:
+    return state.plan.config
 
-    def cfg(state: RunState) -> RunConfig:
-        return state.plan.config
 
-    def calibrating(state: RunState) -> dict[str, Any]:
-        c = cfg(state)
-        return {"sources": "+".join(c.calibration), "nsamples": c.nsamples, "seqlen": c.seqlen, "seed": c.seed}
+def _calibrating(state: RunState) -> dict[str, Any]:
+    c = _cfg(state)
+    return {"sources": "+".join(c.calibration), "nsamples": c.nsamples, "seqlen": c.seqlen, "seed": c.seed}
 
-    def pruning(state: RunState) -> dict[str, Any]:
-        p = state.plan
-        return {"pruner": p.pruner.name, "allocator": p.allocator.name, "sparsity": cfg(state).sparsity,
-                **({"quantizer": p.quantizer.name} if p.quantizer else {})}
 
-    probing = lambda state: state.plan.writes_report and "probe" in cfg(state).eval  # noqa: E731
-    from . import stage_lines as said
+def _pruning(state: RunState) -> dict[str, Any]:
+    p = state.plan
+    return {"pruner": p.pruner.name, "allocator": p.allocator.name, "sparsity": _cfg(state).sparsity,
+            **({"quantizer": p.quantizer.name} if p.quantizer else {})}
 
-    return (
-        Stage("convert-gguf", st.convert, lambda s: s.load is None and needs_conversion(cfg(s).model),
-              lambda s: {"model": cfg(s).model}, said=said.converted),
-        Stage("check-memory", st.check_memory, lambda s: s.plan.check_memory, timed=False),
-        Stage("load", st.load_stage, used=lambda s: {"model": cfg(s).model, "device": s.plan.device or cfg(s).device,
-                                                     "dtype": cfg(s).dtype}, said=said.loaded),
-        Stage("dense-eval", st.dense_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(cfg(s))},
-              said=lambda s: said.evaluated(s, "dense")),
-        Stage("dense-truth", truth.dense_truth, probing, lambda s: {"data": cfg(s).truth_data or "generated"},
-              said=said.statements),
-        Stage("truth-profile", truth.truth_profile, lambda s: s.plan.allocator.needs_truth_profile,
-              lambda s: {"data": cfg(s).truth_data or "generated"}, said=said.profile),
-        Stage("calibrate", st.calibrate, used=calibrating, said=said.calibrated),
-        Stage("prune", st.prune, used=pruning, said=said.pruned),
-        Stage("pruned-eval", st.pruned_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(cfg(s))},
-              said=lambda s: said.evaluated(s, "pruned")),
-        Stage("truth-compare", truth.truth_compare, probing, lambda s: {"probe": cfg(s).probe}, said=said.compared),
-        Stage("report", st.build_report, lambda s: s.plan.writes_report, timed=False),
-        Stage("save", st.save, lambda s: bool(cfg(s).save), lambda s: {"path": cfg(s).save},
-              said=lambda s: f"checkpoint in {cfg(s).save}"),
-        Stage("write-report", st.write_report, lambda s: s.plan.writes_report, timed=False),
-    )
+
+def _probing(state: RunState) -> bool:
+    return state.plan.writes_report and "probe" in _cfg(state).eval
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("convert-gguf", st.convert, lambda s: s.load is None and needs_conversion(_cfg(s).model),
+          lambda s: {"model": _cfg(s).model}, said=said.converted),
+    Stage("check-memory", st.check_memory, lambda s: s.plan.check_memory, timed=False),
+    Stage("load", st.load_stage, used=lambda s: {"model": _cfg(s).model, "device": s.plan.device or _cfg(s).device,
+                                                 "dtype": _cfg(s).dtype}, said=said.loaded),
+    Stage("dense-eval", st.dense_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(_cfg(s))},
+          said=lambda s: said.evaluated(s, "dense")),
+    Stage("dense-truth", truth.dense_truth, _probing, lambda s: {"data": _cfg(s).truth_data or "generated"},
+          said=said.statements),
+    Stage("truth-profile", truth.truth_profile, lambda s: s.plan.allocator.needs_truth_profile,
+          lambda s: {"data": _cfg(s).truth_data or "generated"}, said=said.profile),
+    Stage("calibrate", st.calibrate, used=_calibrating, said=said.calibrated),
+    Stage("prune", st.prune, used=_pruning, said=said.pruned),
+    Stage("pruned-eval", st.pruned_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(_cfg(s))},
+          said=lambda s: said.evaluated(s, "pruned")),
+    Stage("truth-compare", truth.truth_compare, _probing, lambda s: {"probe": _cfg(s).probe}, said=said.compared),
+    Stage("report", st.build_report, lambda s: s.plan.writes_report, timed=False),
+    Stage("save", st.save, lambda s: bool(_cfg(s).save), lambda s: {"path": _cfg(s).save},
+          said=lambda s: f"checkpoint in {_cfg(s).save}"),
+    Stage("write-report", st.write_report, lambda s: s.plan.writes_report, timed=False),
+)
 
 
 def planned_stages(plan: RunPlan, load: Callable[[RunConfig], Any] | None = None) -> list[str]:
     """The timed stages ``plan`` will run, in order (what --dry-run lists and the progress lines count)."""
     state = RunState(plan=plan, load=load)
-    return [s.name for s in _stages() if s.timed and s.applies(state)]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "STAGES":  # built on first use: the stage modules import numpy
-        return _stages()
-    raise AttributeError(name)
+    return [s.name for s in STAGES if s.timed and s.applies(state)]
 
 
 def execute(plan: RunPlan, load: Callable[[RunConfig], Any] | None = None) -> RunState:
@@ -210,7 +207,7 @@ def execute(plan: RunPlan, load: Callable[[RunConfig], Any] | None = None) -> Ru
     quiet = plan.config.quiet or not data_parallel().is_writer
     plan.lines = StageLine(planned_stages(plan, load), plan.estimates, quiet=quiet)
     with session(quiet):
-        for stage in _stages():
+        for stage in STAGES:
             if not stage.applies(state):
                 continue
             if not stage.timed:
