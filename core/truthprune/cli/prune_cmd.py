@@ -36,7 +36,8 @@ _SHARED = (
     "config", "model", "device", "dtype", "trust_remote_code", "pruner", "allocator", "sparsity", "nm", "variant",
     "importance", "mlp_ratio",
     "pruner_opt", "allocator_opt", "calibration", "calibration_opt",
-    "nsamples", "seqlen", "batch_size", "seed", "truth_data", "truth_datasets", "chat_template", "allow_pickle",
+    "nsamples", "seqlen", "batch_size", "seed", "truth_data", "truth_datasets", "truth_max_per_set", "chat_template",
+    "allow_pickle",
     "bos", "targets", "ignore", "bias_correction",
     "quantizer", "bits", "group_size", "quantizer_opt", "format",
 )

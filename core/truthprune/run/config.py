@@ -92,9 +92,9 @@ class RunConfig(BaseModel):
     truth_data: str | None = Field(None, description="Directory of true/false statement CSVs (default: generated offline sets).")
     truth_datasets: list[str] | None = Field(None, json_schema_extra=SPLIT, description="Which statement sets to use, comma-separated.")
     # the probes' statement budget: a seeded, class-balanced sample per topic (truth.probing.runner.cap_statement_sets)
-    truth_max_per_set: int = Field(DEFAULT_TRUTH_MAX_PER_SET, ge=0, description="Statements per set for the probes: a seeded, "
-                                   "class-balanced sample, so a run takes minutes on a CPU; 0 = every statement (the full "
-                                   "protocol).")
+    truth_max_per_set: int = Field(DEFAULT_TRUTH_MAX_PER_SET, ge=0, description="Statements per set for the probes and the TPLO "
+                                   "truth profile: a seeded, class-balanced sample, so a run takes minutes on a CPU; 0 = "
+                                   "every statement (the full protocol).")
     chat_template: bool = Field(False, description="Wrap statements in the chat template.")
     # BOS at the start of every window/statement (truthprune.models.bos)
     bos: Literal["auto", "always", "never"] = Field("auto", description="auto | always | never: start every window/statement "
