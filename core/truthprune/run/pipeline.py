@@ -165,7 +165,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("convert-gguf", st.convert, lambda s: s.load is None and needs_conversion(_cfg(s).model),
           lambda s: {"model": _cfg(s).model}, said=said.converted),
     Stage("check-memory", st.check_memory, lambda s: s.plan.check_memory, timed=False),
-    Stage("load", st.load_stage, used=lambda s: {"model": _cfg(s).model, "device": s.plan.device or _cfg(s).device,
+    Stage("load", st.load_stage, lambda s: not s.plan.offload, used=lambda s: {"model": _cfg(s).model, "device": s.plan.device or _cfg(s).device,
                                                  "dtype": _cfg(s).dtype}, said=said.loaded),
     Stage("dense-eval", st.dense_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(_cfg(s))},
           said=lambda s: said.evaluated(s, "dense")),
@@ -179,7 +179,7 @@ STAGES: tuple[Stage, ...] = (
           said=lambda s: said.evaluated(s, "pruned")),
     Stage("truth-compare", truth.truth_compare, _probing, lambda s: {"probe": _cfg(s).probe}, said=said.compared),
     Stage("report", st.build_report, lambda s: s.plan.writes_report, timed=False),
-    Stage("save", st.save, lambda s: bool(_cfg(s).save), lambda s: {"path": _cfg(s).save},
+    Stage("save", st.save, lambda s: bool(_cfg(s).save) and not s.plan.offload, lambda s: {"path": _cfg(s).save},
           said=lambda s: f"checkpoint in {_cfg(s).save}"),
     Stage("write-report", st.write_report, lambda s: s.plan.writes_report, timed=False),
 )

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
+from .offload import checkpoint_tokenizer, prune_offloaded
+from .metadata import bos_rule, calibration_context, calibration_summary, checkpoint_metadata
 from .state import RunState
 from ..cache import cached_json
 from ..models.formats import check_seqlen
@@ -38,20 +40,6 @@ def load(cfg: RunConfig) -> LoadedModel:
         plan_bias(loaded.model.config, selection_of(cfg), cfg.trust_remote_code)
     resolve_bos(loaded.tokenizer, cfg.bos)  # --bos always without a BOS token fails here
     return loaded
-
-
-def bos_rule(cfg: RunConfig, tokenizer):
-    """The run's resolved ``--bos`` rule (see :mod:`truthprune.models.bos`)."""
-    from ..models.bos import resolve_bos
-
-    return resolve_bos(tokenizer, cfg.bos)
-
-
-def calibration_context(cfg: RunConfig, tokenizer):
-    """What a pruner's auxiliary calibration streams may depend on (see Pruner.auxiliary_calibration)."""
-    from ..plugin.interfaces import CalibrationContext
-
-    return CalibrationContext(tokenizer=tokenizer, seed=cfg.seed, truth_data=cfg.truth_data, chat_template=cfg.chat_template)
 
 
 def convert(state: RunState) -> RunState:
@@ -113,12 +101,16 @@ def calibrate(state: RunState) -> RunState:
 
     plan, loaded = state.plan, state.loaded
     cfg = plan.config
-    for src in plan.sources:
-        if src.needs_model:
-            src.model = loaded.model
-    calib = load_calibration(plan.sources, loaded.tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed,
-                             bos=bos_rule(cfg, loaded.tokenizer).window_bos)
-    calib = attach_auxiliary(calib, plan.pruner, calibration_context(cfg, loaded.tokenizer))
+    if plan.offload:  # the model never loads: the checkpoint's tokenizer (no source needs the model: plan check)
+        tokenizer = checkpoint_tokenizer(cfg)
+    else:
+        tokenizer = loaded.tokenizer
+        for src in plan.sources:
+            if src.needs_model:
+                src.model = loaded.model
+    calib = load_calibration(plan.sources, tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed,
+                             bos=bos_rule(cfg, tokenizer).window_bos)
+    calib = attach_auxiliary(calib, plan.pruner, calibration_context(cfg, tokenizer))
     log.info("calibration: %s", calib.description)
     return state.but(calibration=calib)
 
@@ -135,12 +127,16 @@ def prune(state: RunState) -> RunState:
 
         quantized = QuantizedLinears(plan.quantizer)
     report = plan.kind.prune(state, quiet, quantized)
-    state.loaded.invalidate_fingerprint()
+    if state.loaded is not None:
+        state.loaded.invalidate_fingerprint()
     return state.but(pruning=report, quantized=quantized)
 
 
 def prune_masks(state: RunState, quiet: bool, quantized: Any) -> Any:
-    """The mask engine on the loaded model (layer activations in memory, or memory-mapped from files)."""
+    """The mask engine on the loaded model (layer activations in memory, or memory-mapped from files),
+    or with ``--offload`` on the checkpoint on disk (:mod:`truthprune.run.offload`)."""
+    if state.plan.offload:
+        return prune_offloaded(state, quiet, quantized)
     from ..pruning.engine.distributed import data_parallel
     from ..pruning.engine.sequential import EngineSetup, ResidentLayers, prune_model, run_engine
 
@@ -312,56 +308,6 @@ def build_report(state: RunState) -> RunState:
         "timings": plan.timings,
     }
     return state.but(report=report)
-
-
-def calibration_summary(cfg: RunConfig, calib) -> dict[str, Any]:
-    """The report's and truthprune.json's "calibration": sources, sizes and what was drawn."""
-    return {"sources": cfg.calibration, "nsamples": cfg.nsamples, "seqlen": cfg.seqlen, "description": calib.description}
-
-
-def checkpoint_metadata(state: RunState) -> dict[str, Any]:
-    """truthprune.json of a checkpoint saved by ``run`` (the whole config) or ``prune`` (no evaluation settings)."""
-    from ..pruning.engine.distributed import data_parallel
-
-    plan, loaded = state.plan, state.loaded
-    cfg = plan.config
-    bos = bos_rule(cfg, loaded.tokenizer).as_dict()
-    if plan.writes_report:
-        meta = {"config": cfg.model_dump(), "seed": cfg.seed, "calibration": calibration_summary(cfg, state.calibration), "bos": bos}
-        return {**meta, **pruning_metadata(plan, state.pruning, None, full=False)}
-    meta = prune_metadata(cfg, "memory", data_parallel().world, loaded.path, calibration_summary(cfg, state.calibration))
-    return {**meta, "bos": bos, **pruning_metadata(plan, state.pruning, state.profile_values)}
-
-
-def prune_metadata(cfg: RunConfig, mode: str, world: int, path: Any, calibration: dict[str, Any]) -> dict[str, Any]:
-    """How ``prune`` made a checkpoint (in memory or --offload): its settings without the evaluation ones."""
-    return {
-        "command": "prune",
-        "mode": mode,
-        "world_size": world,
-        "config": {k: v for k, v in cfg.model_dump().items() if k not in EVAL_KEYS and not k.startswith("lm_eval")},
-        "seed": cfg.seed,
-        "model": {"spec": cfg.model, "path": str(path)},
-        "calibration": calibration,
-    }
-
-
-def pruning_metadata(plan, report, truth_profile: list[float] | None, full: bool = True) -> dict[str, Any]:
-    """What only the finished prune knows: per-layer sparsities, the allocation (and with ``full``
-    the whole pruning report and the truth profile)."""
-    out: dict[str, Any] = {
-        "per_layer_sparsity": [layer.achieved for layer in report.layers],
-        "allocation": report.allocation,
-        "overall_sparsity": report.overall,
-    }
-    if full:
-        out["pruning"] = {**report.as_dict(), "pruner": plan.pruner.name, "allocator": plan.allocator.name}
-        out["truth_profile"] = truth_profile
-    return out
-
-
-# evaluation-only settings left out of a ``prune`` checkpoint's truthprune.json
-EVAL_KEYS = ("eval", "ppl_data", "ppl_max_windows", "truthfulqa_data", "truthfulqa_limit", "probe", "probe_options", "out")
 
 
 def save(state: RunState) -> RunState:

@@ -102,6 +102,7 @@ class RunPlan:
     quantizer: Any | None = None  # applied by the engine right after the pruner, per linear
     device: str | None = None  # prune: the device resolved before loading (torchrun: one per rank)
     activations_dir: str | None = None  # prune --activations-dir: layer activations memory-mapped from files
+    offload: bool = False  # prune --offload: the weights stay on disk, one layer in memory (truthprune.run.offload)
     check_memory: bool = True  # refuse before loading when the model + activations will not fit (a huge --nsamples)
     timings: dict[str, float] = field(default_factory=dict)  # the stage log: seconds per stage
     stages: list[dict[str, Any]] = field(default_factory=list)  # the stage log: what each stage used

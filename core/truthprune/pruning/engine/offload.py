@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,7 @@ def prune_checkpoint(
     device: str = "cpu",
     dtype: str = "auto",
     metadata: dict[str, Any] | None = None,
+    finish_metadata: Callable[[PruneReport], dict[str, Any]] | None = None,
     overwrite: bool = False,
     activations_dir: str | None = None,
     trust_remote_code: bool = False,
@@ -195,7 +197,9 @@ def prune_checkpoint(
 ) -> PruneReport:
     """Prune the checkpoint ``model`` (a ``--model`` spec with a local safetensors copy) into ``out_dir``;
     ``options`` are the :class:`~truthprune.pruning.engine.sequential.PruneOptions` of ``prune_model``
-    (nm, batch_size, truth_profile, extras, quiet, selection).
+    (nm, batch_size, truth_profile, extras, quiet, selection). ``metadata`` goes into the checkpoint's
+    truthprune.json, and ``finish_metadata(report)`` (a callback) adds what only the finished prune
+    knows, inside the same atomic write.
 
     Peak memory is about one decoder layer (twice, while it is converted for writing) plus the
     calibration activations; the call refuses to start (UserError) when its estimate exceeds
@@ -267,6 +271,8 @@ def prune_checkpoint(
             set_flags_in_config_json(tmp / "config.json", flags)
         meta = {"versions": environment_versions(), "offload": True, "source": str(path), **(metadata or {})}
         meta.setdefault("pruning", report.as_dict())
+        if finish_metadata is not None:  # what only the finished prune knows, from the caller (no second write)
+            meta.update(finish_metadata(report))
         (tmp / "truthprune.json").write_text(json.dumps(meta, indent=2, default=str))
     dp.barrier()
     log.info("wrote the pruned checkpoint to %s (%d shards)", out_dir, writer.n_shards)
