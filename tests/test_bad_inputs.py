@@ -28,7 +28,7 @@ import bad_inputs_rows4 as rows4  # noqa: E402
 import bad_inputs_rows5 as rows5  # noqa: E402
 import bad_inputs_rows_serving as rows_serving  # noqa: E402
 from bad_inputs_lib import TALLY, Case, leftovers  # noqa: E402
-from bad_inputs_runner import _one_thread, base, run_case  # noqa: E402,F401  (fixtures)
+from bad_inputs_runner import base, one_thread, run_case  # noqa: E402,F401  (fixtures)
 
 ROWS: list[Case] = [
     *rows1.usage_rows(), *rows1.config_rows(), *rows1.env_rows(), *rows1.model_rows(), *rows1.text_rows(),

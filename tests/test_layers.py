@@ -2,7 +2,7 @@
 
 The layers, from the ground up (docs/architecture.md, "Layers"):
 
-    version, errors, textio, cache, progress, interrupts, environment, outputs/  (foundation)
+    version, errors, textio, cache, progress, threads, interrupts, environment, outputs/  (foundation)
     plugin/                                   (the plugin interfaces, discovery, contract checks)
     models/                                   (resolve, load, adapt a model)
     calibration/, truth/, pruning/            (the maths: windows, statement sets and probes, the engine)
@@ -30,7 +30,7 @@ from pathlib import Path
 CORE = Path(__file__).resolve().parents[1] / "core" / "truthprune"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("version", "errors", "textio", "cache", "progress", "interrupts", "environment", "outputs"),
+    ("version", "errors", "textio", "cache", "progress", "threads", "interrupts", "environment", "outputs"),
     ("plugin",),
     ("models",),
     ("calibration", "truth", "pruning"),

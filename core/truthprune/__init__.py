@@ -132,6 +132,7 @@ _EXPORTS: dict[str, str] = {
     "weights_fingerprint": "models.loading",
     "resolve_bos": "models.bos",  # the --bos rule for a tokenizer: which windows and statements start with BOS
     "cache_root": "cache",
+    "single_thread": "threads",  # torch on one thread for a stretch of small ops (restored after)
     "read_cache_entry": "cache",  # a cache entry that does not read back is discarded (warning) and recomputed
     # truth statements, activations and the probing protocol (owner: probes engineer)
     "StatementSet": "truth.datasets",

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import pytest
 
+from ..threads import single_thread
+
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with single_thread():
+        yield
 
 
 @pytest.fixture
