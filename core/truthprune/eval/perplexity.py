@@ -29,6 +29,10 @@ from typing import Any
 
 from ..errors import UserError
 from ..models.formats import check_seqlen, context_length
+from .hub import load_hub_dataset
+from ..models.bos import encode_content
+from ..progress import bar
+from ..textio import describe, read_text_file
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +85,6 @@ def wikitext_rows(text: str) -> list[str]:
 def eval_text(spec: str) -> tuple[str, str]:
     """Return (text, description) for an evaluation spec: 'wikitext2', 'pydoc' or a file path."""
     if spec == "wikitext2":
-        from .hub import load_hub_dataset
-
         ds = load_hub_dataset(
             "wikitext", "wikitext-2-raw-v1", split="test",
             fix="point at a local copy of the WikiText-2 test file instead (--ppl-data PATH in run, --data PATH in eval ppl)",
@@ -94,13 +96,10 @@ def eval_text(spec: str) -> tuple[str, str]:
         return "\n\n".join(parts), f"pydoc held-out half: {len(parts)} reference-manual topics of Python {py}"
     p = Path(spec).expanduser()
     if p.is_file():
-        from ..textio import read_text_file
-
         raw = read_text_file(p, "evaluation file", "pass a plain UTF-8 .txt file")
         if not raw.strip():
             raise UserError(f"evaluation file {spec!r} is empty; pass a file with some text")
         return "\n\n".join(wikitext_rows(raw)), f"{p.name}: rows joined with blank lines"
-    from ..textio import describe
 
     state = f" ({describe(p)[3:] if describe(p).startswith('is ') else describe(p)})" if os.path.lexists(p) else ""
     raise UserError(
@@ -117,8 +116,6 @@ def encode_eval_text(text: str, tokenizer: Any, bos: Any = None):
     are returned and :func:`perplexity` (given ``bos_id``) puts a BOS in front of every window.
     """
     import torch
-
-    from ..models.bos import encode_content
 
     return torch.tensor(encode_content(tokenizer, text, bos), dtype=torch.long)
 
@@ -212,7 +209,6 @@ def perplexity(
     nll: list[float] = []
     was_training = model.training
     model.eval()
-    from ..progress import bar
 
     try:
         with torch.inference_mode(), bar("perplexity", n_windows, unit="windows") as advance:

@@ -32,10 +32,13 @@ from typing import Any
 
 import numpy as np
 
+from ..models.adapter import decoder_layers
 from ..truth.last_token import DEFAULT_TOKEN_BUDGET, last_token_states, pad_token_id
 from ..errors import UserError
 from .prompt_styles import STYLES, PromptSet, load_prompts, render, resolve_template
 from .truthfulness_items import Item
+from .truthfulqa import continuation_logliks
+from ..cache import cached_json
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +65,6 @@ def build_requests(tokenizer: Any, prompts: PromptSet, template: str, items: Seq
     return out
 
 
-def _decoder_layers(model: Any):
-    from ..models.adapter import decoder_layers
-
-    return decoder_layers(model)
-
-
 def _single_token_answers(requests: Sequence[Request]) -> np.ndarray:
     """[n, 2] token ids of the two answers, -1 where an answer has several tokens."""
     return np.array([[a[0] if len(a) == 1 else -1, b[0] if len(b) == 1 else -1] for _, (a, b) in requests],
@@ -82,12 +79,10 @@ def score_requests(model: Any, requests: Sequence[Request], batch_size: int | No
     batches of at most ``token_budget`` padded tokens and ``batch_size`` prompts)."""
     import torch
 
-    from .truthfulqa import continuation_logliks
-
     if batch_size is not None and batch_size < 1:
         raise UserError(f"--batch-size {batch_size} must be at least 1")
     n = len(requests)
-    layers = _decoder_layers(model)
+    layers = decoder_layers(model)
     answers = _single_token_answers(requests)
     single = (answers >= 0).all(axis=1)
     lp = np.zeros((n, 2), dtype=np.float64)
@@ -207,8 +202,6 @@ def cached_truthfulness(loaded: Any, items: dict[str, list[Item]], notes: dict[s
     fingerprint (a sweep or a series of ``eval truthfulness --baseline`` runs asks the dense
     model once). ``batch_size`` and ``token_budget`` are not part of the key: they change float
     rounding only."""
-    from ..cache import cached_json
-
     settings = {"template": template, "all_prompts": all_prompts, "probe": probe, "probe_options": probe_options or {},
                 "seed": seed, "report_layer": report_layer}
     key = truthfulness_key(loaded.fingerprint, items, **settings)

@@ -19,6 +19,10 @@ from typing import Any
 
 from ..errors import UserError
 from ..textio import describe, require_file
+from .spec import EMBEDDED_MODELS
+from .support import check_checkpoint
+from ..cache import cache_root, file_key
+from ..textio import read_json_file
 
 # model families that are encoders (masked LM) or encoder-decoders: not prunable as decoder-only
 ENCODER_TYPES = frozenset({
@@ -37,8 +41,6 @@ _FIX_DIR = "point --model at a directory written by save_pretrained (config.json
 
 
 def _read_json(path: Path, what: str) -> Any:
-    from ..textio import read_json_file
-
     return read_json_file(path, what)
 
 
@@ -376,8 +378,6 @@ def check_hub_reachable(spec: str) -> None:
 def check_model_spec(spec: str, allow_pickle: bool = False, flag: str = "--model") -> str:
     """Check ``--model`` (or the option named ``flag``, e.g. ``--baseline``) before anything loads;
     returns its kind (embedded, gguf, local, hub)."""
-    from .spec import EMBEDDED_MODELS
-
     if not isinstance(spec, str) or not spec.strip():
         raise UserError(f"{flag} is empty; pass smollm2-135m, a model directory, a .gguf file or a hub id")
     if spec in EMBEDDED_MODELS:
@@ -386,7 +386,6 @@ def check_model_spec(spec: str, allow_pickle: bool = False, flag: str = "--model
     if spec.endswith(".gguf"):
         if not p.is_file():
             raise UserError(f"GGUF file {spec!r} {describe(p)}; pass an existing .gguf file")
-        from ..cache import cache_root, file_key
 
         converted = cache_root() / "models" / f"{p.stem}-{file_key(p.resolve())}" / "config.json"
         if not converted.is_file():  # a converted copy exists only for a file that loaded before
@@ -402,7 +401,6 @@ def check_model_spec(spec: str, allow_pickle: bool = False, flag: str = "--model
         check_layer_count(config, tensors, str(cfg))
         check_json_files(p)
         check_tokenizer_files(p)
-        from .support import check_checkpoint  # transformers: the architecture against the tensors
 
         check_checkpoint(p, config, tensors)
         return "local"

@@ -29,6 +29,7 @@ from ..errors import UserError
 from .embedded import embedded_gguf
 from .formats import context_length
 from .spec import EMBEDDED_MODELS, converted_target
+from .formats import check_hub_reachable, load_causal_lm
 
 log = logging.getLogger(__name__)
 
@@ -221,14 +222,12 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, dev)
     path, kind = resolve_model_path(spec, quiet=quiet)
     if kind == "hub":  # fail fast and quietly without a network (truthprune.models.formats)
-        from .formats import check_hub_reachable
 
         check_hub_reachable(spec)
     t0 = time.perf_counter()
     try:
         with quiet_transformers(progress=not quiet):
             tokenizer = _load_tokenizer(path, spec, trust_remote_code)
-            from .formats import load_causal_lm  # refuses missing or mismatched weights instead of random ones
 
             model = load_causal_lm(AutoModelForCausalLM, path, spec, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except OSError as err:

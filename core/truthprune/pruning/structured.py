@@ -28,6 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UserError
+from ..models.adapter import decoder_layers
+from ..models.spec import cached_config
+from ..plugin.interfaces import UnitScores
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +80,6 @@ def check_mlp_ratio(model: str, mlp_ratio: float) -> None:
     """mlp_ratio against the model's own width when its config is readable without loading it
     (otherwise :func:`plan_widths` checks the same after the load): a ratio above the dense
     intermediate / hidden would grow the MLP."""
-    from ..models.spec import cached_config
-
     cfg = cached_config(model)
     sizes = cfg.get("text_config") if cfg and isinstance(cfg.get("text_config"), dict) else cfg
     hidden = sizes.get("hidden_size") if sizes else None
@@ -120,8 +121,6 @@ class StructuredLayer:
     def aggregate(self, per_param: dict[str, Any], heads: bool = True):
         """Sum element-wise scores (tensors shaped like each weight, keyed by 'gate_proj', 'q_proj',
         ...) into one score per MLP channel and, if ``heads``, one per KV group."""
-        from ..plugin.interfaces import UnitScores
-
         import torch
 
         def up(t):  # at least float32, float64 stays float64
@@ -140,8 +139,6 @@ class StructuredLayer:
 
 def structured_layers(model: Any) -> list[StructuredLayer]:
     """The MLP/attention linears of every decoder layer, or a UserError naming what is missing."""
-    from ..models.adapter import decoder_layers
-
     cfg = model.config
     heads = int(cfg.num_attention_heads)
     kv = int(getattr(cfg, "num_key_value_heads", None) or heads)

@@ -29,6 +29,13 @@ from .kinds import kind_of
 from ..models.spec import needs_conversion
 from .state import RunPlan, RunState
 from ..plugin.registry import get_registry
+from .estimate import stage_seconds
+from .truthfulness_stage import check as check_truthfulness
+from ..eval.lm_eval_bridge import check
+from ..models.support import plan_check
+from ..plugin.interfaces import CalibrationContext
+from ..progress import StageLine, session, silence_third_party_bars
+from ..pruning.ct_export import check_compressed_tensors
 
 log = logging.getLogger("truthprune.run")
 
@@ -65,26 +72,19 @@ def plan_run(config: RunConfig, report: bool = True, dry_run: bool = False) -> R
     if config.truth_data is not None and not Path(config.truth_data).is_dir():
         raise UserError(f"--truth-data {config.truth_data!r} is not a directory of true/false statement CSVs")
     if "truthfulness" in config.eval:
-        from .truthfulness_stage import check as check_truthfulness
-
         check_truthfulness(config)
-    from ..plugin.interfaces import CalibrationContext
 
     pruner.check(CalibrationContext(tokenizer=None, seed=config.seed, truth_data=config.truth_data, chat_template=config.chat_template))
-    from ..models.support import plan_check
 
     plan_check(config)  # --targets/--ignore, and a local model's architecture (meta device, no weights)
     truth_sets = check_truth_sets(config, allocator)
     lm_eval_skipped = None
     if config.lm_eval_tasks:
-        from ..eval.lm_eval_bridge import check
-
         lm_eval_skipped = check(config)
     quantizer = plan_quantizer(config)
     claim_run_outputs(config, report=report, claim=not dry_run)
     plan = RunPlan(config=config, pruner=pruner, kind=kind, allocator=allocator, sources=sources, writes_report=report,
                    truth_sets=truth_sets, lm_eval_skipped=lm_eval_skipped, quantizer=quantizer)
-    from .estimate import stage_seconds
 
     plan.estimates = stage_seconds(plan, planned_stages(plan))
     return plan
@@ -106,8 +106,6 @@ def plan_quantizer(config: RunConfig) -> Any | None:
 
 def check_export_plan(config: RunConfig) -> None:
     """--format compressed-tensors: a quantizer, a --save directory and a supported compressed-tensors."""
-    from ..pruning.ct_export import check_compressed_tensors
-
     if config.quantizer is None:
         raise UserError("--format compressed-tensors stores quantized weights, and no --quantizer was given; add e.g. "
                         "--quantizer gptq --bits 4 (pruned-only models are saved as plain safetensors with zeros)")
@@ -199,7 +197,6 @@ def execute(plan: RunPlan, load: Callable[[RunConfig], Any] | None = None) -> Ru
     model once and restores the dense weights for every later run.
     """
     from ..pruning.engine.distributed import data_parallel
-    from ..progress import StageLine, session, silence_third_party_bars
 
     silence_third_party_bars()
     seed_everything(plan.config.seed)

@@ -13,6 +13,8 @@ from typing import Any
 
 from ..environment import environment_versions
 from ..outputs.atomic import atomic_dir
+from ..errors import UserError
+from ..pruning.ct_export import write_compressed_tensors
 
 
 def first_non_finite(model: Any) -> str | None:
@@ -28,8 +30,6 @@ def first_non_finite(model: Any) -> str | None:
 
 def check_finite_weights(model: Any, out_dir: str | Path) -> None:
     """Refuse to save NaN/Inf weights: a checkpoint that evaluates to NaN is no result."""
-    from ..errors import UserError
-
     bad = first_non_finite(model)
     if bad is not None:
         raise UserError(f"the model to be saved to {str(out_dir)!r} has non-finite weights (NaN or Inf, first in {bad}); "
@@ -44,8 +44,6 @@ def save_pruned(model: Any, tokenizer: Any, out_dir: str | Path, metadata: dict[
     ``quantization.safetensors`` (codes, scales, zero-points), referenced from truthprune.json; with
     ``fmt="compressed-tensors"`` the quantized linears are written packed instead
     (:mod:`truthprune.pruning.ct_export`), a checkpoint transformers and vLLM load as quantized."""
-    from ..pruning.ct_export import write_compressed_tensors
-
     check_finite_weights(model, out_dir)
     with atomic_dir(out_dir, overwrite=overwrite, what=what, kind=kind) as tmp:
         meta = {"versions": environment_versions(), **metadata}

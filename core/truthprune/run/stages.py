@@ -20,18 +20,34 @@ from ..cache import cached_json
 from ..models.formats import check_seqlen
 from ..models.loading import LoadedModel
 from ..models.support import selection_of
+from .saving import save_pruned
+from .truthfulness_stage import truthfulness
+from ..environment import environment_versions
+from ..errors import PluginContractError, UserError
+from ..eval.lm_eval_bridge import evaluate as lm_eval_evaluate
+from ..eval.perplexity import default_max_windows, load_eval_text, perplexity
+from ..eval.truthfulqa import evaluate_truthfulqa
+from ..models.adapter import decoder_layers
+from ..models.bos import resolve_bos
+from ..models.formats import check_hub_reachable
+from ..models.loading import load_model, resolve_device, resolve_dtype, resolve_model_path
+from ..models.support import check_loaded
+from ..outputs.atomic import atomic_dir
+from ..plugin.contracts import check_allocation
+from ..plugin.interfaces import LayerInfo
+from ..plugin.registry import get_registry
+from ..pruning.engine import memory as mem
+from ..pruning.quantization import QuantizedLinears
+from ..pruning.structured import prune_structured
+from ..reporting.report import render_report
 
 log = logging.getLogger("truthprune.run")
 
 
 def load(cfg: RunConfig) -> LoadedModel:
-    from ..models.loading import load_model
-
     loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
                         quiet=cfg.quiet)
     check_seqlen(cfg.seqlen, loaded.max_context)
-    from ..models.bos import resolve_bos
-    from ..models.support import check_loaded
 
     check_loaded(loaded.model, cfg)  # a .gguf / hub model's architecture and targets, before any work
     if cfg.bias_correction:  # a bias slot for at least one pruned linear (local directories: checked at plan time)
@@ -44,8 +60,6 @@ def load(cfg: RunConfig) -> LoadedModel:
 
 def convert(state: RunState) -> RunState:
     """Stage ``convert-gguf``: first use of a .gguf / embedded model converts it once (cached)."""
-    from ..models.loading import resolve_model_path
-
     resolve_model_path(state.plan.config.model, quiet=state.plan.config.quiet)
     return state
 
@@ -55,16 +69,12 @@ def check_memory(state: RunState) -> RunState:
     fit (the error suggests --offload)."""
     import dataclasses
 
-    from ..models.loading import resolve_dtype, resolve_model_path
-    from ..pruning.engine import memory as mem
     from ..pruning.engine.distributed import data_parallel
 
     plan = state.plan
     cfg = plan.config
     path = resolve_model_path(cfg.model)[0]
     if not Path(path).exists():  # a hub id: one quick reachability check instead of transformers' retries
-        from ..errors import UserError
-        from ..models.formats import check_hub_reachable
 
         try:
             check_hub_reachable(cfg.model)
@@ -76,7 +86,6 @@ def check_memory(state: RunState) -> RunState:
         config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError):  # a hub id without network etc.: the load reports it properly
         return state
-    from ..models.loading import resolve_device
 
     nbytes = resolve_dtype(cfg.dtype, plan.device or resolve_device(cfg.device)).itemsize
     est = mem.estimate_memory(mem.ModelShape.from_config(config), cfg.nsamples, cfg.seqlen, cfg.batch_size,
@@ -123,7 +132,6 @@ def prune(state: RunState) -> RunState:
     quiet = plan.config.quiet or not data_parallel().is_writer
     quantized = None
     if plan.quantizer is not None:  # where the engine leaves the codes (saved as the sidecar by --save)
-        from ..pruning.quantization import QuantizedLinears
 
         quantized = QuantizedLinears(plan.quantizer)
     report = plan.kind.prune(state, quiet, quantized)
@@ -148,7 +156,6 @@ def prune_masks(state: RunState, quiet: bool, quantized: Any) -> Any:
           "dense_cache": dense_cache(state.loaded) if getattr(plan.pruner, "dense_statistics", False) else None}
     if plan.activations_dir is None:
         return prune_model(model, *args, batch_size=cfg.batch_size, quiet=quiet, selection=selection_of(cfg), **kw)
-    from ..models.adapter import decoder_layers
 
     setup = EngineSetup(device=next(model.parameters()).device, batch_size=cfg.batch_size, quiet=quiet, dp=data_parallel(),
                         activations_dir=plan.activations_dir, selection=selection_of(cfg))
@@ -157,8 +164,6 @@ def prune_masks(state: RunState, quiet: bool, quantized: Any) -> Any:
 
 def prune_units(state: RunState, quiet: bool, quantized: Any) -> Any:
     """Structured pruning: whole units removed, the config rewritten (no quantizer: refused at plan time)."""
-    from ..pruning.structured import prune_structured
-
     cfg = state.plan.config
     return prune_structured(state.loaded.model, state.calibration, state.plan.pruner, cfg.sparsity,
                             batch_size=cfg.batch_size, quiet=quiet)
@@ -176,14 +181,10 @@ def dense_cache(loaded):
 
 
 def ppl_windows(cfg: RunConfig) -> int | None:
-    from ..eval.perplexity import default_max_windows
-
     return default_max_windows(cfg.ppl_data, cfg.ppl_max_windows)
 
 
 def eval_ppl(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str, Any]:
-    from ..eval.perplexity import load_eval_text, perplexity
-
     max_windows = ppl_windows(cfg)
     rule = bos_rule(cfg, loaded.tokenizer)
     key = {"fp": fingerprint, "data": cfg.ppl_data, "seqlen": cfg.seqlen, "max_windows": max_windows, "bos": rule.window_bos}
@@ -197,8 +198,6 @@ def eval_ppl(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str,
 
 
 def eval_truthfulqa(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str, Any]:
-    from ..eval.truthfulqa import evaluate_truthfulqa
-
     bos = bos_rule(cfg, loaded.tokenizer).window_bos
     key = {"fp": fingerprint, "data": cfg.truthfulqa_data, "limit": cfg.truthfulqa_limit, "seed": cfg.seed, "bos": bos}
     return cached_json(
@@ -222,12 +221,8 @@ def _evaluate(state: RunState, role: str) -> tuple[dict[str, Any], RunState]:
         out["truthfulqa"] = eval_truthfulqa(cfg, loaded, fingerprint)
         log.info("%s TruthfulQA MC1 %.3f MC2 %.3f", role, out["truthfulqa"]["mc1"], out["truthfulqa"]["mc2"])
     if "truthfulness" in cfg.eval:
-        from .truthfulness_stage import truthfulness
-
         out["truthfulness"], state = truthfulness(state, role)
     if cfg.lm_eval_tasks:
-        from ..eval.lm_eval_bridge import evaluate as lm_eval_evaluate
-
         failed = dict(state.lm_eval_failed)
         out["lm_eval"] = lm_eval_evaluate(cfg, state.plan.lm_eval_skipped, failed, loaded, fingerprint, role, cached_json)
         state = state.but(lm_eval_failed=failed)
@@ -254,11 +249,6 @@ def alternative_allocations(plan, prune_report, truth_profile) -> dict[str, list
     report's allocation plot); only those whose inputs the run measured: the truth profile, and
     for a dense-pass allocator the per-layer signals it declares (``layer_signals``) among the
     pruning diagnostics (e.g. OWL's outlier ratios when the run used an outlier allocator)."""
-    from ..plugin.contracts import check_allocation
-    from ..errors import PluginContractError, UserError
-    from ..plugin.interfaces import LayerInfo
-    from ..plugin.registry import get_registry
-
     reg = get_registry()
     n = len(prune_report.allocation)
     signals = {k: v for k, v in prune_report.diagnostics.items() if isinstance(v, list) and len(v) == n}
@@ -284,8 +274,6 @@ def alternative_allocations(plan, prune_report, truth_profile) -> dict[str, list
 
 def build_report(state: RunState) -> RunState:
     """Stage ``report``: report.json's content (rendered and written by ``write-report``)."""
-    from ..environment import environment_versions
-
     plan, loaded, prune_report = state.plan, state.loaded, state.pruning
     cfg = plan.config
     profile = state.profile_values
@@ -314,7 +302,6 @@ def save(state: RunState) -> RunState:
     """Stage ``save``: the pruned model + tokenizer + truthprune.json (+ quantization sidecar), atomically;
     under torchrun rank 0 writes and every rank waits for it."""
     from ..pruning.engine.distributed import data_parallel
-    from .saving import save_pruned
 
     cfg = state.plan.config
     dp = data_parallel()
@@ -329,9 +316,6 @@ def save(state: RunState) -> RunState:
 
 def write_report(state: RunState) -> RunState:
     """Stage ``write-report``: report.json, report.md and the plots, into a temporary directory renamed to --out."""
-    from ..reporting.report import render_report
-    from ..outputs.atomic import atomic_dir
-
     cfg = state.plan.config
     with atomic_dir(cfg.out, overwrite=cfg.overwrite, what="--out", kind="run") as tmp:
         (tmp / "report.json").write_text(json.dumps(state.report, indent=2, default=str))

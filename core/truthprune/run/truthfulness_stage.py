@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from ..eval.prompt_styles import load_prompts
+from ..plugin.registry import get_registry
 
 log = logging.getLogger("truthprune.run")
 
 def check(cfg) -> None:
     """Plan-time checks of the sources (no model loaded)."""
-    from ..eval.prompt_styles import load_prompts
     from ..eval.truthfulness_items import check_sources
 
     check_sources(cfg.truth_data, cfg.truthfulqa_data, cfg.truthfulness_limit)
@@ -25,8 +26,6 @@ def check(cfg) -> None:
 
 def _probe(cfg) -> tuple[str, dict[str, Any]]:
     """The run's probe when it needs no polarity information (prompted items have none), else logreg."""
-    from ..plugin.registry import get_registry
-
     cls = get_registry().get("probe", cfg.probe)
     if getattr(cls, "needs_polarity", False):
         log.info("truthfulness: probe %s needs polarity pairs; using logreg on the prompted items", cfg.probe)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from ..threads import single_thread
+from .fixtures import save_tiny_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -47,8 +48,6 @@ def tiny_calibration():
 @pytest.fixture
 def tiny_dir(tmp_path):
     """The seed-0 tiny model saved with a character-level tokenizer (for CLI tests)."""
-    from .fixtures import save_tiny_checkpoint
-
     return save_tiny_checkpoint(tmp_path / "tiny", seed=0, layers=3)
 
 

@@ -40,6 +40,8 @@ from ..models.adapter import decoder_layers, resolve_layers
 from ..models.bos import tokenizer_adds_bos  # one BOS rule for the whole package (re-exported here)
 from ..errors import UserError
 from .last_token import DEFAULT_TOKEN_BUDGET, last_token_states, pad_token_id, right_pad  # noqa: F401 (right_pad re-exported)
+from ..cache import cache_root, read_cache_entry
+from ..models.bos import apply_chat_template
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,6 @@ CACHE_FORMAT = 1
 
 def default_cache_dir() -> Path:
     """``<truthprune cache root>/activations`` (``$TRUTHPRUNE_CACHE`` or ``~/.cache/truthprune``)."""
-    from ..cache import cache_root
-
     return cache_root() / "activations"
 
 
@@ -71,7 +71,6 @@ def encode_statements(
     if chat_template:
         if not getattr(tokenizer, "chat_template", None):
             raise UserError("--chat-template was given but the tokenizer has no chat template; drop the flag")
-        from ..models.bos import apply_chat_template
 
         texts = [apply_chat_template(tokenizer, [{"role": "user", "content": s}]).rstrip() for s in statements]
         encoded = _token_ids(tokenizer, texts, add_special_tokens=False)
@@ -137,7 +136,6 @@ def extract_last_token(
         key = cache_key(fingerprint, statements_hash(statements), layer_idx, chat_template, add_bos, dtype)
         path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         path = path / f"{key}.npy"
-        from ..cache import read_cache_entry
 
         arr = read_cache_entry(path, np.load, "cached activations")
         if arr is not None:

@@ -37,6 +37,8 @@ from .distributed import data_parallel
 from .memory import ModelShape, available_memory, check_memory, estimate_memory
 from .sequential import EngineSetup, PruneOptions, run_engine
 from .steps import PruneReport
+from ...models.loading import resolve_device, resolve_dtype, resolve_model_path
+from ...outputs.atomic import atomic_dir, check_target
 
 log = logging.getLogger(__name__)
 
@@ -205,9 +207,6 @@ def prune_checkpoint(
     calibration activations; the call refuses to start (UserError) when its estimate exceeds
     the available memory. Under torchrun every rank computes and only rank 0 writes.
     """
-    from ...models.loading import resolve_device, resolve_dtype, resolve_model_path
-    from ...outputs.atomic import atomic_dir, check_target
-
     o = PruneOptions(**options)
     if pruner.uses_model:
         raise UserError(f"pruner {pruner.name!r} scores weights with a pass through the whole model, which offload mode "
