@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..models.formats import check_seqlen, context_length
+from ..models.context import check_seqlen, context_length
 from .hub import load_hub_dataset
 from ..models.bos import encode_content
 from ..progress import bar

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import UserError
 from .embedded import embedded_gguf
-from .formats import context_length
+from .context import context_length
 from .spec import EMBEDDED_MODELS, converted_target
 from .formats import check_hub_reachable, load_causal_lm
 

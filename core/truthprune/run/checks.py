@@ -18,7 +18,8 @@ from ..environment import check_distributed
 from ..eval.hub import hub_reachable
 from ..eval.perplexity import eval_text
 from ..eval.truthfulqa import load_truthfulqa, read_truthfulqa_csv
-from ..models.formats import check_model_spec, check_seqlen, model_context
+from ..models.context import check_seqlen, model_context
+from ..models.formats import check_model_spec
 from ..models.spec import model_input_paths
 from ..outputs.atomic import check_disjoint, check_target, declare_inputs, prepare_output, resolve_target
 from ..outputs.targets import contains

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UserError
-from ..models.formats import check_seqlen, model_context
+from ..models.context import check_seqlen, model_context
 from ..models.loading import resolve_model_path
 from ..models.spec import needs_conversion
 from ..models.support import selection_of

@@ -17,7 +17,7 @@ from .offload import checkpoint_tokenizer, prune_offloaded
 from .metadata import bos_rule, calibration_context, calibration_summary, checkpoint_metadata
 from .state import RunState
 from ..cache import cached_json
-from ..models.formats import check_seqlen
+from ..models.context import check_seqlen
 from ..models.loading import LoadedModel
 from ..models.support import selection_of
 from .saving import save_pruned
