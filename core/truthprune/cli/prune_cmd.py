@@ -103,17 +103,18 @@ def _execute(plan, device: str, acts_dir: str | None):
     plan = dataclasses.replace(plan, device=device, activations_dir=acts_dir)
     state = execute(plan)
     if plan.offload:
-        return plan, state.pruning, f"offload (one decoder layer at a time, computing on {device})"
+        return state, f"offload (one decoder layer at a time, computing on {device})"
     loaded = state.loaded
-    return plan, state.pruning, f"in memory ({str(loaded.model.dtype).replace('torch.', '')} on {loaded.device})"
+    return state, f"in memory ({str(loaded.model.dtype).replace('torch.', '')} on {loaded.device})"
 
 
 # ----------------------------------------------------------------------------- command
 
 
-def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> list[str]:
+def _summary(state, mode: str, dp, backend: str | None, wall: float) -> list[str]:
     from ..pruning.quantization import describe_line
 
+    plan, report, timed = state.plan, state.pruning, state.log.timings
     cfg = plan.config
     save = Path(cfg.save).resolve()
     files = [f for f in save.iterdir() if f.is_file()]
@@ -125,8 +126,8 @@ def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> l
     ratio = cfg.pruner_options.get("mlp_ratio")
     if ratio is not None:  # --mlp-ratio sets the width; --sparsity (its default 0.5) was not used
         target = f"set by --mlp-ratio {ratio}: MLP width {ratio} x hidden size"
-    other = wall - sum(plan.timings.values())
-    timings = ", ".join([f"{k} {v:.1f} s" for k, v in plan.timings.items()] + [f"start-up and imports {other:.1f} s"])
+    other = wall - sum(timed.values())
+    timings = ", ".join([f"{k} {v:.1f} s" for k, v in timed.items()] + [f"start-up and imports {other:.1f} s"])
     structure = getattr(report, "structure", None)
     if structure:  # structured: say how much smaller the model really is
         rows.append(f"  structured: kept {structure['mlp_keep']} of {structure['before']['intermediate_size']} MLP channels, "
@@ -211,9 +212,9 @@ def prune_command(**flags: Any) -> None:
 
         backend = dist.get_backend()
     try:
-        plan, report, mode = _execute(plan, device, acts_dir)
+        state, mode = _execute(plan, device, acts_dir)
         if dp.is_writer:
-            for line in _summary(plan, report, mode, dp, backend, time.perf_counter() - t0):
+            for line in _summary(state, mode, dp, backend, time.perf_counter() - t0):
                 typer.echo(line)
     finally:
         if dp.active:

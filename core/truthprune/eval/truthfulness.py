@@ -37,7 +37,7 @@ from ..truth.last_token import DEFAULT_TOKEN_BUDGET, last_token_states, pad_toke
 from ..errors import UserError
 from .prompt_styles import STYLES, PromptSet, load_prompts, render, resolve_template
 from .truthfulness_items import Item
-from .truthfulqa import continuation_logliks
+from . import truthfulqa  # truthfulqa.continuation_logliks looked up at call time (tests replace it there)
 from ..cache import cached_json
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def score_requests(model: Any, requests: Sequence[Request], batch_size: int | No
         multi = np.flatnonzero(~single).tolist()
         if multi:  # answers of several tokens: full continuation log-likelihoods
             pairs = [(requests[i][0], requests[i][1][j]) for i in multi for j in (0, 1)]
-            ll = continuation_logliks(model, pairs, batch_size=batch_size or 16, device=next(model.parameters()).device,
+            ll = truthfulqa.continuation_logliks(model, pairs, batch_size=batch_size or 16, device=next(model.parameters()).device,
                                       share_prefix=False)
             for m, i in enumerate(multi):
                 lp[i] = (ll[2 * m], ll[2 * m + 1])

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .plots import REPORT_PLOT_FILES, diagnostic_series, layer_curve, report_plots
+from . import plots as figures  # figures.report_plots looked up at call time (tests interrupt it there)
+from .plots import REPORT_PLOT_FILES, diagnostic_series, layer_curve
 from .schema import validate_report
 from .truthfulness_section import section as truthfulness_section, summary_rows as truthfulness_rows
 from .verdict import GLOSSARY, human_label, interval, title, verdict
@@ -242,7 +243,7 @@ def head_of_report(markdown: str) -> str:
 def render_report(report: dict[str, Any], out_dir: Path) -> None:
     """Write plots and report.md into ``out_dir`` (report.json is written by the caller)."""
     try:
-        report["plots"] = report_plots(report, out_dir)
+        report["plots"] = figures.report_plots(report, out_dir)
     except ImportError as err:  # plots are optional; the markdown still renders
         log.warning("no plots (%s); install matplotlib to get them", err)
         report["plots"] = []

@@ -12,6 +12,7 @@ in a second rather than after minutes of work.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Callable
@@ -86,8 +87,7 @@ def plan_run(config: RunConfig, report: bool = True, dry_run: bool = False) -> R
     plan = RunPlan(config=config, pruner=pruner, kind=kind, allocator=allocator, sources=sources, writes_report=report,
                    truth_sets=truth_sets, lm_eval_skipped=lm_eval_skipped, quantizer=quantizer)
 
-    plan.estimates = stage_seconds(plan, planned_stages(plan))
-    return plan
+    return dataclasses.replace(plan, estimates=stage_seconds(plan, planned_stages(plan)))
 
 
 def plan_quantizer(config: RunConfig) -> Any | None:
@@ -202,7 +202,7 @@ def execute(plan: RunPlan, load: Callable[[RunConfig], Any] | None = None) -> Ru
     seed_everything(plan.config.seed)
     state = RunState(plan=plan, load=load)
     quiet = plan.config.quiet or not data_parallel().is_writer
-    plan.lines = StageLine(planned_stages(plan, load), plan.estimates, quiet=quiet)
+    lines = StageLine(planned_stages(plan, load), plan.estimates, quiet=quiet)
     with session(quiet):
         for stage in STAGES:
             if not stage.applies(state):
@@ -210,7 +210,7 @@ def execute(plan: RunPlan, load: Callable[[RunConfig], Any] | None = None) -> Ru
             if not stage.timed:
                 state = stage.run(state)
                 continue
-            with plan.stage(stage.name, **stage.used(state)):
+            with state.log.stage(stage.name, lines, **stage.used(state)):
                 state = stage.run(state)
-            plan.lines.done(stage.name, plan.timings[stage.name], stage.said(state))
+            lines.done(stage.name, state.log.timings[stage.name], stage.said(state))
     return state

@@ -30,7 +30,8 @@ from ..eval.truthfulqa import evaluate_truthfulqa
 from ..models.adapter import decoder_layers
 from ..models.bos import resolve_bos
 from ..models.formats import check_hub_reachable
-from ..models.loading import load_model, resolve_device, resolve_dtype, resolve_model_path
+from ..models import loading  # loading.load_model looked up at call time (tests replace it there)
+from ..models.loading import resolve_device, resolve_dtype, resolve_model_path
 from ..models.support import check_loaded
 from ..outputs.atomic import atomic_dir
 from ..plugin.contracts import check_allocation
@@ -39,13 +40,13 @@ from ..plugin.registry import get_registry
 from ..pruning.engine import memory as mem
 from ..pruning.quantization import QuantizedLinears
 from ..pruning.structured import prune_structured
-from ..reporting.report import render_report
+from ..reporting import report as report_md  # render_report looked up at call time (tests interrupt it)
 
 log = logging.getLogger("truthprune.run")
 
 
 def load(cfg: RunConfig) -> LoadedModel:
-    loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
+    loaded = loading.load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
                         quiet=cfg.quiet)
     check_seqlen(cfg.seqlen, loaded.max_context)
 
@@ -292,8 +293,8 @@ def build_report(state: RunState) -> RunState:
         "truth_profile": profile,
         "dense": state.dense,
         "pruned": state.pruned,
-        "stages": plan.stages,  # the plan's stage log: later stages (save) still land in it
-        "timings": plan.timings,
+        "stages": state.log.stages,  # the stage log: later stages (save) still land in it
+        "timings": state.log.timings,
     }
     return state.but(report=report)
 
@@ -319,5 +320,5 @@ def write_report(state: RunState) -> RunState:
     cfg = state.plan.config
     with atomic_dir(cfg.out, overwrite=cfg.overwrite, what="--out", kind="run") as tmp:
         (tmp / "report.json").write_text(json.dumps(state.report, indent=2, default=str))
-        render_report(state.report, tmp)
+        report_md.render_report(state.report, tmp)
     return state.but(out=Path(cfg.out))

@@ -57,12 +57,35 @@ class TruthProfile:
     sets: list[str]  # the statement sets it was computed on
 
 
+@dataclass
+class StageLog:
+    """What one execution of the stages did: seconds per stage and what each used (report.json's
+    "timings" and "stages"). Only :func:`truthprune.run.pipeline.execute` writes it; the report holds
+    these same objects, so a stage that runs after the report is built (save) still lands in it."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+
+    @contextmanager
+    def stage(self, name: str, lines: Any = None, **used: Any):
+        """Time stage ``name`` (``lines``: the StageLine that shows it running, truthprune.progress)."""
+        log.info("stage %s: %s", name, ", ".join(f"{k}={v}" for k, v in used.items()) or "-")
+        t0 = time.perf_counter()
+        with lines.running(name) if lines is not None else nullcontext():
+            yield
+        dt = time.perf_counter() - t0
+        self.timings[name] = round(dt, 3)
+        self.stages.append({"stage": name, "seconds": round(dt, 3), **{k: str(v) for k, v in used.items()}})
+        log.info("stage %s done in %.1f s", name, dt)
+
+
 @dataclass(frozen=True)
 class RunState:
     """Everything a run has produced so far. Stages fill fields in this order (pipeline.STAGES)."""
 
     plan: RunPlan
     load: Callable[[Any], LoadedModel] | None = None  # replaces the load stage (a sweep's shared model)
+    log: StageLog = field(default_factory=StageLog)  # the stage log (execute only)
     loaded: LoadedModel | None = None  # load
     dense: dict[str, Any] = field(default_factory=dict)  # dense-eval (+ dense-vs-pruned: "probe")
     truth_sets: TruthSets | None = None  # dense-truth / truth-profile, whichever runs first
@@ -87,9 +110,12 @@ class RunState:
         return None if self.truth_profile is None else self.truth_profile.values
 
 
-@dataclass
+
+
+@dataclass(frozen=True)
 class RunPlan:
-    """The validated plugins of a run, created before anything heavy happens."""
+    """The validated plugins of a run, created before anything heavy happens. Frozen: a command
+    that refines it (prune's device, --offload) makes a new one with ``dataclasses.replace``."""
 
     config: RunConfig
     pruner: Any
@@ -104,19 +130,4 @@ class RunPlan:
     activations_dir: str | None = None  # prune --activations-dir: layer activations memory-mapped from files
     offload: bool = False  # prune --offload: the weights stay on disk, one layer in memory (truthprune.run.offload)
     check_memory: bool = True  # refuse before loading when the model + activations will not fit (a huge --nsamples)
-    timings: dict[str, float] = field(default_factory=dict)  # the stage log: seconds per stage
-    stages: list[dict[str, Any]] = field(default_factory=list)  # the stage log: what each stage used
     estimates: dict[str, float] = field(default_factory=dict)  # stage -> rough seconds (truthprune.run.estimate)
-    lines: Any = None  # the StageLine printing one line per finished stage (truthprune.progress)
-
-    @contextmanager
-    def stage(self, name: str, **used: Any):
-        log.info("stage %s: %s", name, ", ".join(f"{k}={v}" for k, v in used.items()) or "-")
-        t0 = time.perf_counter()
-        running = self.lines.running(name) if self.lines is not None else nullcontext()
-        with running:
-            yield
-        dt = time.perf_counter() - t0
-        self.timings[name] = round(dt, 3)
-        self.stages.append({"stage": name, "seconds": round(dt, 3), **{k: str(v) for k, v in used.items()}})
-        log.info("stage %s done in %.1f s", name, dt)
