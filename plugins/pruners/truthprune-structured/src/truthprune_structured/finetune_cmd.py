@@ -8,6 +8,7 @@ missing file, a leftover checkpoint without ``--resume``) fails before the model
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from pathlib import Path
