@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from retention_data import write_text, write_truth_dir
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from retention_data import write_text, write_truth_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench" / "truth_retention.py"
@@ -28,7 +29,7 @@ def env(tmp_path_factory):
     common = ["--model", str(model), "--truth-data", str(truth), "--ppl-data", str(text), "--calibration-opt",
               f"path={text}", "--nsamples", "4", "--seqlen", "32", "--ppl-max-windows", "2", "--device", "cpu",
               "--sets", "animal_class,neg_animal_class,larger_than,smaller_than", "--seen-sets", "cities,neg_cities",
-              "--prune-seeds", "2", "--seeds", "3", "--bootstrap", "200", "--references", "wanda", "--out", str(root / "out")]
+              "--prune-seeds", "2", "--ppl-prune-seeds", "2", "--seeds", "3", "--bootstrap", "200", "--references", "wanda", "--out", str(root / "out")]
     return root, common
 
 

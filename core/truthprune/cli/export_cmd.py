@@ -48,6 +48,8 @@ def _plan(model: str, fmt: str, out: Optional[str], overwrite: bool):
     results, _ = load_quantization(src)
     modules = {k[: -len(".weight")]: r for k, r in results.items()}
     layout = ct_layout(modules)  # permuted groups, mixed bits: refused here, before the model loads
+    if Path(out).resolve() == src.resolve():
+        raise UserError("--out is the input checkpoint; export writes a new directory, choose another --out")
     from ..models.spec import model_input_paths
     from ..outputs.atomic import declare_inputs
 

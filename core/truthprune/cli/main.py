@@ -74,16 +74,19 @@ def _one_line(text: str) -> str:
 
 
 def speaks() -> bool:
-    """False in the worker processes of a data-parallel prune other than rank 0 (a launcher set
-    a valid RANK < WORLD_SIZE and the rendezvous address): every rank meets the same error, and one
-    line is enough (torchrun or --nproc). Anything else speaks, so a broken environment is reported."""
+    """False in the worker processes of a data-parallel prune other than rank 0 when torch's elastic
+    agent started them (torchrun or --nproc: a valid RANK < WORLD_SIZE, the rendezvous address and
+    the agent's run id): every rank meets the same error, and one line is enough. Anything else
+    speaks, so a broken environment, or a rank started by hand without its peers, is reported."""
     import os
 
     try:
         rank, world = int(os.environ.get("RANK", "0") or 0), int(os.environ.get("WORLD_SIZE", "1") or 1)
     except ValueError:
         return True
-    launched = bool(os.environ.get("MASTER_ADDR")) and bool(os.environ.get("MASTER_PORT"))
+    # started by torch's elastic agent (torchrun, --nproc): rank 0 runs too and reports the same error;
+    # a rank started by hand (env vars only) may be alone, so it speaks for itself
+    launched = bool(os.environ.get("TORCHELASTIC_RUN_ID")) and bool(os.environ.get("MASTER_ADDR"))
     return not (launched and 0 < rank < world)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -114,7 +115,9 @@ def rendezvous(world: int):
     limit = rendezvous_timeout()
     deadline = time.monotonic() + limit
     serve = rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"  # torchrun's agent serves it
-    log.info("rank %d of %d: meeting the other ranks at %s:%d (waiting at most %g s)", rank, world, host, port, limit)
+    # said even under --quiet: a rank may wait minutes here, and the user must know why it is silent
+    print(f"rank {rank} of {world}: meeting the other ranks at {host}:{port} (waiting at most {limit:g} s)",
+          file=sys.stderr, flush=True)
     while True:
         try:
             if serve:
