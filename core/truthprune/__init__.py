@@ -161,6 +161,7 @@ _EXPORTS: dict[str, str] = {
     "Topic": "truth.probing.protocol",  # a set with its row-aligned negated twin and per-row entity groups
     "build_topics": "truth.probing.protocol",  # statement sets -> Topics (X paired with neg_X)
     "grouped_split": "truth.probing.splits",  # entity-grouped train/test rows (a statement's twin on the same side)
+    "balanced_rows": "truth.probing.splits",  # a seeded class-balanced row sample of at most N rows (statement caps)
     "group_rows": "truth.probing.splits",  # entity group ids of row-aligned sets
     "NEGATED_PREFIX": "truth.topics",  # "neg_": a negated twin's set name prefix
     "GENERATED_PREFIX": "truth.topics",  # "gen_": an offline generated set's name prefix next to the CSVs
