@@ -33,9 +33,9 @@ def rel_diff(a: np.ndarray, ref: np.ndarray) -> float:
 
 
 def mixed_statements(n: int) -> list[str]:
-    from truthprune.truth.generate import generate_statement_sets
+    import truthprune
 
-    sets = generate_statement_sets(seed=0)
+    sets = truthprune.generate_statement_sets(seed=0)
     pool = [s for st in sets for s in st.statements]
     rng = np.random.default_rng(0)
     return [pool[i] for i in rng.permutation(len(pool))[:n]]
@@ -57,14 +57,12 @@ def main() -> None:
     import torch
 
     import truthprune
-    from truthprune.truth.activations import encode_statements
-    from truthprune.truth.last_token import DEFAULT_TOKEN_BUDGET
 
-    budget = args.token_budget or DEFAULT_TOKEN_BUDGET
+    budget = args.token_budget or truthprune.DEFAULT_TOKEN_BUDGET
     loaded = truthprune.load_model(args.model, device="cpu", dtype="float32")
     model, tok = loaded.model, loaded.tokenizer
     statements = mixed_statements(args.n)
-    n_tokens = sum(len(ids) for ids in encode_statements(tok, statements))
+    n_tokens = sum(len(ids) for ids in truthprune.encode_statements(tok, statements))
     g = torch.Generator().manual_seed(0)
     windows = torch.randint(0, len(tok), (args.dense_windows, args.seqlen), generator=g)
 

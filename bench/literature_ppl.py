@@ -7,10 +7,13 @@ time as a ratio.
         --method 'sparc3=--pruner sparc3' [--json out.json]
 
 The docs/results.md protocol (calibration: WikiText-2 valid, 32 x 512, seed 0; perplexity: the
-first --ppl-windows windows of WikiText-2 test) through the pipeline stages of ``truthprune run
---eval ppl`` (plan, load, calibrate, prune, evaluate), so the perplexities equal the CLI's. Every
-method is planned (names, options, files checked) before the model loads; the model is loaded
-once and its dense weights are restored before each method. Each method's prune time (the
+first --ppl-windows windows of WikiText-2 test) through the run pipeline in process: each method's
+plan (``truthprune.plan_run``) is executed by ``truthprune.execute`` (load, calibrate, prune) and
+the pruned model is scored by ``truthprune.perplexity`` on the windows, batches and BOS of
+``truthprune run --eval ppl``, so the perplexities equal the CLI's (``--check-cli`` also runs the
+run's own evaluation stages and asserts it). Every method is planned (names, options, files
+checked) before the model loads; the model is loaded once and its dense weights are restored
+before each method (``truthprune.SharedModel``, as ``truthprune sweep`` does). Each method's prune time (the
 engine's dense pre-pass, whole-model pass and layer loop) is divided by the first method's, all
 in this one process. ``--truth-data`` reaches every method (sparc3 target=truth reads it).
 
@@ -61,37 +64,24 @@ def method_flags(spec: str) -> tuple[str, dict]:
 
 
 def make_plan(args, overrides: dict, out: str):
-    from truthprune.run.config import build_config
-    from truthprune.run.pipeline import plan_run
+    """The plan of one method: ``truthprune prune`` (no report) unless --check-cli asks for the run's
+    own perplexity stage (then ``truthprune run --eval ppl``, report in a temporary directory)."""
+    from truthprune import build_config, plan_run
 
     common = {"model": args.model, "sparsity": args.sparsity, "nm": args.nm, "calibration": ["wikitext2"],
               "calibration_options": {"path": f"{SHARED}/wikitext-2/valid.txt"}, "nsamples": 32, "seqlen": 512,
               "eval": ["ppl"], "ppl_data": f"{SHARED}/wikitext-2/test.txt", "ppl_max_windows": args.ppl_windows,
               "truth_data": args.truth_data, "batch_size": args.batch_size, "out": out, "quiet": True}
-    return plan_run(build_config(None, {**common, **overrides}))
+    return plan_run(build_config(None, {**common, **overrides}), report=args.check_cli)
 
 
-def window_nlls(model, tokenizer, cfg) -> list[float]:
-    """Per-window mean NLL exactly as the run's perplexity stage computes it (see the module doc)."""
-    import torch
+def window_nlls(model, eval_ids, bos_id, cfg) -> list[float]:
+    """Per-window mean NLL of the run's perplexity: ``truthprune.perplexity`` with the run's windows,
+    batches and BOS (``eval_ids``: ``truthprune.load_eval_text`` of the run's text under its BOS rule)."""
+    from truthprune import perplexity
 
-    from truthprune.eval.perplexity import load_eval_text, window_count, window_nll
-    from truthprune.run import stages as st
-
-    rule = st.bos_rule(cfg, tokenizer)
-    ids = load_eval_text(cfg.ppl_data, tokenizer, rule)
-    bos = rule.window_bos
-    step = cfg.seqlen - 1 if bos is not None else cfg.seqlen
-    n = window_count(int(ids.numel()), step, st.ppl_windows(cfg))
-    windows = ids[: n * step].view(n, step)
-    if bos is not None:
-        windows = torch.cat([torch.full((n, 1), bos, dtype=windows.dtype), windows], dim=1)
-    out: list[float] = []
-    with torch.inference_mode():
-        for s in range(0, n, cfg.batch_size):
-            batch = windows[s:s + cfg.batch_size].to(next(model.parameters()).device)
-            out.extend(window_nll(model(input_ids=batch, use_cache=False).logits, batch))
-    return out
+    return perplexity(model, eval_ids, cfg.seqlen, batch_size=cfg.batch_size, max_windows=cfg.ppl_max_windows,
+                      bos_id=bos_id)["window_nll"]
 
 
 def paired_interval(ref: list[float], other: list[float], replicates: int = 2000, seed: int = 0) -> dict[str, float]:
@@ -104,11 +94,8 @@ def paired_interval(ref: list[float], other: list[float], replicates: int = 2000
 
 def main() -> None:
     import os
-    import time
 
-    from truthprune.run import stages as st
-    from truthprune.run.pipeline import seed_everything
-    from truthprune.run.state import RunState
+    import truthprune
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
@@ -124,26 +111,21 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="literature-")
     methods = [method_flags(m) for m in args.method]
     plans = {label: make_plan(args, o, f"{tmp}/{label}") for label, o in methods}  # every name, option, file checked first
-    first = next(iter(plans.values()))
-    loaded = st.load(first.config)
-    model = loaded.model
-    dense = {k: v.clone() for k, v in model.state_dict().items()}
+    shared = truthprune.SharedModel()  # loaded by the first method's load stage, restored before every other one
     results = {"model": args.model, "sparsity": args.sparsity, "nm": args.nm, "ppl_windows": args.ppl_windows,
                "load_average": os.getloadavg(), "methods": {}}
-    ref = None
+    ref = eval_text = None
     for label, plan in plans.items():
-        model.load_state_dict(dense)
-        loaded.invalidate_fingerprint()
-        seed_everything(plan.config.seed)
-        state = st.calibrate(RunState(plan=plan, loaded=loaded))
-        t = time.perf_counter()
-        pruned = st.prune(state)
-        wall = time.perf_counter() - t
-        report = pruned.pruning
-        nll = window_nlls(model, loaded.tokenizer, plan.config)
+        state = truthprune.execute(plan, load=shared)  # seed, load (restore), calibrate, prune [, evaluate]
+        report, wall = state.pruning, plan.timings["prune"]
+        loaded = state.loaded
+        if eval_text is None:  # the run's perplexity text under its BOS rule, tokenised once
+            rule = truthprune.resolve_bos(loaded.tokenizer, plan.config.bos)
+            eval_text = (truthprune.load_eval_text(plan.config.ppl_data, loaded.tokenizer, rule), rule.window_bos)
+        nll = window_nlls(loaded.model, *eval_text, plan.config)
         ppl = math.exp(math.fsum(nll) / len(nll))
-        if args.check_cli:  # the run's own perplexity stage must give the same number
-            cli = st.pruned_eval(pruned).pruned["ppl"]["ppl"]
+        if args.check_cli:  # the run's own perplexity stage (same plan) must give the same number
+            cli = state.pruned["ppl"]["ppl"]
             assert abs(cli - ppl) <= 1e-9 * ppl, (cli, ppl)
         prune_s = report.prune_pass_s + report.dense_pass_s
         ref = ref or (prune_s, nll)

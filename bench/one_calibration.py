@@ -4,9 +4,10 @@ calibration pass, and against Wanda at the same sparsities, in one process.
 
     python bench/one_calibration.py [--model smollm2-135m] [--sparsities 0.5,0.6,0.7] [--json out.json]
 
-Protocol of docs/results.md (calibration WikiText-2 valid, 32 x 512, seed 0), through the run
-pipeline's prune stage (what ``truthprune run``/``sweep`` execute). The model is loaded once and
-restored to its dense weights before every prune, exactly as ``truthprune sweep`` does:
+Protocol of docs/results.md (calibration WikiText-2 valid, 32 x 512, seed 0), each prune a
+``truthprune prune`` plan run in process by ``truthprune.execute`` (load, calibrate, prune). The
+model is loaded once and restored to its dense weights before every prune by
+``truthprune.SharedModel``, exactly as ``truthprune sweep`` does:
 
 * separate: every sparsity starts from an empty store, so each prune runs its own dense pass;
 * one calibration: one store for all sparsities (what a sweep gets): the first prune computes
@@ -14,8 +15,8 @@ restored to its dense weights before every prune, exactly as ``truthprune sweep`
   bit (checked by their fingerprints);
 * wanda: the sequential engine at the same sparsities (its statistics depend on the sparsity).
 
-Times are wall seconds of the prune stage; the ratios compare totals measured in this one run.
-The load average is printed with them (other jobs may share the machine).
+Times are wall seconds of the prune stage (the plan's stage log); the ratios compare totals
+measured in this one run. The load average is printed with them (other jobs may share the machine).
 """
 
 from __future__ import annotations
@@ -25,16 +26,13 @@ import json
 import os
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from recent_methods import make_plan  # noqa: E402
 
 
 def main() -> None:
-    from truthprune.run import stages as st
-    from truthprune.run.pipeline import seed_everything
-    from truthprune.run.state import RunState
+    import truthprune
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="smollm2-135m")
@@ -46,33 +44,28 @@ def main() -> None:
 
     def plan(method: str, s: float):
         ns = argparse.Namespace(model=args.model, sparsity=s, nm=None, allocator=None, ppl_windows=1)
-        return make_plan(ns, method, f"{tmp}/{method}-{s}")
+        return make_plan(ns, method, f"{tmp}/{method}-{s}", report=False)  # truthprune prune: no evaluation
 
     plans = {(m, s): plan(m, s) for m in ("unipruning", "wanda") for s in sparsities}
-    loaded = st.load(plans[("wanda", sparsities[0])].config)
-    calib = st.calibrate(RunState(plan=plans[("wanda", sparsities[0])], loaded=loaded)).calibration
-    dense = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    shared = truthprune.SharedModel()  # one load; dense weights restored before every prune
 
-    def prune(method: str, s: float) -> dict:
-        loaded.model.load_state_dict(dense)
-        loaded.invalidate_fingerprint()
-        seed_everything(0)
+    def prune(method: str, s: float, fresh_store: bool = False) -> dict:
+        if fresh_store and shared.loaded is not None:
+            shared.loaded.reuse.clear()  # the dense statistics kept for reuse are dropped
+        p = plans[(method, s)]
         load = os.getloadavg()[0]
-        t = time.perf_counter()
-        out = st.prune(RunState(plan=plans[(method, s)], loaded=loaded, calibration=calib)).pruning
-        seconds = time.perf_counter() - t
+        state = truthprune.execute(p, load=shared)  # seed, load (restore), calibrate, prune
+        seconds, out = p.timings["prune"], state.pruning
         row = {"method": method, "sparsity": s, "seconds": seconds, "load_before": load,
-               "reused": out.statistics_reused, "overall": out.overall, "fingerprint": loaded.fingerprint}
+               "reused": out.statistics_reused, "overall": out.overall, "fingerprint": state.loaded.fingerprint}
         print(f"{method} {s}: {seconds:.1f} s (load {load:.1f}), reused={out.statistics_reused}, sparsity {out.overall:.4f}", flush=True)
         return row
 
     rows = {"separate": [], "one_calibration": [], "wanda": []}
     for s in sparsities:
-        loaded.reuse.clear()
-        rows["separate"].append(prune("unipruning", s))
-    loaded.reuse.clear()
-    for s in sparsities:
-        rows["one_calibration"].append(prune("unipruning", s))
+        rows["separate"].append(prune("unipruning", s, fresh_store=True))
+    for k, s in enumerate(sparsities):
+        rows["one_calibration"].append(prune("unipruning", s, fresh_store=k == 0))
     for s in sparsities:
         rows["wanda"].append(prune("wanda", s))
     same = [a["fingerprint"] == b["fingerprint"] for a, b in zip(rows["separate"], rows["one_calibration"])]

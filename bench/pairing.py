@@ -41,7 +41,7 @@ def wikitext_path(split: str, given: str | None = None) -> str:
 
 def eval_windows(tokenizer: Any, test_path: str, n_windows: int, seqlen: int):
     """[n_windows, seqlen] token windows of the test text under the perplexity protocol."""
-    from truthprune.eval.perplexity import load_eval_text
+    from truthprune import load_eval_text
 
     ids = load_eval_text(test_path, tokenizer)
     n = min(n_windows, ids.numel() // seqlen)
@@ -49,18 +49,13 @@ def eval_windows(tokenizer: Any, test_path: str, n_windows: int, seqlen: int):
 
 
 def window_nlls(model: Any, windows, batch_size: int = 8) -> np.ndarray:
-    """Mean next-token NLL of every window (float64 array), as truthprune's perplexity scores them."""
-    import torch
+    """Mean next-token NLL of every window (float64 array): ``truthprune.perplexity``'s own per-window
+    values, the windows laid end to end so that it cuts exactly these ones."""
+    from truthprune import perplexity
 
-    from truthprune.eval.perplexity import window_nll
-
-    out: list[float] = []
-    model.eval()
-    with torch.inference_mode():
-        for s in range(0, len(windows), batch_size):
-            batch = windows[s : s + batch_size]
-            out.extend(window_nll(model(input_ids=batch, use_cache=False).logits, batch))
-    return np.asarray(out, dtype=np.float64)
+    n, seqlen = windows.shape
+    result = perplexity(model, windows.reshape(-1), seqlen, batch_size=batch_size, max_windows=n)
+    return np.asarray(result["window_nll"], dtype=np.float64)
 
 
 def ppl(nll: np.ndarray) -> float:

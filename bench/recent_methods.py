@@ -44,7 +44,9 @@ def method_options(specs: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def make_plan(args, method: str, out: str, options: dict[str, str] | None = None):
+def make_plan(args, method: str, out: str, options: dict[str, str] | None = None, report: bool = True):
+    """The plan of ``truthprune run --eval ppl`` for one method (``report=False``: of ``truthprune
+    prune``, which evaluates nothing and writes no report)."""
     from truthprune import build_config, plan_run
 
     overrides = {
@@ -54,7 +56,7 @@ def make_plan(args, method: str, out: str, options: dict[str, str] | None = None
         "nsamples": 32, "seqlen": 512, "eval": ["ppl"], "ppl_data": f"{SHARED}/wikitext-2/test.txt",
         "ppl_max_windows": args.ppl_windows, "out": out, "quiet": True,
     }
-    return plan_run(build_config(None, overrides))
+    return plan_run(build_config(None, overrides), report=report)
 
 
 def dense_grams(model, calib, n: int, batch_size: int = 8) -> dict[str, "torch.Tensor"]:

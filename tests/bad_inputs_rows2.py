@@ -49,7 +49,7 @@ def _marked(rel: str, kind: str = "prune", files: dict[str, str] | None = None):
     """setup: a previous truthprune output (a directory with its output marker) at {C}/REL."""
 
     def setup(ctx):
-        from truthprune.run.markers import write_marker
+        from truthprune.outputs.markers import write_marker
 
         _dir(rel, files)(ctx)
         write_marker(ctx.case / rel, kind)
@@ -235,14 +235,14 @@ def _raise_interrupt(*args, **kwargs):
 
 
 def _terminated(*args, **kwargs):
-    import truthprune.run.interrupts as interrupts
+    import truthprune.interrupts as interrupts
 
     interrupts._INTERRUPTED = True  # what the SIGTERM handler records before it unwinds
     raise SystemExit(interrupts.TERMINATED_EXIT)
 
 
 def _swallowed(*args, **kwargs):
-    import truthprune.run.interrupts as interrupts
+    import truthprune.interrupts as interrupts
 
     interrupts._INTERRUPTED = True  # what the SIGINT handler records; the code below "swallowed" the exception
     return []
@@ -250,7 +250,7 @@ def _swallowed(*args, **kwargs):
 
 def _patch(target: str, replacement):
     def patch(mp, ctx):
-        import truthprune.run.interrupts as interrupts
+        import truthprune.interrupts as interrupts
 
         mp.setattr(interrupts, "_INTERRUPTED", False)
         mp.setattr(interrupts, "_SIGNAL", None)

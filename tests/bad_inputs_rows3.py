@@ -217,7 +217,7 @@ def _bad_marker(rel: str, marker: bytes | None):
 
 def _cached_model(ctx):
     """setup: the converted copy of the embedded model in a case-local cache, and a link to it."""
-    from truthprune.models.loading import converted_target, embedded_gguf
+    from truthprune.models.spec import converted_target, embedded_gguf
 
     saved = os.environ.get("TRUTHPRUNE_CACHE")
     os.environ["TRUTHPRUNE_CACHE"] = str(ctx.case / "cache")
@@ -227,7 +227,7 @@ def _cached_model(ctx):
         os.environ.pop("TRUTHPRUNE_CACHE") if saved is None else os.environ.__setitem__("TRUTHPRUNE_CACHE", saved)
     target.mkdir(parents=True)
     (target / "config.json").write_text("{}")
-    from truthprune.run.markers import write_marker
+    from truthprune.outputs.markers import write_marker
 
     write_marker(target, "prune")  # even a marked output: the cache is never written
     os.symlink(target, ctx.case / "conv")

@@ -15,17 +15,7 @@ import bad_inputs_data as data
 import bad_inputs_data3 as data3
 import bad_inputs_rows as rows1
 from bad_inputs_lib import TALLY, Case, invoke, judge, leftovers, snapshot
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matmuls: one thread avoids OpenMP spin-waits on a busy 2-core machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from truthprune.testing.pytest_fixtures import one_thread  # noqa: E402,F401  (autouse: tiny matmuls on one thread)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random-weight Llama, paths to ../shared data, the CLI runner."""
+"""Shared fixtures: paths to ../shared data, a character tokenizer, an isolated result cache; the tiny
+random-weight Llama and its calibration windows are the author kit's (truthprune.testing)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from truthprune.testing.pytest_fixtures import tiny_calibration, tiny_llama  # noqa: F401  (the kit's, as plugins use)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -43,32 +46,6 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     """Keep result caches per test session, but share the converted SmolLM2 model cache."""
     if "TRUTHPRUNE_CACHE" not in os.environ:
         monkeypatch.setenv("TRUTHPRUNE_CACHE", str(Path.home() / ".cache" / "truthprune"))
-
-
-@pytest.fixture
-def tiny_llama():
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-    )
-    model = LlamaForCausalLM(cfg).eval()
-    model.config.use_cache = False
-    return model
-
-
-@pytest.fixture
-def tiny_calibration():
-    import torch
-
-    from truthprune import CalibrationSamples
-
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, 128, (8, 64), generator=g)
-    return CalibrationSamples(ids, torch.ones_like(ids))
 
 
 def pytest_terminal_summary(terminalreporter):

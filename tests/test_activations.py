@@ -9,7 +9,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from truthprune import UserError, extract_last_token  # noqa: E402
-from truthprune.truth.activations import encode_statements, resolve_layers, tokenizer_adds_bos  # noqa: E402
+from truthprune.models.adapter import resolve_layers  # noqa: E402
+from truthprune.truth.activations import encode_statements, tokenizer_adds_bos  # noqa: E402
 from truthprune.truth.last_token import length_sorted_batches, right_pad  # noqa: E402
 
 STATEMENTS = [

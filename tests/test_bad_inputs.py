@@ -28,7 +28,7 @@ import bad_inputs_rows4 as rows4  # noqa: E402
 import bad_inputs_rows5 as rows5  # noqa: E402
 import bad_inputs_rows_serving as rows_serving  # noqa: E402
 from bad_inputs_lib import TALLY, Case, leftovers  # noqa: E402
-from bad_inputs_runner import _one_thread, base, run_case  # noqa: E402,F401  (fixtures)
+from bad_inputs_runner import base, one_thread, run_case  # noqa: E402,F401  (fixtures)
 
 ROWS: list[Case] = [
     *rows1.usage_rows(), *rows1.config_rows(), *rows1.env_rows(), *rows1.model_rows(), *rows1.text_rows(),
@@ -250,7 +250,7 @@ def test_kill9_during_a_write_is_cleaned_up_by_the_next_writer(base, tmp_path, m
     """kill -9 mid-write leaves a PID-named temporary and a lock; the next writer removes both."""
     import signal
 
-    code = ("import sys, time\nfrom truthprune.run.outputs import atomic_dir\n"
+    code = ("import sys, time\nfrom truthprune.outputs.atomic import atomic_dir\n"
             "with atomic_dir(sys.argv[1]) as tmp:\n"
             "    (tmp / 'model.safetensors').write_bytes(bytes(1 << 20))\n"
             "    print('ready', flush=True)\n    time.sleep(60)\n")

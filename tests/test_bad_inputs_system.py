@@ -25,7 +25,7 @@ import bad_inputs_data as data  # noqa: E402
 from bad_inputs_lib import TALLY, Case, leftovers  # noqa: E402
 from bad_inputs_rows import PROBE, PRUNE, RUN, _copy_run  # noqa: E402
 from bad_inputs_rows3 import TRUTHFULNESS  # noqa: E402
-from bad_inputs_runner import _one_thread, base, run_case  # noqa: E402,F401  (fixtures)
+from bad_inputs_runner import base, one_thread, run_case  # noqa: E402,F401  (fixtures)
 
 CHILD = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
          "[signal.signal(s, signal.SIG_DFL) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)];"

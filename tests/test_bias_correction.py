@@ -12,14 +12,7 @@ import torch
 
 from truthprune import UserError, get_registry, prune_model
 from truthprune.pruning.engine.bias import output_shift, plan_bias
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from truthprune.testing.pytest_fixtures import one_thread  # noqa: E402,F401  (autouse: tiny matmuls on one thread)
 
 
 def _calib():

@@ -19,15 +19,7 @@ from truthprune import CalibrationSamples, UserError, get_registry  # noqa: E402
 from truthprune.models.bos import resolve_bos, start_windows_with_bos  # noqa: E402
 from truthprune.calibration.windows import load_calibration, record_windows  # noqa: E402
 from truthprune.eval.perplexity import encode_eval_text, perplexity  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matmuls: one thread avoids OpenMP spin-waits on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from truthprune.testing.pytest_fixtures import one_thread  # noqa: E402,F401  (autouse: tiny matmuls on one thread)
 
 
 class _Records:
@@ -76,7 +68,7 @@ def test_auto_keeps_todays_windows_bit_identical(style):
 
 def test_smollm2_tokenizer_adds_no_bos():
     """The real embedded SmolLM2 tokenizer (if its converted copy is cached): auto inserts nothing."""
-    from truthprune.models.loading import converted_target, embedded_gguf
+    from truthprune.models.spec import converted_target, embedded_gguf
 
     try:
         path = converted_target(embedded_gguf("smollm2-135m"))

@@ -191,14 +191,14 @@ def test_probe_outputs_are_checked():
 
 
 def test_cli_turns_contract_error_into_one_line_exit_3(monkeypatch, capsys):
-    import truthprune.cli.envcheck
+    import truthprune.environment
     from truthprune.cli import main as cli_main
     from truthprune.plugin.contracts import violation
 
     def broken(_command):
         raise violation(GoodPruner, "the mask is wrong")
 
-    monkeypatch.setattr(truthprune.cli.envcheck, "check_environment", broken)
+    monkeypatch.setattr(truthprune.environment, "check_environment", broken)
     with pytest.raises(SystemExit) as exc:
         cli_main.main(["plugins"])
     assert exc.value.code == cli_main.PLUGIN_CONTRACT_EXIT == 3

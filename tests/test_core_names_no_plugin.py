@@ -22,17 +22,14 @@ CORE = REPO / "core" / "truthprune"
 CONSTANTS = {"outlier_ratio_percent"}  # truthprune-owl's OUTLIER_EXTRA
 
 _EVAL_TEXT = "core's own perplexity texts (eval/perplexity.py: pydoc_topics, wikitext_rows), not the calibration plugins"
-_STRUCTURED = "core's structured-pruning module and the StructuredPruner.structured attribute, not the plugin"
+_STRUCTURED = "the StructuredPruner.structured attribute, read in the one place that tells the kinds apart, not the plugin"
 _GENERATED = "core's offline generated statement sets (truth/generate.py), not the calibration source"
 # The run's defaults (wanda, logreg, pydoc) are core built-ins (truthprune.builtins), so they are
 # core's own names and need no entry here (docs/architecture.md, "Core runs on its own").
 ALLOWED = {
     ("eval/perplexity.py", "wikitext2"): _EVAL_TEXT,
     ("run/checks.py", "wikitext2"): _EVAL_TEXT + "; the plan-time check reads that text now when the hub is offline",
-    ("run/pipeline.py", "structured"): _STRUCTURED,
-    ("run/stages.py", "structured"): _STRUCTURED,
-    ("cli/prune_cmd.py", "structured"): _STRUCTURED,
-    ("testing/checks.py", "structured"): _STRUCTURED,
+    ("run/kinds.py", "structured"): _STRUCTURED,
     ("run/pipeline.py", "generated"): _GENERATED,
 }
 

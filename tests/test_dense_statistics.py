@@ -11,7 +11,7 @@ import torch
 from truthprune import LinearStats, PluginContractError, WandaPruner, get_registry, prune_checkpoint, prune_model
 from truthprune.models.adapter import decoder_layers, prunable_linears
 from truthprune.models.loading import weights_fingerprint
-from truthprune.pruning.engine.block import BlockContext
+from truthprune.pruning.engine.block import LayerBlock
 from truthprune.pruning.engine.dense_stats import DenseCache
 from truthprune.pruning.masks import mask_from_scores, wanda_scores
 from truthprune.plugin.interfaces import SparsityTarget
@@ -146,7 +146,7 @@ def _run(layer, x, rotary):
 def _block(model, stats):
     layer = decoder_layers(model)[0]
     linears = prunable_linears(layer)
-    return BlockContext(0, layer, linears, torch.device("cpu"), [], [], stats=stats), layer
+    return LayerBlock(0, layer, linears, torch.device("cpu"), [], [], stats=stats), layer
 
 
 def test_permute_channels_is_exact_and_moves_the_statistics(tiny_llama):

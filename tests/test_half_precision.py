@@ -24,18 +24,10 @@ from tiny_models import build  # noqa: E402
 
 from truthprune import CalibrationSamples, get_registry, prune_model, wanda_scores  # noqa: E402
 from truthprune.models.adapter import decoder_layers, prunable_linears  # noqa: E402
+from truthprune.testing.pytest_fixtures import one_thread  # noqa: E402,F401  (autouse: tiny matmuls on one thread)
 
 TOLERANCE = 0.001  # fraction of mask entries that may differ from float32 (measured max 0.00022)
 NEAR_TIE = 1e-3  # relative distance of a flipped entry's float32 score from its row's threshold (measured max 2.2e-4)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matmuls: one thread avoids OpenMP spin-waits on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _calib():

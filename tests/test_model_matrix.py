@@ -25,20 +25,12 @@ from truthprune import CalibrationSamples, UserError, get_registry, load_model, 
 from truthprune.models.bos import resolve_bos  # noqa: E402
 from truthprune.calibration.windows import load_calibration  # noqa: E402
 from truthprune.models.adapter import TargetSelection, candidate_weights, decoder_layers, prunable_linears  # noqa: E402
+from truthprune.testing.pytest_fixtures import one_thread  # noqa: E402,F401  (autouse: tiny matmuls on one thread)
 
 FAMILIES = list(family_configs())
 TOKENIZER_STYLE = {"llama": "gemma", "mistral": "gemma", "gemma2": "gemma", "gemma3": "gemma",
                    "qwen2": "nobos", "qwen3": "nobos", "phi3": "smollm2", "mixtral": "gemma"}
 STATEMENTS = ["the city of paris is in france .", "the city of rome is in spain .", "berlin is a capital ."]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matmuls: one thread avoids OpenMP spin-waits on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _pruners() -> list[str]:

@@ -137,5 +137,5 @@ def test_quantizer_options_without_quantizer_fail_at_plan_time():
 
     cfg = build_config(None, {"quantizer_options": {"bits": 4}})
     with pytest.raises(UserError, match="without --quantizer"):
-        plan_quantizer(cfg, None)
-    assert plan_quantizer(build_config(None, {}), None) is None
+        plan_quantizer(cfg)
+    assert plan_quantizer(build_config(None, {})) is None

@@ -78,7 +78,7 @@ def test_the_stage_order_is_written_once():
 
 
 def test_plan_has_no_unused_probe_or_cache():
-    from truthprune.run.pipeline import RunPlan
+    from truthprune.run.state import RunPlan
 
     fields = {f.name for f in dataclasses.fields(RunPlan)}
     assert not {"cache", "probe"} & fields

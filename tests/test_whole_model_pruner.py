@@ -77,12 +77,12 @@ def test_offload_refuses_a_whole_model_pruner(tiny_calibration, tmp_path):
 
 
 def test_prune_offload_refuses_it_at_plan_time():
-    from truthprune.cli.prune_cmd import _check_offload
+    from truthprune.run.offload import check_offload
 
     plan = SimpleNamespace(config=SimpleNamespace(model="x"), quantizer=None, sources=[],
                            allocator=SimpleNamespace(needs_truth_profile=False), pruner=ModelScorePruner())
     with pytest.raises(UserError, match="drop --offload"):
-        _check_offload(plan)
+        check_offload(plan)
 
 
 def test_kit_checks_a_whole_model_pruner_through_the_engine_only():

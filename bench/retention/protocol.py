@@ -41,6 +41,7 @@ from truthprune import (
     StatementSet,
     Topic,
     UserError,
+    balanced_rows,
     build_topics,
     grouped_split,
     topic_of,
@@ -66,19 +67,6 @@ def _subset(s: StatementSet, rows: np.ndarray, entity: list[str] | None = None) 
     if entity is not None:
         extra["entity"] = [entity[i] for i in rows]
     return StatementSet(s.name, [s.statements[i] for i in rows], s.labels[rows], s.polarity, extra, s.source)
-
-
-def balanced_rows(labels: np.ndarray, cap: int | None, rng: np.random.Generator) -> np.ndarray:
-    """At most ``cap`` row indices, half of each class where possible (the rest from the larger
-    class), sampled without replacement; all rows when the set is not larger than ``cap``."""
-    n = len(labels)
-    if cap is None or n <= cap:
-        return np.arange(n)
-    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    k_pos = min(len(pos), max(cap // 2, cap - len(neg)))
-    k_neg = cap - k_pos
-    rows = np.concatenate([rng.choice(pos, k_pos, replace=False), rng.choice(neg, k_neg, replace=False)])
-    return np.sort(rows)
 
 
 def clean_rows(s: StatementSet) -> np.ndarray:

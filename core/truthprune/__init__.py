@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 # public name -> submodule that defines it
 _EXPORTS: dict[str, str] = {
@@ -21,8 +21,8 @@ _EXPORTS: dict[str, str] = {
     "SparsityAllocator": "plugin.interfaces",
     "CalibrationSource": "plugin.interfaces",
     "Probe": "plugin.interfaces",
-    "SparsityTarget": "plugin.interfaces",
-    "LinearStats": "plugin.interfaces",
+    "SparsityTarget": "plugin.pruning_inputs",
+    "LinearStats": "plugin.pruning_inputs",
     "PruneResult": "plugin.interfaces",
     "Quantizer": "plugin.interfaces",
     "QuantResult": "plugin.interfaces",
@@ -30,10 +30,10 @@ _EXPORTS: dict[str, str] = {
     "CalibrationSamples": "plugin.interfaces",
     "CalibrationContext": "plugin.interfaces",
     "ProbeMeta": "plugin.interfaces",
-    "STAT_SQ_NORM": "plugin.interfaces",
-    "STAT_GRAM": "plugin.interfaces",
-    "STAT_SUM": "plugin.interfaces",
-    "STAT_CROSS": "plugin.interfaces",
+    "STAT_SQ_NORM": "plugin.pruning_inputs",
+    "STAT_GRAM": "plugin.pruning_inputs",
+    "STAT_SUM": "plugin.pruning_inputs",
+    "STAT_CROSS": "plugin.pruning_inputs",
     "StructuredPruner": "plugin.interfaces",
     "StructuredConfig": "plugin.interfaces",
     "UnitScores": "plugin.interfaces",
@@ -85,19 +85,19 @@ _EXPORTS: dict[str, str] = {
     "plan_widths": "pruning.structured",
     "prune_structured": "pruning.structured",
     # writing checkpoints: refuse an existing target at plan time, save model + tokenizer + metadata atomically
-    "check_target": "run.outputs",
+    "check_target": "outputs.atomic",
     # every output carries a marker of its kind; --overwrite replaces only marked outputs (docs/reliability.md)
-    "atomic_dir": "run.outputs",
-    "write_marker": "run.outputs",
-    "json_marker": "run.outputs",
-    "png_metadata": "run.outputs",
-    "write_json_atomic": "run.outputs",
+    "atomic_dir": "outputs.atomic",
+    "write_marker": "outputs.markers",
+    "json_marker": "outputs.markers",
+    "png_metadata": "outputs.markers",
+    "write_json_atomic": "outputs.atomic",
     # the inputs of the running command: no output may be or contain one of them
-    "declare_inputs": "run.outputs",
-    "check_work_dir": "run.outputs",  # a scratch directory of a command (finetune --checkpoint-dir)
-    "read_marker": "run.outputs",
-    "OUTPUT_MARKER": "run.markers",
-    "model_input_paths": "models.loading",
+    "declare_inputs": "outputs.atomic",
+    "check_work_dir": "outputs.atomic",  # a scratch directory of a command (finetune --checkpoint-dir)
+    "read_marker": "outputs.markers",
+    "OUTPUT_MARKER": "outputs.markers",
+    "model_input_paths": "models.spec",
     # the run pipeline as `truthprune run` / `sweep` drive it (for benchmarks that run it in process)
     "build_config": "run.config",  # defaults <- TOML <- overrides: a validated RunConfig
     "plan_run": "run.pipeline",  # every plugin and option resolved and checked, no model loaded
@@ -107,8 +107,8 @@ _EXPORTS: dict[str, str] = {
     "progress_bar": "progress",  # a bar with ETA on a terminal, nothing in a pipe: every long loop reports through it
     "save_pruned": "run.saving",
     "inspect_checkpoint": "reporting.inspect_model",  # sparsity, formats and warnings of a saved checkpoint, no model load
-    "PruneReport": "pruning.engine.sequential",
-    "BlockContext": "pruning.engine.block",  # what a block-aware pruner (uses_block) sees per decoder layer
+    "PruneReport": "pruning.engine.steps",
+    "BlockContext": "plugin.pruning_inputs",  # what a block-aware pruner (uses_block) sees per decoder layer
     # bounded-memory (offload) pruning, data parallelism, the up-front memory check (torch)
     "prune_checkpoint": "pruning.engine.offload",
     "CheckpointReader": "pruning.engine.checkpoint",  # tensor names, sizes and contents of a safetensors checkpoint dir
@@ -131,8 +131,9 @@ _EXPORTS: dict[str, str] = {
     "hub_reachable": "eval.hub",
     "weights_fingerprint": "models.loading",
     "resolve_bos": "models.bos",  # the --bos rule for a tokenizer: which windows and statements start with BOS
-    "cache_root": "models.loading",
-    "read_cache_entry": "cachefiles",  # a cache entry that does not read back is discarded (warning) and recomputed
+    "cache_root": "cache",
+    "single_thread": "threads",  # torch on one thread for a stretch of small ops (restored after)
+    "read_cache_entry": "cache",  # a cache entry that does not read back is discarded (warning) and recomputed
     # truth statements, activations and the probing protocol (owner: probes engineer)
     "StatementSet": "truth.datasets",
     "TopicPair": "truth.datasets",
@@ -149,6 +150,7 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_SCORED_GROUPS": "truth.topics",
     "DEFAULT_SEEN_GROUPS": "truth.topics",
     "extract_last_token": "truth.activations",
+    "DEFAULT_TOKEN_BUDGET": "truth.last_token",  # padded tokens per forward extract_last_token batches by default (benches print it)
     "encode_statements": "truth.activations",
     "load_truth_sets": "truth.probing.runner",
     "logistic_regression": "truth.probing.linear",
@@ -159,6 +161,7 @@ _EXPORTS: dict[str, str] = {
     "Topic": "truth.probing.protocol",  # a set with its row-aligned negated twin and per-row entity groups
     "build_topics": "truth.probing.protocol",  # statement sets -> Topics (X paired with neg_X)
     "grouped_split": "truth.probing.splits",  # entity-grouped train/test rows (a statement's twin on the same side)
+    "balanced_rows": "truth.probing.splits",  # a seeded class-balanced row sample of at most N rows (statement caps)
     "group_rows": "truth.probing.splits",  # entity group ids of row-aligned sets
     "NEGATED_PREFIX": "truth.topics",  # "neg_": a negated twin's set name prefix
     "GENERATED_PREFIX": "truth.topics",  # "gen_": an offline generated set's name prefix next to the CSVs

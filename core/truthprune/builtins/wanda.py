@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from truthprune.plugin.interfaces import STAT_SQ_NORM, PluginConfig, Pruner, PruneResult
+from truthprune.plugin.interfaces import PluginConfig, Pruner, PruneResult
+from truthprune.plugin.pruning_inputs import STAT_SQ_NORM
 
 
 class WandaConfig(PluginConfig):

@@ -31,6 +31,9 @@ import torch
 
 from ..errors import UserError
 from ..plugin.interfaces import CalibrationContext, CalibrationSamples
+from ..models.bos import start_windows_with_bos
+from ..plugin.contracts import violation
+from ..textio import check_calibration_text, jsonl_records, parquet_records, read_text_file, require_file
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +168,6 @@ def read_text_records(path: str | Path, field: str = "text", split: str = "empty
 
     Read through :mod:`truthprune.textio` (encodings, binary files, non-string records); text too
     poor to calibrate on (fewer than two distinct words) is refused, little text is warned about."""
-    from ..textio import check_calibration_text, jsonl_records, parquet_records, read_text_file
-
-    from ..textio import require_file
-
     p = require_file(path, "calibration file", "pass an existing .txt, .jsonl or .parquet file")
     suffix = p.suffix.lower()
     if suffix == ".jsonl":
@@ -193,8 +192,6 @@ def load_calibration(
     ``bos`` (a token id, see :mod:`truthprune.models.bos`): every window of every source is made to start
     with it; None leaves the windows exactly as the sources cut them.
     """
-    from ..models.bos import start_windows_with_bos
-
     if not sources:
         raise UserError("no calibration source given; pass e.g. --calibration generated")
     k = len(sources)
@@ -223,9 +220,6 @@ def _checked_samples(src: Any, tokenizer: Any, n: int, seqlen: int, seed: int) -
     """``src.samples(...)``, checked: CalibrationSamples of integer token ids, [n, seqlen], each id in
     the tokenizer's vocabulary, a matching attention mask. Anything else (and an exception that is
     not a UserError) is the plugin's fault: a PluginContractError naming it (exit code 3)."""
-    from ..errors import UserError
-    from ..plugin.contracts import violation
-
     try:
         part = src.samples(tokenizer, n, seqlen, seed)
     except (UserError, KeyboardInterrupt, SystemExit, MemoryError):
@@ -261,8 +255,6 @@ def attach_auxiliary(calib: CalibrationSamples, pruner: Any, context: Calibratio
     streams = pruner.auxiliary_calibration(context) or {}
     for key, s in streams.items():
         if not isinstance(s, CalibrationSamples) or s.input_ids.shape != s.attention_mask.shape:
-            from ..plugin.contracts import violation
-
             raise violation(pruner, f"auxiliary_calibration() returned a malformed stream {key!r} (CalibrationSamples "
                                     "with an attention mask of the token ids' shape are due)")
         log.info("auxiliary calibration stream %r: %d sequences (%s)", key, len(s), s.description)

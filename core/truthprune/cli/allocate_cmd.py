@@ -22,7 +22,7 @@ from typing import Any
 import typer
 
 from ..errors import UserError
-from .main import app
+from .app import app
 
 SEPARATION_KEY = "separation_ratio"
 TARGET_KEY = "target_sparsity"

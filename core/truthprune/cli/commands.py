@@ -8,5 +8,6 @@ from . import eval_cmd  # noqa: F401
 from . import truthfulness_cmd  # noqa: F401  (adds `eval truthfulness`)
 from . import probe_cmd  # noqa: F401
 from . import report_cmd  # noqa: F401
+from . import sweep_cmd  # noqa: F401
 from . import inspect_cmd  # noqa: F401
 from . import export_cmd  # noqa: F401

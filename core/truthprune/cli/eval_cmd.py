@@ -14,15 +14,14 @@ from typing import Any, Optional
 import typer
 
 from ..run.config import RunConfig
-from .main import app
+from .app import app
+from .options import config_option
 
 eval_app = typer.Typer(help="Evaluate a model: perplexity, TruthfulQA MC1/MC2, truthfulness under prompt styles.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
-_DEFAULTS = {name: RunConfig.model_fields[name].default for name in ("model", "seqlen", "batch_size", "seed", "ppl_data")}
+_DEFAULTS = {name: RunConfig.model_fields[name].default for name in ("batch_size", "seed", "ppl_data")}
 
-_MODEL_HELP = "smollm2-135m (default, embedded), gemma3-270m, a model dir, a .gguf file or a hub id."
-_BOS_HELP = "auto | always | never: start every window with BOS (auto: when the tokenizer or chat template adds one)."
 
 
 def _check(model: str, allow_pickle: bool, device: str, **positive: int | None) -> None:
@@ -71,17 +70,17 @@ def _emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> None:
 
 @eval_app.command("ppl")
 def ppl_command(
-    model: str = typer.Option(_DEFAULTS["model"], help=_MODEL_HELP),
+    model: str = config_option("model"),
     data: str = typer.Option(_DEFAULTS["ppl_data"], help="pydoc (held-out Python docs, offline), wikitext2 (hub test split) or a text file."),
-    seqlen: int = typer.Option(_DEFAULTS["seqlen"], help="Window length in tokens (the reference uses 2048)."),
+    seqlen: int = config_option("seqlen"),
     batch_size: int = typer.Option(_DEFAULTS["batch_size"], "--batch-size", help="Windows per forward pass (speed only)."),
     max_windows: Optional[int] = typer.Option(None, "--max-windows", help="Score only the first N windows (default: all; pydoc: 16, as in run)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
+    device: str = config_option("device"),
+    dtype: str = config_option("dtype"),
+    trust_remote_code: bool = config_option("trust_remote_code"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept a pickle-only (.bin) checkpoint you trust."),
-    bos: str = typer.Option("auto", "--bos", help=_BOS_HELP),
+    allow_pickle: bool = config_option("allow_pickle"),
+    bos: str = config_option("bos"),
     dry_run: bool = typer.Option(False, "--dry-run", help=_DRY_RUN_HELP),
 ) -> None:
     """Perplexity of one model on non-overlapping windows of a text (docs/evaluation.md)."""
@@ -115,17 +114,17 @@ def ppl_command(
 
 @eval_app.command("truthfulqa")
 def truthfulqa_command(
-    model: str = typer.Option(_DEFAULTS["model"], help=_MODEL_HELP),
+    model: str = config_option("model"),
     data: str = typer.Option("hub", help="Path to the original TruthfulQA.csv, or 'hub' (truthfulqa/truthful_qa)."),
     limit: Optional[int] = typer.Option(None, help="Evaluate only the first N held-out questions (quick runs)."),
     seed: int = typer.Option(_DEFAULTS["seed"], help="Seed of the calibration/evaluation question split."),
     batch_size: int = typer.Option(_DEFAULTS["batch_size"], "--batch-size", help="Answers per forward pass (speed only)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
+    device: str = config_option("device"),
+    dtype: str = config_option("dtype"),
+    trust_remote_code: bool = config_option("trust_remote_code"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept a pickle-only (.bin) checkpoint you trust."),
-    bos: str = typer.Option("auto", "--bos", help=_BOS_HELP),
+    allow_pickle: bool = config_option("allow_pickle"),
+    bos: str = config_option("bos"),
     dry_run: bool = typer.Option(False, "--dry-run", help=_DRY_RUN_HELP),
 ) -> None:
     """TruthfulQA MC1/MC2 on the held-out half of the questions."""

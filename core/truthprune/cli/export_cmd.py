@@ -15,14 +15,14 @@ from typing import Optional
 
 import typer
 
-from .main import app
+from .app import app
 
 
 def _plan(model: str, fmt: str, out: Optional[str], overwrite: bool):
     from ..errors import UserError
     from ..pruning.ct_export import FORMATS, check_compressed_tensors, ct_layout
     from ..pruning.quantization import SIDECAR, load_quantization
-    from ..run.outputs import check_target
+    from ..outputs.atomic import check_target
 
     targets = [f for f in FORMATS if f != "safetensors"]
     if fmt not in targets:
@@ -50,8 +50,8 @@ def _plan(model: str, fmt: str, out: Optional[str], overwrite: bool):
     layout = ct_layout(modules)  # permuted groups, mixed bits: refused here, before the model loads
     if Path(out).resolve() == src.resolve():
         raise UserError("--out is the input checkpoint; export writes a new directory, choose another --out")
-    from ..models.loading import model_input_paths
-    from ..run.outputs import declare_inputs
+    from ..models.spec import model_input_paths
+    from ..outputs.atomic import declare_inputs
 
     declare_inputs(model_input_paths(model))  # --out may not be, contain or lie inside the input (links resolved)
     check_target(out, overwrite, what="--out")
@@ -70,8 +70,8 @@ def export_command(
 
     from ..models.loading import load_model
     from ..pruning.ct_export import write_compressed_tensors
-    from ..run.outputs import atomic_dir
-    from ..run.saving import environment_versions
+    from ..outputs.atomic import atomic_dir
+    from ..environment import environment_versions
 
     loaded = load_model(str(src), device="cpu", dtype="auto")
     with atomic_dir(out, overwrite=overwrite, what="--out", kind="export") as tmp:

@@ -11,7 +11,7 @@ import json
 
 import typer
 
-from .main import app
+from .app import app
 
 
 @app.command("inspect")

@@ -20,19 +20,10 @@ inside :func:`main`'s ``try`` instead of printing a KeyboardInterrupt traceback.
 from __future__ import annotations
 
 import sys
-from typing import Any
+
 
 _INTERRUPTED = "interrupted; no output was left half-written"
 PLUGIN_CONTRACT_EXIT = 3  # a plugin broke its contract (truthprune.PluginContractError): not the user's input, so not 2
-
-
-def __getattr__(name: str) -> Any:
-    """``from .main import app`` (how every command module registers) without an eager import."""
-    if name == "app":
-        from .app import app
-
-        return app
-    raise AttributeError(name)
 
 
 def _register_builtin_commands() -> None:
@@ -122,9 +113,10 @@ def _check_argv(argv: list[str]) -> None:
 def _run(argv: list[str]) -> int:
     import logging
 
-    from .envcheck import check_environment
+    from ..environment import check_environment
     from ..errors import PluginContractError, UserError
-    from ..run.outputs import disk_full, install_interrupt_guard
+    from ..interrupts import install_interrupt_guard
+    from ..outputs.atomic import disk_full
 
     ClickException, UsageError, NoArgsIsHelpError, Abort = _click_exceptions()
     install_interrupt_guard()
@@ -164,7 +156,7 @@ def _run(argv: list[str]) -> int:
     return 0
 
 
-# exit code -> how the signal that ended the command is named (truthprune.run.outputs unwinds with these)
+# exit code -> how the signal that ended the command is named (truthprune.outputs.atomic unwinds with these)
 _SIGNAL_EXITS = {129: "SIGHUP: the terminal or connection closed", 131: "SIGQUIT", 143: "SIGTERM"}
 
 
@@ -176,13 +168,13 @@ def main(argv: list[str] | None = None) -> None:
         code = _run(args)
     except KeyboardInterrupt:
         code = 130
-    except SystemExit as exc:  # SIGTERM, SIGHUP, SIGQUIT (truthprune.run.outputs) unwind as SystemExit(128 + n)
+    except SystemExit as exc:  # SIGTERM, SIGHUP, SIGQUIT (truthprune.outputs.atomic) unwind as SystemExit(128 + n)
         if exc.code not in _SIGNAL_EXITS:
             raise
         code = exc.code
     finally:
         try:
-            from ..run.outputs import release_all
+            from ..outputs.atomic import release_all
 
             release_all()
         except (KeyboardInterrupt, SystemExit):

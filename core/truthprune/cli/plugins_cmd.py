@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from .main import app
+from .app import app
 
 
 @app.command("plugins")

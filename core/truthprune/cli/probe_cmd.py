@@ -11,7 +11,8 @@ import typer
 
 from ..errors import UserError
 from ..run.config import DEFAULT_TRUTH_MAX_PER_SET, MIN_TRUTH_PER_SET
-from .main import app
+from .app import app
+from .options import config_option
 
 
 def parse_layers(spec: str | None) -> list[int] | None:
@@ -89,7 +90,7 @@ def _print_table(result: dict, source: str) -> None:
 
 @app.command("probe")
 def probe_command(
-    model: str = typer.Option("smollm2-135m", help="smollm2-135m (embedded), a model dir, a .gguf file or a hub id."),
+    model: str = config_option("model"),
     probe: str = typer.Option("logreg", help="Probe plugin: logreg, mass-mean, ttpd, ccs (see `truthprune plugins`)."),
     probe_opt: Optional[list[str]] = typer.Option(None, "--probe-opt", help="Probe option key=value (repeatable), e.g. C=1.0."),
     truth_data: Optional[str] = typer.Option(None, "--truth-data", help="Directory of true/false statement CSVs (statement,label columns); default: offline generated sets."),
@@ -105,20 +106,19 @@ def probe_command(
     plot: Optional[str] = typer.Option(None, "--plot", help="Write accuracy/separation vs layer PNGs to this directory."),
     seed: int = typer.Option(0, help="Seed of splits, subsampling and generated data."),
     chat_template: bool = typer.Option(False, "--chat-template", help="Wrap each statement as a user turn of the chat template."),
-    no_bos: bool = typer.Option(False, "--no-bos", help="Do not prepend BOS when the tokenizer does not add one (= --bos never)."),
-    bos: str = typer.Option("auto", "--bos", help="auto | always: each statement starts with BOS when the tokenizer has one; never: as tokenised."),
+    bos: str = config_option("bos"),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Held-out fraction of each set's entities."),
     repeats: int = typer.Option(1, min=1, help="Held-out splits per set (mean over them)."),
     generalization_repeats: int = typer.Option(5, "--generalization-repeats", min=0, help="Cross-topic repetitions (0 = skip)."),
     generalization_layers: str = typer.Option("best", "--generalization-layers", help="best, all or a list of layers."),
     allow_duplicates: bool = typer.Option(False, "--allow-duplicates", help="Keep statements repeated with conflicting labels."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
+    device: str = config_option("device"),
+    dtype: str = config_option("dtype"),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the activation cache."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
+    trust_remote_code: bool = config_option("trust_remote_code"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
     wait: bool = typer.Option(False, "--wait", help="If another process is writing the same --out, wait for it."),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Accept a pickle-only (.bin) checkpoint you trust."),
+    allow_pickle: bool = config_option("allow_pickle"),
     strict: bool = typer.Option(False, "--strict", help="A misaligned X/neg_X pair is an error instead of skipped."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check everything and print the plan, then exit without "
                                  "loading the model."),
@@ -126,7 +126,7 @@ def probe_command(
     """Train a truth probe on every decoder layer: held-out and cross-topic accuracy, separation."""
     from ..run.config import parse_options
     from ..models.formats import check_model_spec
-    from ..run.outputs import atomic_file, check_writable, prepare_output, resolve_target, write_json_atomic
+    from ..outputs.atomic import atomic_file, check_writable, prepare_output, resolve_target, write_json_atomic
     from ..truth.probing.protocol import probe_factory, run_probe_protocol
     from ..truth.probing.runner import extract_statement_sets, load_truth_sets
 
@@ -136,7 +136,7 @@ def probe_command(
         if datasets is not None:
             raise UserError("--datasets is the old name of --truth-datasets; give only --truth-datasets")
         datasets = old_datasets
-    bos = "never" if no_bos else check_setting(bos)
+    bos = check_setting(bos)
     from ..run.checks import check_device, check_seed
 
     check_device(device)
@@ -144,8 +144,8 @@ def probe_command(
     check_model_spec(model, allow_pickle=allow_pickle)
     if not 0.0 < test_fraction < 1.0:
         raise UserError(f"--test-fraction {test_fraction} must lie strictly between 0 and 1, e.g. 0.2")
-    from ..models.loading import model_input_paths
-    from ..run.outputs import declare_inputs
+    from ..models.spec import model_input_paths
+    from ..outputs.atomic import declare_inputs
 
     declare_inputs([*model_input_paths(model), ("--truth-data", truth_data)])  # no output may replace them
     if plot:
@@ -173,7 +173,7 @@ def probe_command(
         sets = cap_statement_sets(sets, truth_max_per_set, seed)[0]
         if capped:
             source += f"; at most {truth_max_per_set} statements per set (--truth-max-per-set 0 for all)"
-    from ..run.outputs import check_target
+    from ..outputs.atomic import check_target
 
     if out:  # checked and locked now: an unwritable or existing --out fails before the extraction
         if dry_run:
@@ -201,7 +201,7 @@ def probe_command(
         return
     typer.echo(f"data: {source}: {', '.join(f'{s.name} ({len(s)})' for s in sets)}", err=True)
     from ..models.loading import load_model
-    from ..truth.activations import resolve_layers
+    from ..models.adapter import resolve_layers
 
     t0 = time.perf_counter()
     loaded = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)

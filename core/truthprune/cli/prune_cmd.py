@@ -7,6 +7,8 @@ Two modes, both through the one engine (:mod:`truthprune.pruning.engine`):
 * ``--offload``: :func:`~truthprune.pruning.engine.offload.prune_checkpoint` keeps the weights on disk,
   materialises one decoder layer at a time and writes each pruned layer straight to the output.
 
+Both are the run's own stage list on a plan (``RunPlan.offload``, :mod:`truthprune.run.offload`).
+
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised
 (:func:`~truthprune.pruning.engine.distributed.init_distributed`): every rank computes its share of the
 calibration batches, the statistics are summed, and only rank 0 writes and prints.
@@ -17,6 +19,7 @@ minus the evaluation ones. Everything a user can get wrong is checked before tor
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
@@ -26,7 +29,7 @@ from typing import Any, Optional
 
 import typer
 
-from .main import app
+from .app import app
 from .run_cmd import _overrides, _run_options, allocator_flags
 
 log = logging.getLogger("truthprune.prune")
@@ -77,7 +80,7 @@ def _plan(flags: dict[str, Any], dry_run: bool = False):
     from ..errors import UserError
     from ..run.pipeline import plan_run
 
-    from ..run.outputs import declare_inputs
+    from ..outputs.atomic import declare_inputs
 
     config_file = flags.pop("config")
     declare_inputs([("--config", config_file)])  # no output of this command may replace it
@@ -91,107 +94,27 @@ def _plan(flags: dict[str, Any], dry_run: bool = False):
     return plan_run(cfg, report=False, dry_run=dry_run)
 
 
-def _check_offload(plan, dry_run: bool = False) -> str | None:
-    """Refuse what offload mode cannot do; return the local checkpoint directory."""
-    from ..errors import UserError
-    from ..models.loading import resolve_model_path
-
-    cfg = plan.config
-    if plan.quantizer is not None:
-        raise UserError(f"--offload does not quantize yet (the codes of every layer are kept for the sidecar); drop --offload "
-                        f"to use --quantizer {plan.quantizer.name}")
-    if plan.allocator.needs_truth_profile:
-        raise UserError(
-            f"--offload cannot compute the truth profile allocator {plan.allocator.name!r} needs (it runs the whole dense "
-            "model on the truth statements); drop --offload, or use an allocator without a truth profile (e.g. owl)"
-        )
-    if getattr(plan.pruner, "uses_model", False):
-        raise UserError(f"pruner {plan.pruner.name!r} scores weights with a backward pass through the whole model, which "
-                        "--offload never holds in memory; drop --offload")
-    for src in plan.sources:
-        if src.needs_model:
-            raise UserError(f"calibration source {src.name!r} samples text from the loaded model, which --offload never loads; "
-                            "choose another --calibration or drop --offload")
-    from ..models.loading import needs_conversion
-
-    if dry_run and needs_conversion(cfg.model):  # the conversion is work: a dry run stops before it
-        return None
-    if needs_conversion(cfg.model):  # first use of a .gguf: timed as its own stage
-        with plan.stage("convert-gguf", model=cfg.model):
-            path, kind = resolve_model_path(cfg.model)
-    else:
-        path, kind = resolve_model_path(cfg.model)
-    if kind == "hub":
-        raise UserError(f"--offload reads a local safetensors checkpoint, and {cfg.model!r} is not a local path; download it "
-                        "first (huggingface-cli download ...) and pass its directory, or drop --offload")
-    from ..pruning.engine.checkpoint import CheckpointReader  # imports torch: after the cheap checks
-
-    CheckpointReader(path)  # UserError unless model.safetensors or its sharded index is there
-    return path
-
-
-# ----------------------------------------------------------------------------- the two modes
-
-
-def _in_memory(plan, device: str, acts_dir: str | None):
+def _execute(plan, device: str, acts_dir: str | None):
     """The run's own stages (truthprune.run.pipeline.STAGES) on a plan that evaluates nothing:
-    convert, check-memory, load, truth-profile, calibrate, prune, save."""
-    import dataclasses
-
+    convert, check-memory, load, truth-profile, calibrate, prune, save; with ``offload`` the model
+    never loads and the prune stage writes the checkpoint (truthprune.run.offload)."""
     from ..run.pipeline import execute
 
-    plan = dataclasses.replace(plan, device=device, activations_dir=acts_dir, check_memory=True)
+    plan = dataclasses.replace(plan, device=device, activations_dir=acts_dir)
     state = execute(plan)
+    if plan.offload:
+        return state, f"offload (one decoder layer at a time, computing on {device})"
     loaded = state.loaded
-    return plan, state.pruning, f"in memory ({str(loaded.model.dtype).replace('torch.', '')} on {loaded.device})"
-
-
-def _offload(plan, dp, device: str, path: str, acts_dir: str | None):
-    import json
-
-    from transformers import AutoConfig, AutoTokenizer
-
-    from ..calibration.windows import attach_auxiliary, load_calibration
-    from ..pruning.engine.offload import prune_checkpoint
-    from ..models.support import selection_of
-    from ..run.stages import calibration_context, calibration_summary, prune_metadata, pruning_metadata
-    from ..errors import UserError
-
-    cfg = plan.config
-    with plan.stage("calibrate", sources="+".join(cfg.calibration), nsamples=cfg.nsamples, seqlen=cfg.seqlen, seed=cfg.seed):
-        ctx = getattr(AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code), "max_position_embeddings", None)
-        if ctx is not None and cfg.seqlen > ctx:
-            raise UserError(f"--seqlen {cfg.seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-        from ..models.bos import resolve_bos
-
-        calib = load_calibration(plan.sources, tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed,
-                                 bos=resolve_bos(tokenizer, cfg.bos).window_bos)
-        calib = attach_auxiliary(calib, plan.pruner, calibration_context(cfg, tokenizer))
-    with plan.stage("prune", pruner=plan.pruner.name, allocator=plan.allocator.name, sparsity=cfg.sparsity, offload=True):
-        report = prune_checkpoint(
-            cfg.model, cfg.save, calib, plan.pruner, plan.allocator, cfg.sparsity, nm=cfg.nm_tuple,
-            batch_size=cfg.batch_size, device=device, dtype=cfg.dtype, quiet=cfg.quiet or not dp.is_writer,
-            metadata=prune_metadata(cfg, "offload", dp.world, path, calibration_summary(cfg, calib)), overwrite=cfg.overwrite,
-            activations_dir=acts_dir, trust_remote_code=cfg.trust_remote_code, selection=selection_of(cfg),
-            bias_correction=cfg.bias_correction,
-        )
-    if dp.is_writer:  # add what only the finished prune knows; one atomic file replace
-        meta_path = Path(cfg.save) / "truthprune.json"
-        meta = {**json.loads(meta_path.read_text()), **pruning_metadata(plan, report, None)}
-        tmp = meta_path.with_name(f".truthprune.json.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(meta, indent=2, default=str))
-        os.replace(tmp, meta_path)
-    dp.barrier()
-    return report, f"offload (one decoder layer at a time, computing on {device})"
+    return state, f"in memory ({str(loaded.model.dtype).replace('torch.', '')} on {loaded.device})"
 
 
 # ----------------------------------------------------------------------------- command
 
 
-def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> list[str]:
+def _summary(state, mode: str, dp, backend: str | None, wall: float) -> list[str]:
     from ..pruning.quantization import describe_line
 
+    plan, report, timed = state.plan, state.pruning, state.log.timings
     cfg = plan.config
     save = Path(cfg.save).resolve()
     files = [f for f in save.iterdir() if f.is_file()]
@@ -203,8 +126,8 @@ def _summary(plan, report, mode: str, dp, backend: str | None, wall: float) -> l
     ratio = cfg.pruner_options.get("mlp_ratio")
     if ratio is not None:  # --mlp-ratio sets the width; --sparsity (its default 0.5) was not used
         target = f"set by --mlp-ratio {ratio}: MLP width {ratio} x hidden size"
-    other = wall - sum(plan.timings.values())
-    timings = ", ".join([f"{k} {v:.1f} s" for k, v in plan.timings.items()] + [f"start-up and imports {other:.1f} s"])
+    other = wall - sum(timed.values())
+    timings = ", ".join([f"{k} {v:.1f} s" for k, v in timed.items()] + [f"start-up and imports {other:.1f} s"])
     structure = getattr(report, "structure", None)
     if structure:  # structured: say how much smaller the model really is
         rows.append(f"  structured: kept {structure['mlp_keep']} of {structure['before']['intermediate_size']} MLP channels, "
@@ -240,20 +163,24 @@ def prune_command(**flags: Any) -> None:
     check_nproc(nproc)
     launching = nproc > 1 and not dry_run  # this process only checks; the workers lock, prune and write
     plan = _plan(flags, dry_run or launching)
-    if getattr(plan.pruner, "structured", False) and (offload or acts_dir is not None):
+    plan = dataclasses.replace(plan, offload=offload, check_memory=not offload)  # what --dry-run lists, too
+    if plan.kind.whole_model and (offload or acts_dir is not None):
         raise UserError(f"structured pruner {plan.pruner.name!r} needs the whole model in memory (gradients through all "
                         "layers); drop --offload/--activations-dir")
     if acts_dir is not None and not Path(acts_dir).is_dir():
-        from ..run.markers import describe
+        from ..outputs.markers import describe
 
         raise UserError(f"--activations-dir {acts_dir!r} {describe(acts_dir)}; give an existing directory (on a disk with room)")
     if acts_dir is not None:
-        from ..run.targets import contains
+        from ..outputs.targets import contains
 
         if contains(plan.config.save, acts_dir):
             raise UserError(f"--activations-dir {acts_dir!r} lies inside --save {plan.config.save!r}, which is replaced "
                             "when the checkpoint is written: give the activations a directory outside it")
-    path = _check_offload(plan, dry_run or launching) if offload else None
+    if offload:
+        from ..run.offload import check_offload
+
+        check_offload(plan)
     if dry_run:
         from .run_cmd import print_plan
 
@@ -265,14 +192,13 @@ def prune_command(**flags: Any) -> None:
         from .launch import launch, strip_nproc
         from .main import ARGV
 
-        from ..run.outputs import release_all
+        from ..outputs.atomic import release_all
 
         release_all()
         raise typer.Exit(launch(nproc, strip_nproc(ARGV)))
 
     from ..pruning.engine.distributed import init_distributed
     from ..models.loading import resolve_device
-    from ..run.pipeline import seed_everything
 
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun rank 0 speaks for all ranks
         import transformers
@@ -286,13 +212,9 @@ def prune_command(**flags: Any) -> None:
 
         backend = dist.get_backend()
     try:
-        if offload:
-            seed_everything(plan.config.seed)
-            report, mode = _offload(plan, dp, device, path, acts_dir)
-        else:
-            plan, report, mode = _in_memory(plan, device, acts_dir)
+        state, mode = _execute(plan, device, acts_dir)
         if dp.is_writer:
-            for line in _summary(plan, report, mode, dp, backend, time.perf_counter() - t0):
+            for line in _summary(state, mode, dp, backend, time.perf_counter() - t0):
                 typer.echo(line)
     finally:
         if dp.active:

@@ -15,7 +15,8 @@ from typing import Any, Optional
 
 import typer
 
-from .main import app
+from .app import app
+from .options import literal, option_help
 
 config_app = typer.Typer(help="Inspect the effective run configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -71,34 +72,13 @@ def _cli_type(annotation: Any) -> Any:
     return Optional[annotation]
 
 
-def literal(text: str) -> str:
-    """Help text shown as written: rich would read ``[lmeval]`` as a style tag and drop it."""
-    return text.replace("[", "\\[")
-
-
-def shown_default(field: Any) -> str | None:
-    """A RunConfig field's default as ``--help`` shows it (None: nothing to show, e.g. 'the pruner's own')."""
-    from pydantic_core import PydanticUndefined
-
-    value = field.default_factory() if field.default_factory is not None else field.default
-    if value is None or value is PydanticUndefined or value == {}:
-        return None
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value) if value else None
-    return str(value)
-
-
-def _param(name: str, annotation: Any, flag: str, help: str, *extra: str, default: str | None = None,
-           hidden: bool = False) -> Any:
+def _param(name: str, annotation: Any, flag: str, help: str, *extra: str, hidden: bool = False) -> Any:
+    """A flag whose typer default is None (= not given): the TOML file and RunConfig keep the defaults."""
     import inspect
 
     decls = [f"{flag}/--no-{flag[2:]}"] if annotation is Optional[bool] else [flag]
-    shown = f" [default: {default}]" if default is not None else ""  # the typer default is None (= not given)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
-                             default=typer.Option(None, *decls, *extra, help=literal(help + shown), hidden=hidden,
-                                                  show_default=False))
+                             default=typer.Option(None, *decls, *extra, help=help, hidden=hidden, show_default=False))
 
 
 def run_flag_params() -> list:
@@ -107,19 +87,18 @@ def run_flag_params() -> list:
     flags (config.OPTION_SHORTCUTS, the allocators' option_flags) and a repeatable ``--x-opt``."""
     from ..run.config import OPTION_SHORTCUTS, RunConfig
 
-    params = [_param("config", Optional[str], "--config", "TOML file with run settings; flags override it.")]
+    params = [_param("config", Optional[str], "--config", literal("TOML file with run settings; flags override it."))]
     for name, field in RunConfig.model_fields.items():
         extra = field.json_schema_extra or {}
         if "cli_flag" in extra:
-            params += [_param(s.param, Optional[s.kind], _flag(s.param), s.help) for s in OPTION_SHORTCUTS if s.field == name]
+            params += [_param(s.param, Optional[s.kind], _flag(s.param), literal(s.help)) for s in OPTION_SHORTCUTS if s.field == name]
             if name == "allocator_options":
                 params += allocator_flag_params()  # --owl-m, --tplo-pivot, ...: declared by the installed allocators
             params.append(_param(extra["cli_flag"].replace("-", "_"), Optional[list[str]], "--" + extra["cli_flag"],
-                                 field.description))
+                                 option_help(field, field.description)))
             continue
         short = (extra["cli_short"],) if "cli_short" in extra else ()
-        params.append(_param(name, _cli_type(field.annotation), _flag(name), field.description, *short,
-                             default=shown_default(field)))
+        params.append(_param(name, _cli_type(field.annotation), _flag(name), option_help(field), *short))
     return params
 
 
@@ -176,7 +155,7 @@ def _run_options(func):
 def effective_config(flags: dict[str, Any]):
     from ..run.config import build_config
 
-    from ..run.outputs import declare_inputs
+    from ..outputs.atomic import declare_inputs
 
     config_file = flags.pop("config")
     declare_inputs([("--config", config_file)])  # no output of this command may replace it

@@ -15,16 +15,17 @@ from typing import Any, Optional
 
 import typer
 
-from .eval_cmd import _DEFAULTS, _MODEL_HELP, _load, eval_app
+from .eval_cmd import _DEFAULTS, _load, eval_app
+from .options import config_option
 
 _LIMIT_HELP = "Items per dimension (balanced true/false, seeded sample; default 200)."
 
 
 def _check_output(path: Optional[str], suffix: str, flag: str, overwrite: bool) -> None:
-    """A file output: its suffix, then the rule every output follows (truthprune.run.outputs):
+    """A file output: its suffix, then the rule every output follows (truthprune.outputs.atomic):
     refused when it exists without --overwrite, is an input, or is not a file truthprune wrote."""
     from ..errors import UserError
-    from ..run.outputs import prepare_output
+    from ..outputs.atomic import prepare_output
 
     if path is None:
         return
@@ -81,7 +82,7 @@ def table_lines(result: dict[str, Any], baseline: dict[str, Any] | None = None) 
 
 @eval_app.command("truthfulness")
 def truthfulness_command(
-    model: str = typer.Option(_DEFAULTS["model"], help=_MODEL_HELP),
+    model: str = config_option("model"),
     baseline: Optional[str] = typer.Option(None, help="Also evaluate this model (e.g. smollm2-135m, the dense one) and read --model at its best layer."),
     truth_data: Optional[str] = typer.Option(None, "--truth-data", help="Directory of true/false statement CSVs (*_conj, *_disj, common_claim_true_false); default: generated offline sets."),
     truthfulqa_data: Optional[str] = typer.Option(None, "--truthfulqa-data", help="TruthfulQA.csv or 'hub' for the imitative-falsehoods dimension (default: skipped, offline)."),
@@ -91,9 +92,9 @@ def truthfulness_command(
     probe: str = typer.Option("logreg", help="Probe trained on neutral-style activations (one that needs no polarity)."),
     seed: int = typer.Option(_DEFAULTS["seed"], help="Seed of the item sample, prompt assignment and probe folds."),
     batch_size: int = typer.Option(16, "--batch-size", help="Prompts per forward pass (speed only)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the hub."),
+    device: str = config_option("device"),
+    dtype: str = config_option("dtype"),
+    trust_remote_code: bool = config_option("trust_remote_code"),
     out: Optional[str] = typer.Option(None, "--out", help="Write the result as JSON to this .json file."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Write the PCA figure (baseline and model rows) to this .png file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the table."),
@@ -117,8 +118,8 @@ def truthfulness_command(
         raise UserError(f"--template {template!r} is not one of auto, chat, plain")
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size} must be at least 1")
-    from ..models.loading import model_input_paths
-    from ..run.outputs import declare_inputs
+    from ..models.spec import model_input_paths
+    from ..outputs.atomic import declare_inputs
 
     declare_inputs([*model_input_paths(model), *(model_input_paths(baseline) if baseline else []),
                     ("--truth-data", truth_data), ("--truthfulqa-data", truthfulqa_data)])
@@ -160,14 +161,14 @@ def truthfulness_command(
     result["wall_seconds"] = round(time.perf_counter() - t0, 2)
     if plot is not None:
         from ..eval.truthfulness_plots import pca_figure
-        from ..run.outputs import atomic_file
+        from ..outputs.atomic import atomic_file
 
         panels = ([(f"baseline {baseline}", base)] if base else []) + [(model, result)]
         with atomic_file(plot, overwrite=overwrite, what="--plot") as tmp:
             pca_figure(panels, tmp)
     text = json.dumps(result, indent=2)
     if out is not None:
-        from ..run.outputs import write_json_atomic
+        from ..outputs.atomic import write_json_atomic
 
         write_json_atomic(out, result, "truthfulness", overwrite=overwrite, what="--out")
     if as_json:

@@ -28,6 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..models.context import check_seqlen, context_length
+from .hub import load_hub_dataset
+from ..models.bos import encode_content
+from ..progress import bar
+from ..textio import describe, read_text_file
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +85,6 @@ def wikitext_rows(text: str) -> list[str]:
 def eval_text(spec: str) -> tuple[str, str]:
     """Return (text, description) for an evaluation spec: 'wikitext2', 'pydoc' or a file path."""
     if spec == "wikitext2":
-        from .hub import load_hub_dataset
-
         ds = load_hub_dataset(
             "wikitext", "wikitext-2-raw-v1", split="test",
             fix="point at a local copy of the WikiText-2 test file instead (--ppl-data PATH in run, --data PATH in eval ppl)",
@@ -93,13 +96,10 @@ def eval_text(spec: str) -> tuple[str, str]:
         return "\n\n".join(parts), f"pydoc held-out half: {len(parts)} reference-manual topics of Python {py}"
     p = Path(spec).expanduser()
     if p.is_file():
-        from ..textio import read_text_file
-
         raw = read_text_file(p, "evaluation file", "pass a plain UTF-8 .txt file")
         if not raw.strip():
             raise UserError(f"evaluation file {spec!r} is empty; pass a file with some text")
         return "\n\n".join(wikitext_rows(raw)), f"{p.name}: rows joined with blank lines"
-    from ..textio import describe
 
     state = f" ({describe(p)[3:] if describe(p).startswith('is ') else describe(p)})" if os.path.lexists(p) else ""
     raise UserError(
@@ -117,8 +117,6 @@ def encode_eval_text(text: str, tokenizer: Any, bos: Any = None):
     """
     import torch
 
-    from ..models.bos import encode_content
-
     return torch.tensor(encode_content(tokenizer, text, bos), dtype=torch.long)
 
 
@@ -131,16 +129,6 @@ def load_eval_text(spec: str, tokenizer: Any, bos: Any = None):
 
 
 # --------------------------------------------------------------------------- maths
-
-
-def model_context(model: Any) -> int | None:
-    """The longest sequence the model's position scheme supports, if its config says."""
-    cfg = getattr(model, "config", None)
-    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(cfg, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 # The offline default text is scored on its first windows unless the caller asks for more: the
@@ -205,9 +193,7 @@ def perplexity(
         raise UserError(f"--seqlen {seqlen} is too short to score a token; use 2 or more")
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size} must be at least 1")
-    ctx = model_context(model)
-    if ctx is not None and seqlen > ctx:
-        raise UserError(f"--seqlen {seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
+    check_seqlen(seqlen, context_length(getattr(model, "config", None)))
     step = seqlen - 1 if bos_id is not None else seqlen
     n_windows = window_count(int(input_ids.numel()), step, max_windows)
     if n_windows == 0:
@@ -223,7 +209,6 @@ def perplexity(
     nll: list[float] = []
     was_training = model.training
     model.eval()
-    from ..progress import bar
 
     try:
         with torch.inference_mode(), bar("perplexity", n_windows, unit="windows") as advance:

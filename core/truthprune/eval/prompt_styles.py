@@ -33,6 +33,7 @@ from importlib import resources
 from typing import Any
 
 from ..errors import UserError
+from ..models.bos import apply_chat_template
 
 STYLES = ("honest", "neutral", "deceptive")
 PROMPTS_PER_STYLE = 5
@@ -128,8 +129,6 @@ def resolve_template(tokenizer: Any, template: str) -> str:
 
 
 def _chat_text(tokenizer: Any, instruction: str, body: str) -> str:
-    from ..models.bos import apply_chat_template
-
     messages = [{"role": "system", "content": instruction}, {"role": "user", "content": body}]
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

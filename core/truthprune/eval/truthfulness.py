@@ -32,10 +32,13 @@ from typing import Any
 
 import numpy as np
 
+from ..models.adapter import decoder_layers
 from ..truth.last_token import DEFAULT_TOKEN_BUDGET, last_token_states, pad_token_id
 from ..errors import UserError
 from .prompt_styles import STYLES, PromptSet, load_prompts, render, resolve_template
 from .truthfulness_items import Item
+from . import truthfulqa  # truthfulqa.continuation_logliks looked up at call time (tests replace it there)
+from ..cache import cached_json
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +65,6 @@ def build_requests(tokenizer: Any, prompts: PromptSet, template: str, items: Seq
     return out
 
 
-def _decoder_layers(model: Any):
-    from ..models.adapter import decoder_layers
-
-    return decoder_layers(model)
-
-
 def _single_token_answers(requests: Sequence[Request]) -> np.ndarray:
     """[n, 2] token ids of the two answers, -1 where an answer has several tokens."""
     return np.array([[a[0] if len(a) == 1 else -1, b[0] if len(b) == 1 else -1] for _, (a, b) in requests],
@@ -82,12 +79,10 @@ def score_requests(model: Any, requests: Sequence[Request], batch_size: int | No
     batches of at most ``token_budget`` padded tokens and ``batch_size`` prompts)."""
     import torch
 
-    from .truthfulqa import continuation_logliks
-
     if batch_size is not None and batch_size < 1:
         raise UserError(f"--batch-size {batch_size} must be at least 1")
     n = len(requests)
-    layers = _decoder_layers(model)
+    layers = decoder_layers(model)
     answers = _single_token_answers(requests)
     single = (answers >= 0).all(axis=1)
     lp = np.zeros((n, 2), dtype=np.float64)
@@ -108,7 +103,7 @@ def score_requests(model: Any, requests: Sequence[Request], batch_size: int | No
         multi = np.flatnonzero(~single).tolist()
         if multi:  # answers of several tokens: full continuation log-likelihoods
             pairs = [(requests[i][0], requests[i][1][j]) for i in multi for j in (0, 1)]
-            ll = continuation_logliks(model, pairs, batch_size=batch_size or 16, device=next(model.parameters()).device,
+            ll = truthfulqa.continuation_logliks(model, pairs, batch_size=batch_size or 16, device=next(model.parameters()).device,
                                       share_prefix=False)
             for m, i in enumerate(multi):
                 lp[i] = (ll[2 * m], ll[2 * m + 1])
@@ -207,12 +202,10 @@ def cached_truthfulness(loaded: Any, items: dict[str, list[Item]], notes: dict[s
     fingerprint (a sweep or a series of ``eval truthfulness --baseline`` runs asks the dense
     model once). ``batch_size`` and ``token_budget`` are not part of the key: they change float
     rounding only."""
-    from ..run.stages import _cached_json
-
     settings = {"template": template, "all_prompts": all_prompts, "probe": probe, "probe_options": probe_options or {},
                 "seed": seed, "report_layer": report_layer}
     key = truthfulness_key(loaded.fingerprint, items, **settings)
-    return _cached_json("truthfulness", key, lambda: evaluate_truthfulness(
+    return cached_json("truthfulness", key, lambda: evaluate_truthfulness(
         loaded.model, loaded.tokenizer, items, notes, batch_size=batch_size, quiet=quiet, token_budget=token_budget,
         **settings))
 

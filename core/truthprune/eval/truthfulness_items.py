@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .truthfulqa import load_truthfulqa, truthfulqa_split
+from ..textio import describe, require_file
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +163,6 @@ def common_sense_items(truth_data: str | None, limit: int, seed: int) -> tuple[l
 
 
 def imitative_items(truthfulqa_data: str | None, limit: int, seed: int) -> tuple[list[Item], str]:
-    from .truthfulqa import load_truthfulqa, truthfulqa_split
-
     questions, description = load_truthfulqa(truthfulqa_data, fix="pass --truthfulqa-data PATH/TO/TruthfulQA.csv")
     _, held_out = truthfulqa_split(len(questions), TRUTHFULQA_SPLIT_SEED)
     rng = _rng(seed, "imitative")
@@ -183,7 +183,6 @@ def check_sources(truth_data: str | None, truthfulqa_data: str | None, limit: in
     """Plan-time checks (before any model is loaded)."""
     if limit < 2:
         raise UserError(f"--limit {limit} must be at least 2 (one true and one false item per dimension)")
-    from ..textio import describe, require_file
 
     if truth_data is not None and not Path(truth_data).is_dir():
         raise UserError(f"--truth-data {truth_data!r} {describe(truth_data)}; pass a directory of true/false statement CSVs")

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..run.markers import png_metadata
+from ..outputs.markers import png_metadata
 from .prompt_styles import STYLES
 
 PCA_PNG = "truthfulness_pca.png"

@@ -30,6 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from .hub import load_hub_dataset
+from ..models.bos import with_bos
+from ..progress import bar
+from ..textio import csv_dict_rows, require_file
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +108,7 @@ def _item(question: str, best: str, correct: Sequence[str], incorrect: Sequence[
 
 def read_truthfulqa_csv(path: str | Path) -> list[TruthfulQAItem]:
     """Rows of the original TruthfulQA.csv (Type, Category, Question, Best Answer, ...)."""
-    from ..textio import require_file
-
     p = require_file(path, "TruthfulQA file", "pass the original TruthfulQA.csv")
-    from ..textio import csv_dict_rows
 
     header, reader = csv_dict_rows(p, "TruthfulQA file", "pass the original TruthfulQA.csv")
     missing = [c for c in CSV_COLUMNS if c not in header]
@@ -128,7 +129,6 @@ def load_truthfulqa(data: str | None, fix: str = "pass --data PATH/TO/TruthfulQA
     """(items, description) from a CSV path, or from the hub when ``data`` is None or 'hub'."""
     if data is not None and data != "hub":
         return read_truthfulqa_csv(data), f"{Path(data).name} (CSV)"
-    from .hub import load_hub_dataset
 
     ds = load_hub_dataset(*HUB_DATASET, split="validation", fix=fix)
     items = [_item(r["question"], r["best_answer"], r["correct_answers"], r["incorrect_answers"]) for r in ds]
@@ -233,7 +233,6 @@ def continuation_logliks(
         n_prefix = 0
     order = sorted(range(len(pairs)), key=lambda i: (-(len(pairs[i][0]) + len(pairs[i][1])), i))
     out = [0.0] * len(pairs)
-    from ..progress import bar
 
     with torch.inference_mode(), bar("scoring answers", len(order), unit="answers") as advance:
         for start in range(0, len(order), batch_size):
@@ -269,8 +268,6 @@ def score_items(model: Any, tokenizer: Any, items: Sequence[TruthfulQAItem], bat
     ``bos``: a token id every scored sequence must start with (``--bos``, :mod:`truthprune.models.bos`);
     None scores the prompt as the tokenizer encodes it.
     """
-    from ..models.bos import with_bos
-
     pairs: list[tuple[list[int], list[int]]] = []
     slots: list[dict[str, int]] = []
     for item in items:

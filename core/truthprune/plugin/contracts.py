@@ -18,6 +18,7 @@ module level (the registry imports this module during ``truthprune --help``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import PluginContractError
@@ -38,14 +39,21 @@ def describe_plugin(plugin: Any, kind: str | None = None, distribution: str | No
     return f"{kind} {name!r} ({where}, class {cls.__module__}.{cls.__qualname__})"
 
 
-def _distribution_of(cls: type) -> tuple[str, str | None]:
-    from . import registry as plugins
+# The loaded registry's answer to "which distribution registered this class?": set by the registry
+# (which stands above this module and imports it), None until a registry module is imported.
+_registered_origin: Callable[[type], tuple[str, str | None] | None] | None = None
 
-    reg = plugins._REGISTRY  # never load plugins just to word an error
-    if reg is not None:
-        for entry in reg.entries():
-            if entry.cls is cls:
-                return entry.distribution, entry.version
+
+def use_origin_lookup(lookup: Callable[[type], tuple[str, str | None] | None]) -> None:
+    """Let errors name the distribution a class was registered from (called by the registry)."""
+    global _registered_origin
+    _registered_origin = lookup
+
+
+def _distribution_of(cls: type) -> tuple[str, str | None]:
+    origin = _registered_origin(cls) if _registered_origin is not None else None
+    if origin is not None:
+        return origin
     try:
         from importlib import metadata
 
@@ -73,7 +81,7 @@ def violation(plugin: Any, problem: str, kind: str | None = None, distribution: 
 
 def check_registration(cls: type, kind: str, distribution: str, version: str) -> None:
     """At registration: every statistic in ``required_stats`` is one the engine computes."""
-    from .interfaces import KNOWN_STATS
+    from .pruning_inputs import KNOWN_STATS
 
     required = getattr(cls, "required_stats", frozenset())
     if isinstance(required, str) or not all(isinstance(s, str) for s in required):

@@ -19,23 +19,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import UserError
+from .pruning_inputs import BlockContext, LinearStats, SparsityTarget
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
-
-    from ..pruning.engine.block import BlockContext
-
-# Statistic names a pruner or allocator may ask the engine to accumulate per linear layer.
-STAT_SQ_NORM = "sq_norm"  # [in] float32: sum over calibration tokens of x_j^2 (Wanda's ||X_j||^2)
-STAT_GRAM = "gram"  # [in, in] float32: X^T X over calibration tokens (SparseGPT's Hessian / 2)
-STAT_SUM = "sum"  # [in] float32: sum over calibration tokens of x_j (means, e.g. per class of a stream)
-# [in, in] float32: X_pruned^T X_dense over calibration tokens, where X_dense are the same tokens' inputs in
-# the *unpruned* model (row j: pruned-model input j, column k: dense-model input k). Asking for it makes the
-# engine carry dense-model copies of the calibration streams; ``LinearStats.dense`` then holds the dense
-# inputs' vector statistics (sq_norm, sum) as well. For reconstructions toward the dense model.
-STAT_CROSS = "cross"
-KNOWN_STATS = frozenset({STAT_SQ_NORM, STAT_GRAM, STAT_SUM, STAT_CROSS})
 
 
 class PluginConfig(BaseModel):
@@ -79,46 +67,6 @@ class Plugin:
 
 
 # --------------------------------------------------------------------------- pruning
-
-
-@dataclass(frozen=True)
-class SparsityTarget:
-    """What to prune in one linear layer: a fraction, or an N:M pattern (prune n of every m)."""
-
-    sparsity: float
-    nm: tuple[int, int] | None = None
-
-    def __post_init__(self):
-        if not 0.0 <= self.sparsity < 1.0:
-            raise UserError(f"sparsity {self.sparsity} is outside [0, 1)")
-        if self.nm is not None:
-            n, m = self.nm
-            if not (0 < n < m):
-                raise UserError(f"N:M pattern {n}:{m} needs 0 < N < M (e.g. 2:4)")
-
-
-@dataclass
-class LinearStats:
-    """Float32 statistics of one linear layer's inputs, summed over all calibration tokens.
-
-    ``streams`` holds the same statistics for each auxiliary calibration stream the pruner asked
-    for (:meth:`Pruner.auxiliary_calibration`), keyed by stream name; those inputs are propagated
-    through the already-pruned layers exactly like the main calibration data.
-
-    With ``cross`` requested (:data:`STAT_CROSS`), ``cross`` is X_pruned^T X_dense and ``dense``
-    holds the statistics of the dense model's inputs to this linear on the same tokens: its
-    ``sq_norm``/``sum`` when those are requested too (never ``gram``: nothing needs it yet, and it
-    would cost as much as ``cross``); ``n_tokens`` is the same on both sides.
-    """
-
-    n_tokens: int
-    sq_norm: torch.Tensor | None = None
-    gram: torch.Tensor | None = None
-    sum: torch.Tensor | None = None
-    cross: torch.Tensor | None = None
-    dense: LinearStats | None = None
-    streams: dict[str, LinearStats] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # what a block-aware pruner's begin_block computed
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
+from . import contracts, hookspecs
 from .contracts import check_registration
 from ..errors import PluginError, UserError, unknown_name_error
 from .interfaces import CalibrationSource, Plugin, Probe, Pruner, Quantizer, SparsityAllocator, StructuredPruner
@@ -180,7 +180,7 @@ def _fail(registry: Registry, plugin_name: str, exc: BaseException) -> None:
 def _reraise_real_interrupt(exc: BaseException) -> None:
     """A Ctrl-C of the user still interrupts; a plugin raising KeyboardInterrupt/SystemExit itself is
     only that plugin's failure (isolated like any other exception)."""
-    from ..run.outputs import was_interrupted
+    from ..interrupts import was_interrupted
 
     if isinstance(exc, GeneratorExit) or (isinstance(exc, (KeyboardInterrupt, SystemExit)) and was_interrupted()):
         raise exc
@@ -235,6 +235,18 @@ def load_plugins() -> Registry:
 
 
 _REGISTRY: Registry | None = None
+
+
+def _registered_origin(cls: type) -> tuple[str, str | None] | None:
+    """(distribution, version) that registered ``cls`` in the loaded registry; never loads plugins."""
+    if _REGISTRY is not None:
+        for entry in _REGISTRY.entries():
+            if entry.cls is cls:
+                return entry.distribution, entry.version
+    return None
+
+
+contracts.use_origin_lookup(_registered_origin)
 
 
 def get_registry() -> Registry:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
+from .quantization import dequantize
 
 if TYPE_CHECKING:
     import torch
@@ -130,8 +131,6 @@ def ct_layout(results: dict[str, QuantResult]) -> CtLayout:
 def ct_tensors(r: QuantResult, layout: CtLayout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(exact float32 weight [out, in], scale [out, groups'], zero-point int8 [out, groups']) in the layout."""
     import torch
-
-    from .quantization import dequantize
 
     cols = r.codes.shape[1]
     width = cols if layout.group_size is None else layout.group_size

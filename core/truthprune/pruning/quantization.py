@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..plugin.interfaces import LinearStats, QuantResult, Quantizer
+from ..errors import PluginContractError, UserError
+from ..models.adapter import decoder_layers
+from ..plugin.contracts import violation
 
 if TYPE_CHECKING:  # torch is imported inside the functions: report rendering uses describe_line only
     import torch
@@ -44,12 +47,8 @@ def check_result(result: QuantResult, weight: torch.Tensor, mask: torch.Tensor, 
     """
     import torch
 
-    from ..plugin.contracts import violation
-
     def broke(problem: str) -> Exception:
         if isinstance(owner, str):
-            from ..errors import PluginContractError
-
             return PluginContractError(f"quantizer {owner!r} broke the QuantResult contract: {problem}")
         return violation(owner, f"it broke the QuantResult contract: {problem}", kind="quantizer")
 
@@ -139,14 +138,6 @@ class QuantizedLinears:
         prefix = layers_prefix(model)
         return {f"{prefix}.{i}.{name}": r for (i, name), r in sorted(self.results.items())}
 
-    def write_compressed_tensors(self, directory: Path, model: Any) -> dict[str, Any]:
-        """Save ``model`` into ``directory`` in compressed-tensors pack-quantized form (no sidecar: the packed
-        codes, scales and zero-points are the checkpoint); return the truthprune.json ``quantization`` entry."""
-        from .ct_export import write_compressed_tensors
-
-        written = write_compressed_tensors(model, self.by_module(model), Path(directory))
-        return {**self.description, "linears": len(self.results), **written}
-
     def write(self, directory: Path, model: Any) -> dict[str, Any]:
         """Write the sidecar into ``directory``; return the truthprune.json ``quantization`` entry."""
         from safetensors.torch import save_file
@@ -159,8 +150,6 @@ class QuantizedLinears:
 
 def layers_prefix(model: Any) -> str:
     """The state-dict prefix of the decoder layers (``model.layers`` for Llama)."""
-    from ..models.adapter import decoder_layers
-
     layers = decoder_layers(model)
     for name, module in model.named_modules():
         if module is layers:
@@ -176,8 +165,6 @@ def load_quantization(path: str | Path) -> tuple[dict[str, QuantResult], dict[st
     if p.is_dir():
         p = p / SIDECAR
     if not p.is_file():
-        from ..errors import UserError
-
         raise UserError(f"{str(p)!r} does not exist; quantization sidecars are written by --quantizer runs with --save")
     with safe_open(str(p), framework="pt") as f:
         raw_meta = f.metadata() or {}

@@ -28,6 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UserError
+from ..models.adapter import decoder_layers
+from ..models.spec import cached_config
+from ..plugin.interfaces import UnitScores
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +68,18 @@ def check_structured_plan(config: Any, pruner: Any) -> None:
         )
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError(f"structured pruner {pruner.name!r} runs in one process; launch it without torchrun")
+    if config.bias_correction:
+        raise UserError("--bias-correction applies to the mask engine's linears; a structured pruner slices whole units "
+                        "instead: drop --bias-correction")
+    if config.quantizer is not None:
+        raise UserError(f"structured pruner {pruner.name!r} does not run through the quantizing engine; save its model, "
+                        f"then quantize it: truthprune prune --model DIR --pruner magnitude --sparsity 0 --quantizer {config.quantizer}")
 
 
 def check_mlp_ratio(model: str, mlp_ratio: float) -> None:
     """mlp_ratio against the model's own width when its config is readable without loading it
     (otherwise :func:`plan_widths` checks the same after the load): a ratio above the dense
     intermediate / hidden would grow the MLP."""
-    from ..models.loading import cached_config
-
     cfg = cached_config(model)
     sizes = cfg.get("text_config") if cfg and isinstance(cfg.get("text_config"), dict) else cfg
     hidden = sizes.get("hidden_size") if sizes else None
@@ -114,8 +121,6 @@ class StructuredLayer:
     def aggregate(self, per_param: dict[str, Any], heads: bool = True):
         """Sum element-wise scores (tensors shaped like each weight, keyed by 'gate_proj', 'q_proj',
         ...) into one score per MLP channel and, if ``heads``, one per KV group."""
-        from ..plugin.interfaces import UnitScores
-
         import torch
 
         def up(t):  # at least float32, float64 stays float64
@@ -134,8 +139,6 @@ class StructuredLayer:
 
 def structured_layers(model: Any) -> list[StructuredLayer]:
     """The MLP/attention linears of every decoder layer, or a UserError naming what is missing."""
-    from ..models.adapter import decoder_layers
-
     cfg = model.config
     heads = int(cfg.num_attention_heads)
     kv = int(getattr(cfg, "num_key_value_heads", None) or heads)
@@ -279,7 +282,7 @@ def prune_structured(model: Any, calib: Any, pruner: Any, sparsity: float, batch
     per-layer ``achieved`` is the fraction of that layer's MLP + attention weights removed."""
     import time
 
-    from .engine.sequential import LayerResult, PruneReport
+    from .engine.steps import LayerResult, PruneReport
 
     opts = pruner.config
     layers = structured_layers(model)

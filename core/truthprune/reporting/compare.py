@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from .plots import compare_plot
+from .report import load_report
+from .verdict import interval, judge
+from ..outputs.atomic import atomic_dir
+from ..pruning.quantization import short_label
 
 
 
@@ -142,7 +147,6 @@ def summary(runs: Sequence[Run]) -> tuple[list[str], list[list[str]], list[dict[
     reports = [run.report for run in runs]
     metrics = [c for c in METRICS if any(_get(r, role, *c.path) is not None for r in reports for role in ("dense", "pruned"))]
     seeds = {_cfg("seed")(r) for r in reports}
-    from ..pruning.quantization import short_label
 
     quant = any(r["pruning"].get("quantization") for r in reports)  # a column only when some run quantized
     header = (["run", "pruner", "allocator", "target", "sparsity"] + (["seed"] if len(seeds) > 1 else [])
@@ -212,8 +216,6 @@ def verdict_lines(runs: Sequence[Run]) -> list[str]:
     the verdict of :func:`truthprune.reporting.verdict.judge`), then which differences the
     intervals allow one to claim. Rule: run A keeps more truth signal than run B only when A's
     retention interval lies entirely above B's."""
-    from .verdict import interval, judge
-
     lines = []
     scored = []
     for run in runs:
@@ -274,17 +276,12 @@ def labels_for(paths: Sequence[Path]) -> list[str]:
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[Run]:
-    from .report import load_report
-
     resolved = [Path(p) for p in paths]
     return [Run(label, p, load_report(p)) for label, p in zip(labels_for(resolved), resolved)]
 
 
 def write_comparison(runs: Sequence[Run], out_dir: str | Path, overwrite: bool = False) -> Path:
     """compare.md + compare.json + compare.png into ``out_dir``, atomically."""
-    from ..run.outputs import atomic_dir
-    from .plots import compare_plot
-
     header, rows, records = summary(runs)
     with atomic_dir(out_dir, overwrite=overwrite, what="--out", kind="compare") as tmp:
         try:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..pruning.ct_export import check_compressed_tensors
+from ..pruning.quantization import describe_line
 
 _LINEAR = re.compile(r"^(?P<prefix>.*\.layers)\.(?P<layer>\d+)\.(?P<name>.+)\.(?P<kind>weight|weight_packed)$")
 TOLERANCE = 1e-6  # recorded fractions are float sums of exact counts
@@ -120,8 +122,6 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
     meta = _read_json(p / "truthprune.json")
     scheme = ct_scheme(config)
     if scheme is not None:
-        from ..pruning.ct_export import check_compressed_tensors
-
         check_compressed_tensors("inspect of a compressed-tensors checkpoint")
     quant = meta.get("quantization")
     # quantized now, or fine-tuned from a quantized model: weights rounded to 0 are zeros beyond the record
@@ -177,8 +177,6 @@ def render(info: dict[str, Any]) -> list[str]:
         qline = (f"{q['bits']}-bit int, {group}, {'symmetric' if q['symmetric'] else 'asymmetric'} "
                  f"({q['format']}, compressed-tensors {q['version']}; not quantized: {', '.join(q['ignore']) or '-'})")
     elif q:
-        from ..pruning.quantization import describe_line
-
         qline = describe_line(q)
     else:
         qline = "none"

@@ -15,6 +15,8 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from .verdict import human_label
+from ..eval.truthfulness_plots import plot_truthfulness_pca
 
 SPARSITY_PNG = "sparsity.png"
 PROBE_PNG = "probe_accuracy.png"
@@ -202,7 +204,6 @@ def plot_diagnostics(report: Mapping[str, Any], out_dir: Path) -> str | None:
     series = diagnostic_series(pruning.get("diagnostics"), n_layers)
     if not series:
         return None
-    from .verdict import human_label
 
     fig, axes = _figure(rows=len(series))
     for ax, (name, values) in zip(axes, series.items()):
@@ -213,8 +214,6 @@ def plot_diagnostics(report: Mapping[str, Any], out_dir: Path) -> str | None:
 
 
 def plot_truthfulness(report: Mapping[str, Any], out_dir: Path) -> str | None:
-    from ..eval.truthfulness_plots import plot_truthfulness_pca
-
     return plot_truthfulness_pca(report, out_dir)
 
 

@@ -13,6 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from . import plots as figures  # figures.report_plots looked up at call time (tests interrupt it there)
+from .plots import REPORT_PLOT_FILES, diagnostic_series, layer_curve
+from .schema import validate_report
+from .truthfulness_section import section as truthfulness_section, summary_rows as truthfulness_rows
+from .verdict import GLOSSARY, human_label, interval, title, verdict
+from ..eval.lm_eval_bridge import summary_entries
+from ..outputs.atomic import atomic_dir, holds_working_directory, replace_files
+from ..outputs.markers import replace_refusal
+from ..outputs.targets import special
+from ..pruning.quantization import describe_line
+from ..textio import describe, read_text_file
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +42,6 @@ def _layer(x: Any) -> str:
 
 def _probe_rows(dense: dict[str, Any], pruned: dict[str, Any]) -> list[tuple[str, str, str]]:
     """The probe rows, each saying which layer it reads; with retention intervals when the run has them."""
-    from .verdict import interval
-
     pd, pp = dense.get("probe") or {}, pruned.get("probe") or {}
     if not pd and not pp:
         return []
@@ -75,12 +84,10 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
             rows.append((f"TruthfulQA {k.upper()}", _fmt(dense.get("truthfulqa", {}).get(k)), _fmt(pruned.get("truthfulqa", {}).get(k))))
     rows += _probe_rows(dense, pruned)
     rows += lm_eval_rows(report)
-    from ..run.truthfulness_stage import summary_rows as truthfulness_rows
 
     rows += truthfulness_rows(report)
     rows.append(("sparsity (overall)", "0", _fmt(report["pruning"]["overall"], 4)))
     if report["pruning"].get("quantization"):  # method, bits, group size, grid of a --quantizer run
-        from ..pruning.quantization import describe_line
 
         rows.append(("quantization", "-", describe_line(report["pruning"]["quantization"])))
     return rows
@@ -92,7 +99,6 @@ def lm_eval_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     dense, pruned = (report.get("dense") or {}).get("lm_eval"), (report.get("pruned") or {}).get("lm_eval")
     if not dense and not pruned:
         return []
-    from ..eval.lm_eval_bridge import summary_entries
 
     def value(section: dict[str, Any] | None, entry: str, metric: str) -> str:
         for result in ((section or {}).get("tasks") or {}).values():
@@ -125,8 +131,6 @@ def lm_eval_notes(report: dict[str, Any]) -> list[str]:
 
 def _aligned(section: dict[str, Any] | None, key: str, n_layers: int) -> list[float | None] | None:
     """A per-layer probe result aligned with the decoder layers (None where it was not measured)."""
-    from .plots import layer_curve
-
     curve = layer_curve(section, key)
     if curve is None:
         return None
@@ -150,9 +154,6 @@ _PROBE_COLUMNS = (
 def sparsity_columns(report: dict[str, Any]) -> dict[str, list[Any]]:
     """Column name -> one value per decoder layer: the run's sparsity, what the allocator read
     (its diagnostics, the truth profile). Other allocators' choices stay in report.json and the plot."""
-    from .plots import diagnostic_series
-    from .verdict import human_label
-
     pr = report["pruning"]
     n = len(pr["layers"])
     cols: dict[str, list[Any]] = {
@@ -191,8 +192,6 @@ def _layer_table(heading: str, cols: dict[str, list[Any]], n: int) -> list[str]:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    from .verdict import GLOSSARY, title, verdict
-
     pr = report["pruning"]
     lines = [f"# {title(report)}", ""] + verdict(report) + [
         "",
@@ -216,7 +215,6 @@ def render_markdown(report: dict[str, Any]) -> str:
                       "the in-memory model through lm-eval's HFLM."]
     for note in lm_eval_notes(report):
         lines += ["", f"lm-eval: {note}"]
-    from ..run.truthfulness_stage import section as truthfulness_section
 
     lines += [""] + truthfulness_section(report)
     n = len(pr["layers"])
@@ -245,9 +243,7 @@ def head_of_report(markdown: str) -> str:
 def render_report(report: dict[str, Any], out_dir: Path) -> None:
     """Write plots and report.md into ``out_dir`` (report.json is written by the caller)."""
     try:
-        from .plots import report_plots
-
-        report["plots"] = report_plots(report, out_dir)
+        report["plots"] = figures.report_plots(report, out_dir)
     except ImportError as err:  # plots are optional; the markdown still renders
         log.warning("no plots (%s); install matplotlib to get them", err)
         report["plots"] = []
@@ -263,11 +259,8 @@ def load_report(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     f = p / "report.json" if p.is_dir() else p
     if not f.is_file():
-        from ..textio import describe
-
         what = f"no report.json in {str(p)!r}" if not os.path.lexists(f) else f"{str(f)!r} {describe(f)}, not a report"
         raise UserError(f"{what}; pass the output directory of a truthprune run")
-    from ..textio import read_text_file
 
     text = read_text_file(f, "report", "pass the output directory of a truthprune run", max_bytes=500_000_000)
     try:
@@ -285,7 +278,6 @@ def load_report(path: str | Path) -> dict[str, Any]:
         missing = [k for k in keys if not isinstance(report.get(section), dict) or k not in report[section]]
         if missing:
             raise UserError(f"{str(f)!r} lacks {section}.{missing[0]}; it is incomplete, rerun the truthprune run that wrote it")
-    from .schema import validate_report
 
     return validate_report(report, repr(str(f)))
 
@@ -297,14 +289,9 @@ def rerender_report(out: str | Path) -> tuple[Path, list[str]]:
     other file copied, stale plots dropped) and swapped in with one rename, so an interruption
     leaves the old report as it was. The working directory (``report .``) or a directory that
     also holds other files is never swapped: there only report.md and the plots are replaced,
-    file by file (:func:`truthprune.run.outputs.replace_files`).
+    file by file (:func:`truthprune.outputs.atomic.replace_files`).
     """
     import shutil
-
-    from ..run.markers import replace_refusal
-    from ..run.outputs import atomic_dir, holds_working_directory, replace_files
-    from ..run.targets import special
-    from .plots import REPORT_PLOT_FILES
 
     p = Path(os.path.abspath(out))  # 'report .' must name the directory, not an empty basename
     run_dir = p.parent if p.is_file() else p

@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..environment import check_distributed
+from ..eval.hub import hub_reachable
+from ..eval.perplexity import eval_text
+from ..eval.truthfulqa import load_truthfulqa, read_truthfulqa_csv
+from ..models.context import check_seqlen, model_context
+from ..models.formats import check_model_spec
+from ..models.spec import model_input_paths
+from ..outputs.atomic import check_disjoint, check_target, declare_inputs, prepare_output, resolve_target
+from ..outputs.targets import contains
 
 
 def check_calibration_options(config: Any) -> None:
@@ -29,9 +38,6 @@ def check_calibration_options(config: Any) -> None:
 
 def check_run_config(config: Any) -> None:
     """Config-shape and model checks; nothing is loaded, locked or created."""
-    from ..cli.envcheck import check_distributed
-    from ..models.formats import check_model_spec
-
     check_calibration_options(config)
     check_distributed()
     check_seed(config.seed)
@@ -57,35 +63,23 @@ def check_device(device: str) -> None:
 
 def check_context(model: str, seqlen: int) -> None:
     """--seqlen against a local model's context, from its config.json, before it loads."""
-    from ..models.formats import model_context
-
-    ctx = model_context(model)
-    if ctx is not None and seqlen > ctx:
-        raise UserError(f"--seqlen {seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
+    check_seqlen(seqlen, model_context(model))
 
 
 def check_eval_data(config: Any) -> None:
     """Read the user's evaluation data now (perplexity text, TruthfulQA), not after the prune. A hub
     data set is read now only when the hub cannot be reached (then it must come from the cache, or
     it fails at once with the flag that points at a local copy)."""
-    from ..eval.hub import hub_reachable
-
     hub_data = ("ppl" in config.eval and config.ppl_data == "wikitext2") or (
         "truthfulqa" in config.eval and config.truthfulqa_data in (None, "hub"))
     offline = hub_data and not hub_reachable()  # then the (cached) hub data is read now, or fails now
     if "ppl" in config.eval and (config.ppl_data not in ("pydoc", "wikitext2") or (offline and config.ppl_data == "wikitext2")):
-        from ..eval.perplexity import eval_text
-
         eval_text(config.ppl_data)
     if "truthfulqa" in config.eval:
         if config.truthfulqa_data in (None, "hub"):
-            from ..eval.truthfulqa import load_truthfulqa
-
             if offline:
                 load_truthfulqa("hub", fix="pass --truthfulqa-data PATH/TO/TruthfulQA.csv")
         else:
-            from ..eval.truthfulqa import read_truthfulqa_csv
-
             read_truthfulqa_csv(config.truthfulqa_data)
 
 
@@ -103,8 +97,6 @@ def check_truth_sets(config: Any, allocator: Any) -> Any | None:
 def run_inputs(config: Any) -> list[tuple[str, str]]:
     """(flag, path) of every local input of a run: the model (for an embedded or .gguf model also
     its converted copy in the cache), calibration files, evaluation data, truth statements."""
-    from ..models.loading import model_input_paths
-
     found = [*model_input_paths(config.model), ("--ppl-data", config.ppl_data),
              ("--truthfulqa-data", config.truthfulqa_data), ("--truth-data", config.truth_data)]
     for key, value in config.calibration_options.items():
@@ -117,10 +109,7 @@ def run_inputs(config: Any) -> list[tuple[str, str]]:
 def check_inputs_survive(target: Any, flag: str, inputs: list[tuple[str, str]]) -> None:
     """An output may not be, or contain, one of the run's inputs: writing it (with --overwrite) would
     delete the model or the data the run is reading, e.g. --save pointing at the --model directory.
-    Paths are compared resolved and by inode (:func:`truthprune.run.targets.contains`)."""
-    from .outputs import declare_inputs, resolve_target
-    from .targets import contains
-
+    Paths are compared resolved and by inode (:func:`truthprune.outputs.targets.contains`)."""
     declare_inputs(inputs)
     out = resolve_target(target, flag)
     for in_flag, path in inputs:
@@ -140,8 +129,6 @@ def _rank() -> int:
 def claim_run_outputs(config: Any, report: bool = True, claim: bool = True) -> list[Path]:
     """--out/--save: disjoint, writable, locked (rank 0 only under torchrun); ``claim`` False
     (--dry-run) checks the same without locking or creating anything."""
-    from .outputs import check_disjoint, check_target, prepare_output
-
     wait = bool(getattr(config, "wait", False))
     targets = []
     if report:

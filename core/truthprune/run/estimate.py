@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any
+from ..eval.perplexity import default_max_windows
+from ..models.spec import cached_config
+from ..pruning.engine.memory import ModelShape
 
 # Measured on the reference machine (2 vCPU, SmolLM2-135M float32, idle), see docs/usage.md.
 REF_LAYER_PARAMS = 30 * 3_540_096  # SmolLM2-135M: decoder parameters that every token passes through
@@ -36,9 +39,6 @@ def model_shape(spec: str) -> Any | None:
     """The model's :class:`~truthprune.pruning.engine.memory.ModelShape` from its config.json (a
     local directory, or a cached conversion), or the known shape of an embedded model; None when
     unknown (a hub id not in the cache)."""
-    from ..models.loading import cached_config
-    from ..pruning.engine.memory import ModelShape
-
     data = cached_config(spec) or _EMBEDDED.get(spec)
     if not data:
         return None
@@ -56,8 +56,6 @@ def scale_of(spec: str) -> float | None:
 
 
 def _ppl_windows(cfg: Any) -> int:
-    from ..eval.perplexity import default_max_windows
-
     windows = default_max_windows(cfg.ppl_data, cfg.ppl_max_windows)
     if windows is not None:
         return windows

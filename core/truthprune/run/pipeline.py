@@ -12,55 +12,33 @@ in a second rather than after minutes of work.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
-import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
 from ..errors import UserError
 from .checks import check_run_config, check_truth_sets, claim_run_outputs
-from .state import RunState, TruthSets
+from . import stage_lines as said
+from . import stages as st
+from . import truth_stages as truth
+from .kinds import kind_of
+from ..models.spec import needs_conversion
+from .state import RunPlan, RunState
 from ..plugin.registry import get_registry
+from .estimate import stage_seconds
+from .truthfulness_stage import check as check_truthfulness
+from ..eval.lm_eval_bridge import check
+from ..models.support import plan_check
+from ..plugin.interfaces import CalibrationContext
+from ..progress import StageLine, session, silence_third_party_bars
+from ..pruning.ct_export import check_compressed_tensors
 
 log = logging.getLogger("truthprune.run")
-
-
-@dataclass
-class RunPlan:
-    """The validated plugins of a run, created before anything heavy happens."""
-
-    config: RunConfig
-    pruner: Any
-    allocator: Any
-    sources: list[Any]
-    writes_report: bool = True  # run: evaluate and write --out; prune: neither (only --save)
-    truth_sets: TruthSets | None = None  # loaded at plan time when the probe or the allocator needs them
-    lm_eval_skipped: dict[str, str] | None = None  # {"skipped": reason} when --lm-eval-tasks cannot run at all
-    quantizer: Any | None = None  # applied by the engine right after the pruner, per linear
-    device: str | None = None  # prune: the device resolved before loading (torchrun: one per rank)
-    activations_dir: str | None = None  # prune --activations-dir: layer activations memory-mapped from files
-    check_memory: bool = True  # refuse before loading when the model + activations will not fit (a huge --nsamples)
-    timings: dict[str, float] = field(default_factory=dict)  # the stage log: seconds per stage
-    stages: list[dict[str, Any]] = field(default_factory=list)  # the stage log: what each stage used
-    estimates: dict[str, float] = field(default_factory=dict)  # stage -> rough seconds (truthprune.run.estimate)
-    lines: Any = None  # the StageLine printing one line per finished stage (truthprune.progress)
-
-    @contextmanager
-    def stage(self, name: str, **used: Any):
-        log.info("stage %s: %s", name, ", ".join(f"{k}={v}" for k, v in used.items()) or "-")
-        t0 = time.perf_counter()
-        running = self.lines.running(name) if self.lines is not None else nullcontext()
-        with running:
-            yield
-        dt = time.perf_counter() - t0
-        self.timings[name] = round(dt, 3)
-        self.stages.append({"stage": name, "seconds": round(dt, 3), **{k: str(v) for k, v in used.items()}})
-        log.info("stage %s done in %.1f s", name, dt)
 
 
 def _source_options(config: RunConfig, name: str) -> dict[str, Any]:
@@ -78,10 +56,8 @@ def plan_run(config: RunConfig, report: bool = True, dry_run: bool = False) -> R
         check_export_plan(config)
     reg = get_registry()
     pruner = reg.create("pruner", config.pruner, config.pruner_options)
-    if getattr(pruner, "structured", False):  # whole units, one width: no allocator, N:M or per-layer saving
-        from ..pruning.structured import check_structured_plan
-
-        check_structured_plan(config, pruner)
+    kind = kind_of(pruner)
+    kind.check_plan(config, pruner)
     allocator_name = config.allocator or pruner.default_allocator
     allocator = reg.create("allocator", allocator_name, config.allocator_options)
     allocator.check()
@@ -97,36 +73,24 @@ def plan_run(config: RunConfig, report: bool = True, dry_run: bool = False) -> R
     if config.truth_data is not None and not Path(config.truth_data).is_dir():
         raise UserError(f"--truth-data {config.truth_data!r} is not a directory of true/false statement CSVs")
     if "truthfulness" in config.eval:
-        from .truthfulness_stage import check as check_truthfulness
-
         check_truthfulness(config)
-    from ..plugin.interfaces import CalibrationContext
 
     pruner.check(CalibrationContext(tokenizer=None, seed=config.seed, truth_data=config.truth_data, chat_template=config.chat_template))
-    from ..models.support import plan_check
 
     plan_check(config)  # --targets/--ignore, and a local model's architecture (meta device, no weights)
-    if config.bias_correction:
-        from ..pruning.engine.bias import check_bias_correction
-
-        check_bias_correction(config, structured=getattr(pruner, "structured", False))
     truth_sets = check_truth_sets(config, allocator)
     lm_eval_skipped = None
     if config.lm_eval_tasks:
-        from ..eval.lm_eval_bridge import check
-
         lm_eval_skipped = check(config)
-    quantizer = plan_quantizer(config, pruner)
+    quantizer = plan_quantizer(config)
     claim_run_outputs(config, report=report, claim=not dry_run)
-    plan = RunPlan(config=config, pruner=pruner, allocator=allocator, sources=sources, writes_report=report,
+    plan = RunPlan(config=config, pruner=pruner, kind=kind, allocator=allocator, sources=sources, writes_report=report,
                    truth_sets=truth_sets, lm_eval_skipped=lm_eval_skipped, quantizer=quantizer)
-    from .estimate import stage_seconds
 
-    plan.estimates = stage_seconds(plan, planned_stages(plan))
-    return plan
+    return dataclasses.replace(plan, estimates=stage_seconds(plan, planned_stages(plan)))
 
 
-def plan_quantizer(config: RunConfig, pruner: Any) -> Any | None:
+def plan_quantizer(config: RunConfig) -> Any | None:
     """The quantizer of a run (None without --quantizer); its options are checked here, before any load."""
     if config.quantizer is None:
         if config.quantizer_options:
@@ -134,9 +98,6 @@ def plan_quantizer(config: RunConfig, pruner: Any) -> Any | None:
             raise UserError(f"quantizer options ({keys}) were given without --quantizer; add e.g. --quantizer gptq (or rtn)")
         return None
     quantizer = get_registry().create("quantizer", config.quantizer, config.quantizer_options)
-    if getattr(pruner, "structured", False):
-        raise UserError(f"structured pruner {pruner.name!r} does not run through the quantizing engine; save its model, "
-                        f"then quantize it: truthprune prune --model DIR --pruner magnitude --sparsity 0 --quantizer {quantizer.name}")
     if config.format == "compressed-tensors" and not quantizer.contiguous_groups():
         raise UserError(f"quantizer {quantizer.name!r} with these options permutes its groups (act-order), which "
                         "--format compressed-tensors cannot store; drop act_order, use --group-size 0, or drop --format")
@@ -145,8 +106,6 @@ def plan_quantizer(config: RunConfig, pruner: Any) -> Any | None:
 
 def check_export_plan(config: RunConfig) -> None:
     """--format compressed-tensors: a quantizer, a --save directory and a supported compressed-tensors."""
-    from ..pruning.ct_export import check_compressed_tensors
-
     if config.quantizer is None:
         raise UserError("--format compressed-tensors stores quantized weights, and no --quantizer was given; add e.g. "
                         "--quantizer gptq --bits 4 (pruned-only models are saved as plain safetensors with zeros)")
@@ -181,60 +140,53 @@ class Stage:
     said: Callable[[RunState], str] = lambda state: ""  # what the stage's progress line adds (after it ran)
 
 
-def _stages() -> tuple[Stage, ...]:
-    from . import stages as st
-    from . import truth_stages as truth
-    from ..models.loading import needs_conversion
+def _cfg(state: RunState) -> RunConfig:
+    return state.plan.config
 
-    def cfg(state: RunState) -> RunConfig:
-        return state.plan.config
 
-    def calibrating(state: RunState) -> dict[str, Any]:
-        c = cfg(state)
-        return {"sources": "+".join(c.calibration), "nsamples": c.nsamples, "seqlen": c.seqlen, "seed": c.seed}
+def _calibrating(state: RunState) -> dict[str, Any]:
+    c = _cfg(state)
+    return {"sources": "+".join(c.calibration), "nsamples": c.nsamples, "seqlen": c.seqlen, "seed": c.seed}
 
-    def pruning(state: RunState) -> dict[str, Any]:
-        p = state.plan
-        return {"pruner": p.pruner.name, "allocator": p.allocator.name, "sparsity": cfg(state).sparsity,
-                **({"quantizer": p.quantizer.name} if p.quantizer else {})}
 
-    probing = lambda state: state.plan.writes_report and "probe" in cfg(state).eval  # noqa: E731
-    from . import stage_lines as said
+def _pruning(state: RunState) -> dict[str, Any]:
+    p = state.plan
+    return {"pruner": p.pruner.name, "allocator": p.allocator.name, "sparsity": _cfg(state).sparsity,
+            **({"quantizer": p.quantizer.name} if p.quantizer else {})}
 
-    return (
-        Stage("convert-gguf", st.convert, lambda s: s.load is None and needs_conversion(cfg(s).model),
-              lambda s: {"model": cfg(s).model}, said=said.converted),
-        Stage("check-memory", st.check_memory, lambda s: s.plan.check_memory, timed=False),
-        Stage("load", st.load_stage, used=lambda s: {"model": cfg(s).model, "device": s.plan.device or cfg(s).device,
-                                                     "dtype": cfg(s).dtype}, said=said.loaded),
-        Stage("dense-eval", st.dense_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(cfg(s))},
-              said=lambda s: said.evaluated(s, "dense")),
-        Stage("dense-truth", truth.dense_truth, probing, lambda s: {"data": cfg(s).truth_data or "generated"},
-              said=said.statements),
-        Stage("truth-profile", truth.truth_profile, lambda s: s.plan.allocator.needs_truth_profile,
-              lambda s: {"data": cfg(s).truth_data or "generated"}, said=said.profile),
-        Stage("calibrate", st.calibrate, used=calibrating, said=said.calibrated),
-        Stage("prune", st.prune, used=pruning, said=said.pruned),
-        Stage("pruned-eval", st.pruned_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(cfg(s))},
-              said=lambda s: said.evaluated(s, "pruned")),
-        Stage("truth-compare", truth.truth_compare, probing, lambda s: {"probe": cfg(s).probe}, said=said.compared),
-        Stage("report", st.build_report, lambda s: s.plan.writes_report, timed=False),
-        Stage("save", st.save, lambda s: bool(cfg(s).save), lambda s: {"path": cfg(s).save},
-              said=lambda s: f"checkpoint in {cfg(s).save}"),
-        Stage("write-report", st.write_report, lambda s: s.plan.writes_report, timed=False),
-    )
+
+def _probing(state: RunState) -> bool:
+    return state.plan.writes_report and "probe" in _cfg(state).eval
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("convert-gguf", st.convert, lambda s: s.load is None and needs_conversion(_cfg(s).model),
+          lambda s: {"model": _cfg(s).model}, said=said.converted),
+    Stage("check-memory", st.check_memory, lambda s: s.plan.check_memory, timed=False),
+    Stage("load", st.load_stage, lambda s: not s.plan.offload, used=lambda s: {"model": _cfg(s).model, "device": s.plan.device or _cfg(s).device,
+                                                 "dtype": _cfg(s).dtype}, said=said.loaded),
+    Stage("dense-eval", st.dense_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(_cfg(s))},
+          said=lambda s: said.evaluated(s, "dense")),
+    Stage("dense-truth", truth.dense_truth, _probing, lambda s: {"data": _cfg(s).truth_data or "generated"},
+          said=said.statements),
+    Stage("truth-profile", truth.truth_profile, lambda s: s.plan.allocator.needs_truth_profile,
+          lambda s: {"data": _cfg(s).truth_data or "generated"}, said=said.profile),
+    Stage("calibrate", st.calibrate, used=_calibrating, said=said.calibrated),
+    Stage("prune", st.prune, used=_pruning, said=said.pruned),
+    Stage("pruned-eval", st.pruned_eval, lambda s: s.plan.writes_report, lambda s: {"evals": _evals(_cfg(s))},
+          said=lambda s: said.evaluated(s, "pruned")),
+    Stage("truth-compare", truth.truth_compare, _probing, lambda s: {"probe": _cfg(s).probe}, said=said.compared),
+    Stage("report", st.build_report, lambda s: s.plan.writes_report, timed=False),
+    Stage("save", st.save, lambda s: bool(_cfg(s).save) and not s.plan.offload, lambda s: {"path": _cfg(s).save},
+          said=lambda s: f"checkpoint in {_cfg(s).save}"),
+    Stage("write-report", st.write_report, lambda s: s.plan.writes_report, timed=False),
+)
 
 
 def planned_stages(plan: RunPlan, load: Callable[[RunConfig], Any] | None = None) -> list[str]:
     """The timed stages ``plan`` will run, in order (what --dry-run lists and the progress lines count)."""
     state = RunState(plan=plan, load=load)
-    return [s.name for s in _stages() if s.timed and s.applies(state)]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "STAGES":  # built on first use: the stage modules import numpy
-        return _stages()
-    raise AttributeError(name)
+    return [s.name for s in STAGES if s.timed and s.applies(state)]
 
 
 def execute(plan: RunPlan, load: Callable[[RunConfig], Any] | None = None) -> RunState:
@@ -245,21 +197,20 @@ def execute(plan: RunPlan, load: Callable[[RunConfig], Any] | None = None) -> Ru
     model once and restores the dense weights for every later run.
     """
     from ..pruning.engine.distributed import data_parallel
-    from ..progress import StageLine, session, silence_third_party_bars
 
     silence_third_party_bars()
     seed_everything(plan.config.seed)
     state = RunState(plan=plan, load=load)
     quiet = plan.config.quiet or not data_parallel().is_writer
-    plan.lines = StageLine(planned_stages(plan, load), plan.estimates, quiet=quiet)
+    lines = StageLine(planned_stages(plan, load), plan.estimates, quiet=quiet)
     with session(quiet):
-        for stage in _stages():
+        for stage in STAGES:
             if not stage.applies(state):
                 continue
             if not stage.timed:
                 state = stage.run(state)
                 continue
-            with plan.stage(stage.name, **stage.used(state)):
+            with state.log.stage(stage.name, lines, **stage.used(state)):
                 state = stage.run(state)
-            plan.lines.done(stage.name, plan.timings[stage.name], stage.said(state))
+            lines.done(stage.name, state.log.timings[stage.name], stage.said(state))
     return state

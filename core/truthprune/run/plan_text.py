@@ -8,11 +8,13 @@ run will read, the outputs it will write, the stages it will run and a rough tim
 from __future__ import annotations
 
 from typing import Any
+from .estimate import scale_of
+from .stages import ppl_windows
+from ..models.spec import EMBEDDED_MODELS, needs_conversion
+from ..progress import format_seconds
 
 
 def _model(cfg: Any) -> str:
-    from ..models.loading import EMBEDDED_MODELS, needs_conversion
-
     spec = cfg.model
     if spec in EMBEDDED_MODELS:
         first = "; converted to safetensors on first use" if needs_conversion(spec) else ""
@@ -31,8 +33,6 @@ def _pruning(plan: Any) -> str:
 
 
 def _evaluation(plan: Any) -> list[str]:
-    from .stages import ppl_windows
-
     cfg = plan.config
     if not plan.writes_report:
         return []
@@ -70,9 +70,6 @@ def _outputs(plan: Any) -> list[str]:
 
 def plan_lines(plan: Any, names: list[str]) -> list[str]:
     """The plan as indented lines, ending with the stages and the estimated total time."""
-    from ..progress import format_seconds
-    from .estimate import scale_of
-
     cfg = plan.config
     lines = [f"  model        {_model(cfg)}", f"  pruning      {_pruning(plan)}"]
     if "calibrate" in names:

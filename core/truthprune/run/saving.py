@@ -2,7 +2,7 @@
 
 Same config and vocabulary as the input (zeros stay in place; nothing is resized), plus
 ``truthprune.json`` with the run config, versions, per-layer sparsities and seed. Written through
-:func:`truthprune.run.outputs.atomic_dir`, so an interrupted save leaves nothing behind.
+:func:`truthprune.outputs.atomic.atomic_dir`, so an interrupted save leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -11,19 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .outputs import atomic_dir
-
-
-def environment_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for dist in ("truthprune", "torch", "transformers", "datasets", "scikit-learn", "pydantic", "compressed-tensors"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+from ..environment import environment_versions
+from ..outputs.atomic import atomic_dir
+from ..errors import UserError
+from ..pruning.ct_export import write_compressed_tensors
 
 
 def first_non_finite(model: Any) -> str | None:
@@ -39,8 +30,6 @@ def first_non_finite(model: Any) -> str | None:
 
 def check_finite_weights(model: Any, out_dir: str | Path) -> None:
     """Refuse to save NaN/Inf weights: a checkpoint that evaluates to NaN is no result."""
-    from ..errors import UserError
-
     bad = first_non_finite(model)
     if bad is not None:
         raise UserError(f"the model to be saved to {str(out_dir)!r} has non-finite weights (NaN or Inf, first in {bad}); "
@@ -59,7 +48,8 @@ def save_pruned(model: Any, tokenizer: Any, out_dir: str | Path, metadata: dict[
     with atomic_dir(out_dir, overwrite=overwrite, what=what, kind=kind) as tmp:
         meta = {"versions": environment_versions(), **metadata}
         if quantization is not None and fmt == "compressed-tensors":
-            meta["quantization"] = quantization.write_compressed_tensors(tmp, model)
+            meta["quantization"] = {**quantization.description, "linears": len(quantization.results),
+                                    **write_compressed_tensors(model, quantization.by_module(model), tmp)}
         else:
             model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

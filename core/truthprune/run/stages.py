@@ -7,51 +7,48 @@ fingerprint and the evaluation settings, so a sweep computes the dense baselines
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
+from .offload import checkpoint_tokenizer, prune_offloaded
+from .metadata import bos_rule, calibration_context, calibration_summary, checkpoint_metadata
 from .state import RunState
-from ..models.loading import LoadedModel, cache_root
+from ..cache import cached_json
+from ..models.context import check_seqlen
+from ..models.loading import LoadedModel
 from ..models.support import selection_of
+from .saving import save_pruned
+from .truthfulness_stage import truthfulness
+from ..environment import environment_versions
+from ..errors import PluginContractError, UserError
+from ..eval.lm_eval_bridge import evaluate as lm_eval_evaluate
+from ..eval.perplexity import default_max_windows, load_eval_text, perplexity
+from ..eval.truthfulqa import evaluate_truthfulqa
+from ..models.adapter import decoder_layers
+from ..models.bos import resolve_bos
+from ..models.formats import check_hub_reachable
+from ..models import loading  # loading.load_model looked up at call time (tests replace it there)
+from ..models.loading import resolve_device, resolve_dtype, resolve_model_path
+from ..models.support import check_loaded
+from ..outputs.atomic import atomic_dir
+from ..plugin.contracts import check_allocation
+from ..plugin.interfaces import LayerInfo
+from ..plugin.registry import get_registry
+from ..pruning.engine import memory as mem
+from ..pruning.quantization import QuantizedLinears
+from ..pruning.structured import prune_structured
+from ..reporting import report as report_md  # render_report looked up at call time (tests interrupt it)
 
 log = logging.getLogger("truthprune.run")
 
 
-def _cached_json(kind: str, key: dict[str, Any], compute):
-    """Return the cached result for ``key`` or compute, store and return it."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    path = cache_root() / "results" / kind / f"{digest}.json"
-    from ..cachefiles import read_cache_entry, read_json_entry
-
-    cached = read_cache_entry(path, read_json_entry, f"cached {kind} result")
-    if cached is not None:
-        log.info("%s: using cached result %s", kind, path)
-        return cached
-    value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # per process: parallel runs share the cache
-    tmp.write_text(json.dumps(value, default=str))
-    tmp.replace(path)
-    return value
-
-
 def load(cfg: RunConfig) -> LoadedModel:
-    from ..models.loading import load_model
-
-    loaded = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
+    loaded = loading.load_model(cfg.model, device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
                         quiet=cfg.quiet)
-    ctx = loaded.max_context
-    if ctx is not None and cfg.seqlen > ctx:
-        from ..errors import UserError
-
-        raise UserError(f"--seqlen {cfg.seqlen} is longer than the model's context of {ctx} tokens; use --seqlen {ctx} or less")
-    from ..models.bos import resolve_bos
-    from ..models.support import check_loaded
+    check_seqlen(cfg.seqlen, loaded.max_context)
 
     check_loaded(loaded.model, cfg)  # a .gguf / hub model's architecture and targets, before any work
     if cfg.bias_correction:  # a bias slot for at least one pruned linear (local directories: checked at plan time)
@@ -62,24 +59,8 @@ def load(cfg: RunConfig) -> LoadedModel:
     return loaded
 
 
-def bos_rule(cfg: RunConfig, tokenizer):
-    """The run's resolved ``--bos`` rule (see :mod:`truthprune.models.bos`)."""
-    from ..models.bos import resolve_bos
-
-    return resolve_bos(tokenizer, cfg.bos)
-
-
-def calibration_context(cfg: RunConfig, tokenizer):
-    """What a pruner's auxiliary calibration streams may depend on (see Pruner.auxiliary_calibration)."""
-    from ..plugin.interfaces import CalibrationContext
-
-    return CalibrationContext(tokenizer=tokenizer, seed=cfg.seed, truth_data=cfg.truth_data, chat_template=cfg.chat_template)
-
-
 def convert(state: RunState) -> RunState:
     """Stage ``convert-gguf``: first use of a .gguf / embedded model converts it once (cached)."""
-    from ..models.loading import resolve_model_path
-
     resolve_model_path(state.plan.config.model, quiet=state.plan.config.quiet)
     return state
 
@@ -89,16 +70,12 @@ def check_memory(state: RunState) -> RunState:
     fit (the error suggests --offload)."""
     import dataclasses
 
-    from ..models.loading import resolve_dtype, resolve_model_path
-    from ..pruning.engine import memory as mem
     from ..pruning.engine.distributed import data_parallel
 
     plan = state.plan
     cfg = plan.config
     path = resolve_model_path(cfg.model)[0]
     if not Path(path).exists():  # a hub id: one quick reachability check instead of transformers' retries
-        from ..errors import UserError
-        from ..models.formats import check_hub_reachable
 
         try:
             check_hub_reachable(cfg.model)
@@ -110,7 +87,6 @@ def check_memory(state: RunState) -> RunState:
         config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError):  # a hub id without network etc.: the load reports it properly
         return state
-    from ..models.loading import resolve_device
 
     nbytes = resolve_dtype(cfg.dtype, plan.device or resolve_device(cfg.device)).itemsize
     est = mem.estimate_memory(mem.ModelShape.from_config(config), cfg.nsamples, cfg.seqlen, cfg.batch_size,
@@ -135,49 +111,63 @@ def calibrate(state: RunState) -> RunState:
 
     plan, loaded = state.plan, state.loaded
     cfg = plan.config
-    for src in plan.sources:
-        if src.needs_model:
-            src.model = loaded.model
-    calib = load_calibration(plan.sources, loaded.tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed,
-                             bos=bos_rule(cfg, loaded.tokenizer).window_bos)
-    calib = attach_auxiliary(calib, plan.pruner, calibration_context(cfg, loaded.tokenizer))
+    if plan.offload:  # the model never loads: the checkpoint's tokenizer (no source needs the model: plan check)
+        tokenizer = checkpoint_tokenizer(cfg)
+    else:
+        tokenizer = loaded.tokenizer
+        for src in plan.sources:
+            if src.needs_model:
+                src.model = loaded.model
+    calib = load_calibration(plan.sources, tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed,
+                             bos=bos_rule(cfg, tokenizer).window_bos)
+    calib = attach_auxiliary(calib, plan.pruner, calibration_context(cfg, tokenizer))
     log.info("calibration: %s", calib.description)
     return state.but(calibration=calib)
 
 
 def prune(state: RunState) -> RunState:
-    """Stage ``prune``: the engine (or structured pruning) on the loaded model, in place."""
+    """Stage ``prune``: the pruner's kind prunes the loaded model in place (:mod:`truthprune.run.kinds`)."""
+    from ..pruning.engine.distributed import data_parallel
+
+    plan = state.plan
+    quiet = plan.config.quiet or not data_parallel().is_writer
+    quantized = None
+    if plan.quantizer is not None:  # where the engine leaves the codes (saved as the sidecar by --save)
+
+        quantized = QuantizedLinears(plan.quantizer)
+    report = plan.kind.prune(state, quiet, quantized)
+    if state.loaded is not None:
+        state.loaded.invalidate_fingerprint()
+    return state.but(pruning=report, quantized=quantized)
+
+
+def prune_masks(state: RunState, quiet: bool, quantized: Any) -> Any:
+    """The mask engine on the loaded model (layer activations in memory, or memory-mapped from files),
+    or with ``--offload`` on the checkpoint on disk (:mod:`truthprune.run.offload`)."""
+    if state.plan.offload:
+        return prune_offloaded(state, quiet, quantized)
     from ..pruning.engine.distributed import data_parallel
     from ..pruning.engine.sequential import EngineSetup, ResidentLayers, prune_model, run_engine
 
     plan, model = state.plan, state.loaded.model
     cfg = plan.config
-    dp = data_parallel()
-    quiet = cfg.quiet or not dp.is_writer
-    quantized = None
-    if plan.quantizer is not None:  # where the engine leaves the codes (saved as the sidecar by --save)
-        from ..pruning.quantization import QuantizedLinears
+    args = (state.calibration, plan.pruner, plan.allocator, cfg.sparsity)
+    kw = {"nm": cfg.nm_tuple, "truth_profile": state.profile_values, "quantizer": plan.quantizer, "quant_store": quantized,
+          "bias_correction": cfg.bias_correction,
+          "dense_cache": dense_cache(state.loaded) if getattr(plan.pruner, "dense_statistics", False) else None}
+    if plan.activations_dir is None:
+        return prune_model(model, *args, batch_size=cfg.batch_size, quiet=quiet, selection=selection_of(cfg), **kw)
 
-        quantized = QuantizedLinears(plan.quantizer)
-    if getattr(plan.pruner, "structured", False):  # whole units removed, config rewritten
-        from ..pruning.structured import prune_structured
+    setup = EngineSetup(device=next(model.parameters()).device, batch_size=cfg.batch_size, quiet=quiet, dp=data_parallel(),
+                        activations_dir=plan.activations_dir, selection=selection_of(cfg))
+    return run_engine(model, ResidentLayers(decoder_layers(model)), *args, setup, **kw)
 
-        report = prune_structured(model, state.calibration, plan.pruner, cfg.sparsity, batch_size=cfg.batch_size, quiet=quiet)
-    else:
-        args = (state.calibration, plan.pruner, plan.allocator, cfg.sparsity)
-        kw = {"nm": cfg.nm_tuple, "truth_profile": state.profile_values, "quantizer": plan.quantizer, "quant_store": quantized,
-              "bias_correction": cfg.bias_correction,
-              "dense_cache": dense_cache(state.loaded) if getattr(plan.pruner, "dense_statistics", False) else None}
-        if plan.activations_dir is None:
-            report = prune_model(model, *args, batch_size=cfg.batch_size, quiet=quiet, selection=selection_of(cfg), **kw)
-        else:  # the layer activations memory-mapped from files
-            from ..models.adapter import decoder_layers
 
-            setup = EngineSetup(device=next(model.parameters()).device, batch_size=cfg.batch_size, quiet=quiet, dp=dp,
-                                activations_dir=plan.activations_dir, selection=selection_of(cfg))
-            report = run_engine(model, ResidentLayers(decoder_layers(model)), *args, setup, **kw)
-    state.loaded.invalidate_fingerprint()
-    return state.but(pruning=report, quantized=quantized)
+def prune_units(state: RunState, quiet: bool, quantized: Any) -> Any:
+    """Structured pruning: whole units removed, the config rewritten (no quantizer: refused at plan time)."""
+    cfg = state.plan.config
+    return prune_structured(state.loaded.model, state.calibration, state.plan.pruner, cfg.sparsity,
+                            batch_size=cfg.batch_size, quiet=quiet)
 
 
 def dense_cache(loaded):
@@ -192,14 +182,10 @@ def dense_cache(loaded):
 
 
 def ppl_windows(cfg: RunConfig) -> int | None:
-    from ..eval.perplexity import default_max_windows
-
     return default_max_windows(cfg.ppl_data, cfg.ppl_max_windows)
 
 
 def eval_ppl(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str, Any]:
-    from ..eval.perplexity import load_eval_text, perplexity
-
     max_windows = ppl_windows(cfg)
     rule = bos_rule(cfg, loaded.tokenizer)
     key = {"fp": fingerprint, "data": cfg.ppl_data, "seqlen": cfg.seqlen, "max_windows": max_windows, "bos": rule.window_bos}
@@ -209,15 +195,13 @@ def eval_ppl(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str,
         return perplexity(loaded.model, ids, cfg.seqlen, batch_size=cfg.batch_size, max_windows=max_windows,
                           bos_id=rule.window_bos)
 
-    return _cached_json("ppl", key, compute)
+    return cached_json("ppl", key, compute)
 
 
 def eval_truthfulqa(cfg: RunConfig, loaded: LoadedModel, fingerprint: str) -> dict[str, Any]:
-    from ..eval.truthfulqa import evaluate_truthfulqa
-
     bos = bos_rule(cfg, loaded.tokenizer).window_bos
     key = {"fp": fingerprint, "data": cfg.truthfulqa_data, "limit": cfg.truthfulqa_limit, "seed": cfg.seed, "bos": bos}
-    return _cached_json(
+    return cached_json(
         "truthfulqa",
         key,
         lambda: evaluate_truthfulqa(loaded.model, loaded.tokenizer, data=cfg.truthfulqa_data, limit=cfg.truthfulqa_limit,
@@ -238,14 +222,10 @@ def _evaluate(state: RunState, role: str) -> tuple[dict[str, Any], RunState]:
         out["truthfulqa"] = eval_truthfulqa(cfg, loaded, fingerprint)
         log.info("%s TruthfulQA MC1 %.3f MC2 %.3f", role, out["truthfulqa"]["mc1"], out["truthfulqa"]["mc2"])
     if "truthfulness" in cfg.eval:
-        from .truthfulness_stage import truthfulness
-
         out["truthfulness"], state = truthfulness(state, role)
     if cfg.lm_eval_tasks:
-        from ..eval.lm_eval_bridge import evaluate as lm_eval_evaluate
-
         failed = dict(state.lm_eval_failed)
-        out["lm_eval"] = lm_eval_evaluate(cfg, state.plan.lm_eval_skipped, failed, loaded, fingerprint, role, _cached_json)
+        out["lm_eval"] = lm_eval_evaluate(cfg, state.plan.lm_eval_skipped, failed, loaded, fingerprint, role, cached_json)
         state = state.but(lm_eval_failed=failed)
     return out, state
 
@@ -270,11 +250,6 @@ def alternative_allocations(plan, prune_report, truth_profile) -> dict[str, list
     report's allocation plot); only those whose inputs the run measured: the truth profile, and
     for a dense-pass allocator the per-layer signals it declares (``layer_signals``) among the
     pruning diagnostics (e.g. OWL's outlier ratios when the run used an outlier allocator)."""
-    from ..plugin.contracts import check_allocation
-    from ..errors import PluginContractError, UserError
-    from ..plugin.interfaces import LayerInfo
-    from ..plugin.registry import get_registry
-
     reg = get_registry()
     n = len(prune_report.allocation)
     signals = {k: v for k, v in prune_report.diagnostics.items() if isinstance(v, list) and len(v) == n}
@@ -300,8 +275,6 @@ def alternative_allocations(plan, prune_report, truth_profile) -> dict[str, list
 
 def build_report(state: RunState) -> RunState:
     """Stage ``report``: report.json's content (rendered and written by ``write-report``)."""
-    from .saving import environment_versions
-
     plan, loaded, prune_report = state.plan, state.loaded, state.pruning
     cfg = plan.config
     profile = state.profile_values
@@ -320,67 +293,16 @@ def build_report(state: RunState) -> RunState:
         "truth_profile": profile,
         "dense": state.dense,
         "pruned": state.pruned,
-        "stages": plan.stages,  # the plan's stage log: later stages (save) still land in it
-        "timings": plan.timings,
+        "stages": state.log.stages,  # the stage log: later stages (save) still land in it
+        "timings": state.log.timings,
     }
     return state.but(report=report)
-
-
-def calibration_summary(cfg: RunConfig, calib) -> dict[str, Any]:
-    """The report's and truthprune.json's "calibration": sources, sizes and what was drawn."""
-    return {"sources": cfg.calibration, "nsamples": cfg.nsamples, "seqlen": cfg.seqlen, "description": calib.description}
-
-
-def checkpoint_metadata(state: RunState) -> dict[str, Any]:
-    """truthprune.json of a checkpoint saved by ``run`` (the whole config) or ``prune`` (no evaluation settings)."""
-    from ..pruning.engine.distributed import data_parallel
-
-    plan, loaded = state.plan, state.loaded
-    cfg = plan.config
-    bos = bos_rule(cfg, loaded.tokenizer).as_dict()
-    if plan.writes_report:
-        meta = {"config": cfg.model_dump(), "seed": cfg.seed, "calibration": calibration_summary(cfg, state.calibration), "bos": bos}
-        return {**meta, **pruning_metadata(plan, state.pruning, None, full=False)}
-    meta = prune_metadata(cfg, "memory", data_parallel().world, loaded.path, calibration_summary(cfg, state.calibration))
-    return {**meta, "bos": bos, **pruning_metadata(plan, state.pruning, state.profile_values)}
-
-
-def prune_metadata(cfg: RunConfig, mode: str, world: int, path: Any, calibration: dict[str, Any]) -> dict[str, Any]:
-    """How ``prune`` made a checkpoint (in memory or --offload): its settings without the evaluation ones."""
-    return {
-        "command": "prune",
-        "mode": mode,
-        "world_size": world,
-        "config": {k: v for k, v in cfg.model_dump().items() if k not in EVAL_KEYS and not k.startswith("lm_eval")},
-        "seed": cfg.seed,
-        "model": {"spec": cfg.model, "path": str(path)},
-        "calibration": calibration,
-    }
-
-
-def pruning_metadata(plan, report, truth_profile: list[float] | None, full: bool = True) -> dict[str, Any]:
-    """What only the finished prune knows: per-layer sparsities, the allocation (and with ``full``
-    the whole pruning report and the truth profile)."""
-    out: dict[str, Any] = {
-        "per_layer_sparsity": [layer.achieved for layer in report.layers],
-        "allocation": report.allocation,
-        "overall_sparsity": report.overall,
-    }
-    if full:
-        out["pruning"] = {**report.as_dict(), "pruner": plan.pruner.name, "allocator": plan.allocator.name}
-        out["truth_profile"] = truth_profile
-    return out
-
-
-# evaluation-only settings left out of a ``prune`` checkpoint's truthprune.json
-EVAL_KEYS = ("eval", "ppl_data", "ppl_max_windows", "truthfulqa_data", "truthfulqa_limit", "probe", "probe_options", "out")
 
 
 def save(state: RunState) -> RunState:
     """Stage ``save``: the pruned model + tokenizer + truthprune.json (+ quantization sidecar), atomically;
     under torchrun rank 0 writes and every rank waits for it."""
     from ..pruning.engine.distributed import data_parallel
-    from .saving import save_pruned
 
     cfg = state.plan.config
     dp = data_parallel()
@@ -395,11 +317,8 @@ def save(state: RunState) -> RunState:
 
 def write_report(state: RunState) -> RunState:
     """Stage ``write-report``: report.json, report.md and the plots, into a temporary directory renamed to --out."""
-    from ..reporting.report import render_report
-    from .outputs import atomic_dir
-
     cfg = state.plan.config
     with atomic_dir(cfg.out, overwrite=cfg.overwrite, what="--out", kind="run") as tmp:
         (tmp / "report.json").write_text(json.dumps(state.report, indent=2, default=str))
-        render_report(state.report, tmp)
+        report_md.render_report(state.report, tmp)
     return state.but(out=Path(cfg.out))

@@ -21,6 +21,12 @@ from typing import Any
 
 from .config import RunConfig
 from ..errors import UserError
+from . import stages as run_stages
+from ..outputs.atomic import check_target
+from ..outputs.markers import MARKER, read_marker, replace_refusal, write_marker
+from ..progress import say
+from ..reporting.compare import load_runs, write_comparison
+from ..reporting.report import load_report
 
 log = logging.getLogger("truthprune.sweep")
 
@@ -78,8 +84,6 @@ class GridPoint:
 def _finished_with_same_config(cfg: RunConfig) -> bool:
     import json
 
-    from ..reporting.report import load_report
-
     if not (Path(cfg.out) / "report.json").is_file():
         return False
     try:
@@ -95,8 +99,6 @@ def plan_sweep(make_config: Callable[[dict[str, Any]], RunConfig], pruners: list
     """Build and validate every grid point (no model is loaded). ``make_config(overrides)`` builds a RunConfig;
     ``dry_run`` checks the outputs without locking them."""
     from .pipeline import plan_run
-
-    from .outputs import check_target
 
     check_target(Path(out) / "compare", True, what="--out")  # rewritten at the end: a foreign compare/ fails now
     names = [point_name(p, s) for p in pruners for s in sparsities]
@@ -137,8 +139,6 @@ class SharedModel:
         return cfg.model, cfg.device, cfg.dtype, cfg.trust_remote_code
 
     def __call__(self, cfg: RunConfig):
-        from . import stages as run_stages
-
         if self.loaded is None:
             self.loaded = run_stages.load(cfg)
             self._key = self._load_key(cfg)
@@ -153,10 +153,7 @@ class SharedModel:
 
 def run_sweep(points: list[GridPoint], compare_out: str | Path) -> Path:
     """Run every grid point that is not already finished, then write the comparison."""
-    from ..reporting.compare import load_runs, write_comparison
     from .pipeline import execute
-
-    from ..progress import say
 
     shared = SharedModel()
     for k, point in enumerate(points, 1):
@@ -177,8 +174,6 @@ def mark_sweep(out: str | Path) -> None:
     """Mark the sweep directory as a truthprune output (kind ``sweep``) when everything in it is one
     (its runs and its comparison): a directory that also holds other files stays unmarked, so
     ``--overwrite`` elsewhere can never replace those."""
-    from .markers import MARKER, read_marker, replace_refusal, write_marker
-
     d = Path(out)
     entries = [e for e in d.iterdir() if e.name != MARKER]
     if read_marker(d) is None and all(e.is_dir() and not e.is_symlink() and replace_refusal(e) is None for e in entries):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .state import RunState, TruthProfile, TruthSets
+from ..models.bos import resolve_bos
 
 log = logging.getLogger("truthprune.run")
 
@@ -50,7 +51,6 @@ def with_truth_sets(state: RunState) -> RunState:
 
 
 def _acts(state: RunState, sets) -> dict[str, np.ndarray]:
-    from ..models.bos import resolve_bos
     from ..truth.probing.runner import extract_statement_sets
 
     cfg, loaded = state.plan.config, state.loaded

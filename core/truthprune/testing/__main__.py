@@ -6,12 +6,11 @@ Prints one line per passed check; on the first failure prints it and exits 1.
 from __future__ import annotations
 
 import sys
+from .checks import ContractFailure, check_plugin
+from ..errors import PluginContractError, UserError
 
 
 def main(argv: list[str]) -> int:
-    from ..errors import PluginContractError, UserError
-    from .checks import ContractFailure, check_plugin
-
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
         return 0 if argv else 2

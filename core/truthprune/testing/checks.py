@@ -31,7 +31,12 @@ from ..plugin.interfaces import (
     SparsityTarget,
     StructuredPruner,
 )
+from ..run.kinds import UNITS, kind_of
 from .fixtures import VOCAB, TinyTokenizer, fake_linear_stats, tiny_calibration, tiny_llama
+from ..builtins.pruning import MagnitudePruner
+from ..errors import UserError
+from ..plugin.registry import get_registry
+from ..pruning.structured import prune_structured
 
 KIND_BASES = {"pruner": (Pruner, StructuredPruner), "allocator": SparsityAllocator,
               "calibration": CalibrationSource, "probe": Probe, "quantizer": Quantizer}
@@ -48,8 +53,6 @@ def _fail(plugin: Any, problem: str) -> ContractFailure:
 
 def _resolve(kind: str, plugin: type | str) -> type:
     if isinstance(plugin, str):
-        from ..plugin.registry import get_registry
-
         return get_registry().get(kind, plugin)
     return plugin
 
@@ -110,11 +113,9 @@ def check_pruner(pruner: type | str, options: dict[str, Any] | None = None, allo
     (with the pruner's auxiliary streams and its default allocator) reaching the target."""
     import torch
 
-    from ..errors import UserError
-
     cls = _resolve("pruner", pruner)
     done = check_class("pruner", cls)
-    if getattr(cls, "structured", False):
+    if kind_of(cls) is UNITS:
         return done + check_structured_pruner(cls, options)
     inst = cls(options or {})
     tok = TinyTokenizer()
@@ -152,8 +153,6 @@ def check_structured_pruner(pruner: type | str, options: dict[str, Any] | None =
     """Structured pruner: prune_structured on the tiny Llama removes weights and the sliced model runs."""
     import torch
 
-    from ..pruning.structured import prune_structured
-
     cls = _resolve("pruner", pruner)
     inst = cls(options or {})
     model, calib = tiny_llama(), tiny_calibration()
@@ -168,8 +167,6 @@ def check_structured_pruner(pruner: type | str, options: dict[str, Any] | None =
 
 
 def _allocator(name: str) -> SparsityAllocator:
-    from ..plugin.registry import get_registry
-
     return get_registry().create("allocator", name)
 
 
@@ -188,8 +185,6 @@ def check_allocator(allocator: type | str, options: dict[str, Any] | None = None
     """Allocator contract: through the engine (dense pre-pass and truth profile when asked for),
     one sparsity in [0, 1) per layer whose parameter-weighted mean is the target at 0.5,
     deterministic; at 0.3/0.7 either the same or a UserError naming what cannot be met."""
-    from ..errors import UserError
-
     cls = _resolve("allocator", allocator)
     done = check_class("allocator", cls)
     pruner = _magnitude()
@@ -218,8 +213,6 @@ def check_allocator(allocator: type | str, options: dict[str, Any] | None = None
 
 
 def _magnitude() -> Pruner:
-    from ..builtins.pruning import MagnitudePruner
-
     return MagnitudePruner()
 
 
@@ -349,8 +342,6 @@ def check_plugin(name: str, kind: str | None = None, options: dict[str, Any] | N
     """Every contract test for the plugin registered as ``name`` (of ``kind``, or of every kind
     that has that name), plus the torch-free import of its registration module."""
     from importlib import metadata
-
-    from ..plugin.registry import get_registry
 
     reg = get_registry()
     kinds = [kind] if kind else [k for k in CHECKS if name in reg.names(k)]

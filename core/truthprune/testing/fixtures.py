@@ -16,6 +16,7 @@ data. Everything here is seeded and built in memory in well under a second:
 from __future__ import annotations
 
 from typing import Any
+from ..plugin.interfaces import CalibrationSamples, LinearStats
 
 VOCAB = 128
 PAD, BOS, EOS = 0, 1, 2
@@ -68,8 +69,6 @@ def tiny_calibration(nsamples: int = 8, seqlen: int = 64, seed: int = 1) -> Any:
     """Seeded random token windows (all real tokens) for :func:`tiny_llama`."""
     import torch
 
-    from ..plugin.interfaces import CalibrationSamples
-
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, VOCAB, (nsamples, seqlen), generator=g)
     return CalibrationSamples(ids, torch.ones_like(ids), description=f"tiny random ({nsamples}x{seqlen})")
@@ -81,8 +80,6 @@ def fake_linear_stats(in_features: int, n_tokens: int = 256, seed: int = 0, stre
     against a drifted copy X_d of the inputs (``cross`` = X^T X_d, ``dense`` with X_d's ``sq_norm``
     and ``sum``); each named auxiliary stream gets its own statistics from another seed."""
     import torch
-
-    from ..plugin.interfaces import LinearStats
 
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n_tokens, in_features, generator=g, dtype=torch.float64)

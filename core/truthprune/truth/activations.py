@@ -36,9 +36,12 @@ from typing import Any
 
 import numpy as np
 
+from ..models.adapter import decoder_layers, resolve_layers
 from ..models.bos import tokenizer_adds_bos  # one BOS rule for the whole package (re-exported here)
 from ..errors import UserError
 from .last_token import DEFAULT_TOKEN_BUDGET, last_token_states, pad_token_id, right_pad  # noqa: F401 (right_pad re-exported)
+from ..cache import cache_root, read_cache_entry
+from ..models.bos import apply_chat_template
 
 log = logging.getLogger(__name__)
 
@@ -47,24 +50,7 @@ CACHE_FORMAT = 1
 
 def default_cache_dir() -> Path:
     """``<truthprune cache root>/activations`` (``$TRUTHPRUNE_CACHE`` or ``~/.cache/truthprune``)."""
-    from ..models.loading import cache_root
-
     return cache_root() / "activations"
-
-
-def resolve_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
-    """Normalise layer indices (negative counts from the end); None means all layers."""
-    if layers is None:
-        return list(range(n_layers))
-    out = []
-    for layer in layers:
-        idx = layer + n_layers if layer < 0 else layer
-        if not 0 <= idx < n_layers:
-            raise UserError(f"layer {layer} does not exist; the model has decoder layers 0..{n_layers - 1}")
-        out.append(idx)
-    if len(set(out)) != len(out):
-        raise UserError(f"layers {list(layers)} name a layer twice")
-    return out
 
 
 def _token_ids(tokenizer: Any, texts: list[str], add_special_tokens: bool) -> list[list[int]]:
@@ -85,7 +71,6 @@ def encode_statements(
     if chat_template:
         if not getattr(tokenizer, "chat_template", None):
             raise UserError("--chat-template was given but the tokenizer has no chat template; drop the flag")
-        from ..models.bos import apply_chat_template
 
         texts = [apply_chat_template(tokenizer, [{"role": "user", "content": s}]).rstrip() for s in statements]
         encoded = _token_ids(tokenizer, texts, add_special_tokens=False)
@@ -97,12 +82,6 @@ def encode_statements(
     if empty is not None:
         raise UserError(f"statement {empty!r} encodes to no tokens")
     return encoded
-
-
-def _decoder_layers(model: Any):
-    from ..models.adapter import decoder_layers
-
-    return decoder_layers(model)
 
 
 def cache_key(fingerprint: str, content_hash: str, layers: Sequence[int], chat_template: bool, add_bos: bool, dtype: str) -> str:
@@ -147,7 +126,7 @@ def extract_last_token(
     statements = list(statements)
     if not statements:
         raise UserError("no statements to extract activations for")
-    modules = _decoder_layers(model)
+    modules = decoder_layers(model)
     layer_idx = resolve_layers(layers, len(modules))
     dtype = str(next(model.parameters()).dtype)
     path = None
@@ -157,7 +136,6 @@ def extract_last_token(
         key = cache_key(fingerprint, statements_hash(statements), layer_idx, chat_template, add_bos, dtype)
         path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         path = path / f"{key}.npy"
-        from ..cachefiles import read_cache_entry
 
         arr = read_cache_entry(path, np.load, "cached activations")
         if arr is not None:
@@ -182,4 +160,4 @@ def extract_last_token(
     return acts
 
 
-__all__ = ["extract_last_token", "encode_statements", "tokenizer_adds_bos", "resolve_layers", "default_cache_dir"]
+__all__ = ["extract_last_token", "encode_statements", "tokenizer_adds_bos", "default_cache_dir"]

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..textio import csv_dict_rows, describe, finite_label, require_file
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +145,7 @@ def load_statement_csv(
     path: str | Path, name: str | None = None, polarity: int | None = None, duplicates: str = "consistent"
 ) -> StatementSet:
     """Read one TiU-format CSV (``statement,label[,...]``) into a validated :class:`StatementSet`."""
-    from ..textio import csv_dict_rows, finite_label
-
     p = Path(path)
-    from ..textio import require_file
 
     require_file(p, "statement file", "pass a UTF-8 CSV with the header 'statement,label'")
     columns, reader = csv_dict_rows(p, "statement file", "pass a UTF-8 CSV with the header 'statement,label'")
@@ -188,8 +186,6 @@ def load_statement_dir(
     """Load ``names`` (file stems) from ``directory``, or every ``*.csv`` there when None, in order."""
     d = Path(directory)
     if not d.is_dir():
-        from ..textio import describe
-
         raise UserError(f"truth data directory {str(d)!r} {describe(d)}; pass --truth-data DIR with TiU CSV files")
     available = sorted(p.stem for p in d.glob("*.csv"))
     if names is None:

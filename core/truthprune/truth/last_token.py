@@ -29,6 +29,7 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
+from ..progress import bar
 
 DEFAULT_TOKEN_BUDGET = 4096  # padded tokens per forward: the engine's default calibration batch (8 x 512)
 
@@ -135,7 +136,6 @@ def last_token_states(
         return hook
 
     handles = [layer_modules[layer].register_forward_hook(make_hook(k, layer)) for k, layer in enumerate(layers)]
-    from ..progress import bar
 
     try:
         with bar(progress_label or "", len(seqs), unit="statements", quiet=progress_label is None) as advance, \

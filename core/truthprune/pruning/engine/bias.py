@@ -34,6 +34,8 @@ from typing import Any
 import torch
 
 from ...errors import UserError
+from ...models.adapter import decoder_layers, prunable_linears
+from ...models.support import selection_of, skeleton
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,6 @@ def with_flags(config: Any, flags: list[str] | tuple[str, ...]) -> Any:
 
 
 def _biased(layer: Any, selection: Any) -> set[str]:
-    from ...models.adapter import prunable_linears
-
     return {n for n, m in prunable_linears(layer, selection).items() if getattr(m, "bias", None) is not None}
 
 
@@ -98,9 +98,6 @@ def plan_bias(config: Any, selection: Any = None, trust_remote_code: bool = Fals
     A flag is set only when it gives at least one pruned linear a bias. Raises UserError when no
     pruned linear can be corrected.
     """
-    from ...models.adapter import decoder_layers, prunable_linears
-    from ...models.support import skeleton
-
     base = skeleton(config, trust_remote_code)
     layer = decoder_layers(base)[0]
     names = list(prunable_linears(layer, selection))
@@ -120,15 +117,10 @@ def plan_bias(config: Any, selection: Any = None, trust_remote_code: bool = Fals
     return plan
 
 
-def check_bias_correction(config: Any, structured: bool = False) -> None:
-    """Plan-time check of ``--bias-correction`` (a run config): refuse a structured pruner, and a local
-    model no pruned linear of which can get a bias. Hub ids and .gguf files are checked after loading."""
-    if structured:
-        raise UserError("--bias-correction applies to the mask engine's linears; a structured pruner slices whole units "
-                        "instead: drop --bias-correction")
+def check_bias_correction(config: Any) -> None:
+    """Plan-time check of ``--bias-correction`` (a run config): refuse a local model no pruned linear of
+    which can get a bias. Hub ids and .gguf files are checked after loading."""
     from pathlib import Path
-
-    from ...models.support import selection_of
 
     path = Path(str(config.model)).expanduser()
     if path.is_dir() and (path / "config.json").is_file():
@@ -184,8 +176,6 @@ class BiasCorrection:
         built with the flags on already (:func:`truthprune.pruning.engine.offload.prune_checkpoint`),
         so nothing is missing.
         """
-        from ...models.support import skeleton
-
         plan = plan_bias(model.config, setup.selection)
         if plan.warning():
             log.warning("%s", plan.warning())

@@ -4,12 +4,13 @@ Why this exists: most pruners decide each linear layer alone from its input stat
 methods need the whole decoder block: Wanda++ scores weights with the gradient of the block's
 output norm ("regional" gradients, no full-model backward) and afterwards nudges the kept weights
 so that the pruned block reproduces the dense block's outputs. A pruner that sets
-``uses_block = True`` gets two calls per decoder layer with a :class:`BlockContext`:
+``uses_block = True`` gets two calls per decoder layer with a :class:`truthprune.BlockContext`
+(implemented here by :class:`LayerBlock`):
 
 * ``begin_block(ctx)`` after the statistics pass and before ``prune`` of the block's linears; it
   may return ``{linear name: {key: value}}``, merged into that linear's ``LinearStats.extra``.
   ``ctx.stats`` holds the statistics ``prune`` will get and ``ctx.target`` what the block is
-  pruned to; :meth:`BlockContext.permute_channels` may reorder channels inside the block (e.g.
+  pruned to; :meth:`LayerBlock.permute_channels` may reorder channels inside the block (e.g.
   RIA's channel permutation for N:M) without changing what it computes;
 * ``end_block(ctx)`` after the masks are applied (``ctx.masks``) and before the propagation pass;
   it may return ``{linear name: new weight}``. The engine copies those in and re-applies the
@@ -49,8 +50,9 @@ def _autograd_copy(value: Any, device: Any) -> Any:
 
 
 @dataclass
-class BlockContext:
-    """Decoder layer ``index`` with its calibration inputs and dense outputs (see module doc)."""
+class LayerBlock:
+    """The engine's :class:`truthprune.BlockContext`: decoder layer ``index`` with its calibration
+    inputs and dense outputs (see module doc)."""
 
     index: int
     layer: torch.nn.Module
@@ -160,7 +162,7 @@ def _permute_stats(st: LinearStats, perm: torch.Tensor) -> None:
         _permute_stats(sub, perm)
 
 
-def begin_block(pruner: Pruner, ctx: BlockContext, stats: dict[str, LinearStats]) -> dict[str, LinearStats]:
+def begin_block(pruner: Pruner, ctx: LayerBlock, stats: dict[str, LinearStats]) -> dict[str, LinearStats]:
     """Call the pruner's ``begin_block`` (with ``ctx.stats``) and merge its per-linear extras into the statistics."""
     out = dict(stats)
     for name in ctx.linears:
@@ -172,7 +174,7 @@ def begin_block(pruner: Pruner, ctx: BlockContext, stats: dict[str, LinearStats]
     return out
 
 
-def end_block(pruner: Pruner, ctx: BlockContext, dp: Any) -> dict[str, float]:
+def end_block(pruner: Pruner, ctx: LayerBlock, dp: Any) -> dict[str, float]:
     """Record the masks, call ``end_block``, write its weights back under the same masks."""
     ctx.masks = {n: lin.weight.data == 0 for n, lin in ctx.linears.items()}
     new = contracts.check_block_weights(pruner, pruner.end_block(ctx), ctx.linears)

@@ -28,6 +28,7 @@ import torch
 from ...errors import UserError
 from .capture import LayerBatch, batch_kwargs_to
 from .stats import StopLayer, layer_output
+from ...models.adapter import prunable_linears
 
 
 class DenseInputs:
@@ -143,8 +144,6 @@ def dense_copies(batches: list[LayerBatch]) -> list[LayerBatch]:
 def refuse_experts(layers: Any, selection: Any, why: str) -> None:
     """Dense-target statistics pair each token's pruned and dense inputs to a linear; MoE experts
     see different tokens in the two models (routing differs), so there is no pairing: refuse."""
-    from ...models.adapter import prunable_linears
-
     for layer in layers:
         experts = [n for n, m in prunable_linears(layer, selection).items() if getattr(m, "is_expert", False)]
         if experts:

@@ -38,6 +38,7 @@ import torch
 from ...errors import PluginContractError
 from ...models.adapter import prunable_linears
 from ...plugin import contracts
+from .steps import LayerResult, allocate, finish, prune_linears
 from ...plugin.interfaces import CalibrationSamples, LinearStats, Pruner, SparsityAllocator, SparsityTarget
 from ..quantization import quantize_linears
 
@@ -136,8 +137,6 @@ def run_dense_engine(model, source, calibration: CalibrationSamples, pruner: Pru
                      sparsity: float, setup, report, progress, *, nm=None, truth_profile=None, extras=None,
                      quantizer: Any = None, quant_store: Any = None, cache: DenseCache | None = None):
     """The dense-statistics counterpart of :func:`~truthprune.pruning.engine.sequential.run_engine`."""
-    from .sequential import LayerResult, _allocate, _finish, _prune_linears
-
     if pruner.uses_block:
         raise PluginContractError(f"{contracts.describe_plugin(pruner)} sets both dense_statistics and uses_block; "
                                   "block hooks need the pruned layers' inputs, so a pruner can have only one of them")
@@ -165,7 +164,7 @@ def run_dense_engine(model, source, calibration: CalibrationSamples, pruner: Pru
     report.dense_pass_s = time.perf_counter() - t0
 
     params = [sum(m.weight.numel() for m in prunable_linears(layer, setup.selection).values()) for layer in layers]
-    allocation = _allocate(allocator, sparsity, nm, params, truth_profile, extras, report)
+    allocation = allocate(allocator, sparsity, nm, params, truth_profile, extras, report)
     if quantizer is not None:
         report.quantization = {**quantizer.describe(), "layer_weight_change": []}
     t1 = time.perf_counter()
@@ -178,7 +177,7 @@ def run_dense_engine(model, source, calibration: CalibrationSamples, pruner: Pru
             phase["load"] += time.perf_counter() - t
             linears = prunable_linears(layer, setup.selection)
             t = time.perf_counter()
-            achieved = _prune_linears(linears, stats[i], pruner, SparsityTarget(allocation[i], nm), setup.dp)
+            achieved = prune_linears(linears, stats[i], pruner, SparsityTarget(allocation[i], nm), setup.dp)
             phase["masks"] += time.perf_counter() - t
             if quantizer is not None:
                 t = time.perf_counter()
@@ -194,4 +193,4 @@ def run_dense_engine(model, source, calibration: CalibrationSamples, pruner: Pru
             step(len(calibration))
     report.phase_s = {k: round(v, 4) for k, v in phase.items()}
     report.prune_pass_s = time.perf_counter() - t1
-    return _finish(report, params, sparsity)
+    return finish(report, params, sparsity)

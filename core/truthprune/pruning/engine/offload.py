@@ -21,19 +21,24 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ...environment import environment_versions
 from ...errors import UserError
 from ...plugin.interfaces import CalibrationSamples, Pruner, SparsityAllocator
 from ...models.adapter import decoder_layers
 from .checkpoint import INDEX, SINGLE, CheckpointReader, ShardWriter, group_by_size
 from .distributed import data_parallel
 from .memory import ModelShape, available_memory, check_memory, estimate_memory
-from .sequential import EngineSetup, PruneOptions, PruneReport, run_engine
+from .sequential import EngineSetup, PruneOptions, run_engine
+from .steps import PruneReport
+from ...models.loading import resolve_device, resolve_dtype, resolve_model_path
+from ...outputs.atomic import atomic_dir, check_target
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +191,7 @@ def prune_checkpoint(
     device: str = "cpu",
     dtype: str = "auto",
     metadata: dict[str, Any] | None = None,
+    finish_metadata: Callable[[PruneReport], dict[str, Any]] | None = None,
     overwrite: bool = False,
     activations_dir: str | None = None,
     trust_remote_code: bool = False,
@@ -193,16 +199,14 @@ def prune_checkpoint(
 ) -> PruneReport:
     """Prune the checkpoint ``model`` (a ``--model`` spec with a local safetensors copy) into ``out_dir``;
     ``options`` are the :class:`~truthprune.pruning.engine.sequential.PruneOptions` of ``prune_model``
-    (nm, batch_size, truth_profile, extras, quiet, selection).
+    (nm, batch_size, truth_profile, extras, quiet, selection). ``metadata`` goes into the checkpoint's
+    truthprune.json, and ``finish_metadata(report)`` (a callback) adds what only the finished prune
+    knows, inside the same atomic write.
 
     Peak memory is about one decoder layer (twice, while it is converted for writing) plus the
     calibration activations; the call refuses to start (UserError) when its estimate exceeds
     the available memory. Under torchrun every rank computes and only rank 0 writes.
     """
-    from ...models.loading import resolve_device, resolve_dtype, resolve_model_path
-    from ...run.outputs import atomic_dir, check_target
-    from ...run.saving import environment_versions
-
     o = PruneOptions(**options)
     if pruner.uses_model:
         raise UserError(f"pruner {pruner.name!r} scores weights with a pass through the whole model, which offload mode "
@@ -266,6 +270,8 @@ def prune_checkpoint(
             set_flags_in_config_json(tmp / "config.json", flags)
         meta = {"versions": environment_versions(), "offload": True, "source": str(path), **(metadata or {})}
         meta.setdefault("pruning", report.as_dict())
+        if finish_metadata is not None:  # what only the finished prune knows, from the caller (no second write)
+            meta.update(finish_metadata(report))
         (tmp / "truthprune.json").write_text(json.dumps(meta, indent=2, default=str))
     dp.barrier()
     log.info("wrote the pruned checkpoint to %s (%d shards)", out_dir, writer.n_shards)

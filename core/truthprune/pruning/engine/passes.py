@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from ...models.adapter import prunable_linears
-from ...plugin.interfaces import STAT_SUM, CalibrationSamples, LinearStats
+from ...plugin.interfaces import CalibrationSamples, LinearStats
+from ...plugin.pruning_inputs import STAT_SUM
 from .capture import LayerBatch, batch_kwargs_to, capture_layer0_inputs, use_layer_kwargs
 from .dense import DenseRun
 from .stats import StatsCollector, StopLayer, layer_output

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from ...progress import bar
 
 
 class LayerProgress:
@@ -15,8 +16,6 @@ class LayerProgress:
 
     @contextmanager
     def stage(self, title: str, n_layers: int):
-        from ...progress import bar
-
         t0 = time.perf_counter()
         seen = {"samples": 0}
         with bar(title, n_layers, unit="layers", quiet=self.quiet) as advance:

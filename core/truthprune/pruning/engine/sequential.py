@@ -26,17 +26,18 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 
 from ...plugin import contracts
 from ...errors import UserError
-from ...plugin.interfaces import STAT_CROSS, STAT_SUM, CalibrationSamples, LayerInfo, LinearStats, Pruner, SparsityAllocator, SparsityTarget
+from ...plugin.pruning_inputs import KNOWN_STATS, STAT_CROSS, STAT_SUM
+from ...plugin.interfaces import CalibrationSamples, Pruner, SparsityAllocator, SparsityTarget
 from ...models.adapter import decoder_layers, prunable_linears
 from ..quantization import quantize_linears
-from .block import BlockContext, begin_block, end_block
+from .block import LayerBlock, begin_block, end_block
 from .bias import BiasCorrection
 from .capture import LayerBatch, use_layer_kwargs
 from .dense import dense_copies, refuse_experts
@@ -46,39 +47,9 @@ from .distributed import DataParallel, data_parallel
 from .memory import ModelShape, available_memory, check_memory, estimate_memory
 from .prepare import prepare_extras, with_model_extras
 from .progress import LayerProgress
+from .steps import LayerResult, PruneReport, allocate, finish, prune_linears
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LayerResult:
-    index: int
-    target: float
-    achieved: float
-    linears: dict[str, float]
-    params: int
-
-
-@dataclass
-class PruneReport:
-    """What the engine did: allocation, achieved sparsity per layer/linear and overall, timings."""
-
-    target: float
-    nm: tuple[int, int] | None
-    allocation: list[float]
-    layers: list[LayerResult] = field(default_factory=list)
-    overall: float = 0.0
-    dense_pass_s: float = 0.0
-    prune_pass_s: float = 0.0
-    phase_s: dict[str, float] = field(default_factory=dict)  # statistics / masks / propagation time
-    diagnostics: dict[str, list[float]] = field(default_factory=dict)
-    quantization: dict[str, Any] | None = None  # the quantizer's description + relative weight change per layer
-    bias_correction: dict[str, Any] | None = None  # --bias-correction: config flags set, linears corrected, shift per layer
-    structure: dict[str, Any] | None = None  # structured pruning: kept widths, parameter counts (truthprune.pruning.structured)
-    statistics_reused: bool = False  # dense-statistics pruners: an earlier run's calibration pass was reused (engine.dense_stats)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class LayerSource(Protocol):
@@ -146,36 +117,13 @@ def mapped_copy(t: torch.Tensor, directory: str) -> torch.Tensor:
     return out
 
 
-def _check_allocation(allocation: Any, n_layers: int, allocator: SparsityAllocator) -> list[float]:
-    """The allocator's answer as floats; a wrong length or a value outside [0, 1) is the
-    allocator's bug (PluginContractError), since the target itself was validated before."""
-    return contracts.check_allocation(allocator, allocation, n_layers)
-
-
 def _instance_stats(pruner: Pruner) -> frozenset[str]:
     """The pruner instance's ``required_stats`` (it may depend on options), checked like registration checks the class's."""
-    from ...plugin.interfaces import KNOWN_STATS
-
     required = pruner.required_stats
     if isinstance(required, str) or not all(isinstance(x, str) for x in required) or set(required) - KNOWN_STATS:
         raise contracts.violation(pruner, f"required_stats must name statistics the engine computes "
                                           f"({', '.join(sorted(KNOWN_STATS))}), got {required!r}")
     return frozenset(required)
-
-
-def _prune_linears(linears, stats: dict[str, LinearStats], pruner: Pruner, target: SparsityTarget, dp: DataParallel) -> dict[str, float]:
-    achieved = {}
-    for name, lin in linears.items():
-        st = stats.get(name) or LinearStats(n_tokens=0)
-        w = lin.weight.data
-        result = pruner.prune(w, st, target)
-        contracts.check_prune_result(pruner, name, w, result)  # e.g. a [in] mask would broadcast over rows
-        if result.weight is not None:
-            w.copy_(result.weight.to(w.dtype))
-        w.masked_fill_(result.mask.to(w.device), 0)
-        dp.broadcast_(w)
-        achieved[name] = float((w == 0).sum().item()) / w.numel()
-    return achieved
 
 
 def run_engine(
@@ -238,7 +186,7 @@ def run_engine(
         report.dense_pass_s = time.perf_counter() - t0
 
     params = [sum(m.weight.numel() for m in prunable_linears(layer, setup.selection).values()) for layer in layers]
-    allocation = _allocate(allocator, sparsity, nm, params, truth_profile, extras, report)
+    allocation = allocate(allocator, sparsity, nm, params, truth_profile, extras, report)
 
     pruner_stats = _instance_stats(pruner)
     required = pruner_stats | (quantizer.required_stats if quantizer is not None else frozenset())
@@ -307,12 +255,12 @@ def run_engine(
                     t = time.perf_counter()
                     if bias is not None:  # before this group's weights change
                         targets.update(bias.dense_means(group, group_stats))
-                    block = BlockContext(i, layer, group, setup.device, batches, dense, setup.dp.all_reduce(),
+                    block = LayerBlock(i, layer, group, setup.device, batches, dense, setup.dp.all_reduce(),
                                          target=SparsityTarget(allocation[i], nm)) if pruner.uses_block else None
                     if block is not None:
                         group_stats = begin_block(pruner, block, group_stats)
                     group_stats = with_model_extras(group_stats, group, model_extras.get(i, {}))
-                    achieved.update(_prune_linears(group, group_stats, pruner, SparsityTarget(allocation[i], nm), setup.dp))
+                    achieved.update(prune_linears(group, group_stats, pruner, SparsityTarget(allocation[i], nm), setup.dp))
                     if block is not None:
                         achieved = end_block(pruner, block, setup.dp)
                         del block, dense
@@ -346,23 +294,7 @@ def run_engine(
                 step(len(calibration))
             report.phase_s = {k: round(v, 4) for k, v in phase.items()}
     report.prune_pass_s = time.perf_counter() - t1
-    return _finish(report, params, sparsity)
-
-
-def _allocate(allocator: SparsityAllocator, sparsity: float, nm, params: list[int], truth_profile, extras, report: PruneReport) -> list[float]:
-    """The per-layer sparsities (uniform n/m for N:M), checked, recorded in ``report``."""
-    info = LayerInfo(num_layers=len(params), params_per_layer=params, truth_profile=truth_profile, extras=dict(extras or {}))
-    allocation = [float(nm[0] / nm[1])] * len(params) if nm else _check_allocation(allocator.allocate(sparsity, info), len(params), allocator)
-    report.allocation = allocation
-    report.diagnostics = allocator.diagnostics()
-    log.info("allocation (%s): %s", allocator.name, ", ".join(f"{s:.3f}" for s in allocation))
-    return allocation
-
-
-def _finish(report: PruneReport, params: list[int], sparsity: float) -> PruneReport:
-    report.overall = sum(r.achieved * r.params for r in report.layers) / sum(params)
-    log.info("achieved overall sparsity %.4f (target %.4f)", report.overall, sparsity)
-    return report
+    return finish(report, params, sparsity)
 
 
 def check_calibration_memory(model: Any, calibration: CalibrationSamples, batch_size: int, dp: DataParallel, offload: bool,

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from ...plugin.interfaces import STAT_CROSS, STAT_GRAM, STAT_SQ_NORM, STAT_SUM, LinearStats
+from ...plugin.pruning_inputs import STAT_CROSS, STAT_GRAM, STAT_SQ_NORM, STAT_SUM, LinearStats
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ...run.markers import png_metadata
+from ...outputs.markers import png_metadata
 
 
 def _pyplot():

@@ -33,6 +33,9 @@ from ...errors import UserError
 from ...plugin.interfaces import Probe, ProbeMeta
 from ..datasets import StatementSet, TopicPair, check_topic_pairs, default_topic_pairs
 from .splits import balanced_subsample, group_rows, grouped_split
+from ...plugin.contracts import checked_probe
+from ...plugin.registry import get_registry
+from ...progress import bar
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +70,8 @@ def build_topics(sets: Sequence[StatementSet], pairs: Sequence[TopicPair] | None
 
 def probe_factory(probe: str | Callable[[], Probe], options: Mapping[str, Any] | None = None) -> Callable[[], Probe]:
     """A callable returning a fresh probe; a name is looked up in the plugin registry (options validated now)."""
-    from ...plugin.contracts import checked_probe  # fit/predict/score/direction shapes checked (PluginContractError)
-
     if callable(probe) and not isinstance(probe, str):
         return lambda: checked_probe(probe())
-    from ...plugin.registry import get_registry
 
     cls = get_registry().get("probe", probe)
     config = cls.make_config(dict(options or {}))
@@ -126,8 +126,6 @@ def heldout_accuracy(
     ``extra_acts`` (tag -> activations) scores the same fitted probe on other activations of the
     same statements (the transfer accuracy). Returns (acc, extra_acc, skipped reasons).
     """
-    from ...progress import bar
-
     needs_pairs = bool(getattr(make_probe(), "needs_polarity", False))
     extra_acts = extra_acts or {}
     n_layers = next(iter(acts.values())).shape[0]

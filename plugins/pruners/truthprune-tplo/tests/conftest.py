@@ -1,5 +1,5 @@
-"""Fixtures for the TPLO plugin tests: REFERENCE.md's appendix profiles (skipped when absent). The
-reference vectors and the CLI fixture are shared with owl's tests (plugins/pruners/conftest.py)."""
+"""Fixtures for the TPLO plugin tests: REFERENCE.md's appendix profiles (skipped when absent); the
+reference vectors and the CLI come from the core's plugin author kit."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+
+from truthprune.testing.pytest_fixtures import cli, reference_vectors  # noqa: F401
 
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "core" / "truthprune").is_dir())
 REFERENCE_MD = REPO.parent / "shared" / "spec" / "REFERENCE.md"

@@ -1,4 +1,4 @@
-"""Tiny random-weight Llama and calibration windows (no downloads), from the core's plugin author
-kit (``truthprune.testing``)."""
+"""Tiny random-weight Llama, calibration windows (no downloads) and the CLI in a subprocess, from the
+core's plugin author kit (``truthprune.testing``)."""
 
-from truthprune.testing.pytest_fixtures import tiny_calibration, tiny_llama  # noqa: F401
+from truthprune.testing.pytest_fixtures import cli, tiny_calibration, tiny_llama  # noqa: F401

@@ -26,11 +26,10 @@ Two deliberate differences from the reference, both about counting, not about th
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import torch
 
-from truthprune import SparsityTarget, UserError, lowest_per_row
+from truthprune import SparsityTarget, UserError, lowest_per_row, single_thread
 
 
 def hessian_from_gram(gram: torch.Tensor, n_tokens: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -109,26 +108,6 @@ def row_lowest_n_mask(scores: torch.Tensor, n: int) -> torch.Tensor:
 def obs_scores(weights: torch.Tensor, diag_u: torch.Tensor) -> torch.Tensor:
     """OBS saliency w^2 / [U]_jj^2 (= w^2 / [H_F^-1]_jj, F the columns not yet processed)."""
     return weights.square() / diag_u.square().reshape(1, -1)
-
-
-@contextmanager
-def _one_cpu_thread(device: torch.device):
-    """Run a block's column sweep on one CPU thread (restored afterwards).
-
-    Each column costs a handful of small element-wise ops (rows x block); with several OpenMP
-    threads their start-up and spin-waits dominate, badly so when other processes share the cores
-    (measured on 2 busy cores: 9.4 s per SmolLM2 layer on 2 threads, 1.7 s on 1). Element-wise
-    results do not depend on the thread count, so the output is unchanged.
-    """
-    if device.type != "cpu":
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _check(weight: torch.Tensor, hessian: torch.Tensor, target: SparsityTarget, blocksize: int, percdamp: float) -> None:
@@ -212,7 +191,7 @@ def obs_prune(
     mask_t = torch.zeros(wt.shape, dtype=torch.bool, device=wt.device)
     for b, c0 in enumerate(range(0, cols, blocksize)):
         c1 = min(c0 + blocksize, cols)
-        with _one_cpu_thread(wt.device):
+        with single_thread(wt.device.type == "cpu"):  # a column costs a few small ops: spin-waits dominate on several threads
             q1, err1, mask_t[c0:c1] = sweep_block(wt[c0:c1], u[c0:c1, c0:c1], nm, None if budgets is None else budgets[b])
         wt[c0:c1] = q1
         if c1 < cols:  # lazy batch: the block's errors reach every later column in one product

@@ -13,7 +13,7 @@ existing target is replaced only when truthprune can tell it wrote it:
 Outputs written before the marker existed are recognised by their known layout (a run report,
 a checkpoint with ``truthprune.json``, a comparison, a probe or truthfulness result); anything
 else must be removed by hand. The special paths (working directory, home, cache, mount points,
-devices, FIFOs, sockets) and the command's inputs are refused by :mod:`truthprune.run.outputs`
+devices, FIFOs, sockets) and the command's inputs are refused by :mod:`truthprune.outputs.atomic`
 before this module is asked.
 """
 
@@ -63,7 +63,7 @@ def write_marker(directory: str | Path, kind: str, files: list[str] | None = Non
     """Write :data:`MARKER` into ``directory``: its ``kind`` (run, prune, probe, compare, sweep,
     finetune, export, ...) and ``files``, every path truthprune wrote there (default: everything
     now in it). Call it last, on the finished (temporary) output; returns the marker's path."""
-    from .. import __version__
+    from ..version import __version__
 
     d = Path(directory)
     body = {JSON_KEY: 1, "kind": str(kind), "truthprune_version": __version__,

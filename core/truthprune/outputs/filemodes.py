@@ -3,7 +3,7 @@
 Why: libraries write through private temporary files (transformers' ``model.safetensors`` came
 out 0600 while its siblings were 0644), so a checkpoint written for a group or a server could not
 be read by them. Every output directory is normalised before it is renamed into place
-(:mod:`truthprune.run.outputs`).
+(:mod:`truthprune.outputs.atomic`).
 """
 
 from __future__ import annotations

@@ -3,18 +3,18 @@
 Guarantees (docs/reliability.md):
 
 * **Plan time.** :func:`prepare_output` refuses, before any work, a target that exists without
-  ``--overwrite``, one that ``--overwrite`` may not replace (:mod:`truthprune.run.targets`: an
+  ``--overwrite``, one that ``--overwrite`` may not replace (:mod:`truthprune.outputs.targets`: an
   input of the command, the working directory, home, the cache, a device, FIFO, socket or link,
-  anything without truthprune's output marker, :mod:`truthprune.run.markers`), a directory where
+  anything without truthprune's output marker, :mod:`truthprune.outputs.markers`), a directory where
   a file goes (or the reverse), a path under an existing file, a name longer than the filesystem
   allows and an unwritable parent. Writability is checked by trying: a probe entry is created
   and removed in the nearest existing ancestor. It then takes the target's exclusive lock
-  (:mod:`truthprune.run.locks`) and holds it until the final rename.
+  (:mod:`truthprune.outputs.locks`) and holds it until the final rename.
 * **Atomic.** :func:`atomic_dir` / :func:`atomic_file` build the output in a hidden temporary
   ``.NAME.tmp-PID-XXXXXXXX`` beside the target, write the output marker, check the target once
   more and swap it in: with one ``renameat2(RENAME_EXCHANGE)`` on Linux (the target never
   disappears), else two renames with a roll-back. Signals are deferred during the swap
-  (:mod:`truthprune.run.interrupts`).
+  (:mod:`truthprune.interrupts`).
 * **Interrupts.** An interrupt anywhere before the swap discards the temporary. If a library
   swallowed the KeyboardInterrupt and the code went on, the swap still refuses
   (:func:`was_interrupted`), so a previous output is never replaced by a partial one.
@@ -38,8 +38,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import locks, targets
-from .interrupts import TERMINATED_EXIT, deferred_signals, install_interrupt_guard, raise_if_interrupted, was_interrupted  # noqa: F401
-from .markers import MARKER, describe, json_marker, png_metadata, read_marker, replace_refusal, write_marker  # noqa: F401 (public)
+from ..interrupts import deferred_signals, raise_if_interrupted
+from .markers import MARKER, describe, json_marker, read_marker, replace_refusal, write_marker
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,10 @@ def check_target(target: str | Path, overwrite: bool, flag: str = "--overwrite",
                  what: str = "output", whole: bool = True) -> Path:
     """Plan-time check of one output; returns its absolute path. ``kind``: 'dir' or 'file'.
 
-    An existing target is replaced only with ``flag`` and only when :mod:`truthprune.run.targets`
+    An existing target is replaced only with ``flag`` and only when :mod:`truthprune.outputs.targets`
     allows it: never an input of the command, the working directory, home or the cache (or a
     parent of them), a mount point, a device, FIFO, socket or link, or anything truthprune did
-    not write (:mod:`truthprune.run.markers`). ``whole=False``: the directory itself is kept and
+    not write (:mod:`truthprune.outputs.markers`). ``whole=False``: the directory itself is kept and
     only files in it are replaced (:func:`replace_files`, which checks those files itself)."""
     path = resolve_target(target, what)
     clean_stale(path)  # first: it may restore a previous output a crash left parked
@@ -251,7 +251,7 @@ def _exchange(a: Path, b: Path) -> bool:
 def _swap_in(tmp: Path, path: Path, what: str = "output") -> None:
     """Make ``tmp`` the new ``path``; the old content ends up deleted. Signals deferred meanwhile.
 
-    The target is checked once more right before (:func:`truthprune.run.targets.refusal`):
+    The target is checked once more right before (:func:`truthprune.outputs.targets.refusal`):
     something may have been put into it since the plan."""
     raise_if_interrupted()
     if os.path.lexists(path):
@@ -325,7 +325,7 @@ def _atomic(target: str | Path, overwrite: bool, wait: bool, kind: str, what: st
                 write_marker(tmp, marker)
             elif kind == "file" and os.path.lexists(tmp) and replace_refusal(tmp) is not None:
                 raise RuntimeError(f"{str(path)!r} was written without the truthprune output marker "
-                                   "(truthprune.run.markers); a later --overwrite could not replace it")
+                                   "(truthprune.outputs.markers); a later --overwrite could not replace it")
             from .filemodes import normalize_modes, umask_mode
 
             if kind == "dir":
@@ -454,5 +454,5 @@ def check_work_dir(path: str | Path, flag: str, outputs: list[tuple[str, str | P
 
 def declare_inputs(pairs: list[tuple[str, str | Path | None]]) -> None:
     """The inputs of the running command, as (flag, path): no output of this process may be or
-    contain one of them (:mod:`truthprune.run.targets`). Forgotten when the command ends."""
+    contain one of them (:mod:`truthprune.outputs.targets`). Forgotten when the command ends."""
     targets.declare_inputs(pairs)

@@ -10,7 +10,7 @@ identity as the original, so "A is or contains B" is decided on identities of B 
 The inputs of the current command are declared once (:func:`declare_inputs`); every output
 check of this process then refuses a target that is, or contains, one of them, however the
 command reaches the write. :func:`refusal` is the whole rule, used by
-:func:`truthprune.run.outputs.check_target` at plan time and again right before the swap.
+:func:`truthprune.outputs.atomic.check_target` at plan time and again right before the swap.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _home() -> Path | None:
 
 def special(path: Path) -> str | None:
     """Why ``path`` is a directory no output may be or contain (None when it is not)."""
-    from ..models.loading import cache_root
+    from ..cache import cache_root
 
     try:
         cwd: Path | None = Path.cwd()

@@ -1,4 +1,5 @@
-"""Validate the environment variables truthprune reads, once, before a command does any work.
+"""The environment truthprune runs in: the variables it reads, validated once before a command does
+any work, and the library versions recorded with every result.
 
 Why: ``RANK=abc`` or ``WORLD_SIZE=abc`` ended in a ValueError traceback, ``WORLD_SIZE=2`` outside
 torchrun hung or crashed in the process-group set-up, and a ``TRUTHPRUNE_CACHE`` that names a
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import UserError
+from .errors import UserError
 
 # commands that read the cache / join a process group (the others never touch either)
 HEAVY_COMMANDS = frozenset({"run", "prune", "probe", "eval", "sweep"})
@@ -76,3 +77,16 @@ def check_environment(command: str | None) -> None:
     if command in HEAVY_COMMANDS:
         check_distributed()
         check_cache_dir()
+
+
+def environment_versions() -> dict[str, str]:
+    """Versions of truthprune and the libraries its results depend on (recorded in every checkpoint)."""
+    from importlib import metadata
+
+    out = {}
+    for dist in ("truthprune", "torch", "transformers", "datasets", "scikit-learn", "pydantic", "compressed-tensors"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
