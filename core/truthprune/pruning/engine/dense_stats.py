@@ -38,9 +38,8 @@ import torch
 from ...errors import PluginContractError
 from ...models.adapter import prunable_linears
 from ...plugin import contracts
-from .steps import LayerResult, allocate, finish, prune_linears
+from .steps import allocate, finish, prune_linears, quantize_layer, record_layer
 from ...plugin.interfaces import CalibrationSamples, LinearStats, Pruner, SparsityAllocator, SparsityTarget
-from ..quantization import quantize_linears
 
 log = logging.getLogger(__name__)
 
@@ -180,16 +179,8 @@ def run_dense_engine(model, source, calibration: CalibrationSamples, pruner: Pru
             achieved = prune_linears(linears, stats[i], pruner, SparsityTarget(allocation[i], nm), setup.dp)
             phase["masks"] += time.perf_counter() - t
             if quantizer is not None:
-                t = time.perf_counter()
-                change = quantize_linears(linears, stats[i], quantizer, setup.dp.broadcast_,
-                                          quant_store.sink(i) if quant_store is not None else None)
-                report.quantization["layer_weight_change"].append(change)
-                phase["quantize"] += time.perf_counter() - t
-            zeros = sum(achieved[n] * linears[n].weight.numel() for n in linears)
-            report.layers.append(LayerResult(i, allocation[i], zeros / params[i], achieved, params[i]))
-            t = time.perf_counter()
-            source.close(i, pruned=True)
-            phase["store"] += time.perf_counter() - t
+                quantize_layer(i, linears, stats[i], quantizer, quant_store, setup.dp, report, phase)
+            record_layer(i, linears, achieved, allocation, params, source, report, phase)
             step(len(calibration))
     report.phase_s = {k: round(v, 4) for k, v in phase.items()}
     report.prune_pass_s = time.perf_counter() - t1

@@ -36,7 +36,6 @@ from ...errors import UserError
 from ...plugin.pruning_inputs import KNOWN_STATS, STAT_CROSS, STAT_SUM
 from ...plugin.interfaces import CalibrationSamples, Pruner, SparsityAllocator, SparsityTarget
 from ...models.adapter import decoder_layers, prunable_linears
-from ..quantization import quantize_linears
 from .block import LayerBlock, begin_block, end_block
 from .bias import BiasCorrection
 from .capture import LayerBatch, use_layer_kwargs
@@ -47,7 +46,7 @@ from .distributed import DataParallel, data_parallel
 from .memory import ModelShape, available_memory, check_memory, estimate_memory
 from .prepare import prepare_extras, with_model_extras
 from .progress import LayerProgress
-from .steps import LayerResult, PruneReport, allocate, finish, prune_linears
+from .steps import PruneReport, allocate, finish, prune_linears, quantize_layer, record_layer
 
 log = logging.getLogger(__name__)
 
@@ -269,12 +268,8 @@ def run_engine(
                 dense_streams = next_dense_streams if stream_dense else None
                 del replay, stream_replay
                 model_extras.pop(i, None)
-                if quantizer is not None:  # pruned zeros are the quantizer's mask: they stay zero
-                    t = time.perf_counter()
-                    change = quantize_linears(linears, stats, quantizer, setup.dp.broadcast_,
-                                              quant_store.sink(i) if quant_store is not None else None)
-                    report.quantization["layer_weight_change"].append(change)
-                    phase["quantize"] += time.perf_counter() - t
+                if quantizer is not None:
+                    quantize_layer(i, linears, stats, quantizer, quant_store, setup.dp, report, phase)
                 del stats
                 if bias is not None:  # after pruning and quantizing: the shift covers both
                     t = time.perf_counter()
@@ -286,11 +281,7 @@ def run_engine(
                     batches = _run_layer(layer, batches, setup, None, keep=True)
                     streams = {k: _run_layer(layer, b, setup, None, keep=True) for k, b in streams.items()}
                 phase["propagation"] += time.perf_counter() - t
-                zeros = sum(achieved[n] * linears[n].weight.numel() for n in linears)
-                report.layers.append(LayerResult(i, allocation[i], zeros / params[i], achieved, params[i]))
-                t = time.perf_counter()
-                source.close(i, pruned=True)
-                phase["store"] += time.perf_counter() - t
+                record_layer(i, linears, achieved, allocation, params, source, report, phase)
                 step(len(calibration))
             report.phase_s = {k: round(v, 4) for k, v in phase.items()}
     report.prune_pass_s = time.perf_counter() - t1

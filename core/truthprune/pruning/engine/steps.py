@@ -8,11 +8,13 @@ Why a module of its own: each loop imports these; neither loop imports the other
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ...plugin import contracts
 from ...plugin.interfaces import LayerInfo, LinearStats, Pruner, SparsityAllocator, SparsityTarget
+from ..quantization import quantize_linears
 from .distributed import DataParallel
 
 log = logging.getLogger("truthprune.pruning.engine.sequential")
@@ -84,3 +86,24 @@ def finish(report: PruneReport, params: list[int], sparsity: float) -> PruneRepo
     report.overall = sum(r.achieved * r.params for r in report.layers) / sum(params)
     log.info("achieved overall sparsity %.4f (target %.4f)", report.overall, sparsity)
     return report
+
+
+def quantize_layer(i: int, linears, stats: dict[str, LinearStats], quantizer: Any, quant_store: Any, dp: DataParallel,
+                   report: PruneReport, phase: dict[str, float]) -> None:
+    """Quantize layer ``i``'s just-pruned linears (pruned zeros are the quantizer's mask: they stay
+    zero), keep the codes in ``quant_store`` and record the relative weight change."""
+    t = time.perf_counter()
+    change = quantize_linears(linears, stats, quantizer, dp.broadcast_, quant_store.sink(i) if quant_store is not None else None)
+    report.quantization["layer_weight_change"].append(change)
+    phase["quantize"] += time.perf_counter() - t
+
+
+def record_layer(i: int, linears, achieved: dict[str, float], allocation: list[float], params: list[int], source: Any,
+                 report: PruneReport, phase: dict[str, float]) -> None:
+    """Record layer ``i``'s achieved sparsity, then hand the pruned layer back to its source (in
+    memory: nothing; offload: written to disk)."""
+    zeros = sum(achieved[n] * linears[n].weight.numel() for n in linears)
+    report.layers.append(LayerResult(i, allocation[i], zeros / params[i], achieved, params[i]))
+    t = time.perf_counter()
+    source.close(i, pruned=True)
+    phase["store"] += time.perf_counter() - t
