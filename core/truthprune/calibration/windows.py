@@ -185,9 +185,13 @@ def read_text_records(path: str | Path, field: str = "text", split: str = "empty
 
 
 def load_calibration(
-    sources: Sequence[Any], tokenizer: Any, nsamples: int, seqlen: int, seed: int, bos: int | None = None
+    sources: Sequence[Any], tokenizer: Any, nsamples: int, seqlen: int, seed: int, bos: int | None = None,
+    model: Any = None,
 ) -> CalibrationSamples:
     """Mix sources: each of K sources gives nsamples / K windows, concatenated in order.
+
+    ``model``: the loaded model, given (as the keyword ``model``) to the sources with ``needs_model``;
+    such a source without a model is the caller's error, said before any source runs.
 
     ``bos`` (a token id, see :mod:`truthprune.models.bos`): every window of every source is made to start
     with it; None leaves the windows exactly as the sources cut them.
@@ -197,7 +201,12 @@ def load_calibration(
     k = len(sources)
     if nsamples % k:
         raise UserError(f"--nsamples {nsamples} is not divisible by the {k} calibration sources; use a multiple of {k}")
-    parts = [start_windows_with_bos(_checked_samples(src, tokenizer, nsamples // k, seqlen, seed), bos) for src in sources]
+    for src in sources:
+        if getattr(src, "needs_model", False) and model is None:
+            raise UserError(f"calibration source {src.name!r} samples text from the loaded model, which this command "
+                            "does not load; choose a text source (e.g. --calibration wikitext2)")
+    parts = [start_windows_with_bos(_checked_samples(src, tokenizer, nsamples // k, seqlen, seed, model), bos)
+             for src in sources]
     return CalibrationSamples(
         input_ids=torch.cat([p.input_ids for p in parts]),
         attention_mask=torch.cat([p.attention_mask for p in parts]),
@@ -216,12 +225,13 @@ def _vocab_bound(tokenizer: Any) -> int | None:
             return None
 
 
-def _checked_samples(src: Any, tokenizer: Any, n: int, seqlen: int, seed: int) -> CalibrationSamples:
+def _checked_samples(src: Any, tokenizer: Any, n: int, seqlen: int, seed: int, model: Any = None) -> CalibrationSamples:
     """``src.samples(...)``, checked: CalibrationSamples of integer token ids, [n, seqlen], each id in
     the tokenizer's vocabulary, a matching attention mask. Anything else (and an exception that is
     not a UserError) is the plugin's fault: a PluginContractError naming it (exit code 3)."""
     try:
-        part = src.samples(tokenizer, n, seqlen, seed)
+        extra = {"model": model} if getattr(src, "needs_model", False) else {}
+        part = src.samples(tokenizer, n, seqlen, seed, **extra)
     except (UserError, KeyboardInterrupt, SystemExit, MemoryError):
         raise
     except Exception as err:  # noqa: BLE001 - a bug inside the plugin

@@ -370,9 +370,9 @@ class CalibrationSource(Plugin, ABC):
 
     kind: ClassVar[str] = "calibration"
     # A source that needs the model itself (e.g. text sampled from the dense model) sets this;
-    # the pipeline then assigns the loaded HF model to ``self.model`` before calling samples().
+    # the pipeline then passes the loaded HF model to samples() as the keyword ``model`` (and
+    # never sets anything on the plugin: the same instance can serve two models).
     needs_model: ClassVar[bool] = False
-    model: Any = None
 
     def check(self) -> None:
         """Cheap validation of the options (files exist, are readable, hold text), run before any
@@ -381,7 +381,8 @@ class CalibrationSource(Plugin, ABC):
 
     @abstractmethod
     def samples(self, tokenizer: Any, nsamples: int, seqlen: int, seed: int) -> CalibrationSamples:
-        """Return ``nsamples`` windows of ``seqlen`` tokens."""
+        """Return ``nsamples`` windows of ``seqlen`` tokens. A source with ``needs_model`` declares
+        one more keyword argument, ``model`` (the loaded model, in eval mode)."""
 
 
 # --------------------------------------------------------------------------- probes

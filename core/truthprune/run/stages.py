@@ -115,11 +115,8 @@ def calibrate(state: RunState) -> RunState:
         tokenizer = checkpoint_tokenizer(cfg)
     else:
         tokenizer = loaded.tokenizer
-        for src in plan.sources:
-            if src.needs_model:
-                src.model = loaded.model
     calib = load_calibration(plan.sources, tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed,
-                             bos=bos_rule(cfg, tokenizer).window_bos)
+                             bos=bos_rule(cfg, tokenizer).window_bos, model=None if plan.offload else loaded.model)
     calib = attach_auxiliary(calib, plan.pruner, calibration_context(cfg, tokenizer))
     log.info("calibration: %s", calib.description)
     return state.but(calibration=calib)

@@ -233,9 +233,8 @@ def check_calibration_source(source: type | str, options: dict[str, Any] | None 
     def draw(seed: int) -> CalibrationSamples:
         inst = cls(options or {})
         inst.check()
-        if inst.needs_model:
-            inst.model = tiny_llama()
-        return inst.samples(tok, nsamples, seqlen, seed)
+        extra = {"model": tiny_llama()} if inst.needs_model else {}
+        return inst.samples(tok, nsamples, seqlen, seed, **extra)
 
     s = draw(0)
     if not isinstance(s, CalibrationSamples):

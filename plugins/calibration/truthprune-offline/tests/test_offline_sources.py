@@ -101,16 +101,14 @@ def test_kv_cached_sampling_matches_full_recomputation(tiny_llama):
 def test_generated_source_is_deterministic_and_cached(tiny_llama, tmp_path, monkeypatch):
     monkeypatch.setenv("TRUTHPRUNE_CACHE", str(tmp_path))
     src = source("generated", batch_size=4)
-    src.model = tiny_llama
-    a = src.samples(CharTokenizer(), 6, 32, 0)
+    a = src.samples(CharTokenizer(), 6, 32, 0, model=tiny_llama)
     files = list((tmp_path / "calibration" / "generated").glob("*.pt"))
     assert a.input_ids.shape == (6, 32) and a.attention_mask.all() and len(files) == 1
     nocache = source("generated", batch_size=4, cache=False)
-    nocache.model = tiny_llama
-    assert torch.equal(nocache.samples(CharTokenizer(), 6, 32, 0).input_ids, a.input_ids)
+    assert torch.equal(nocache.samples(CharTokenizer(), 6, 32, 0, model=tiny_llama).input_ids, a.input_ids)
     torch.save(torch.zeros(6, 32, dtype=torch.long), files[0])  # prove the cache is read
-    assert not src.samples(CharTokenizer(), 6, 32, 0).input_ids.any()
-    assert not torch.equal(nocache.samples(CharTokenizer(), 6, 32, 1).input_ids, a.input_ids)
+    assert not src.samples(CharTokenizer(), 6, 32, 0, model=tiny_llama).input_ids.any()
+    assert not torch.equal(nocache.samples(CharTokenizer(), 6, 32, 1, model=tiny_llama).input_ids, a.input_ids)
     prompts = prompt_order(6, 0)
     for row, prompt in zip(a.input_ids.tolist(), prompts):
         ids = CharTokenizer()(prompt)["input_ids"][:32]
@@ -122,3 +120,18 @@ def test_generated_source_needs_the_model():
         source("generated").samples(CharTokenizer(), 1, 8, 0)
     with pytest.raises(UserError, match="option 'temperature'"):
         source("generated", temperature=0)
+
+
+def test_the_pipeline_passes_the_model_and_leaves_the_source_unchanged(tiny_llama, tmp_path, monkeypatch):
+    """Core hands the model to a needs_model source as a keyword: nothing is set on the plugin, and
+    a caller without a model gets one line naming the source before any source runs."""
+    from truthprune import load_calibration
+
+    monkeypatch.setenv("TRUTHPRUNE_CACHE", str(tmp_path))
+    src = source("generated", batch_size=4, cache=False)
+    before = dict(vars(src))
+    got = load_calibration([src], CharTokenizer(), 4, 16, 0, model=tiny_llama)
+    assert got.input_ids.shape == (4, 16) and dict(vars(src)) == before
+    assert torch.equal(got.input_ids, src.samples(CharTokenizer(), 4, 16, 0, model=tiny_llama).input_ids)
+    with pytest.raises(UserError, match="source 'generated' samples text from the loaded model"):
+        load_calibration([src], CharTokenizer(), 4, 16, 0)

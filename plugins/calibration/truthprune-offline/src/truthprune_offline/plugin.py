@@ -30,14 +30,13 @@ class GeneratedSource(CalibrationSource):
     description = "Text sampled from the dense model itself (seeded, temperature 1, cached per model fingerprint)."
     Config = GeneratedConfig
     needs_model = True
-    fingerprint: str | None = None  # the pipeline may set it; otherwise the weights are hashed
 
-    def _cache_path(self, tokenizer, nsamples, seqlen, seed):
+    def _cache_path(self, model, tokenizer, nsamples, seqlen, seed):
         from truthprune import cache_root, weights_fingerprint
 
         from .sampling import PROMPT_SET_VERSION, PROMPTS
 
-        fp = self.fingerprint or weights_fingerprint(self.model)
+        fp = weights_fingerprint(model)
         tok = [list(tokenizer(p)["input_ids"]) for p in PROMPTS]  # identifies the tokenizer too
         key = {
             "model": fp, "prompts": PROMPT_SET_VERSION, "prompt_ids": tok, "nsamples": nsamples, "seqlen": seqlen,
@@ -46,16 +45,16 @@ class GeneratedSource(CalibrationSource):
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
         return cache_root() / "calibration" / "generated" / f"{digest}.pt"
 
-    def samples(self, tokenizer, nsamples, seqlen, seed):
+    def samples(self, tokenizer, nsamples, seqlen, seed, model=None):
         import torch
 
         from truthprune import UserError, read_cache_entry, window_samples
 
         from .sampling import generate_windows
 
-        if self.model is None:
+        if model is None:
             raise UserError("calibration source 'generated' needs the model; use it through `truthprune run`")
-        path = self._cache_path(tokenizer, nsamples, seqlen, seed) if self.config.cache else None
+        path = self._cache_path(model, tokenizer, nsamples, seqlen, seed) if self.config.cache else None
         ids = None
         if path is not None:
             ids = read_cache_entry(path, lambda p: torch.load(p, weights_only=True), "cached generated calibration")
@@ -66,7 +65,7 @@ class GeneratedSource(CalibrationSource):
                 log.info("generated calibration text: using cached %s", path)
         if ids is None:
             cfg = self.config
-            rows = generate_windows(self.model, tokenizer, nsamples, seqlen, seed, cfg.temperature, cfg.top_k, cfg.batch_size)
+            rows = generate_windows(model, tokenizer, nsamples, seqlen, seed, cfg.temperature, cfg.top_k, cfg.batch_size)
             ids = torch.tensor(rows, dtype=torch.long)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
