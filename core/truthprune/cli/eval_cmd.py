@@ -52,12 +52,13 @@ _DRY_RUN_HELP = "Check the model and the data and print the plan, then exit with
 def _plan(command: str, lines: list[str], seconds: float, model: str) -> None:
     """``--dry-run``: what the evaluation would read and roughly how long it would take."""
     from ..progress import format_seconds
+    from ..models.spec import model_ref
     from ..run.estimate import scale_of
 
     typer.echo(f"truthprune eval {command}: plan (dry run: nothing loaded or written)")
     for line in lines:
         typer.echo(f"  {line}")
-    typer.echo(f"  time         about {format_seconds(seconds * (scale_of(model) or 1.0))} on a 2-core CPU; much less on a GPU")
+    typer.echo(f"  time         about {format_seconds(seconds * (scale_of(model_ref(model)) or 1.0))} on a 2-core CPU; much less on a GPU")
 
 
 def _emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> None:

@@ -187,6 +187,7 @@ def probe_command(
         else:
             prepare_output(f, overwrite, wait=wait, kind="file", what="--plot")
     if dry_run:
+        from ..models.spec import model_ref
         from ..run.estimate import STATEMENTS_PER_S, scale_of
         from ..progress import format_seconds
 
@@ -196,7 +197,7 @@ def probe_command(
         typer.echo(f"  probe        {probe} on {'every layer' if layer_list is None else f'layers {layer_list}'}")
         typer.echo(f"  statements   {n} in {len(sets)} sets ({source})")
         typer.echo(f"  writes       {', '.join(x for x in (out, plot) if x) or 'nothing (the table is printed)'}")
-        typer.echo(f"  time         about {format_seconds(n / STATEMENTS_PER_S * (scale_of(model) or 1.0) + 20)} on a "
+        typer.echo(f"  time         about {format_seconds(n / STATEMENTS_PER_S * (scale_of(model_ref(model)) or 1.0) + 20)} on a "
                    "2-core CPU; much less on a GPU")
         return
     typer.echo(f"data: {source}: {', '.join(f'{s.name} ({len(s)})' for s in sets)}", err=True)

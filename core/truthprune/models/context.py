@@ -32,14 +32,6 @@ def context_length(config: Any) -> int | None:
     return None
 
 
-def model_context(spec: str) -> int | None:
-    """The context length from a local model directory's config.json (None when unknown)."""
-    cfg = Path(spec).expanduser() / "config.json"
-    if not cfg.is_file():
-        return None
-    return context_length(read_json_file(cfg, "model config"))
-
-
 def check_seqlen(seqlen: int, context: int | None) -> None:
     """The one context-length check: ``--seqlen`` must fit the model's context (None: unknown)."""
     if context is not None and seqlen > context:

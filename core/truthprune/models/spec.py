@@ -8,10 +8,13 @@ ask these questions; answering them below the loader keeps the models package fr
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..cache import cache_root, file_key
 from ..errors import UserError
+from ..textio import read_json_file
+from .context import context_length
 from .embedded import CHUNKED, SINGLE_FILE, assembled_path, embedded_gguf
 
 # alias -> (PyPI distribution, file suffix); the chunked ones name their meta package
@@ -83,3 +86,40 @@ def cached_config(spec: str) -> dict | None:
     except (OSError, ValueError, RecursionError):
         return None  # the load stage reports an unreadable config with its own message
     return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A ``--model`` spec resolved once, when a run is planned, without loading or converting
+    anything: what it names, whether the convert-gguf stage must run first, and its config.json
+    when that can be read now. The plan carries it, so the checks, the estimates and the plan text
+    ask one object instead of each re-reading the spec."""
+
+    spec: str
+    kind: str  # "embedded", "gguf" (a .gguf file), "local" (a directory) or "hub" (an id)
+    converts: bool  # loading it first reassembles and/or converts a GGUF (the convert-gguf stage)
+    config: dict | None  # its config.json: a local directory's or a cached conversion's (None: known after load)
+
+    @property
+    def context(self) -> int | None:
+        """The longest sequence it supports, when its config says so now (None: unknown before load)."""
+        return context_length(self.config) if self.config is not None else None
+
+
+def model_ref(spec: str) -> ModelRef:
+    """Resolve ``spec`` (see :class:`ModelRef`). A local directory's config.json that is there but
+    unreadable is a UserError now, at plan time; a missing wheel or file is reported by the checks of
+    --model and by the load, not here."""
+    local = Path(spec).expanduser()
+    if spec in EMBEDDED_MODELS:
+        kind = "embedded"
+    elif spec.endswith(".gguf"):
+        kind = "gguf"
+    elif local.is_dir():
+        kind = "local"
+        if (local / "config.json").is_file():
+            config = read_json_file(local / "config.json", "model config")
+            return ModelRef(spec, kind, False, config if isinstance(config, dict) else None)
+    else:
+        kind = "hub"
+    return ModelRef(spec=spec, kind=kind, converts=needs_conversion(spec), config=cached_config(spec))

@@ -18,7 +18,8 @@ from ..environment import check_distributed
 from ..eval.hub import hub_reachable
 from ..eval.perplexity import eval_text
 from ..eval.truthfulqa import load_truthfulqa, read_truthfulqa_csv
-from ..models.context import check_seqlen, model_context
+from ..models.context import check_seqlen
+from ..models.spec import ModelRef, model_ref
 from ..models.formats import check_model_spec
 from ..models.spec import model_input_paths
 from ..outputs.atomic import check_disjoint, check_target, declare_inputs, prepare_output, resolve_target
@@ -36,15 +37,18 @@ def check_calibration_options(config: Any) -> None:
             )
 
 
-def check_run_config(config: Any) -> None:
-    """Config-shape and model checks; nothing is loaded, locked or created."""
+def check_run_config(config: Any) -> ModelRef:
+    """Config-shape and model checks; nothing is loaded, locked or created. Returns the model
+    reference the plan carries from here on."""
     check_calibration_options(config)
     check_distributed()
     check_seed(config.seed)
     check_device(config.device)
     check_model_spec(config.model, allow_pickle=bool(getattr(config, "allow_pickle", False)))
-    check_context(config.model, config.seqlen)
+    ref = model_ref(config.model)
+    check_seqlen(config.seqlen, ref.context)
     check_eval_data(config)
+    return ref
 
 
 def check_seed(seed: int) -> None:
@@ -62,8 +66,9 @@ def check_device(device: str) -> None:
 
 
 def check_context(model: str, seqlen: int) -> None:
-    """--seqlen against a local model's context, from its config.json, before it loads."""
-    check_seqlen(seqlen, model_context(model))
+    """--seqlen against the model's context, from its config.json when readable before it loads
+    (the commands that plan no run: eval, probe)."""
+    check_seqlen(seqlen, model_ref(model).context)
 
 
 def check_eval_data(config: Any) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 from ..eval.perplexity import default_max_windows
-from ..models.spec import cached_config
+from ..models.spec import ModelRef
 from ..pruning.engine.memory import ModelShape
 
 # Measured on the reference machine (2 vCPU, SmolLM2-135M float32, idle), see docs/usage.md.
@@ -35,11 +35,11 @@ _EMBEDDED = {
 }
 
 
-def model_shape(spec: str) -> Any | None:
+def model_shape(ref: ModelRef) -> Any | None:
     """The model's :class:`~truthprune.pruning.engine.memory.ModelShape` from its config.json (a
     local directory, or a cached conversion), or the known shape of an embedded model; None when
     unknown (a hub id not in the cache)."""
-    data = cached_config(spec) or _EMBEDDED.get(spec)
+    data = ref.config or _EMBEDDED.get(ref.spec)
     if not data:
         return None
     data = data.get("text_config") if isinstance(data.get("text_config"), dict) else data
@@ -49,9 +49,9 @@ def model_shape(spec: str) -> Any | None:
         return None
 
 
-def scale_of(spec: str) -> float | None:
+def scale_of(ref: ModelRef) -> float | None:
     """How much more compute a token costs on this model than on SmolLM2-135M (None: unknown)."""
-    shape = model_shape(spec)
+    shape = model_shape(ref)
     return None if shape is None else shape.layers * shape.layer_params / REF_LAYER_PARAMS
 
 
@@ -80,7 +80,7 @@ def _eval_seconds(cfg: Any, truth_statements: int) -> float:
 def stage_seconds(plan: Any, names: list[str]) -> dict[str, float]:
     """Stage name -> estimated seconds on the reference machine, scaled to the plan's model."""
     cfg = plan.config
-    scale = scale_of(cfg.model) or 1.0
+    scale = scale_of(plan.model_ref) or 1.0
     sets = plan.truth_sets.probed if plan.truth_sets is not None else []
     n_statements = sum(len(s) for s in sets)
     tokens = cfg.nsamples * cfg.seqlen

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UserError
-from ..models.context import check_seqlen, model_context
+from ..models.context import check_seqlen
 from ..models.loading import resolve_model_path
-from ..models.spec import needs_conversion
+from ..models.spec import model_ref
 from ..models.support import selection_of
 from .metadata import calibration_summary, prune_metadata, pruning_metadata
 from .state import RunState
@@ -37,7 +37,7 @@ def check_offload(plan: Any) -> None:
         if src.needs_model:
             raise UserError(f"calibration source {src.name!r} samples text from the loaded model, which --offload never loads; "
                             "choose another --calibration or drop --offload")
-    if not needs_conversion(plan.config.model):  # a .gguf is checked once the convert-gguf stage has converted it
+    if not plan.model_ref.converts:  # a .gguf is checked once the convert-gguf stage has converted it
         checkpoint_dir(plan.config)
 
 
@@ -59,7 +59,7 @@ def checkpoint_tokenizer(cfg: Any) -> Any:
     from transformers import AutoTokenizer
 
     path = checkpoint_dir(cfg)
-    check_seqlen(cfg.seqlen, model_context(path))
+    check_seqlen(cfg.seqlen, model_ref(path).context)
     return AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
 
 

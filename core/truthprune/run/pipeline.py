@@ -27,7 +27,6 @@ from . import stage_lines as said
 from . import stages as st
 from . import truth_stages as truth
 from .kinds import kind_of
-from ..models.spec import needs_conversion
 from .state import RunPlan, RunState
 from ..plugin.registry import get_registry
 from .estimate import stage_seconds
@@ -51,7 +50,7 @@ def plan_run(config: RunConfig, report: bool = True, dry_run: bool = False) -> R
     """Resolve and validate every plugin and option; no model is loaded. The outputs (--out unless
     ``report`` is False, --save) are checked and locked last (:mod:`truthprune.run.checks`);
     ``dry_run`` checks them without locking or creating anything."""
-    check_run_config(config)
+    ref = check_run_config(config)
     if config.format == "compressed-tensors":
         check_export_plan(config)
     reg = get_registry()
@@ -84,7 +83,8 @@ def plan_run(config: RunConfig, report: bool = True, dry_run: bool = False) -> R
         lm_eval_skipped = check(config)
     quantizer = plan_quantizer(config)
     claim_run_outputs(config, report=report, claim=not dry_run)
-    plan = RunPlan(config=config, pruner=pruner, kind=kind, allocator=allocator, sources=sources, writes_report=report,
+    plan = RunPlan(config=config, pruner=pruner, kind=kind, allocator=allocator, sources=sources, model_ref=ref,
+                   writes_report=report,
                    truth_sets=truth_sets, lm_eval_skipped=lm_eval_skipped, quantizer=quantizer)
 
     return dataclasses.replace(plan, estimates=stage_seconds(plan, planned_stages(plan)))
@@ -160,7 +160,7 @@ def _probing(state: RunState) -> bool:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("convert-gguf", st.convert, lambda s: s.load is None and needs_conversion(_cfg(s).model),
+    Stage("convert-gguf", st.convert, lambda s: s.load is None and s.plan.model_ref.converts,
           lambda s: {"model": _cfg(s).model}, said=said.converted),
     Stage("check-memory", st.check_memory, lambda s: s.plan.check_memory, timed=False),
     Stage("load", st.load_stage, lambda s: not s.plan.offload, used=lambda s: {"model": _cfg(s).model, "device": s.plan.device or _cfg(s).device,

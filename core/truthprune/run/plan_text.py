@@ -10,16 +10,15 @@ from __future__ import annotations
 from typing import Any
 from .estimate import scale_of
 from .stages import ppl_windows
-from ..models.spec import EMBEDDED_MODELS, needs_conversion
+from ..models.spec import ModelRef
 from ..progress import format_seconds
 
 
-def _model(cfg: Any) -> str:
-    spec = cfg.model
-    if spec in EMBEDDED_MODELS:
-        first = "; converted to safetensors on first use" if needs_conversion(spec) else ""
-        return f"{spec} (embedded{first})"
-    return spec
+def _model(ref: ModelRef) -> str:
+    if ref.kind == "embedded":
+        first = "; converted to safetensors on first use" if ref.converts else ""
+        return f"{ref.spec} (embedded{first})"
+    return ref.spec
 
 
 def _pruning(plan: Any) -> str:
@@ -71,7 +70,7 @@ def _outputs(plan: Any) -> list[str]:
 def plan_lines(plan: Any, names: list[str]) -> list[str]:
     """The plan as indented lines, ending with the stages and the estimated total time."""
     cfg = plan.config
-    lines = [f"  model        {_model(cfg)}", f"  pruning      {_pruning(plan)}"]
+    lines = [f"  model        {_model(plan.model_ref)}", f"  pruning      {_pruning(plan)}"]
     if "calibrate" in names:
         lines.append(f"  calibration  {'+'.join(cfg.calibration)}: {cfg.nsamples} samples x {cfg.seqlen} tokens, seed {cfg.seed}")
     for k, text in enumerate(_evaluation(plan)):
@@ -82,8 +81,9 @@ def plan_lines(plan: Any, names: list[str]) -> list[str]:
     stages = ", ".join(f"{n} ~{format_seconds(est[n])}" if est.get(n, 0) >= 1 else n for n in names)
     lines.append(f"  stages       {stages}")
     total = sum(est.get(n, 0.0) for n in names)
-    basis = "for this model, scaled from SmolLM2-135M" if (scale_of(cfg.model) or 1.0) != 1.0 else ""
-    if scale_of(cfg.model) is None:
+    scale = scale_of(plan.model_ref)
+    basis = "for this model, scaled from SmolLM2-135M" if (scale or 1.0) != 1.0 else ""
+    if scale is None:
         basis = "model size unknown before it loads: timed as if it were SmolLM2-135M"
     lines.append(f"  time         about {format_seconds(total)} on a 2-core CPU{f' ({basis})' if basis else ''}; "
                  "much less on a GPU")

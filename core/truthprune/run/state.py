@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # torch-heavy types: only for annotations
     import numpy as np
 
     from ..models.loading import LoadedModel
+    from ..models.spec import ModelRef
     from ..plugin.interfaces import CalibrationSamples
     from ..pruning.engine.steps import PruneReport
     from ..pruning.quantization import QuantizedLinears
@@ -122,6 +123,7 @@ class RunPlan:
     kind: Any  # the pruner's kind (truthprune.run.kinds): its plan check and its prune step
     allocator: Any
     sources: list[Any]
+    model_ref: ModelRef  # --model resolved once, at plan time (truthprune.models.spec)
     writes_report: bool = True  # run: evaluate and write --out; prune: neither (only --save)
     truth_sets: TruthSets | None = None  # loaded at plan time when the probe or the allocator needs them
     lm_eval_skipped: dict[str, str] | None = None  # {"skipped": reason} when --lm-eval-tasks cannot run at all
