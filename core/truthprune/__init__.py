@@ -66,6 +66,7 @@ _EXPORTS: dict[str, str] = {
     "load_calibration": "calibration.windows",
     "resolve_bos": "models.bos",  # the --bos rule (.window_bos: the id every window starts with, or None) for plugin commands
     "read_text_records": "calibration.windows",
+    "statement_samples": "calibration.windows",  # right-padded statement stream, last-token statistics mask
     "window_samples": "calibration.windows",  # CalibrationSamples from token windows (attention mask of ones)
     "formatted_records": "calibration.windows",  # a record source's concat / single format
     "RecordsConfig": "builtins.text_source",  # the options every record source shares (format, padding_side)

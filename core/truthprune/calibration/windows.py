@@ -50,6 +50,29 @@ def window_samples(windows: Any, description: str, masks: Any = None) -> Calibra
     return CalibrationSamples(input_ids=ids, attention_mask=mask, description=description)
 
 
+def statement_samples(ids: Sequence[Sequence[int]], pad: int, last_only: bool = True,
+                      description: str = "") -> CalibrationSamples:
+    """Tokenised statements of different lengths as one right-padded stream: [n, L] ids (``pad``
+    after each statement), the attention mask of the real tokens, and the statistics mask (the last
+    real token of each statement, where probes read, or every real token when not ``last_only``).
+    Why in core: every pruner that calibrates on statements (truthaware, sparc3, third-party ones)
+    needs exactly this layout, and the engine reads its masks."""
+    if not ids or any(len(row) == 0 for row in ids):
+        raise UserError("statement_samples: every statement needs at least one token")
+    length = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), length), pad, dtype=torch.long)
+    attention = torch.zeros((len(ids), length), dtype=torch.long)
+    stat = torch.zeros((len(ids), length), dtype=torch.bool)
+    for r, row in enumerate(ids):
+        input_ids[r, : len(row)] = torch.as_tensor(list(row), dtype=torch.long)
+        attention[r, : len(row)] = 1
+        if last_only:
+            stat[r, len(row) - 1] = True
+        else:
+            stat[r, : len(row)] = True
+    return CalibrationSamples(input_ids, attention, description=description, stat_mask=stat)
+
+
 def formatted_records(records: list[str], tokenizer: Any, nsamples: int, seqlen: int, seed: int, fmt: str,
                       padding_side: str = "left", name: str = "text") -> CalibrationSamples:
     """A record source's ``concat`` (:func:`record_windows`) or ``single`` (:func:`padded_records`)

@@ -17,7 +17,8 @@ from truthprune_truthaware.objective import (
     stream_key,
     truth_directions,
 )
-from truthprune_truthaware.streams import balanced_sample, padded_stream
+from truthprune import statement_samples
+from truthprune_truthaware.streams import balanced_sample
 
 
 def _stats(x: torch.Tensor, streams=None) -> LinearStats:
@@ -97,11 +98,11 @@ def test_balanced_sample_is_seeded_and_balanced():
 
 
 def test_padded_stream_marks_last_real_token():
-    s = padded_stream([[5, 6, 7], [8]], pad=0, last_only=True, description="x")
+    s = statement_samples([[5, 6, 7], [8]], pad=0, last_only=True, description="x")
     assert s.input_ids.tolist() == [[5, 6, 7], [8, 0, 0]]
     assert s.attention_mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     assert s.stat_mask.tolist() == [[False, False, True], [True, False, False]]
-    assert padded_stream([[5, 6], [8]], 0, False, "x").stat_mask.tolist() == [[True, True], [True, False]]
+    assert statement_samples([[5, 6], [8]], 0, False, "x").stat_mask.tolist() == [[True, True], [True, False]]
 
 
 class _Tok:

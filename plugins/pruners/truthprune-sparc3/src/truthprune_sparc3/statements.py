@@ -63,9 +63,7 @@ def check_build_sets(truth_data: str | None, wanted: Sequence[str], seed: int) -
 def statement_streams(tokenizer: Any, truth_data: str | None, wanted: Sequence[str], per_set: int, seed: int,
                       chat_template: bool) -> dict[str, Any]:
     """{stream key: CalibrationSamples} of the sampled statements, right-padded, last token marked."""
-    import torch
-
-    from truthprune import CalibrationSamples, encode_statements, load_truth_sets
+    from truthprune import encode_statements, load_truth_sets, statement_samples
 
     sets, _ = load_truth_sets(truth_data, check_build_sets(truth_data, wanted, seed), seed=seed)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
@@ -77,16 +75,8 @@ def statement_streams(tokenizer: Any, truth_data: str | None, wanted: Sequence[s
             if not picked:
                 continue
             ids = encode_statements(tokenizer, picked, chat_template=chat_template)
-            length = max(len(x) for x in ids)
-            input_ids = torch.full((len(ids), length), pad, dtype=torch.long)
-            attention = torch.zeros((len(ids), length), dtype=torch.long)
-            last = torch.zeros((len(ids), length), dtype=torch.bool)
-            for r, row in enumerate(ids):
-                input_ids[r, :len(row)] = torch.tensor(row, dtype=torch.long)
-                attention[r, :len(row)] = 1
-                last[r, len(row) - 1] = True
-            streams[stream_key(s.name, label)] = CalibrationSamples(
-                input_ids, attention, description=f"{s.name} label {label}: {len(ids)} statements", stat_mask=last)
+            streams[stream_key(s.name, label)] = statement_samples(
+                ids, pad, last_only=True, description=f"{s.name} label {label}: {len(ids)} statements")
     return streams
 
 

@@ -13,9 +13,8 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 
-from truthprune import CalibrationSamples, UserError, encode_statements, load_truth_sets
+from truthprune import CalibrationSamples, UserError, encode_statements, load_truth_sets, statement_samples
 
 from .objective import stream_key
 
@@ -30,22 +29,6 @@ def balanced_sample(labels: Sequence[int], limit: int, seed: int) -> list[int]:
         rows = by_class[c]
         chosen += rows if len(rows) <= per_class else rng.sample(rows, per_class)
     return sorted(chosen)
-
-
-def padded_stream(ids: list[list[int]], pad: int, last_only: bool, description: str) -> CalibrationSamples:
-    """Right-padded [n, L] ids, attention mask and statistics mask (last real token or all)."""
-    length = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), length), pad, dtype=torch.long)
-    attention = torch.zeros((len(ids), length), dtype=torch.long)
-    stat = torch.zeros((len(ids), length), dtype=torch.bool)
-    for r, row in enumerate(ids):
-        input_ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
-        attention[r, : len(row)] = 1
-        if last_only:
-            stat[r, len(row) - 1] = True
-        else:
-            stat[r, : len(row)] = True
-    return CalibrationSamples(input_ids, attention, description=description, stat_mask=stat)
 
 
 def resolve_sets(truth_data: str | None, wanted: Sequence[str], seed: int) -> list[Any]:
@@ -107,7 +90,7 @@ def statement_streams(
             ids = encode_statements(tokenizer, picked, chat_template=chat_template)
             where = "last token" if last_only else "all tokens"
             what = "statements" if control == "none" else f"statements, control {control}"
-            streams[stream_key(s.name, label)] = padded_stream(
+            streams[stream_key(s.name, label)] = statement_samples(
                 ids, pad, last_only, f"{s.name} label {label}: {len(picked)} {what} ({where})"
             )
     return streams
