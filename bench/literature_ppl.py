@@ -69,9 +69,10 @@ def make_plan(args, overrides: dict, out: str):
     from truthprune import build_config, plan_run
 
     common = {"model": args.model, "sparsity": args.sparsity, "nm": args.nm, "calibration": ["wikitext2"],
-              "calibration_options": {"path": f"{SHARED}/wikitext-2/valid.txt"}, "nsamples": 32, "seqlen": 512,
-              "eval": ["ppl"], "ppl_data": f"{SHARED}/wikitext-2/test.txt", "ppl_max_windows": args.ppl_windows,
-              "truth_data": args.truth_data, "batch_size": args.batch_size, "out": out, "quiet": True}
+              "calibration_options": {"path": args.calibration_text}, "nsamples": args.nsamples, "seqlen": args.seqlen,
+              "eval": ["ppl"], "ppl_data": args.ppl_text, "ppl_max_windows": args.ppl_windows,
+              "truth_data": args.truth_data, "batch_size": args.batch_size, "out": out, "quiet": True,
+              "device": args.device}
     return plan_run(build_config(None, {**common, **overrides}), report=args.check_cli)
 
 
@@ -106,6 +107,11 @@ def main() -> None:
     ap.add_argument("--truth-data", default=f"{SHARED}/truth_statements")
     ap.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (4 for Gemma: 262k-token logits)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--nsamples", type=int, default=32, help="calibration windows (32 = docs/results.md)")
+    ap.add_argument("--seqlen", type=int, default=512, help="tokens per calibration and perplexity window")
+    ap.add_argument("--calibration-text", default=f"{SHARED}/wikitext-2/valid.txt")
+    ap.add_argument("--ppl-text", default=f"{SHARED}/wikitext-2/test.txt")
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--check-cli", action="store_true", help="also run the CLI's perplexity stage and assert the same value")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="literature-")
@@ -117,7 +123,7 @@ def main() -> None:
     ref = eval_text = None
     for label, plan in plans.items():
         state = truthprune.execute(plan, load=shared)  # seed, load (restore), calibrate, prune [, evaluate]
-        report, wall = state.pruning, plan.timings["prune"]
+        report, wall = state.pruning, state.log.timings["prune"]
         loaded = state.loaded
         if eval_text is None:  # the run's perplexity text under its BOS rule, tokenised once
             rule = truthprune.resolve_bos(loaded.tokenizer, plan.config.bos)

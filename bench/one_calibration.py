@@ -55,7 +55,7 @@ def main() -> None:
         p = plans[(method, s)]
         load = os.getloadavg()[0]
         state = truthprune.execute(p, load=shared)  # seed, load (restore), calibrate, prune
-        seconds, out = p.timings["prune"], state.pruning
+        seconds, out = state.log.timings["prune"], state.pruning
         row = {"method": method, "sparsity": s, "seconds": seconds, "load_before": load,
                "reused": out.statistics_reused, "overall": out.overall, "fingerprint": state.loaded.fingerprint}
         print(f"{method} {s}: {seconds:.1f} s (load {load:.1f}), reused={out.statistics_reused}, sparsity {out.overall:.4f}", flush=True)
