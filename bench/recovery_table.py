@@ -19,10 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from retention import report as R  # noqa: E402
-
 
 def ppl_ratio(after: list[float], before: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """ppl(after)/ppl(before) with a 95 % paired bootstrap interval over windows (same windows, resampled jointly)."""
@@ -41,31 +37,27 @@ def _ci(entry, signed=False) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, help="the truth_retention --out directory")
+    ap.add_argument("--out", required=True, help="the truth_retention --out directory (its retention.json written)")
     ap.add_argument("--pruned", default="wanda")
     ap.add_argument("--recovered", default="wanda-lora,wanda-lora-adapter")
     ap.add_argument("--bootstrap", type=int, default=2000)
     args = ap.parse_args(argv)
-    from truthprune import DEFAULT_SCORED_GROUPS, DEFAULT_SEEN_GROUPS
-
     out = Path(args.out)
     dense = json.loads((out / "dense.json").read_text())
-    points = [json.loads(p.read_text()) for p in sorted((out / "points").glob("*.json"))]
+    results = json.loads((out / "retention.json").read_text())["results"]  # the v2 report (paired vs --references)
+    points = [json.loads(p.read_text()) for p in sorted((out / "points").glob("*.json")) if not p.name.endswith(".final.json")]
+    by = {(p["label"], p["setting_tag"]): p for p in points if p.get("prune_seed", 0) == 0}
     recovered = [x.strip() for x in args.recovered.split(",") if x.strip()]
-    R.REFERENCES = (args.pruned, *recovered[:1])  # paired: recovered - pruned, and the second mode - the first
-    summary = R.summarize_points(dense, points, dict(DEFAULT_SCORED_GROUPS), dict(DEFAULT_SEEN_GROUPS), n_boot=args.bootstrap)
-    by = {(p["label"], p["setting_tag"]): p for p in points}
-    rows = {(r["label"], r["setting_tag"]): r for r in summary["rows"]}
     print(f"Dense: ppl {dense['ppl']['ppl']:.2f} ({dense['ppl']['windows']} windows)\n")
-    print("| setting | model | zeros (inspect) | ppl | ppl ratio vs pruned [95% CI] | R unseen [95% CI] | ΔR vs pruned (unseen, paired) "
-          "| R seen | ΔR vs pruned (seen, paired) | final loss | finetune s |")
+    print("| setting | model | zeros before → after | ppl | ppl ratio vs pruned [95% CI] | retrained R [95% CI] "
+          "| ΔR vs pruned (paired) | transfer R [95% CI] | ΔR vs pruned (paired) | final loss | finetune s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for tag in sorted({p["setting_tag"] for p in points}):
-        base = by.get((args.pruned, tag))
+    for setting, res in results.items():
+        base = by.get((args.pruned, setting))
         if base is None:
             continue
         for label in (args.pruned, *recovered):
-            p, r = by.get((label, tag)), rows.get((label, tag))
+            p = by.get((label, setting))
             if p is None:
                 continue
             ft = p.get("finetune") or {}
@@ -76,25 +68,24 @@ def main(argv=None) -> int:
             if label != args.pruned:
                 v, lo, hi = ppl_ratio(p["ppl"]["window_nll"], base["ppl"]["window_nll"], args.bootstrap)
                 ratio = f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
-            d = r["diff"].get(args.pruned)
+            cells = []
+            for measure in ("retrained", "transfer"):
+                m = res[measure]["pooled"]["methods"].get(label)
+                d = (m or {}).get("diff", {}).get(args.pruned, {}).get("R")
+                cells += [_ci(m["R"]) if m else "–", _ci(d, True) if d and label != args.pruned else "–"]
             losses = ft.get("losses") or []
-            print(f"| {tag} | {label} | {zeros} | {p['ppl']['ppl']:.2f} | {ratio} | {_ci(r['R']['unseen'])} | "
-                  f"{_ci(d['unseen'], True) if d and label != args.pruned else '–'} | {_ci(r['R']['seen'])} | "
-                  f"{_ci(d['seen'], True) if d and label != args.pruned else '–'} | "
+            print(f"| {setting} | {label} | {zeros} | {p['ppl']['ppl']:.2f} | {ratio} | {' | '.join(cells)} | "
                   f"{(sum(losses[-10:]) / len(losses[-10:])) if losses else float('nan'):.3f} | "
                   f"{ft.get('finetune_seconds', float('nan')):.0f} |")
     if len(recovered) > 1:
-        print(f"\nMode comparison ({recovered[1]} − {recovered[0]}, paired):\n")
-        print("| setting | ppl ratio [95% CI] | ΔR unseen | ΔR seen |")
-        print("|---|---|---|---|")
-        for tag in sorted({p["setting_tag"] for p in points}):
-            a, b = by.get((recovered[1], tag)), by.get((recovered[0], tag))
-            r = rows.get((recovered[1], tag))
-            if a is None or b is None or r is None or recovered[0] not in r["diff"]:
-                continue
-            v, lo, hi = ppl_ratio(a["ppl"]["window_nll"], b["ppl"]["window_nll"], args.bootstrap)
-            d = r["diff"][recovered[0]]
-            print(f"| {tag} | {v:.3f} [{lo:.3f}, {hi:.3f}] | {_ci(d['unseen'], True)} | {_ci(d['seen'], True)} |")
+        print(f"\nMode comparison ({recovered[1]} / {recovered[0]}, paired windows):\n")
+        print("| setting | ppl ratio [95% CI] |")
+        print("|---|---|")
+        for setting in results:
+            a, b = by.get((recovered[1], setting)), by.get((recovered[0], setting))
+            if a is not None and b is not None:
+                v, lo, hi = ppl_ratio(a["ppl"]["window_nll"], b["ppl"]["window_nll"], args.bootstrap)
+                print(f"| {setting} | {v:.3f} [{lo:.3f}, {hi:.3f}] |")
     return 0
 
 
