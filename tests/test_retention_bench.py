@@ -66,6 +66,12 @@ def test_bench_runs_resumes_and_scores_a_later_method(env):
         fam = measure["families"]["animal_class"]["methods"]
         assert "wanda" in fam["mag"]["diff"] and set(fam) == {"wanda", "mag"}
     assert "pruned in" not in _bench(*common, "--methods", "wanda,mag", "--method", "mag=--pruner magnitude").stdout
+    # bench/recovery_table.py reads the same store (any method as the "recovered" one): paired rows per setting
+    table = subprocess.run([sys.executable, str(REPO / "bench" / "recovery_table.py"), "--out", str(out), "--recovered", "mag",
+                            "--bootstrap", "200"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert table.returncode == 0, table.stderr[-2000:]
+    rows = [line for line in table.stdout.splitlines() if line.startswith("| 0.5 |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["wanda", "mag"] and "[" in rows[1].split("|")[5]
 
     final = _bench(*common, "--methods", "wanda,mag", "--method", "mag=--pruner magnitude", "--final", "--report-only")
     assert final.returncode == 0, final.stderr[-2000:]
