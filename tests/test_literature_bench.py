@@ -36,4 +36,5 @@ def test_literature_bench_on_a_tiny_model(tmp_path):
     assert wanda["ppl_ratio"]["ratio"] == 1.0 and wanda["time_ratio"] == 1.0
     r = mag["ppl_ratio"]
     assert r["lo"] <= r["ratio"] <= r["hi"] and abs(r["ratio"] - mag["ppl"] / wanda["ppl"]) < 1e-9 * r["ratio"]
-    assert mag["prune_wall_s"] > 0 and abs(mag["overall"] - 0.5) < 0.02
+    assert abs(mag["overall"] - 0.5) < 0.02  # the sparsity asked for
+    assert mag["prune_wall_s"] > 0  # recorded (no bound: speed lives in the bench's ratios)
