@@ -11,9 +11,8 @@ not change (H, dead inputs, budgets, N:M selection, scores, input checks) are th
 from __future__ import annotations
 
 import torch
-from truthprune import SparsityTarget, UserError
-from truthprune_sparsegpt.obs import (_check, _one_cpu_thread, block_budgets, fix_dead_inputs, obs_scores,
-                                      row_lowest_n_mask)
+from truthprune import SparsityTarget, UserError, single_thread
+from truthprune_sparsegpt.obs import _check, block_budgets, fix_dead_inputs, obs_scores, row_lowest_n_mask
 
 
 def explicit_inverse_factor(hessian: torch.Tensor, percdamp: float) -> torch.Tensor:
@@ -67,7 +66,7 @@ def obs_prune(weight: torch.Tensor, hessian: torch.Tensor, target: SparsityTarge
     mask = torch.zeros(w.shape, dtype=torch.bool, device=w.device)
     for b, c0 in enumerate(range(0, cols, blocksize)):
         c1 = min(c0 + blocksize, cols)
-        with _one_cpu_thread(w.device):
+        with single_thread(w.device.type == "cpu"):
             q1, err1, mask[:, c0:c1] = _full_width_sweep(w[:, c0:c1], u[c0:c1, c0:c1], nm, None if budgets is None else budgets[b])
         w[:, c0:c1] = q1
         if c1 < cols:
