@@ -52,6 +52,9 @@ import numpy as np
 from pairing import (eval_windows, loadavg, machine_state, mask_agreement, ppl, ppl_ratio, wikitext_path, window_nlls,
                      zero_masks)
 
+# llm-compressor 0.14 matches ``ignore`` against "<layer>.<submodule>" names, and lm_head is its own
+# sequential target, so its name is "lm_head." and a plain "lm_head" entry does not match it
+LM_HEAD = "re:.*lm_head"
 METHODS = {"wanda": ("wanda", None), "sparsegpt": ("sparsegpt", None), "sparsegpt-2:4": ("sparsegpt", (2, 4))}
 
 
@@ -111,16 +114,21 @@ def prune_peer(model, tok, calib, method: str, args) -> dict:
 
     module.sparsify_weight = timed
     if name == "sparsegpt":
-        recipe = SparseGPTModifier(sparsity=0.5, mask_structure=structure, block_size=128, dampening_frac=0.01, ignore=["lm_head"])
+        recipe = SparseGPTModifier(sparsity=0.5, mask_structure=structure, block_size=128, dampening_frac=0.01, ignore=[LM_HEAD])
     else:
-        recipe = WandaPruningModifier(sparsity=0.5, mask_structure=structure, ignore=["lm_head"])
+        recipe = WandaPruningModifier(sparsity=0.5, mask_structure=structure, ignore=[LM_HEAD])
     rows = [{"input_ids": calib.input_ids[i], "attention_mask": calib.attention_mask[i]} for i in range(len(calib))]
     loader = DataLoader(rows, batch_size=args.peer_batch_size, shuffle=False,
                         collate_fn=lambda b: {k: torch.stack([r[k] for r in b]) for k in b[0]})
+    head = model.get_output_embeddings().weight
+    head_zeros = int((head == 0).sum())
     t0 = time.perf_counter()
     oneshot(model=model, tokenizer=tok, dataset=loader, recipe=recipe, num_calibration_samples=len(calib),
             max_seq_length=args.seqlen, shuffle_calibration_samples=False)
-    return {"seconds": time.perf_counter() - t0, "mask_stage_s": compress["s"], "compress_calls": compress["calls"]}
+    seconds = time.perf_counter() - t0
+    if int((model.get_output_embeddings().weight == 0).sum()) != head_zeros:
+        raise SystemExit("error: llm-compressor pruned lm_head (tied to the embedding on SmolLM2); the comparison is void")
+    return {"seconds": seconds, "mask_stage_s": compress["s"], "compress_calls": compress["calls"]}
 
 
 def run_unit(method: str, side: str, pair: int, args) -> None:
