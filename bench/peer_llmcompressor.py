@@ -34,6 +34,11 @@ the zero masks and the per-window loss on ``--ppl-windows`` WikiText-2 test wind
 Resumable: each unit writes ``--out/<method>/<side>-<pair>.json`` (``:`` in a method written ``of``) when done and is skipped
 when that file exists (delete the directory to start over). The summary is printed at the end
 (``--summary`` prints it from what is there without running anything).
+
+How much of a mask difference is rounding: run again with another ``--batch-size`` into another
+``--out`` (the statistics are then summed in another order), and print
+``--summary --rounding-check OTHER_OUT``: the same sides' perplexity ratios and mask agreement
+between the two runs.
 """
 
 from __future__ import annotations
@@ -201,6 +206,25 @@ def summary(args) -> None:
                       f"zero-mask agreement {100 * mask_agreement(masks[other], masks['truthprune']):.2f} %")
 
 
+def rounding_check(args) -> None:
+    """This output's truthprune units against the same sides in ``--rounding-check DIR``, a run at
+    another ``--batch-size``: the statistics are then summed in another order, so the difference is
+    what floating-point rounding alone does to the masks and the perplexity (pair 0 of each)."""
+    other_root = Path(args.rounding_check)
+    print(f"\nrounding check: {args.out} against {other_root} (same sides, pair 0, another summation order)")
+    for method in args.methods.split(","):
+        here, there = unit_folder(args, method), other_root / method.replace(":", "of")
+        for side in [s for s in sides(method) if s != "peer"]:
+            a, b = here / f"{side}-0.json", there / f"{side}-0.json"
+            if not (a.exists() and b.exists()):
+                continue
+            ua, ub = json.loads(a.read_text()), json.loads(b.read_text())
+            r, lo, hi = ppl_ratio(np.asarray(ua["window_nll"]), np.asarray(ub["window_nll"]))
+            agree = mask_agreement(_masks(here, side, ua["mask_sizes"]), _masks(there, side, ub["mask_sizes"]))
+            print(f"{method} {side}: ppl {ppl(np.asarray(ua['window_nll'])):.3f} vs {ppl(np.asarray(ub['window_nll'])):.3f}, "
+                  f"ratio {r:.4f} [{lo:.4f}, {hi:.4f}], zero-mask agreement {100 * agree:.2f} %")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
@@ -216,6 +240,8 @@ def main() -> None:
     ap.add_argument("--test-text", default=None)
     ap.add_argument("--out", default="results/peer")
     ap.add_argument("--summary", action="store_true", help="print the summary of the units already run")
+    ap.add_argument("--rounding-check", default=None, metavar="DIR",
+                    help="with --summary: compare this output's truthprune sides with DIR's (a run at another --batch-size)")
     ap.add_argument("--unit", default=None, help=argparse.SUPPRESS)  # method:side:pair, run by the parent
     args = ap.parse_args()
     unknown = [m for m in args.methods.split(",") if m not in METHODS]
@@ -243,6 +269,8 @@ def main() -> None:
                     subprocess.run([sys.executable, __file__, *passthrough, "--unit", f"{method}:{side}:{pair}"], check=True,
                                    env={**os.environ, "TQDM_DISABLE": "1", "LOGURU_LEVEL": "WARNING"})
     summary(args)
+    if args.rounding_check:
+        rounding_check(args)
 
 
 if __name__ == "__main__":
