@@ -8,12 +8,19 @@ second time (pure numpy).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .stats import SetData
+
+class SetData(Protocol):
+    """What this module reads of ``stats.SetData`` (declared here so that stats can import this
+    module without a cycle): the entity cluster of each row, the held-out rows of each split seed,
+    and per measure and seed the item values [units, held-out items]."""
+
+    clusters: np.ndarray
+    test_rows: list[np.ndarray]
+    values: dict[str, list[np.ndarray]]
 
 
 def seed_effects(s: SetData, measure: str) -> np.ndarray:

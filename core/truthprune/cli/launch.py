@@ -19,6 +19,8 @@ import uuid
 
 from ..errors import UserError
 
+ARGV: list[str] = []  # the arguments of this invocation, set by main(); prune --nproc hands them to its workers
+
 
 def strip_nproc(argv: list[str]) -> list[str]:
     """``argv`` without ``--nproc N`` / ``--nproc=N`` (what each worker runs)."""

@@ -62,7 +62,6 @@ def _click_exceptions() -> tuple[type, type, type, type]:
 
 
 MAX_ERROR_CHARS = 1500  # a longer message (a 100 KB statement or path inside it) is cut in the middle
-ARGV: list[str] = []  # the arguments of this invocation (prune --nproc hands them to its workers)
 
 
 def _one_line(text: str) -> str:
@@ -163,6 +162,8 @@ _SIGNAL_EXITS = {129: "SIGHUP: the terminal or connection closed", 131: "SIGQUIT
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; always ends with SystemExit."""
     args = list(sys.argv[1:] if argv is None else argv)
+    from .launch import ARGV  # light (no torch): read back by prune --nproc
+
     ARGV[:] = args
     try:
         code = _run(args)

@@ -189,8 +189,7 @@ def prune_command(**flags: Any) -> None:
         print_plan(plan, f"truthprune prune: plan{mode}{procs} (dry run: nothing loaded or written)")
         return
     if launching:
-        from .launch import launch, strip_nproc
-        from .main import ARGV
+        from .launch import ARGV, launch, strip_nproc
 
         from ..outputs.atomic import release_all
 
