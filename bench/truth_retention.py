@@ -46,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--sparsity", help="comma list of unstructured sparsities (default 0.5 unless only --nm is given)")
     ap.add_argument("--nm", help="comma list of N:M patterns, e.g. 2:4")
     ap.add_argument("--prune-seeds", type=int, default=3, help="calibration draws per method (the outer bootstrap level)")
+    ap.add_argument("--only-prune-seeds", default=None, metavar="K[,K...]",
+                    help="compute only these prune seeds (to share one grid between workers or lanes; the report "
+                         "leaves out methods whose seeds are not all there yet)")
     ap.add_argument("--seeds", type=int, default=10, help="split seeds (>= 10 for reported numbers)")
     ap.add_argument("--max-per-set", type=int, default=0, help="default statement cap per topic (0 = all rows)")
     ap.add_argument("--cap", action="append", default=[], metavar="FAMILY=N",
@@ -138,6 +141,18 @@ def _caps(args) -> dict[str, int | None]:
     return {k: (v or None) for k, v in caps.items()} | {"*": default}
 
 
+def only_prune_seeds(args) -> set[int] | None:
+    """The prune seeds this invocation computes (None: all of them)."""
+    from truthprune import UserError
+
+    if args.only_prune_seeds is None:
+        return None
+    try:
+        return {int(x) for x in args.only_prune_seeds.split(",") if x.strip()}
+    except ValueError:
+        raise UserError(f"--only-prune-seeds {args.only_prune_seeds!r} is not a comma list of integers, e.g. 1,2") from None
+
+
 def plan(args):
     """(unseen families, seen families, reserved families, common prune flags, settings, methods):
     every check that needs no model, before any work."""
@@ -152,6 +167,10 @@ def plan(args):
         raise UserError(f"--seeds {args.seeds}: the bootstrap over split seeds needs at least 2 (10 for reported numbers)")
     if args.prune_seeds < 1:
         raise UserError(f"--prune-seeds {args.prune_seeds} must be at least 1 (3 for reported numbers)")
+    only = only_prune_seeds(args)
+    if only is not None and not only <= set(range(args.prune_seeds)):
+        raise UserError(f"--only-prune-seeds {args.only_prune_seeds}: each seed must lie in 0..{args.prune_seeds - 1} "
+                        f"(--prune-seeds {args.prune_seeds})")
     if args.max_per_set < 0 or 0 < args.max_per_set < 40:
         raise UserError(f"--max-per-set {args.max_per_set} is too small for three splits; use 40 or more (0 = all)")
     if not 0 < args.top_fraction <= 1:
@@ -259,19 +278,21 @@ def main(argv=None) -> int:
         else:
             E.dense_stage(work, identity)
         for setting in settings:
+            only = only_prune_seeds(args)
             for k in range(args.prune_seeds):
+                read_only = args.report_only or (only is not None and k not in only)  # another worker's seed
                 for method, s in runnable:
                     if s != setting:
                         continue
                     t = time.perf_counter()
-                    if args.report_only:
+                    if read_only:
                         name = S.point_name(method.label, setting, k)
                         p = E.load_point(work, name, E.point_identity(work, method, setting, k, common))
                     else:
                         p = E.point_stage(work, method, setting, k, common)
                     if p is not None:
                         points.append(p)
-                    if not args.report_only and time.perf_counter() - t > 30:
+                    if not read_only and time.perf_counter() - t > 30:
                         durations.append(time.perf_counter() - t)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -79,10 +79,25 @@ def test_bench_runs_resumes_and_scores_a_later_method(env):
     assert len(list((out / "points").glob("*.final.json"))) == 4
     assert json.loads((out / "retention.json").read_text())["final"]["0.5"]["transfer"]["families"]["counterfact"]
 
+    # one grid shared by two workers: each computes its own prune seeds and reads the other's
+    half = _bench(*common, "--methods", "wanda,mag2", "--method", "mag2=--pruner magnitude", "--only-prune-seeds", "1")
+    assert half.returncode == 0, half.stderr[-2000:]
+    assert (out / "points" / "mag2@0.5@p1.json").is_file() and not (out / "points" / "mag2@0.5@p0.json").exists()
+    assert "left out (not every prune seed finished): mag2" in half.stdout
+    p1_stamp = (out / "points" / "mag2@0.5@p1.json").stat().st_mtime_ns
+    other = _bench(*common, "--methods", "wanda,mag2", "--method", "mag2=--pruner magnitude", "--only-prune-seeds", "0")
+    assert other.returncode == 0, other.stderr[-2000:]
+    assert (out / "points" / "mag2@0.5@p1.json").stat().st_mtime_ns == p1_stamp  # read, not recomputed
+    assert (out / "points" / "mag2@0.5@p0.json").is_file() and "left out" not in other.stdout
+    fam = json.loads((out / "retention.json").read_text())["results"]["0.5"]["transfer"]["families"]["animal_class"]
+    assert "mag2" in fam["methods"]
+
 
 @pytest.mark.parametrize("flags, words", [
     (["--seeds", "1"], "--seeds 1"),
     (["--prune-seeds", "0"], "--prune-seeds 0"),
+    (["--only-prune-seeds", "2"], "--only-prune-seeds 2"),
+    (["--only-prune-seeds", "one"], "--only-prune-seeds 'one'"),
     (["--sets", "cities_conj"], "share topics with the build sets"),
     (["--cap", "numbers"], "--cap 'numbers'"),
     (["--nm", "4:2"], "--nm '4:2'"),
