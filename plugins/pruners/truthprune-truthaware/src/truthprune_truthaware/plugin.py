@@ -48,7 +48,7 @@ class TruthAwareConfig(PluginConfig):
 
 class TruthAwarePruner(Pruner):
     name = "truthaware"
-    description = "Truth-aware OBS: SparseGPT under H + gamma*H_truth + delta*truth directions (true/false statements)."
+    description = "Statement-calibrated OBS: SparseGPT under H + gamma*H_statements + delta*true-false directions (the name is historical: see docs/methods.md)."
     Config = TruthAwareConfig
     required_stats = frozenset({STAT_GRAM, STAT_SUM})
 
