@@ -94,6 +94,28 @@ def test_memory_estimate_counts_the_dense_copy():
     assert rows.activations == dense.activations + 3 * 5 * (2 * 4 + 8) * 4
 
 
+def test_memory_estimate_counts_auxiliary_streams():
+    """Statement streams are held like the text (padded tokens, their masks), doubled with the dense
+    copy; their dense rows are only the tokens the statistics read."""
+    from truthprune import CalibrationSamples, statement_samples
+    from truthprune.pruning.engine import memory as mem
+
+    shape = mem.ModelShape(hidden=4, intermediate=8, layers=2, heads=2, vocab=10, layer_params=100, total_params=300)
+    text = torch.zeros((3, 5), dtype=torch.long)
+    stmts = statement_samples([[5, 6, 7], [8], [9, 9]], pad=0, last_only=True, description="x")  # 3 x 3 padded
+    calib = CalibrationSamples(text, torch.ones_like(text), "t", None, {"s": stmts})
+    ext = mem.StreamExtent.of(calib)
+    assert (ext.tokens, ext.rows, ext.mask_bytes) == (9, 3, 3 * 3 * 3)
+    assert mem.StreamExtent.of(CalibrationSamples(text, torch.ones_like(text), "t")) == mem.StreamExtent()
+    plain = mem.estimate_memory(shape, 3, 5, 2)
+    aux = mem.estimate_memory(shape, 3, 5, 2, auxiliary=ext)
+    assert aux.activations == plain.activations + 2 * 9 * 4 * 4 + 27
+    dense = mem.estimate_memory(shape, 3, 5, 2, dense=True, dense_rows=True, auxiliary=ext)
+    assert dense.activations == aux.activations + 2 * (15 + 9) * 4 * 4 + (15 + 3) * (2 * 4 + 8) * 4
+    halves = mem.estimate_memory(shape, 3, 5, 2, world=2, auxiliary=ext)  # each rank holds its share
+    assert halves.activations == 2 * 2 * 5 * 4 * 4 + 2 * 5 * 4 * 4 + 14
+
+
 def test_cross_statistic_layers_are_measured_group_by_group_on_the_pruned_model(worker):
     """With ``cross`` requested, o_proj's and down_proj's pruned-side inputs are those of the finished
     pruned model (q/k/v, resp. gate/up, already pruned), not those of the unpruned layer."""

@@ -12,6 +12,8 @@ message can say *what* does not fit:
   (2 x N x S x d values), plus attention masks kept per sample when there is padding; twice that
   with dense-target streams (a dense-model copy of every stream, :mod:`.dense`), plus the dense
   inputs of a layer's later linears for every token when a pruner asks for the cross statistic;
+  a pruner's auxiliary streams (e.g. truthaware's statements) are held the same way, counted
+  by their padded tokens (:class:`StreamExtent`);
 * working memory: one mini-batch inside one layer (hidden/MLP intermediates and attention
   scores), plus the statistics (the Gram matrix is the only large one).
 """
@@ -55,6 +57,32 @@ class ModelShape:
 
 
 @dataclass(frozen=True)
+class StreamExtent:
+    """The size of a calibration's auxiliary streams, which the engine holds like the main one.
+
+    Why: a statement stream of 1,200 short sentences padded to its longest is more tokens than
+    32 x 512 windows of text; leaving it out under-counted a truthaware prune by half.
+    """
+
+    tokens: int = 0  # padded tokens (sequences x padded length), summed over the streams
+    rows: int = 0  # tokens its statistics read (the stat mask: a statement's last token)
+    mask_bytes: int = 0  # one bool [L, L] attention mask per padded sequence
+
+    @classmethod
+    def of(cls, calibration) -> StreamExtent:
+        """The extent of ``calibration.auxiliary`` (a dict of CalibrationSamples)."""
+        tokens = rows = masks = 0
+        for s in (getattr(calibration, "auxiliary", None) or {}).values():
+            n, length = (int(x) for x in s.input_ids.shape)
+            tokens += n * length
+            real = s.attention_mask.bool()
+            rows += int((real & s.stat_mask.bool()).sum()) if s.stat_mask is not None else int(real.sum())
+            if not bool(real.all()):
+                masks += n * length * length
+        return cls(tokens, rows, masks)
+
+
+@dataclass(frozen=True)
 class MemoryEstimate:
     weights: int  # resident weight bytes in the mode estimated
     activations: int
@@ -79,28 +107,33 @@ def estimate_memory(
     world: int = 1,
     dense: bool = False,
     dense_rows: bool = False,
+    auxiliary: StreamExtent | None = None,
 ) -> MemoryEstimate:
     """Bytes this process needs; ``world`` ranks each hold 1/world of the activations; ``dense``:
     the dense-target streams double the activations and add one batch of linear inputs;
     ``dense_rows`` (block-sequential passes of a cross-statistic pruner): the dense model's inputs
-    of a layer's later linears are kept for every calibration token (float32)."""
+    of a layer's later linears are kept for every calibration token (float32); ``auxiliary``:
+    a pruner's extra streams, held like the main one (and doubled, dense rows included, likewise)."""
     local = -(-nsamples // world)
+    aux = auxiliary or StreamExtent()
     offload_weights = max(2 * shape.layer_params * weight_bytes, shape.vocab * shape.hidden * weight_bytes)
     weights = offload_weights if offload else shape.total_params * weight_bytes
     acts = 2 * local * seqlen * shape.hidden * act_bytes
     if padded:
         acts += local * seqlen * seqlen  # one bool [S, S] mask per sample
+    acts += 2 * -(-aux.tokens // world) * shape.hidden * act_bytes + -(-aux.mask_bytes // world)
     b = min(batch_size, local)
     working = b * seqlen * (6 * shape.hidden + 3 * shape.intermediate) * act_bytes
     working += b * shape.heads * seqlen * seqlen * act_bytes  # attention scores (math/eager kernels)
     if gram:
         working += 7 * 12 * max(shape.hidden, shape.intermediate) ** 2  # float64 sums + float32 copy
     if dense:
-        acts *= 2
+        acts += 2 * (local * seqlen + -(-aux.tokens // world)) * shape.hidden * act_bytes  # the dense copy of every stream
         working += b * seqlen * (3 * shape.hidden + shape.intermediate) * 4  # one batch's dense linear inputs (float32)
         working += 7 * 12 * max(shape.hidden, shape.intermediate) ** 2  # the cross statistic, like the Gram
     if dense_rows:
-        acts += local * seqlen * (2 * shape.hidden + shape.intermediate) * 4  # o_proj, gate/up and down_proj inputs
+        rows = local * seqlen + -(-aux.rows // world)
+        acts += rows * (2 * shape.hidden + shape.intermediate) * 4  # o_proj, gate/up and down_proj inputs
     return MemoryEstimate(weights, acts, working, offload_weights)
 
 

@@ -34,7 +34,7 @@ from ...plugin.interfaces import CalibrationSamples, Pruner, SparsityAllocator
 from ...models.adapter import decoder_layers
 from .checkpoint import INDEX, SINGLE, CheckpointReader, ShardWriter, group_by_size
 from .distributed import data_parallel
-from .memory import ModelShape, available_memory, check_memory, estimate_memory
+from .memory import ModelShape, StreamExtent, available_memory, check_memory, estimate_memory
 from .sequential import EngineSetup, PruneOptions, run_engine
 from .steps import PruneReport
 from ...models.loading import resolve_device, resolve_dtype, resolve_model_path
@@ -235,6 +235,7 @@ def prune_checkpoint(
         offload=True, padded=not bool(calibration.attention_mask.bool().all()),
         gram="gram" in (pruner.required_stats | allocator.required_stats), world=dp.world,
         dense=o.bias_correction or "cross" in pruner.required_stats, dense_rows="cross" in pruner.required_stats,
+        auxiliary=StreamExtent.of(calibration),
     )
     log.info("%s", check_memory(est, available_memory() if activations_dir is None else None, offload=True))
 

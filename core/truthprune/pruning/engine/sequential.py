@@ -43,7 +43,7 @@ from .dense import dense_copies, refuse_experts
 from .passes import (_capture, _dense_pass, _pruned_means, _run_layer, _statistics, _stream_statistics, _with_streams,
                      execution_groups, stream_batch_size)
 from .distributed import DataParallel, data_parallel
-from .memory import ModelShape, available_memory, check_memory, estimate_memory
+from .memory import ModelShape, StreamExtent, available_memory, check_memory, estimate_memory
 from .prepare import prepare_extras, with_model_extras
 from .progress import LayerProgress
 from .steps import PruneReport, allocate, finish, prune_linears, quantize_layer, record_layer
@@ -297,6 +297,7 @@ def check_calibration_memory(model: Any, calibration: CalibrationSamples, batch_
         ModelShape.from_config(model.config), len(calibration), int(calibration.input_ids.shape[1]), batch_size,
         act_bytes=torch.finfo(model.dtype).bits // 8 if model.dtype.is_floating_point else 4,
         offload=offload, padded=padded, world=dp.world, dense=dense, dense_rows=dense_rows,
+        auxiliary=StreamExtent.of(calibration),
     )
     line = check_memory(est, available_memory(), offload=offload, weights_resident=not offload)
     log.info("%s", line)
