@@ -139,7 +139,8 @@ def plot(results: Mapping[str, Mapping], models: Mapping[str, Mapping], path: st
     ax.set_ylabel(f"pooled R, {measure}")
     ax.axhline(1.0, color="0.7", lw=0.8, ls="--")
     ax.set_title("Truth retention vs perplexity (95 % bootstrap intervals)")
-    ax.legend(fontsize=7, loc="best")
+    if ax.get_legend_handles_labels()[0]:  # a partial report (a lane's seeds) may have no point yet
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
