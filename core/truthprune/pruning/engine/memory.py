@@ -61,7 +61,7 @@ class StreamExtent:
     """The size of a calibration's auxiliary streams, which the engine holds like the main one.
 
     Why: a statement stream of 1,200 short sentences padded to its longest is more tokens than
-    32 x 512 windows of text; leaving it out under-counted a truthaware prune by half.
+    32 x 512 windows of text; leaving it out counted less than half of a truthaware prune's activations.
     """
 
     tokens: int = 0  # padded tokens (sequences x padded length), summed over the streams
