@@ -277,8 +277,8 @@ def main(argv=None) -> int:
                 raise UserError(f"{out}/dense.json is missing or from other settings; run without --report-only")
         else:
             E.dense_stage(work, identity)
+        only = only_prune_seeds(args)
         for setting in settings:
-            only = only_prune_seeds(args)
             for k in range(args.prune_seeds):
                 read_only = args.report_only or (only is not None and k not in only)  # another worker's seed
                 for method, s in runnable:
