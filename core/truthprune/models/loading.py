@@ -227,7 +227,7 @@ def load_model(
     t0 = time.perf_counter()
     try:
         with quiet_transformers(progress=not quiet):
-            tokenizer = _load_tokenizer(path, spec, trust_remote_code)
+            tokenizer = load_tokenizer(path, spec, trust_remote_code)
 
             model = load_causal_lm(AutoModelForCausalLM, path, spec, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except OSError as err:
@@ -249,7 +249,7 @@ def load_model(
     return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, path=path, kind=kind, device=dev)
 
 
-def _load_tokenizer(path: str, spec: str, trust_remote_code: bool):
+def load_tokenizer(path: str, spec: str, trust_remote_code: bool):
     """AutoTokenizer, with every way a broken or missing tokenizer fails turned into one line."""
     from transformers import AutoTokenizer
 

@@ -89,12 +89,34 @@ def check_memory(state: RunState) -> RunState:
         return state
 
     nbytes = resolve_dtype(cfg.dtype, plan.device or resolve_device(cfg.device)).itemsize
+    cross = "cross" in getattr(plan.pruner, "required_stats", ())
     est = mem.estimate_memory(mem.ModelShape.from_config(config), cfg.nsamples, cfg.seqlen, cfg.batch_size,
-                              weight_bytes=nbytes, act_bytes=nbytes, world=data_parallel().world)
+                              weight_bytes=nbytes, act_bytes=nbytes, world=data_parallel().world,
+                              dense=cfg.bias_correction or cross, dense_rows=cross, auxiliary=_auxiliary_extent(plan, path))
     if plan.activations_dir is not None:
         est = dataclasses.replace(est, activations=0)
     log.info("%s", mem.check_memory(est, mem.available_memory(), offload=False, can_offload=not plan.writes_report))
     return state
+
+
+def _auxiliary_extent(plan, path: str) -> mem.StreamExtent | None:
+    """The size of the pruner's auxiliary streams, built from the tokenizer alone (no model).
+
+    Why: a statement stream can hold more tokens than the text calibration, so an estimate without it
+    would let a run load the model only for the engine to refuse it after calibration. Pruners
+    without auxiliary streams (the base class's method) cost nothing here.
+    """
+    from ..plugin.interfaces import Pruner
+
+    aux = getattr(type(plan.pruner), "auxiliary_calibration", None)
+    if aux is None or aux is Pruner.auxiliary_calibration:
+        return None
+    from ..calibration.windows import CalibrationSamples
+
+    cfg = plan.config
+    tokenizer = loading.load_tokenizer(path, cfg.model, cfg.trust_remote_code)
+    streams = plan.pruner.auxiliary_calibration(calibration_context(cfg, tokenizer)) or {}
+    return mem.StreamExtent.of_streams({k: s for k, s in streams.items() if isinstance(s, CalibrationSamples)})
 
 
 def load_stage(state: RunState) -> RunState:

@@ -71,8 +71,13 @@ class StreamExtent:
     @classmethod
     def of(cls, calibration) -> StreamExtent:
         """The extent of ``calibration.auxiliary`` (a dict of CalibrationSamples)."""
+        return cls.of_streams(getattr(calibration, "auxiliary", None) or {})
+
+    @classmethod
+    def of_streams(cls, streams) -> StreamExtent:
+        """The extent of named streams (CalibrationSamples), e.g. a pruner's ``auxiliary_calibration()``."""
         tokens = rows = masks = 0
-        for s in (getattr(calibration, "auxiliary", None) or {}).values():
+        for s in streams.values():
             n, length = (int(x) for x in s.input_ids.shape)
             tokens += n * length
             real = s.attention_mask.bool()

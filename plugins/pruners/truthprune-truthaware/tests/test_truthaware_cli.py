@@ -81,3 +81,30 @@ def test_unknown_build_set_fails_at_plan_time(tmp_path, capsys):
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "build_sets" in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_memory_check_before_loading_counts_statements_and_the_dense_copy(tmp_path, capsys, monkeypatch):
+    """The check before the model loads sees the statement streams and the dense-target copy: with
+    memory for exactly the plain text estimate, target=dense is refused (exit 2, one line, nothing
+    loaded or written) while sparsegpt, which needs neither, runs."""
+    from transformers import AutoConfig
+
+    from truthprune.cli.main import main
+    from truthprune.models import loading
+    from truthprune.pruning.engine import memory as mem
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    model = save_tiny_checkpoint(tmp_path / "tiny")
+    plain = mem.estimate_memory(mem.ModelShape.from_config(AutoConfig.from_pretrained(model)), 8, 64, 4)
+    monkeypatch.setattr(mem, "available_memory", lambda: plain.total)
+    loads = []
+    real_load = loading.load_model
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    with pytest.raises(SystemExit) as exc:
+        main(["prune", "--model", str(model), "--truth-data", str(_truth_dir(tmp_path)), *_ARGS,
+              "--pruner-opt", "target=dense", "--save", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "calibration needs" in err[0], err
+    assert loads == [] and not (tmp_path / "x").exists()
+    _prune(capsys, "--model", str(model), *_ARGS[4:], "--pruner", "sparsegpt", "--save", str(tmp_path / "sgpt"))
+    assert len(loads) == 1 and (tmp_path / "sgpt" / "truthprune.json").is_file()
