@@ -106,13 +106,11 @@ def _auxiliary_extent(plan, path: str) -> mem.StreamExtent | None:
     would let a run load the model only for the engine to refuse it after calibration. Pruners
     without auxiliary streams (the base class's method) cost nothing here.
     """
-    from ..plugin.interfaces import Pruner
+    from ..plugin.interfaces import CalibrationSamples, Pruner
 
     aux = getattr(type(plan.pruner), "auxiliary_calibration", None)
     if aux is None or aux is Pruner.auxiliary_calibration:
         return None
-    from ..calibration.windows import CalibrationSamples
-
     cfg = plan.config
     tokenizer = loading.load_tokenizer(path, cfg.model, cfg.trust_remote_code)
     streams = plan.pruner.auxiliary_calibration(calibration_context(cfg, tokenizer)) or {}
