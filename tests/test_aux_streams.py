@@ -107,3 +107,35 @@ def test_malformed_stream_is_the_plugins_fault(tiny_calibration):
     bad = RecordingPruner({"x": "not samples"})
     with pytest.raises(PluginContractError, match="recording"):
         attach_auxiliary(copy.copy(tiny_calibration), bad, CalibrationContext(tokenizer=None))
+
+
+def test_memory_check_skips_the_tokenizer_for_pruners_without_streams(monkeypatch):
+    """A pruner that keeps its base class's auxiliary_calibration (a structured pruner included)
+    has no streams to size: the memory check does not load a tokenizer for it."""
+    from types import SimpleNamespace
+
+    from truthprune.models import loading
+    from truthprune.plugin.interfaces import StructuredPruner
+    from truthprune.run import stages
+
+    class Units(StructuredPruner):
+        name = "units-test"
+
+        def importance(self, model, calib, layers, context):
+            return {}
+
+    class Masks(Pruner):
+        name = "masks-test"
+
+        def prune(self, weight, stats, target):
+            return PruneResult(mask=mask_from_scores(weight.abs().float(), target))
+
+    def refuse(*a, **k):
+        raise AssertionError("the tokenizer was loaded")
+
+    monkeypatch.setattr(loading, "load_tokenizer", refuse)
+    for pruner in (Units(), Masks()):
+        assert stages._auxiliary_streams(SimpleNamespace(pruner=pruner, config=None), "unused") is None
+    with pytest.raises(AssertionError, match="tokenizer was loaded"):  # a pruner with streams does need it
+        stages._auxiliary_streams(SimpleNamespace(pruner=RecordingPruner(), config=SimpleNamespace(
+            model="m", trust_remote_code=False)), "unused")

@@ -279,13 +279,16 @@ def _checked_samples(src: Any, tokenizer: Any, n: int, seqlen: int, seed: int, m
     return part
 
 
-def attach_auxiliary(calib: CalibrationSamples, pruner: Any, context: CalibrationContext) -> CalibrationSamples:
+def attach_auxiliary(calib: CalibrationSamples, pruner: Any, context: CalibrationContext,
+                     streams: dict[str, CalibrationSamples] | None = None) -> CalibrationSamples:
     """Add the pruner's auxiliary calibration streams (if any) to ``calib`` and describe them.
 
     Why here: every mode (in memory, offload, torchrun) builds its calibration through this
     module, so a pruner's extra streams reach the engine the same way in all of them.
+    ``streams``: the ones the memory check already built from the same context (not built again).
     """
-    streams = pruner.auxiliary_calibration(context) or {}
+    if streams is None:
+        streams = pruner.auxiliary_calibration(context) or {}
     for key, s in streams.items():
         if not isinstance(s, CalibrationSamples) or s.input_ids.shape != s.attention_mask.shape:
             raise violation(pruner, f"auxiliary_calibration() returned a malformed stream {key!r} (CalibrationSamples "

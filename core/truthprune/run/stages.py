@@ -35,7 +35,7 @@ from ..models.loading import resolve_device, resolve_dtype, resolve_model_path
 from ..models.support import check_loaded
 from ..outputs.atomic import atomic_dir
 from ..plugin.contracts import check_allocation
-from ..plugin.interfaces import LayerInfo
+from ..plugin.interfaces import CalibrationSamples, LayerInfo
 from ..plugin.registry import get_registry
 from ..pruning.engine import memory as mem
 from ..pruning.quantization import QuantizedLinears
@@ -90,31 +90,35 @@ def check_memory(state: RunState) -> RunState:
 
     nbytes = resolve_dtype(cfg.dtype, plan.device or resolve_device(cfg.device)).itemsize
     cross = "cross" in getattr(plan.pruner, "required_stats", ())
+    streams = _auxiliary_streams(plan, path)
+    extent = None if streams is None else mem.StreamExtent.of_streams(
+        {k: s for k, s in streams.items() if isinstance(s, CalibrationSamples)})
     est = mem.estimate_memory(mem.ModelShape.from_config(config), cfg.nsamples, cfg.seqlen, cfg.batch_size,
                               weight_bytes=nbytes, act_bytes=nbytes, world=data_parallel().world,
-                              dense=cfg.bias_correction or cross, dense_rows=cross, auxiliary=_auxiliary_extent(plan, path))
+                              dense=cfg.bias_correction or cross, dense_rows=cross, auxiliary=extent)
     if plan.activations_dir is not None:
         est = dataclasses.replace(est, activations=0)
     log.info("%s", mem.check_memory(est, mem.available_memory(), offload=False, can_offload=not plan.writes_report))
-    return state
+    return state.but(auxiliary=streams)
 
 
-def _auxiliary_extent(plan, path: str) -> mem.StreamExtent | None:
-    """The size of the pruner's auxiliary streams, built from the tokenizer alone (no model).
+def _auxiliary_streams(plan, path: str) -> dict | None:
+    """The pruner's auxiliary streams, built from the tokenizer alone (no model), or None when the
+    pruner has none.
 
     Why: a statement stream can hold more tokens than the text calibration, so an estimate without it
-    would let a run load the model only for the engine to refuse it after calibration. Pruners
-    without auxiliary streams (the base class's method) cost nothing here.
+    would let a run load the model only for the engine to refuse it after calibration. The streams
+    travel on in the state, so the calibrate stage does not tokenise them a second time. Pruners
+    that keep their base class's method (none; structured pruners included) cost nothing here.
     """
-    from ..plugin.interfaces import CalibrationSamples, Pruner
+    from ..plugin.interfaces import Pruner, StructuredPruner
 
     aux = getattr(type(plan.pruner), "auxiliary_calibration", None)
-    if aux is None or aux is Pruner.auxiliary_calibration:
+    if aux is None or aux in (Pruner.auxiliary_calibration, StructuredPruner.auxiliary_calibration):
         return None
     cfg = plan.config
     tokenizer = loading.load_tokenizer(path, cfg.model, cfg.trust_remote_code)
-    streams = plan.pruner.auxiliary_calibration(calibration_context(cfg, tokenizer)) or {}
-    return mem.StreamExtent.of_streams({k: s for k, s in streams.items() if isinstance(s, CalibrationSamples)})
+    return plan.pruner.auxiliary_calibration(calibration_context(cfg, tokenizer)) or {}
 
 
 def load_stage(state: RunState) -> RunState:
@@ -137,7 +141,7 @@ def calibrate(state: RunState) -> RunState:
         tokenizer = loaded.tokenizer
     calib = load_calibration(plan.sources, tokenizer, cfg.nsamples, cfg.seqlen, cfg.seed,
                              bos=bos_rule(cfg, tokenizer).window_bos, model=None if plan.offload else loaded.model)
-    calib = attach_auxiliary(calib, plan.pruner, calibration_context(cfg, tokenizer))
+    calib = attach_auxiliary(calib, plan.pruner, calibration_context(cfg, tokenizer), streams=state.auxiliary)
     log.info("calibration: %s", calib.description)
     return state.but(calibration=calib)
 

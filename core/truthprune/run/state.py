@@ -93,6 +93,7 @@ class RunState:
     dense_acts: dict[str, np.ndarray] | None = None  # dense-truth: activations per probed statement set
     dense_whole_acts: dict[str, np.ndarray] | None = None  # dense-truth: whole sets the truth profile also needs
     truth_profile: TruthProfile | None = None  # truth-profile
+    auxiliary: dict[str, CalibrationSamples] | None = None  # check-memory: the pruner's streams (calibrate reuses them)
     calibration: CalibrationSamples | None = None  # calibrate
     pruning: PruneReport | None = None  # prune
     quantized: QuantizedLinears | None = None  # prune, with --quantizer: the codes --save writes

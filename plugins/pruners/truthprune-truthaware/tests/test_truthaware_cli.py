@@ -109,3 +109,19 @@ def test_memory_check_before_loading_counts_statements_and_the_dense_copy(tmp_pa
     assert loads == [] and not (tmp_path / "x").exists()
     _prune(capsys, "--model", str(model), *_ARGS[4:], "--pruner", "sparsegpt", "--save", str(tmp_path / "sgpt"))
     assert len(loads) == 1 and (tmp_path / "sgpt" / "truthprune.json").is_file()
+
+
+@pytest.mark.parametrize("offload", [False, True])
+def test_statements_are_tokenised_once_per_prune(tmp_path, capsys, monkeypatch, offload):
+    """The memory check builds the statement streams to size them; the calibrate stage reuses
+    them instead of tokenising every statement a second time (in memory and with --offload)."""
+    import truthprune_truthaware.streams as streams
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    built = []
+    real = streams.statement_streams
+    monkeypatch.setattr(streams, "statement_streams", lambda *a, **k: built.append(1) or real(*a, **k))
+    model = save_tiny_checkpoint(tmp_path / "tiny")
+    _prune(capsys, "--model", str(model), "--truth-data", str(_truth_dir(tmp_path)), *_ARGS,
+           "--save", str(tmp_path / "out"), *(["--offload"] if offload else []))
+    assert built == [1] and (tmp_path / "out" / "truthprune.json").is_file()
