@@ -109,7 +109,7 @@ def _auxiliary_streams(plan, path: str) -> dict | None:
     Why: a statement stream can hold more tokens than the text calibration, so an estimate without it
     would let a run load the model only for the engine to refuse it after calibration. The streams
     travel on in the state, so the calibrate stage does not tokenise them a second time. Pruners
-    that keep their base class's method (none; structured pruners included) cost nothing here.
+    that keep their base class's method (no streams), structured pruners included, cost nothing here.
     """
     from ..plugin.interfaces import Pruner, StructuredPruner
 

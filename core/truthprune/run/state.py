@@ -87,13 +87,13 @@ class RunState:
     plan: RunPlan
     load: Callable[[Any], LoadedModel] | None = None  # replaces the load stage (a sweep's shared model)
     log: StageLog = field(default_factory=StageLog)  # the stage log (execute only)
+    auxiliary: dict[str, CalibrationSamples] | None = None  # check-memory: the pruner's streams (calibrate reuses them)
     loaded: LoadedModel | None = None  # load
     dense: dict[str, Any] = field(default_factory=dict)  # dense-eval (+ dense-vs-pruned: "probe")
     truth_sets: TruthSets | None = None  # dense-truth / truth-profile, whichever runs first
     dense_acts: dict[str, np.ndarray] | None = None  # dense-truth: activations per probed statement set
     dense_whole_acts: dict[str, np.ndarray] | None = None  # dense-truth: whole sets the truth profile also needs
     truth_profile: TruthProfile | None = None  # truth-profile
-    auxiliary: dict[str, CalibrationSamples] | None = None  # check-memory: the pruner's streams (calibrate reuses them)
     calibration: CalibrationSamples | None = None  # calibrate
     pruning: PruneReport | None = None  # prune
     quantized: QuantizedLinears | None = None  # prune, with --quantizer: the codes --save writes
