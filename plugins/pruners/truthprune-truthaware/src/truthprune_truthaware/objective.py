@@ -1,4 +1,4 @@
-"""The truth-aware objective as small pure functions (torch).
+"""The statement-calibrated objective as small pure functions (torch).
 
 For one linear layer with weight W, SparseGPT minimises the output error on general text,
 ||W X - W' X||^2 = tr((W - W') H_g (W - W')^T) with H_g = 2 X^T X / n. We add two PSD terms:
