@@ -113,8 +113,9 @@ def test_memory_check_before_loading_counts_statements_and_the_dense_copy(tmp_pa
 
 @pytest.mark.parametrize("offload", [False, True])
 def test_statements_are_tokenised_once_per_prune(tmp_path, capsys, monkeypatch, offload):
-    """The memory check builds the statement streams to size them; the calibrate stage reuses
-    them instead of tokenising every statement a second time (in memory and with --offload)."""
+    """In memory, the memory check builds the statement streams to size them and the calibrate
+    stage reuses them instead of tokenising every statement a second time. With --offload there is
+    no such check (offload is what it suggests), so calibration builds them, once."""
     import truthprune_truthaware.streams as streams
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
